@@ -1,0 +1,51 @@
+r"""The part Adam and SET-Adam share: effective gradient and the two moments, on one block.
+
+$$g \leftarrow \pm g\ (\text{maximize}) + \lambda\theta\ (\texttt{l2}),\qquad
+  m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 .$$
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .arrays import F64Array
+
+
+def effective_gradient(
+    g: F64Array, p: F64Array, *, maximize: bool, l2: float, out: F64Array
+) -> F64Array:
+    """$g$ negated for ``maximize``, plus ``l2`` $\\cdot\\,\\theta$ (coupled weight decay).
+
+    Returns ``g`` itself (no copy) when neither applies; otherwise writes ``out``.
+    """
+    if l2 != 0.0:
+        np.multiply(p, l2, out=out)
+        return np.subtract(out, g, out=out) if maximize else np.add(out, g, out=out)
+    if maximize:
+        return np.negative(g, out=out)
+    return g
+
+
+def update_moments(
+    g: F64Array,
+    m: F64Array,
+    v: F64Array,
+    beta1: float,
+    beta2: float,
+    m_out: F64Array,
+    v_out: F64Array,
+    tmp: F64Array,
+) -> None:
+    """Write $m_t$ to ``m_out`` and $v_t$ to ``v_out``; ``tmp`` is clobbered."""
+    np.multiply(m, beta1, out=m_out)
+    np.multiply(g, 1.0 - beta1, out=tmp)
+    np.add(m_out, tmp, out=m_out)
+    np.multiply(g, g, out=tmp)
+    np.multiply(tmp, 1.0 - beta2, out=tmp)
+    np.multiply(v, beta2, out=v_out)
+    np.add(v_out, tmp, out=v_out)
+
+
+def bias_corrections(beta1: float, beta2: float, t: int) -> tuple[float, float]:
+    """$(1-\\beta_1^t,\\ 1-\\beta_2^t)$."""
+    return 1.0 - beta1**t, 1.0 - beta2**t
