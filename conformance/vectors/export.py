@@ -1,0 +1,234 @@
+"""``setadam-conformance vectors export DIR``: compute the canonical vectors with the reference.
+
+Writes, deterministically (the same bytes on every run and machine that produce the same
+float64 results):
+
+- ``DIR/manifest.json``: metadata and all arrays (canonical hex strings), validated against
+  ``conformance/vectors/schema/vectors-v1.schema.json``;
+- ``DIR/text/<id>.txt``: the same vector in the flat text format a C program reads with
+  ``strtod`` (docs/src/guide/vectors.md).
+
+No date and no host name are recorded; the provenance names the reference version and the numpy
+and Python versions that produced the set.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conformance.vectors import FORMAT_NAME, SCHEMA_VERSION
+from conformance.vectors.catalogue import DTYPES, FLAGS, VectorSpec, catalogue
+from conformance.vectors.encoding import F64Array, encode_array, hex_float, record
+from conformance.vectors.tolerance_spec import MODEL_DESCRIPTION, vector_tolerances
+
+JSONDict = dict[str, Any]
+
+
+def _config_obj(spec: VectorSpec) -> Any:
+    import setadam_ref
+
+    kwargs = dict(spec.config)
+    if spec.algorithm == "adam":
+        return setadam_ref.AdamConfig(**kwargs)  # type: ignore[arg-type]
+    return setadam_ref.SETAdamConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def _config_json(cfg: Any) -> JSONDict:
+    """All fields of the config record; floats as hex, betas split into beta1/beta2."""
+    import dataclasses
+
+    out: JSONDict = {}
+    for f in dataclasses.fields(cfg):
+        val = getattr(cfg, f.name)
+        if f.name == "betas":
+            out["beta1"] = hex_float(val[0])
+            out["beta2"] = hex_float(val[1])
+        elif isinstance(val, bool) or isinstance(val, str):
+            out[f.name] = val
+        else:
+            out[f.name] = hex_float(float(val))
+    return out
+
+
+def compute(spec: VectorSpec) -> JSONDict:
+    """Run the reference over one vector's inputs; the vector's JSON object."""
+    import setadam_ref
+
+    cfg = _config_obj(spec)
+    params = tuple(np.array(p, dtype=np.float64) for p in spec.params)
+    if spec.initial_state is None:
+        state = setadam_ref.init(params, cfg)
+    else:
+        s0 = spec.initial_state
+        state = setadam_ref.State(step=s0.step, m=s0.m, v=s0.v, vmax=s0.vmax)
+    state0 = state
+    traj_params: list[tuple[F64Array, ...]] = [params]
+    traj_states = [state]
+    cur = params
+    for g in spec.grads:
+        cur, state, _ = setadam_ref.step(cur, g, state, cfg, layers=spec.layers)
+        traj_params.append(cur)
+        traj_states.append(state)
+
+    def enc(arrays: Sequence[F64Array]) -> list[list[str]]:
+        return [encode_array(a) for a in arrays]
+
+    expected = []
+    for p, st in zip(traj_params[1:], traj_states[1:], strict=True):
+        expected.append(
+            {
+                "step": int(st.step),
+                "params": enc(p),
+                "m": enc(st.m),
+                "v": enc(st.v),
+                "vmax": None if st.vmax is None else enc(st.vmax),
+            }
+        )
+    obj: JSONDict = {
+        "id": spec.id,
+        "algorithm": spec.algorithm,
+        "flags": list(spec.flags),
+        "description": spec.description,
+        "config": _config_json(cfg),
+        "shapes": [list(s) for s in spec.shapes],
+        "layers": [list(layer) for layer in spec.layers],
+        "steps": len(spec.grads),
+        "text_file": f"text/{spec.id}.txt",
+        "inputs": {
+            "params": enc(params),
+            "initial_state": {
+                "step": int(state0.step),
+                "m": enc(state0.m),
+                "v": enc(state0.v),
+                "vmax": None if state0.vmax is None else enc(state0.vmax),
+            },
+            "grads": [enc(g) for g in spec.grads],
+        },
+        "expected": expected,
+        "tolerance": vector_tolerances(spec, cfg, traj_params, traj_states),
+    }
+    return obj
+
+
+def text_twin(vec: JSONDict) -> str:
+    """The flat text form of one vector (grammar in docs/src/guide/vectors.md)."""
+    lines = [
+        "setadam-vector 1",
+        f"# {vec['id']}: {vec['description']}",
+        f"id {vec['id']}",
+        f"algorithm {vec['algorithm']}",
+    ]
+    for k, val in vec["config"].items():
+        if isinstance(val, bool):
+            lines.append(f"{k} {int(val)}")
+        else:
+            lines.append(f"{k} {val}")
+    shapes: list[list[int]] = vec["shapes"]
+    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+    lines.append(f"arrays {len(shapes)}")
+    for i, s in enumerate(shapes):
+        lines.append(record("array", i, sizes[i], len(s), *s))
+    lines.append(f"layers {len(vec['layers'])}")
+    for j, layer in enumerate(vec["layers"]):
+        lines.append(record("layer", j, len(layer), *layer))
+    lines.append(f"steps {vec['steps']}")
+    inp = vec["inputs"]
+    st0 = inp["initial_state"]
+    lines.append(f"state_step {st0['step']}")
+
+    def arrays(key: str, values: list[list[str]], step: int | None = None) -> None:
+        for i, vals in enumerate(values):
+            head = (key, step, i, len(vals)) if step is not None else (key, i, len(vals))
+            lines.append(record(*(str(h) for h in head), values=vals))
+
+    arrays("init_param", inp["params"])
+    arrays("init_m", st0["m"])
+    arrays("init_v", st0["v"])
+    if st0["vmax"] is not None:
+        arrays("init_vmax", st0["vmax"])
+    for k, g in enumerate(inp["grads"]):
+        arrays("grad", g, int(st0["step"]) + k + 1)
+    for e in vec["expected"]:
+        arrays("expect_param", e["params"], e["step"])
+        arrays("expect_m", e["m"], e["step"])
+        arrays("expect_v", e["v"], e["step"])
+        if e["vmax"] is not None:
+            arrays("expect_vmax", e["vmax"], e["step"])
+    lines.append("end")
+    return "\n".join(lines) + "\n"
+
+
+def build_manifest(specs: Sequence[VectorSpec] | None = None) -> JSONDict:
+    import setadam_ref
+
+    specs = catalogue() if specs is None else specs
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "format": FORMAT_NAME,
+        "generator": {
+            "command": "setadam-conformance vectors export DIR",
+            "module": "conformance.vectors.export",
+        },
+        "provenance": {
+            "reference": "setadam_ref",
+            "reference_version": str(getattr(setadam_ref, "__version__", "unknown")),
+            "numpy_version": np.__version__,
+            "python_version": platform.python_version(),
+            "python_implementation": sys.implementation.name,
+        },
+        "encoding": {
+            "float": "canonical-hex",
+            "array_order": "C",
+            "note": "every float64 is a string: float.hex without trailing fraction zeros "
+            "(C: strtod / printf %a); arrays are flattened in C (row-major) order",
+        },
+        "dtypes": list(DTYPES),
+        "tolerance_model": MODEL_DESCRIPTION,
+        "flags": dict(FLAGS),
+        "vectors": [compute(s) for s in specs],
+    }
+
+
+def _dump(obj: object, indent: int) -> str:
+    """JSON with objects indented and leaf lists (no nested containers) on one line."""
+    pad, inner = " " * indent, " " * (indent + 1)
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        items = [f"{inner}{json.dumps(k)}: {_dump(v, indent + 1)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(obj, list):
+        if all(not isinstance(x, (list, dict)) for x in obj):
+            return json.dumps(obj, separators=(",", ":"), ensure_ascii=True)
+        items = [f"{inner}{_dump(x, indent + 1)}" for x in obj]
+        return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+    return json.dumps(obj, ensure_ascii=True)
+
+
+def dumps(obj: object) -> str:
+    """The manifest's bytes: deterministic, ASCII, LF line ends, final newline."""
+    return _dump(obj, 0) + "\n"
+
+
+def export(directory: str | Path, specs: Sequence[VectorSpec] | None = None) -> JSONDict:
+    """Write the set to ``directory`` (created if needed); returns the manifest."""
+    out = Path(directory)
+    manifest = build_manifest(specs)
+    (out / "text").mkdir(parents=True, exist_ok=True)
+    _write(out / "manifest.json", dumps(manifest))
+    for vec in manifest["vectors"]:
+        _write(out / vec["text_file"], text_twin(vec))
+    return manifest
+
+
+def _write(path: Path, text: str) -> None:
+    # newline="\n": the same bytes on every platform.
+    with open(path, "w", encoding="ascii", newline="\n") as fh:
+        fh.write(text)
