@@ -1,8 +1,192 @@
 """Deliberately wrong SET-Adam ports (and deliberately equivalent ones) for the meta-tests.
 
-Nothing here is imported by ``conformance`` itself; the torch and jax modules import their
-framework at import time, so load them only where that framework is installed. ``WRONG_PORTS``
-lists every port as data: where it lives, its bug class, the stage where the harness should catch
-it, the scenario family that exposes it, and the catalogue entry (``conformance.deviations``) that
-should be named as its likely cause.
+Nothing here is imported by ``conformance`` itself, and this module imports no framework: the
+ports live in ``torch_ports`` (torch.optim.Optimizer subclasses) and ``jax_ports`` (optax
+transformations), which import their framework at import time. They are written from the
+mathematics and share nothing with ``setadam_ref``.
+
+:data:`WRONG_PORTS` lists every port as data: where it lives, its bug class, the stage where the
+harness should catch it (for ports that expose m/v and stage intermediates), the inputs that
+expose it, the catalogue entry in :mod:`conformance.deviations` that should be named as its most
+likely cause, and whether it must instead be accepted (mathematically equivalent ports and
+controls).
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["WRONG_PORTS", "WrongPort", "by_target"]
+
+# What a port needs in the scenario to show its bug ("exposed_by"):
+#   "any"            every scenario with a non-trivial gradient
+#   "multi_array"    more than one array (layer)
+#   "matrix"         an array of rank >= 2
+#   "tiny"           tiny gradients (v << eps)
+#   "zero_layer"     an all-zero layer
+#   "l2" / "decoupled"  weight decay > 0 in that mode
+#   "maximize"       maximize=True
+#   "multi_group"    two or more param groups (side effects on other groups)
+EXPOSED_BY = (
+    "any",
+    "multi_array",
+    "matrix",
+    "tiny",
+    "zero_layer",
+    "l2",
+    "decoupled",
+    "maximize",
+    "multi_group",
+)
+
+
+@dataclass(frozen=True)
+class WrongPort:
+    """One meta-test port.
+
+    ``stage``: the first stage (``setadam_ref.STAGES``) at which a harness that reads the port's
+    m/v state and stage intermediates should see it differ, ``"side_effect"`` for a port whose
+    numbers are right but which mutates what it must not, ``"nonfinite"`` for NaN/Inf where the
+    reference is finite, ``None`` for ports that must be accepted. ``cause``: the catalogue entry
+    that should come first (ties allowed) in ``rank_causes``; ``None`` where no catalogue entry
+    applies. ``first_step``: first failing step in the re-synced comparison.
+    """
+
+    target: str
+    framework: str
+    bug_class: str
+    stage: str | None
+    cause: str | None
+    exposed_by: str = "any"
+    first_step: int = 1
+    must_accept: bool = False
+
+    @property
+    def attr(self) -> str:
+        return self.target.split(":", 1)[1]
+
+
+_T = "conformance.wrong_ports.torch_ports:"
+_J = "conformance.wrong_ports.jax_ports:"
+
+
+def _t(
+    attr: str, bug: str, stage: str | None, cause: str | None, exposed: str = "any", first: int = 1
+) -> WrongPort:
+    return WrongPort(_T + attr, "torch", bug, stage, cause, exposed, first)
+
+
+def _ok(target: str, framework: str, what: str) -> WrongPort:
+    return WrongPort(target, framework, what, None, None, "any", 1, must_accept=True)
+
+
+WRONG_PORTS: tuple[WrongPort, ...] = (
+    # epsilon embedding
+    _t("EpsOutsideSqrt", "eps outside the sqrt", "epsilon_embedding", "eps_outside_sqrt"),
+    _t("EpsBiasCorrected", "eps bias-corrected", "epsilon_embedding", "eps_bias_corrected"),
+    _t("EpsScaledByC", "eps before down-scaling", "epsilon_embedding", "eps_scaled_by_c"),
+    # bias correction and step counter
+    _t("NoBiasCorrection1", "lr not divided by 1 - beta1^t", "update", "no_bias_correction1"),
+    _t("NoBiasCorrection2", "v not bias-corrected", "epsilon_embedding", "no_bias_correction2"),
+    _t("StepPlusOne", "step counter t + 1", "epsilon_embedding", "step_plus_one"),
+    _t(
+        "FrozenStepCounter",
+        "step counter frozen after step 1",
+        "epsilon_embedding",
+        "step_minus_one",
+        first=2,
+    ),
+    # moments
+    _t("AdaBeliefV", "AdaBelief-style v", "v", "adabelief_v"),
+    _t("SwappedBetas", "betas swapped between m and v", "m", "swapped_betas"),
+    # down-scaling and layers
+    _t("Cos2EpsGuard", "guard eps in the cos^2 denominator", "down_scaling", "cos2_guard_eps"),
+    _t(
+        "Cos2TinyGuard",
+        "guard 1e-16 in the cos^2 denominator",
+        "down_scaling",
+        "cos2_guard_1e-16",
+        "tiny",
+    ),
+    _t("CosNotSquared", "cos instead of cos^2", "down_scaling", "cos_not_squared"),
+    _t("NoDownScaling", "down-scaling omitted", "down_scaling", "no_down_scaling"),
+    _t("GlobalCos2", "global cos^2", "down_scaling", "global_cos2", "multi_array"),
+    _t(
+        "WholeModelOneLayer",
+        "whole model one layer",
+        "down_scaling",
+        "whole_model_one_layer",
+        "multi_array",
+    ),
+    _t("PerRowLayers", "per-row layers", "down_scaling", "per_row_layers", "matrix"),
+    _t(
+        "NaNOnZeroLayer",
+        "0/0 on an all-zero layer",
+        "nonfinite",
+        "cos2_zero_layer_nan",
+        "zero_layer",
+    ),
+    # down-translating
+    _t("GlobalMin", "global minimum", "down_translating", "global_min", "multi_array"),
+    _t("TranslateByMean", "translation by tau * mean", "down_translating", "translate_mean"),
+    _t("TranslateByMax", "translation by tau * max", "down_translating", "translate_max"),
+    _t("TranslateV", "tau applied to v", "epsilon_embedding", "translate_v"),
+    _t("NoDownTranslating", "down-translating omitted", "down_translating", "no_down_translating"),
+    # gradient, weight decay
+    _t("IgnoresMaximize", "maximize ignored", "m", "maximize_ignored", "maximize"),
+    _t("IgnoresWeightDecay", "weight decay ignored", "m", "weight_decay_ignored", "l2"),
+    _t("WeightDecayModeSwapped", "weight-decay mode swapped", "m", "wd_mode_swapped", "l2"),
+    _t(
+        "DecoupledWithoutLr",
+        "decoupled decay without lr",
+        "update",
+        "decoupled_without_lr",
+        "decoupled",
+    ),
+    # side effects
+    _t("MutatesGrads", "gradients mutated in place", "side_effect", None),
+    _t(
+        "TouchesOtherGroups",
+        "parameters of other groups touched",
+        "side_effect",
+        None,
+        "multi_group",
+    ),
+    # JAX / optax
+    WrongPort(_J + "eps_outside_sqrt", "jax", "eps outside the sqrt", "update", "eps_outside_sqrt"),
+    WrongPort(
+        _J + "whole_model_one_layer",
+        "jax",
+        "whole model one layer",
+        "update",
+        "whole_model_one_layer",
+        "multi_array",
+    ),
+    WrongPort(
+        _J + "no_bias_correction1",
+        "jax",
+        "lr not divided by 1 - beta1^t",
+        "update",
+        "no_bias_correction1",
+    ),
+    # must be accepted: controls and mathematically equivalent rewrites
+    _ok(_T + "StagedSETAdam", "torch", "control (correct base of the torch wrong ports)"),
+    _ok(_T + "EqSqrtOrder", "torch", "equivalent: sqrt(vs + eps*bc2) / sqrt(bc2)"),
+    _ok(
+        _T + "EqScaleAfterBiasCorrection", "torch", "equivalent: c after bias correction, min on v"
+    ),
+    _ok(
+        _T + "EqFusedArithmetic",
+        "torch",
+        "equivalent: lerp moments, mean-form cos^2, reordered update",
+    ),
+    _ok(_J + "setadam_control", "jax", "control (correct base of the jax wrong ports)"),
+)
+
+
+def by_target(target: str) -> WrongPort:
+    """The entry whose ``target`` (``module:attr``) or attribute name is ``target``."""
+    for w in WRONG_PORTS:
+        if target in (w.target, w.attr):
+            return w
+    raise KeyError(target)
