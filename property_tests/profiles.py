@@ -37,8 +37,9 @@ settings.register_profile(
     "thorough",
     derandomize=False,
     database=DirectoryBasedExampleDatabase(
-        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".hypothesis",
-                     "examples")
+        os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".hypothesis", "examples"
+        )
     ),
     max_examples=THOROUGH_EXAMPLES,
     deadline=None,

@@ -90,7 +90,11 @@ def setadam_configs(
     eps_range: tuple[float, float] = (-30.0, 0.0),
 ) -> SETAdamConfig:
     """A ``SETAdamConfig`` anywhere in the valid domain."""
-    wd = draw(st.one_of(st.just(0.0), st.floats(0.0, 1.0)), label="weight_decay") if weight_decay else 0.0
+    wd = (
+        draw(st.one_of(st.just(0.0), st.floats(0.0, 1.0)), label="weight_decay")
+        if weight_decay
+        else 0.0
+    )
     return SETAdamConfig(
         lr=draw(learning_rates(), label="lr"),
         betas=(draw(betas(), label="beta1"), draw(betas(), label="beta2")),
@@ -178,9 +182,7 @@ def structures(
 ) -> Structure:
     """1-8 arrays, each in exactly one layer; layers default (None) or a random grouping."""
     n = draw(st.integers(min_arrays, max_arrays), label="n_arrays")
-    shp = tuple(
-        draw(shapes(max_size=max_size, kinds=kinds), label=f"shape[{i}]") for i in range(n)
-    )
+    shp = tuple(draw(shapes(max_size=max_size, kinds=kinds), label=f"shape[{i}]") for i in range(n))
     if grouped is None:
         grouped = draw(st.booleans(), label="grouped")
     if not grouped:
@@ -246,9 +248,7 @@ def values(
     elif pattern == "elements":
         elem = st.floats(lo, hi).map(lambda e: 10.0**e)
         fill = draw(st.one_of(st.just(0.0), elem), label="fill")
-        x = draw(
-            hnp.arrays(np.float64, (n,), elements=elem, fill=st.just(fill)), label="elements"
-        )
+        x = draw(hnp.arrays(np.float64, (n,), elements=elem, fill=st.just(fill)), label="elements")
         x = np.abs(x)
     elif pattern == "zeros":
         x = np.zeros(n)
@@ -275,9 +275,7 @@ def values(
     return np.asarray(x, dtype=np.float64).reshape(shape)
 
 
-def gradients(
-    structure: Structure, **kwargs: object
-) -> st.SearchStrategy[tuple[np.ndarray, ...]]:
+def gradients(structure: Structure, **kwargs: object) -> st.SearchStrategy[tuple[np.ndarray, ...]]:
     """One gradient list over ``structure`` (keyword arguments go to ``values``)."""
     return st.tuples(*(values(s, **kwargs) for s in structure.shapes))  # type: ignore[arg-type]
 

@@ -51,7 +51,9 @@ def test_cos2_matches_exact_value(v: np.ndarray) -> None:
     cv2 = sum((a - mean) ** 2 for a in x) / (d * mean * mean)
     assert exact == 1 / (1 + cv2)  # the identity, in exact arithmetic
     c = stages.cos2(v)
-    assert abs(Fraction(c) - exact) <= Fraction(_c_tol(d)) * exact + Fraction(d) * Fraction(2.0**-1074)
+    assert abs(Fraction(c) - exact) <= Fraction(_c_tol(d)) * exact + Fraction(d) * Fraction(
+        2.0**-1074
+    )
 
 
 @given(
@@ -166,4 +168,3 @@ def test_zero_and_empty_layer_convention(n: int) -> None:
     assert c == 1.0
     assert vs.shape == (n,)
     assert not np.any(vs)
-
