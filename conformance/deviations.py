@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from setadam_ref import stages as _stages
 from setadam_ref.config import Config, SETAdamConfig
+from setadam_ref.moments import bias_corrections
 
 F64 = npt.NDArray[np.float64]
 Index = npt.NDArray[np.intp]
@@ -126,7 +127,7 @@ def _decay(theta: F64, cfg: SETAdamConfig) -> F64:
 
 
 def _apply(theta: F64, m: F64, wt: F64, ctx: _Ctx) -> F64:
-    return theta - (ctx.config.lr / ctx.bc1) * m / wt
+    return theta - (m / wt) * (ctx.config.lr / ctx.bc1)
 
 
 Partition = Callable[[Sequence[tuple[int, ...]], Sequence[tuple[int, ...]]], list[Index]]
@@ -211,7 +212,8 @@ def _run(
     cfg = recipe.config(config)
     b1, b2 = cfg.betas
     t = recipe.counter(step + 1)
-    ctx = _Ctx(cfg, t, 1.0 - b1**t, 1.0 - b2**t)
+    bc1, bc2 = bias_corrections(b1, b2, t)
+    ctx = _Ctx(cfg, t, bc1, bc2)
     shapes = [tuple(p.shape) for p in params]
     with np.errstate(all="ignore"):
         g_eff = [recipe.grad(p, g, cfg) for p, g in zip(params, grads, strict=True)]
@@ -287,7 +289,7 @@ def _embed_scale_after_bc(vs: F64, v: F64, c: float, ctx: _Ctx) -> F64:
 
 
 def _apply_no_bc1(theta: F64, m: F64, wt: F64, ctx: _Ctx) -> F64:
-    return theta - ctx.config.lr * m / wt
+    return theta - (m / wt) * ctx.config.lr
 
 
 def _apply_reordered(theta: F64, m: F64, wt: F64, ctx: _Ctx) -> F64:
@@ -306,8 +308,8 @@ def _moments_swapped(m: F64, v: F64, g: F64, b1: float, b2: float) -> tuple[F64,
 
 def _raw_cos2(guard: float) -> Callable[[F64], float]:
     def cos2(v: F64) -> float:
-        s1 = float(np.sum(v))
-        return s1 * s1 / (v.size * float(np.sum(v * v)) + guard)
+        s1 = np.sum(v)
+        return float(np.divide(s1 * s1, v.size * np.sum(v * v) + guard))
 
     return cos2
 
