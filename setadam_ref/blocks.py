@@ -21,8 +21,8 @@ import numpy as np
 
 from .arrays import F64Array
 
-#: Entries per block: 16 Ki float64 = 128 KiB per operand; the ~9 operands of a block fit in L2.
-BLOCK = 1 << 14
+#: Entries per block: 32 Ki float64 = 256 KiB per operand; a block's ~9 operands stay in L2/L3.
+BLOCK = 1 << 15
 # Below this many blocks a thread hand-off costs more than it saves.
 _MIN_BLOCKS_FOR_THREADS = 8
 

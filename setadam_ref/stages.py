@@ -39,6 +39,9 @@ class ScaledSums(NamedTuple):
     s2: float
 
 
+_SAFE_EXPONENT = 400
+
+
 def _scale_by_power_of_two(v: F64Array, e: int, out: F64Array) -> F64Array:
     # v * 2**-e is exact in IEEE arithmetic whenever the result is a normal number, which holds for
     # the large entries that matter; 2**-e itself is representable only for e >= -1022.
@@ -59,10 +62,19 @@ def scaled_sums(v: F64Array, scratch: F64Array | None = None) -> ScaledSums:
         bad = 0.0 if v_max == 0.0 else math.nan
         return ScaledSums(n, v_min, v_max, None, bad, bad)
     e = math.frexp(v_max)[1]
-    u = _scale_by_power_of_two(v, e, np.empty_like(v) if scratch is None else scratch[:n])
-    s1 = float(u.sum())
-    np.multiply(u, u, out=u)
-    s2 = float(u.sum())
+    u = np.empty_like(v) if scratch is None else scratch[:n]
+    if -_SAFE_EXPONENT <= e <= _SAFE_EXPONENT:
+        # Squares of entries up to 2**400 cannot overflow, and entries whose square underflows
+        # are below 2**-537, at most 2**-137 of the largest square: sum unscaled, then scale the
+        # two sums exactly by powers of two. This saves a pass over the block.
+        s1 = math.ldexp(float(v.sum()), -e)
+        np.multiply(v, v, out=u)
+        s2 = math.ldexp(float(u.sum()), -2 * e)
+    else:
+        _scale_by_power_of_two(v, e, u)
+        s1 = float(u.sum())
+        np.multiply(u, u, out=u)
+        s2 = float(u.sum())
     return ScaledSums(n, v_min, v_max, e, s1, s2)
 
 
