@@ -116,7 +116,7 @@ def test_grouped_layer_uses_joint_statistics() -> None:
 def test_trace_stages_are_consistent() -> None:
     params, grads = _data(3)
     cfg = R.SETAdamConfig(lr=0.01, tau=0.7)
-    p, st, tr = R.step(params, grads, R.init(params, cfg), cfg, trace=True)
+    p, _st, tr = R.step(params, grads, R.init(params, cfg), cfg, trace=True)
     assert isinstance(tr, R.SETAdamTrace)
     for i in range(len(params)):
         if params[i].size == 0:

@@ -75,7 +75,7 @@ def test_adam_matches_exact_arithmetic(name: str) -> None:
     cfg: R.AdamConfig = case["cfg"]  # type: ignore[assignment]
     params, grads = _problem(1, (3, 1, 4), 3)
     kw = dict(lr=cfg.lr, b1=cfg.betas[0], b2=cfg.betas[1], eps=cfg.eps)
-    kw.update(case["ex"])  # type: ignore[arg-type]
+    kw.update(case["ex"])  # type: ignore[call-overload]
     exact = adam_exact(_fr(params), [_fr(g) for g in grads], **kw)  # type: ignore[arg-type]
     _assert_close(R.run(params, grads, cfg), exact)
 
@@ -117,7 +117,7 @@ def test_hand_worked_first_step() -> None:
     """t = 1, one layer v = (1-b2) g^2: with g = (1, 1) v is constant, c = 1, and
     w = sqrt(g^2 + eps) = sqrt(1 + eps); wt = (1 - tau) w; update = -lr * g / wt."""
     cfg = R.SETAdamConfig(lr=0.1, eps=0.25, tau=0.5)
-    p, st, tr = R.step([np.zeros(2)], [np.ones(2)], R.init([np.zeros(2)], cfg), cfg, trace=True)
+    p, _st, tr = R.step([np.zeros(2)], [np.ones(2)], R.init([np.zeros(2)], cfg), cfg, trace=True)
     assert isinstance(tr, R.SETAdamTrace)
     assert tr.layers[0].cos2 == 1.0
     np.testing.assert_array_equal(tr.w[0], np.sqrt(1.25))

@@ -91,7 +91,7 @@ def test_ieee_mode_propagates() -> None:
     params, grads = [np.ones(3)], [np.array([1.0, np.nan, 1.0])]
     p, st, _ = R.step(params, grads, R.init(params, cfg), cfg, nonfinite="ieee")
     assert np.isnan(p[0]).all()  # NaN in v poisons the layer statistics, hence the layer
-    p, st, _ = R.step(
+    p, _st, _ = R.step(
         [np.array([1.0, np.inf])], [np.ones(2)], R.init([np.ones(2)], cfg), cfg, nonfinite="ieee"
     )
     assert p[0][0] == pytest.approx(1.0 - 2e-3) and p[0][1] == np.inf
