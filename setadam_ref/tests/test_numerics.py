@@ -89,7 +89,7 @@ def test_nonfinite_inputs_raise_with_index_step_and_count(what: str, bad: float)
 def test_ieee_mode_propagates() -> None:
     cfg = R.SETAdamConfig()
     params, grads = [np.ones(3)], [np.array([1.0, np.nan, 1.0])]
-    p, st, _ = R.step(params, grads, R.init(params, cfg), cfg, nonfinite="ieee")
+    p, _, _ = R.step(params, grads, R.init(params, cfg), cfg, nonfinite="ieee")
     assert np.isnan(p[0]).all()  # NaN in v poisons the layer statistics, hence the layer
     p, _st, _ = R.step(
         [np.array([1.0, np.inf])], [np.ones(2)], R.init([np.ones(2)], cfg), cfg, nonfinite="ieee"
