@@ -1,0 +1,841 @@
+r"""SET-Adam for PyTorch: ``SETAdam(torch.optim.Optimizer)``, written from the mathematics.
+
+One step, for every layer :math:`l` (by default one layer per parameter tensor):
+
+$$
+\begin{aligned}
+m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
+v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \quad\text{(state keeps } v_t \text{ unscaled)}\\
+c_l &= \frac{(\sum_i v_{l,i})^2}{d_l \sum_i v_{l,i}^2}, \qquad
+w = \sqrt{\frac{c_l v}{1-\beta_2^t} + \epsilon}, \qquad
+\tilde w = w - \tau \min_l w\\
+\theta_t &= \theta_{t-1} - \frac{\eta}{1-\beta_1^t}\,\frac{m_t}{\tilde w}
+\end{aligned}
+$$
+
+Three implementations sit side by side, like ``torch/optim/adam.py``: a single-tensor (for-loop)
+one, a multi-tensor one built on ``torch._foreach_*`` ops, and ``fused=True``, which calls the CUDA
+kernels of ``conformance.ports.cuda.torch_fused``. ``foreach=None`` follows torch's default rule:
+foreach when every parameter is on a CUDA device, the for-loop otherwise (on CPU torch's foreach
+ops are a loop over the same per-tensor kernels, so there is nothing to gain there).
+
+Numerics, per parameter tensor (the *compute dtype* is float64 for float64 parameters and float32
+for every other floating dtype):
+
+* Layer statistics are reduced per tensor with ``aminmax``, ``sum`` and a 2-norm, accumulated in
+  the state's dtype promoted to at least float32, then combined per layer on the host in float64
+  (``math.fsum`` / ``math.hypot``) as ``c = (S1 / ||v||_2)^2 / d``, clamped to ``[1/d, 1]``.
+  When the layer's ``max v`` lies outside a window where ``d * max(v)^2`` can neither overflow nor
+  lose relative accuracy to underflow in the accumulation dtype, the sums are recomputed in float64
+  on ``v * 2^-k`` with ``2^k`` the binade of ``max v``: scaling by a power of two is exact and
+  leaves ``c`` unchanged, so float32 ``v`` up to 3.4e38 or down to 1e-45 gives a finite ``c``.
+  An all-zero layer gets ``c = 1`` (``c * v = 0`` whatever ``c`` is).
+* ``min_l w`` is taken from ``min_l v`` (``w`` is increasing in ``v``), evaluated on the host with
+  the very same roundings as the element-wise kernels, so it equals the minimum of the ``w``
+  tensor bit for bit.
+* Low-precision parameters (bfloat16, float16) keep ``exp_avg``/``exp_avg_sq`` in the parameter
+  dtype as ``torch.optim.Adam`` does (each moment update rounds once to that dtype); ``w``, the
+  translation and the step are computed in float32 and the parameter is rounded once. So float16
+  with ``eps = 1e-8`` does not underflow ``eps`` to zero. ``fused=True`` keeps float32 state for
+  bfloat16 parameters (the kernels' contract).
+* A NaN or infinity in one gradient entry poisons that entry's whole layer: ``c`` and ``min w`` are
+  layer-wide, so every parameter of the layer becomes NaN in that step, and the state keeps the
+  NaN. Nothing is raised (torch's convention); check your gradients or use gradient clipping.
+
+State per parameter: ``step`` (float32 0-d CPU tensor, as in torch.optim), ``exp_avg``,
+``exp_avg_sq`` (unscaled :math:`v`). Parameters whose ``grad`` is ``None`` are skipped and do not
+count in their layer; zero-size tensors take part but change nothing.
+
+Stage recording (for the conformance harness): set ``opt.record_stages = True``; after each step
+``opt.last_stages`` maps ``"down_scaling"`` (``c v``), ``"epsilon_embedding"`` (``w``),
+``"down_translating"`` (``w - tau min w``), ``"update"`` (``theta_t - theta_{t-1}``, float64,
+weight decay included) to one tensor per parameter in ``param_groups`` order, and ``"cos2"`` to one
+0-d float64 tensor per parameter holding its layer's ``c``. Stages are in the compute dtype. A
+skipped parameter (``grad is None``) gets NaN stage tensors, ``cos2 = NaN`` and a zero update.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple, cast
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["STAGE_KEYS", "SETAdam", "setadam"]
+
+STAGE_KEYS = ("down_scaling", "epsilon_embedding", "down_translating", "update", "cos2")
+
+Stages = dict[str, list[Tensor]]
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------
+
+
+def _real(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        if isinstance(value, Tensor) and value.numel() == 1 and not value.requires_grad:
+            return float(value.item())
+        raise TypeError(f"SETAdam: {name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def _validate(
+    lr: object, betas: object, eps: object, weight_decay: object, tau: object
+) -> tuple[float, tuple[float, float], float, float, float]:
+    """Check the hyperparameters; ValueError names the argument, its value and the allowed range."""
+    lr_f = _real("lr", lr)
+    if not (math.isfinite(lr_f) and lr_f > 0.0):
+        raise ValueError(f"SETAdam: invalid lr={lr!r}; need a finite lr > 0")
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"SETAdam: invalid betas={betas!r}; need a pair (beta1, beta2)")
+    bs = []
+    for i, b in enumerate(betas):
+        bf = _real(f"betas[{i}]", b)
+        if not 0.0 <= bf < 1.0:
+            raise ValueError(f"SETAdam: invalid betas[{i}]={b!r}; need 0 <= betas[{i}] < 1")
+        bs.append(bf)
+    eps_f = _real("eps", eps)
+    if not (math.isfinite(eps_f) and eps_f > 0.0):
+        raise ValueError(f"SETAdam: invalid eps={eps!r}; need a finite eps > 0")
+    wd_f = _real("weight_decay", weight_decay)
+    if not (math.isfinite(wd_f) and wd_f >= 0.0):
+        raise ValueError(
+            f"SETAdam: invalid weight_decay={weight_decay!r}; need a finite weight_decay >= 0"
+        )
+    tau_f = _real("tau", tau)
+    if not 0.0 <= tau_f < 1.0:
+        raise ValueError(f"SETAdam: invalid tau={tau!r}; need 0 <= tau < 1")
+    return lr_f, (bs[0], bs[1]), eps_f, wd_f, tau_f
+
+
+# --------------------------------------------------------------------------------------------
+# numerics shared by all paths
+# --------------------------------------------------------------------------------------------
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; every other floating dtype is computed in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+# exponent facts of the accumulation dtypes: (log2 of the smallest normal, log2 of the overflow
+# threshold)
+_EXP_RANGE = {torch.float64: (-1022, 1024), torch.float32: (-126, 128)}
+
+
+def _unscaled_sums_safe(vmax: float, d: int, acc: torch.dtype) -> bool:
+    """True when sum(v) and sum(v^2) over d entries with max v = vmax are safe in dtype ``acc``.
+
+    Upper end: d * vmax^2 <= 2^(emax - 2), so nothing overflows. Lower end: each square that falls
+    below the normal range is off by at most half a subnormal spacing 2^(emin - p); the total
+    d * 2^(emin - p) stays below a quarter ulp of sum(v^2) >= vmax^2 when
+    vmax^2 >= d * 2^(emin + 2).
+    """
+    emin, emax = _EXP_RANGE[acc]
+    lb = max(d, 1).bit_length()
+    return (
+        math.ldexp(1.0, (emin + 3 + lb) // 2 + 1) <= vmax <= math.ldexp(1.0, (emax - 2 - lb) // 2)
+    )
+
+
+class _Reduced(NamedTuple):
+    vmin: float
+    vmax: float
+    s1: float  # sum v
+    nrm: float  # ||v||_2
+
+
+def _acc_dtype(v: Tensor) -> torch.dtype:
+    return torch.float64 if v.dtype == torch.float64 else torch.float32
+
+
+def _reductions_single(v: Tensor) -> list[Tensor]:
+    vmin, vmax = torch.aminmax(v)
+    acc = _acc_dtype(v)
+    return [vmin, vmax, torch.sum(v, dtype=acc), torch.linalg.vector_norm(v, 2, dtype=acc)]
+
+
+def _reductions_foreach(vs: list[Tensor]) -> list[list[Tensor]]:
+    """Same reductions as ``_reductions_single``, the 2-norms through ``torch._foreach_norm``."""
+    out: list[list[Tensor]] = []
+    for v in vs:
+        vmin, vmax = torch.aminmax(v)
+        out.append([vmin, vmax, torch.sum(v, dtype=_acc_dtype(v))])
+    # group the norms by accumulation dtype (the dtype argument is per call)
+    by_acc: dict[torch.dtype, list[int]] = {}
+    for i, v in enumerate(vs):
+        by_acc.setdefault(_acc_dtype(v), []).append(i)
+    for acc, idx in by_acc.items():
+        norms = torch._foreach_norm([vs[i] for i in idx], 2, dtype=acc)
+        for i, n in zip(idx, norms):
+            out[i].append(n)
+    return out
+
+
+def _to_host(values: list[list[Tensor]]) -> list[_Reduced]:
+    """One device-to-host transfer per device for all reduced scalars."""
+    flat: list[float] = [0.0] * (4 * len(values))
+    by_dev: dict[torch.device, list[int]] = {}
+    for i, row in enumerate(values):
+        by_dev.setdefault(row[0].device, []).append(i)
+    for _dev, idx in by_dev.items():
+        stacked = torch.stack([x.to(torch.float64) for i in idx for x in values[i]])
+        host = cast(list[float], stacked.tolist())
+        for j, i in enumerate(idx):
+            flat[4 * i : 4 * i + 4] = host[4 * j : 4 * j + 4]
+    return [_Reduced(*flat[4 * i : 4 * i + 4]) for i in range(len(values))]
+
+
+def _scaled_sums(v: Tensor, scale: float) -> tuple[float, float]:
+    """sum and 2-norm of ``v * scale`` in float64 (the overflow-safe fallback)."""
+    t = torch.mul(v.to(torch.float64), scale)
+    return float(t.sum().item()), float(torch.linalg.vector_norm(t, 2).item())
+
+
+def _layer_coefficients(
+    vs: Sequence[Tensor], red: Sequence[_Reduced | None], layer_of: Sequence[int], n_layers: int
+) -> tuple[list[float], list[float]]:
+    """Per layer: the down-scaling coefficient c and min v (NaN for an empty layer)."""
+    members: list[list[int]] = [[] for _ in range(n_layers)]
+    for i, lay in enumerate(layer_of):
+        if red[i] is not None:
+            members[lay].append(i)
+    cs = [1.0] * n_layers
+    vmins = [math.nan] * n_layers
+    for lay, idx in enumerate(members):
+        if not idx:
+            continue  # empty layer: nothing to update, c reported as 1
+        rs = [cast(_Reduced, red[i]) for i in idx]
+        vmaxs = [r.vmax for r in rs]
+        vmin_list = [r.vmin for r in rs]
+        if any(math.isnan(x) for x in vmaxs + vmin_list):
+            cs[lay], vmins[lay] = math.nan, math.nan
+            continue
+        vmax, vmins[lay] = max(vmaxs), min(vmin_list)
+        if not math.isfinite(vmax):
+            cs[lay] = math.nan  # inf/inf: the angle is undefined, IEEE gives NaN
+            continue
+        if vmax == 0.0:
+            continue  # all-zero layer: c := 1, c * v = 0 anyway
+        d = sum(vs[i].numel() for i in idx)
+        if all(_unscaled_sums_safe(vmax, d, _acc_dtype(vs[i])) for i in idx):
+            s1s, nrms = [r.s1 for r in rs], [r.nrm for r in rs]
+        else:
+            scale = math.ldexp(1.0, -math.frexp(vmax)[1])
+            pairs = [_scaled_sums(vs[i], scale) for i in idx]
+            s1s, nrms = [p[0] for p in pairs], [p[1] for p in pairs]
+        s1, nrm = math.fsum(s1s), math.hypot(*nrms)
+        if not (math.isfinite(s1) and math.isfinite(nrm)):
+            cs[lay] = math.nan
+            continue
+        r = s1 / nrm
+        cs[lay] = min(1.0, max(1.0 / d, r * r / d))
+    return cs, vmins
+
+
+def _w_of(vmin: float, a: float, eps: float, cd: torch.dtype) -> float:
+    """sqrt(vmin * a + eps) with the roundings of the element-wise kernels in dtype ``cd``."""
+    if cd == torch.float64:
+        return math.sqrt(vmin * a + eps)
+    f32 = np.float32
+    return float(np.sqrt(f32(f32(vmin) * f32(a)) + f32(eps)))
+
+
+class _Plan(NamedTuple):
+    """Host-side scalars of one step, per tensor."""
+
+    a: list[float]  # c_l / (1 - beta2^t)
+    shift: list[float]  # tau * min_l w
+    step_size: list[float]  # -lr / (1 - beta1^t)
+    c_of: list[float]  # c of the tensor's layer
+
+
+def _plan(
+    vs: Sequence[Tensor],
+    red: Sequence[_Reduced | None],
+    layer_of: Sequence[int],
+    steps: Sequence[float],
+    *,
+    beta1: float,
+    beta2: float,
+    lr: float,
+    eps: float,
+    tau: float,
+) -> _Plan:
+    n_layers = max(layer_of, default=-1) + 1
+    cs, vmins = _layer_coefficients(vs, red, layer_of, n_layers)
+    a = [cs[lay] / (1.0 - beta2 ** steps[i]) for i, lay in enumerate(layer_of)]
+    wmin = [math.inf] * n_layers
+    for i, lay in enumerate(layer_of):
+        if red[i] is None:
+            continue
+        if math.isnan(vmins[lay]) or math.isnan(a[i]):
+            wmin[lay] = math.nan
+        elif not math.isnan(wmin[lay]):
+            cd = _compute_dtype(vs[i].dtype)
+            wmin[lay] = min(wmin[lay], _w_of(vmins[lay], a[i], eps, cd))
+    shift = [tau * wmin[lay] if math.isfinite(wmin[lay]) else math.nan for lay in layer_of]
+    step_size = [-lr / (1.0 - beta1**s) for s in steps]
+    return _Plan(a, shift, step_size, [cs[lay] for lay in layer_of])
+
+
+def _new_stages(n: int) -> Stages:
+    return {k: [torch.empty(0)] * n for k in STAGE_KEYS}
+
+
+# --------------------------------------------------------------------------------------------
+# single-tensor (for-loop) implementation
+# --------------------------------------------------------------------------------------------
+
+
+def _single_tensor_setadam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    layer_of: list[int],
+    *,
+    beta1: float,
+    beta2: float,
+    lr: float,
+    eps: float,
+    tau: float,
+    weight_decay: float,
+    decoupled: bool,
+    maximize: bool,
+    record: bool,
+) -> Stages | None:
+    n = len(params)
+    stages = _new_stages(n) if record else None
+    old = [p.detach().to(torch.float64, copy=True) for p in params] if record else []
+    red: list[_Reduced | None] = []
+    raw: list[list[Tensor]] = []
+    raw_idx: list[int] = []
+    steps: list[float] = []
+    for i in range(n):
+        p, m, v, st = params[i], exp_avgs[i], exp_avg_sqs[i], state_steps[i]
+        g = grads[i] if not maximize else -grads[i]
+        st += 1
+        steps.append(float(st.item()))
+        direct = p.dtype == m.dtype == _compute_dtype(p.dtype)
+        if weight_decay != 0.0:
+            if decoupled:
+                if direct:
+                    p.mul_(1.0 - lr * weight_decay)
+            else:
+                g = g.add(p, alpha=weight_decay)
+        if g.dtype != m.dtype:
+            g = g.to(m.dtype)
+        m.lerp_(g, 1.0 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+        if v.numel() > 0:
+            raw.append(_reductions_single(v))
+            raw_idx.append(i)
+        red.append(None)
+    for i, r in zip(raw_idx, _to_host(raw)):
+        red[i] = r
+    plan = _plan(
+        exp_avg_sqs, red, layer_of, steps, beta1=beta1, beta2=beta2, lr=lr, eps=eps, tau=tau
+    )
+    for i in range(n):
+        p, m, v = params[i], exp_avgs[i], exp_avg_sqs[i]
+        cd = _compute_dtype(p.dtype)
+        direct = p.dtype == m.dtype == cd
+        w = torch.mul(v.to(cd), plan.a[i])
+        w.add_(eps).sqrt_()
+        if stages is not None:
+            stages["down_scaling"][i] = torch.mul(v.to(cd), plan.c_of[i])
+            stages["epsilon_embedding"][i] = w.clone()
+        w.sub_(plan.shift[i])
+        if direct:
+            p.addcdiv_(m, w, value=plan.step_size[i])
+        else:
+            p32 = p.to(torch.float32, copy=True)
+            if weight_decay != 0.0 and decoupled:
+                p32.mul_(1.0 - lr * weight_decay)
+            p32.addcdiv_(m.to(torch.float32), w, value=plan.step_size[i])
+            p.copy_(p32)
+        if stages is not None:
+            stages["down_translating"][i] = w
+            stages["update"][i] = p.detach().to(torch.float64) - old[i]
+            stages["cos2"][i] = torch.tensor(plan.c_of[i], dtype=torch.float64)
+    return stages
+
+
+# --------------------------------------------------------------------------------------------
+# multi-tensor (foreach) implementation
+# --------------------------------------------------------------------------------------------
+
+
+def _multi_tensor_setadam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    layer_of: list[int],
+    *,
+    beta1: float,
+    beta2: float,
+    lr: float,
+    eps: float,
+    tau: float,
+    weight_decay: float,
+    decoupled: bool,
+    maximize: bool,
+    record: bool,
+) -> Stages | None:
+    n = len(params)
+    if n == 0:
+        return _new_stages(0) if record else None
+    stages = _new_stages(n) if record else None
+    old = [p.detach().to(torch.float64, copy=True) for p in params] if record else []
+    # buckets of tensors that one foreach call can take: same device, param dtype, state dtype
+    buckets: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}
+    for i in range(n):
+        key = (params[i].device, params[i].dtype, exp_avgs[i].dtype)
+        buckets.setdefault(key, []).append(i)
+
+    torch._foreach_add_(state_steps, 1)
+    steps = [float(s) for s in torch.stack(state_steps).tolist()]
+
+    for (_dev, pdt, mdt), idx in buckets.items():
+        ps = [params[i] for i in idx]
+        gs = [grads[i] for i in idx]
+        ms = [exp_avgs[i] for i in idx]
+        vs = [exp_avg_sqs[i] for i in idx]
+        direct = pdt == mdt == _compute_dtype(pdt)
+        if maximize:
+            gs = list(torch._foreach_neg(gs))
+        if weight_decay != 0.0:
+            if decoupled:
+                if direct:
+                    torch._foreach_mul_(ps, 1.0 - lr * weight_decay)
+            else:
+                gs = list(torch._foreach_add(gs, ps, alpha=weight_decay))
+        if pdt != mdt:
+            gs = [g.to(mdt) for g in gs]
+        torch._foreach_lerp_(ms, gs, 1.0 - beta1)
+        torch._foreach_mul_(vs, beta2)
+        torch._foreach_addcmul_(vs, gs, gs, value=1.0 - beta2)
+        del gs
+
+    nonempty = [i for i in range(n) if exp_avg_sqs[i].numel() > 0]
+    red: list[_Reduced | None] = [None] * n
+    host = _to_host(_reductions_foreach([exp_avg_sqs[i] for i in nonempty]))
+    for i, r in zip(nonempty, host):
+        red[i] = r
+    plan = _plan(
+        exp_avg_sqs, red, layer_of, steps, beta1=beta1, beta2=beta2, lr=lr, eps=eps, tau=tau
+    )
+
+    for (_dev, pdt, mdt), idx in buckets.items():
+        ps = [params[i] for i in idx]
+        ms = [exp_avgs[i] for i in idx]
+        vs = [exp_avg_sqs[i] for i in idx]
+        cd = _compute_dtype(pdt)
+        direct = pdt == mdt == cd
+        vcd = vs if mdt == cd else [v.to(cd) for v in vs]
+        ws = list(torch._foreach_mul(vcd, [plan.a[i] for i in idx]))
+        torch._foreach_add_(ws, eps)
+        torch._foreach_sqrt_(ws)
+        if stages is not None:
+            scaled = torch._foreach_mul(vcd, [plan.c_of[i] for i in idx])
+            wcopy = torch._foreach_mul(ws, 1.0)
+            for j, i in enumerate(idx):
+                stages["down_scaling"][i] = scaled[j]
+                stages["epsilon_embedding"][i] = wcopy[j]
+        del vcd
+        torch._foreach_sub_(ws, [plan.shift[i] for i in idx])
+        sizes = [plan.step_size[i] for i in idx]
+        if direct:
+            torch._foreach_addcdiv_(ps, ms, ws, sizes)
+        else:
+            p32 = [p.to(torch.float32, copy=True) for p in ps]
+            if weight_decay != 0.0 and decoupled:
+                torch._foreach_mul_(p32, 1.0 - lr * weight_decay)
+            m32 = [m.to(torch.float32) for m in ms]
+            torch._foreach_addcdiv_(p32, m32, ws, sizes)
+            torch._foreach_copy_(ps, p32)
+        if stages is not None:
+            for j, i in enumerate(idx):
+                stages["down_translating"][i] = ws[j]
+                stages["update"][i] = params[i].detach().to(torch.float64) - old[i]
+                stages["cos2"][i] = torch.tensor(plan.c_of[i], dtype=torch.float64)
+    return stages
+
+
+# --------------------------------------------------------------------------------------------
+# fused (CUDA kernels of the cuda helper)
+# --------------------------------------------------------------------------------------------
+
+
+def _fused_setadam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    layer_of: list[int],
+    *,
+    beta1: float,
+    beta2: float,
+    lr: float,
+    eps: float,
+    tau: float,
+    weight_decay: float,
+    decoupled: bool,
+    maximize: bool,
+    record: bool,
+) -> Stages | None:
+    n = len(params)
+    if n == 0:
+        return _new_stages(0) if record else None
+    for p in params:
+        if p.device.type != "cuda":
+            raise RuntimeError(
+                f"SETAdam(fused=True) needs CUDA tensors; got a {p.dtype} tensor on {p.device}"
+            )
+    try:
+        from conformance.ports.cuda.torch_fused import fused_setadam_
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise RuntimeError(
+            "SETAdam(fused=True): the fused CUDA kernels are unavailable "
+            f"(conformance.ports.cuda.torch_fused: {exc}); use foreach=True instead"
+        ) from exc
+    stages: Stages | None = None
+    old: list[Tensor] = []
+    if record:
+        # slow side path from the pre-step state: the single-tensor implementation on copies
+        side = _single_tensor_setadam(
+            [p.detach().clone() for p in params],
+            [g.clone() for g in grads],
+            [m.clone() for m in exp_avgs],
+            [v.clone() for v in exp_avg_sqs],
+            [s.clone() for s in state_steps],
+            layer_of,
+            beta1=beta1,
+            beta2=beta2,
+            lr=lr,
+            eps=eps,
+            tau=tau,
+            weight_decay=weight_decay,
+            decoupled=decoupled,
+            maximize=maximize,
+            record=True,
+        )
+        stages = cast(Stages, side)
+        old = [p.detach().to(torch.float64) for p in params]
+    for st in state_steps:
+        st += 1
+    steps = [int(st.item()) for st in state_steps]
+    # one kernel call per distinct step count; a layer must not straddle two counts
+    by_step: dict[int, list[int]] = {}
+    for i, s in enumerate(steps):
+        by_step.setdefault(s, []).append(i)
+    layer_steps: dict[int, int] = {}
+    for i, lay in enumerate(layer_of):
+        if layer_steps.setdefault(lay, steps[i]) != steps[i]:
+            raise RuntimeError(
+                "SETAdam(fused=True): the tensors of one layer have different step counts "
+                "(some had grad None in earlier steps); use foreach=True for this model"
+            )
+    for s, idx in by_step.items():
+        renum: dict[int, int] = {}
+        sub_layers = [renum.setdefault(layer_of[i], len(renum)) for i in idx]
+        fused_setadam_(
+            [params[i] for i in idx],
+            [grads[i] for i in idx],
+            [exp_avgs[i] for i in idx],
+            [exp_avg_sqs[i] for i in idx],
+            sub_layers,
+            step=s,
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            tau=tau,
+            weight_decay=weight_decay,
+            decoupled=decoupled,
+            maximize=maximize,
+        )
+    if stages is not None:
+        stages["update"] = [p.detach().to(torch.float64) - o for p, o in zip(params, old)]
+    return stages
+
+
+# --------------------------------------------------------------------------------------------
+# functional API and the optimizer
+# --------------------------------------------------------------------------------------------
+
+
+def setadam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    layer_of: list[int],
+    *,
+    foreach: bool = False,
+    fused: bool = False,
+    beta1: float,
+    beta2: float,
+    lr: float,
+    eps: float,
+    tau: float,
+    weight_decay: float,
+    decoupled: bool,
+    maximize: bool,
+    record: bool = False,
+) -> Stages | None:
+    """Functional SET-Adam step on lists of tensors (in place), like ``torch.optim.adam.adam``.
+
+    ``layer_of[i]`` is the layer index of tensor ``i`` (layers numbered 0..L-1).
+    Returns the recorded stages when ``record`` is True, else None.
+    """
+    if foreach and fused:
+        raise ValueError("SETAdam: foreach=True and fused=True are mutually exclusive")
+    if not (len(params) == len(grads) == len(exp_avgs) == len(exp_avg_sqs) == len(state_steps)):
+        raise ValueError("SETAdam: params, grads and state lists differ in length")
+    if len(layer_of) != len(params):
+        raise ValueError("SETAdam: layer_of must give one layer index per tensor")
+    impl: Callable[..., Stages | None]
+    if fused:
+        impl = _fused_setadam
+    elif foreach:
+        impl = _multi_tensor_setadam
+    else:
+        impl = _single_tensor_setadam
+    return impl(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        state_steps,
+        layer_of,
+        beta1=beta1,
+        beta2=beta2,
+        lr=lr,
+        eps=eps,
+        tau=tau,
+        weight_decay=weight_decay,
+        decoupled=decoupled,
+        maximize=maximize,
+        record=record,
+    )
+
+
+_LAYER_MODES = ("tensor", "group")
+
+
+class SETAdam(torch.optim.Optimizer):
+    """SET-Adam (down-scaling, epsilon-embedding, down-translating of Adam's second moment).
+
+    Args:
+        params: iterable of parameters or of param-group dicts. A group may set its own ``lr``,
+            ``betas``, ``eps``, ``weight_decay``, ``tau``, ``decoupled_weight_decay``,
+            ``maximize``, ``foreach``, ``fused`` and ``layer``: ``"tensor"`` (default, one layer
+            per parameter tensor) or ``"group"`` (all parameters of the group with a gradient
+            form one layer, e.g. a weight and its bias).
+        lr: learning rate, finite and > 0.
+        betas: (beta1, beta2), each in [0, 1).
+        eps: > 0, added inside the square root (epsilon-embedding).
+        weight_decay: >= 0; ``l2`` (g += wd * theta) unless ``decoupled_weight_decay``, then
+            theta *= 1 - lr * wd before the update (AdamW style).
+        tau: down-translating strength in [0, 1).
+        maximize: ascend instead of descend (g <- -g).
+        foreach: None picks foreach when every parameter of the group is on CUDA, else the
+            for-loop (torch's default rule; on CPU the foreach ops gain nothing).
+        fused: True runs the CUDA kernels of ``conformance.ports.cuda.torch_fused`` (CUDA
+            float32/bfloat16 only). Mutually exclusive with ``foreach=True``.
+    """
+
+    record_stages: bool
+    last_stages: Stages | None
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        *,
+        tau: float = 0.5,
+        decoupled_weight_decay: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+    ) -> None:
+        lr_f, betas_f, eps_f, wd_f, tau_f = _validate(lr, betas, eps, weight_decay, tau)
+        if foreach and fused:
+            raise ValueError("SETAdam: foreach=True and fused=True are mutually exclusive")
+        defaults: dict[str, Any] = {
+            "lr": lr_f,
+            "betas": betas_f,
+            "eps": eps_f,
+            "weight_decay": wd_f,
+            "tau": tau_f,
+            "decoupled_weight_decay": bool(decoupled_weight_decay),
+            "maximize": bool(maximize),
+            "foreach": foreach,
+            "fused": fused,
+            "layer": "tensor",
+        }
+        self.record_stages = False
+        self.last_stages = None
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        lr, betas, eps, wd, tau = _validate(
+            group["lr"], group["betas"], group["eps"], group["weight_decay"], group["tau"]
+        )
+        group.update(lr=lr, betas=betas, eps=eps, weight_decay=wd, tau=tau)
+        if group["layer"] not in _LAYER_MODES:
+            raise ValueError(
+                f"SETAdam: invalid layer={group['layer']!r}; need one of {_LAYER_MODES}"
+            )
+        if group["foreach"] and group["fused"]:
+            raise ValueError("SETAdam: foreach=True and fused=True are mutually exclusive")
+        for p in group["params"]:
+            if not (p.is_floating_point() and not p.is_complex()):
+                raise ValueError(
+                    f"SETAdam: parameters must be real floating tensors, got {p.dtype}"
+                )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("record_stages", False)
+        self.__dict__.setdefault("last_stages", None)
+        for group in self.param_groups:
+            for key, val in (
+                ("tau", 0.5),
+                ("decoupled_weight_decay", False),
+                ("maximize", False),
+                ("foreach", None),
+                ("fused", None),
+                ("layer", "tensor"),
+            ):
+                group.setdefault(key, val)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's loader, except that fused groups keep float32 state for bfloat16 parameters."""
+        saved_groups = state_dict["param_groups"]
+        saved_state = state_dict["state"]
+        super().load_state_dict(state_dict)
+        for group, saved in zip(self.param_groups, saved_groups):
+            if not group.get("fused"):
+                continue
+            for p, pid in zip(group["params"], saved["params"]):
+                st = saved_state.get(pid)
+                if st is None or p.dtype != torch.bfloat16:
+                    continue
+                for key in ("exp_avg", "exp_avg_sq"):
+                    val = st.get(key)
+                    if isinstance(val, Tensor) and val.dtype == torch.float32:
+                        self.state[p][key] = val.to(device=p.device, copy=True)
+
+    def _init_group(
+        self, group: dict[str, Any]
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+        params: list[Tensor] = []
+        grads: list[Tensor] = []
+        exp_avgs: list[Tensor] = []
+        exp_avg_sqs: list[Tensor] = []
+        steps: list[Tensor] = []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(
+                    "SETAdam does not support sparse gradients (the layer statistics need the "
+                    "dense second moment); use dense gradients"
+                )
+            state = self.state[p]
+            if len(state) == 0:
+                state_dtype = p.dtype
+                if group["fused"] and p.dtype == torch.bfloat16:
+                    state_dtype = torch.float32
+                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                state["exp_avg"] = torch.zeros_like(
+                    p, dtype=state_dtype, memory_format=torch.preserve_format
+                )
+                state["exp_avg_sq"] = torch.zeros_like(
+                    p, dtype=state_dtype, memory_format=torch.preserve_format
+                )
+            params.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+        return params, grads, exp_avgs, exp_avg_sqs, steps
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """Perform one optimisation step (optionally re-evaluating the loss with ``closure``)."""
+        loss: float | None = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        record = bool(self.record_stages)
+        all_stages: Stages | None = _new_stages(0) if record else None
+        for group in self.param_groups:
+            params, grads, exp_avgs, exp_avg_sqs, steps = self._init_group(group)
+            if group["layer"] == "group":
+                layer_of = [0] * len(params)
+            else:
+                layer_of = list(range(len(params)))
+            fused = bool(group["fused"])
+            foreach = group["foreach"]
+            if foreach is None:
+                foreach = (not fused) and len(params) > 0 and all(p.is_cuda for p in params)
+            beta1, beta2 = group["betas"]
+            stages = setadam(
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                steps,
+                layer_of,
+                foreach=bool(foreach),
+                fused=fused,
+                beta1=beta1,
+                beta2=beta2,
+                lr=group["lr"],
+                eps=group["eps"],
+                tau=group["tau"],
+                weight_decay=group["weight_decay"],
+                decoupled=group["decoupled_weight_decay"],
+                maximize=group["maximize"],
+                record=record,
+            )
+            if all_stages is not None:
+                got = cast(Stages, stages)
+                pos = {id(p): j for j, p in enumerate(params)}
+                for p in group["params"]:
+                    j = pos.get(id(p))
+                    for key in STAGE_KEYS:
+                        if j is not None:
+                            all_stages[key].append(got[key][j])
+                        elif key == "cos2":
+                            all_stages[key].append(torch.tensor(math.nan, dtype=torch.float64))
+                        elif key == "update":
+                            all_stages[key].append(
+                                torch.zeros_like(p, dtype=torch.float64, device=p.device)
+                            )
+                        else:
+                            cd = _compute_dtype(p.dtype)
+                            all_stages[key].append(
+                                torch.full_like(p, math.nan, dtype=cd, device=p.device)
+                            )
+        self.last_stages = all_stages
+        return loss
