@@ -64,10 +64,10 @@ def _threads() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def _scratch() -> Scratch:
+def _scratch(size: int) -> Scratch:
     s: Scratch | None = getattr(_local, "scratch", None)
-    if s is None:
-        s = Scratch(np.empty(BLOCK), np.empty(BLOCK))
+    if s is None or s.t1.size < size:
+        s = Scratch(np.empty(size), np.empty(size))
         _local.scratch = s
     return s
 
@@ -83,7 +83,8 @@ def _get_pool(n: int) -> ThreadPoolExecutor:
 def map_blocks(fn: Callable[[Block, Scratch], R], blocks: Sequence[Block]) -> list[R]:
     """``[fn(b, scratch) for b in blocks]``, in order, on the pool when it pays."""
     n = _threads()
+    size = max((b.stop - b.start for b in blocks), default=0)
     if n == 1 or len(blocks) < _MIN_BLOCKS_FOR_THREADS:
-        s = _scratch()
+        s = _scratch(size)
         return [fn(b, s) for b in blocks]
-    return list(_get_pool(n).map(lambda b: fn(b, _scratch()), blocks))
+    return list(_get_pool(n).map(lambda b: fn(b, _scratch(size)), blocks))
