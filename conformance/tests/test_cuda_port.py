@@ -259,7 +259,7 @@ def _clone(xs: Sequence[Any]) -> list[Any]:
 
 # ---- GPU tests -----------------------------------------------------------------------------------
 
-CASES = [
+CASES: list[dict[str, Any]] = [
     dict(weight_decay=0.0, decoupled=False, maximize=False, tau=0.5),
     dict(weight_decay=0.1, decoupled=False, maximize=False, tau=0.5),
     dict(weight_decay=0.1, decoupled=True, maximize=True, tau=0.25),
@@ -481,9 +481,8 @@ def test_float64_helper_agrees_with_setadam_ref() -> None:
             v = tuple(rng.random(s) * 1e-6 for s in shapes)
             st = ref.init(p, cfg)._replace(m=m, v=v, step=2)
             new_p, _, _ = ref.step(p, g, st, cfg, layers=layers)
-            tt = [list(map(torch.from_numpy, xs)) for xs in (p, g, m, v)]
-            rp, _, _, _ = ref_setadam(
-                *tt, layer_of, step=3, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, **case
-            )
+            tp, tg, tm, tv = (list(map(torch.from_numpy, xs)) for xs in (p, g, m, v))
+            kw: dict[str, Any] = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, **case)
+            rp, _, _, _ = ref_setadam(tp, tg, tm, tv, layer_of, step=3, **kw)
             for a, b in zip(rp, new_p, strict=True):
                 assert np.allclose(a.numpy(), b, rtol=1e-12, atol=1e-15)
