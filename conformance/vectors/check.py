@@ -25,7 +25,7 @@ import numpy as np
 from conformance.vectors import FORMAT_NAME, OUTPUT_FORMAT_NAME, SCHEMA_VERSION
 from conformance.vectors.catalogue import DTYPES
 from conformance.vectors.encoding import F64Array, decode_array, parse_float
-from conformance.vectors.tolerance_spec import param_budgets, state_budgets, ulp
+from conformance.vectors.tolerance_spec import ulp
 
 KINDS = ("param", "m", "v", "vmax")
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
@@ -247,12 +247,7 @@ def compare_vector(vec: dict[str, Any], out: Output, dtype: str) -> VectorResult
     steps = [int(e["step"]) for e in vec["expected"]]
     shapes = [tuple(s) for s in vec["shapes"]]
     n = len(shapes)
-    budgets: dict[str, list[list[F64Array]] | None] = {
-        "param": param_budgets(tol, exp["param"]),  # type: ignore[arg-type]
-    }
-    for kind in ("m", "v", "vmax"):
-        seq = exp[kind]
-        budgets[kind] = None if seq is None else state_budgets(tol, seq)
+    budgets = _budgets(tol, shapes)
     given = set(out.values)
     if "param" not in given:
         raise MalformedOutput(f"{out.path}: no 'param' records")
@@ -286,9 +281,30 @@ def compare_vector(vec: dict[str, Any], out: Output, dtype: str) -> VectorResult
                 bud = budgets[kind]
                 assert seq is not None and bud is not None
                 ref = seq[k][i].reshape(-1)
-                b = bud[k - 1][i].reshape(-1)
+                b = bud[k - 1][i]
                 _judge(res, kind, t, i, got, ref, b, dtype)
     return res
+
+
+def _budgets(
+    tol: dict[str, Any], shapes: Sequence[tuple[int, ...]]
+) -> dict[str, list[list[F64Array]] | None]:
+    """Per kind, budgets[k-1][array] (flat) for steps k = 1..T; None when not checked."""
+    out: dict[str, list[list[F64Array]] | None] = {}
+    for kind, key in (("param", "params"), ("m", "m"), ("v", "v"), ("vmax", "vmax")):
+        rows = []
+        for entry in tol["budgets"]:
+            arrays = entry.get(key)
+            if arrays is None:
+                break
+            rows.append(
+                [decode_array(a, (math.prod(shp),)) for a, shp in zip(arrays, shapes, strict=True)]
+            )
+        else:
+            out[kind] = rows
+            continue
+        out[kind] = None
+    return out
 
 
 def _judge(

@@ -71,11 +71,13 @@ def compute(spec: VectorSpec) -> JSONDict:
     state0 = state
     traj_params: list[tuple[F64Array, ...]] = [params]
     traj_states = [state]
+    traces = []
     cur = params
     for g in spec.grads:
-        cur, state, _ = setadam_ref.step(cur, g, state, cfg, layers=spec.layers)
+        cur, state, tr = setadam_ref.step(cur, g, state, cfg, layers=spec.layers, trace=True)
         traj_params.append(cur)
         traj_states.append(state)
+        traces.append(tr)
 
     def enc(arrays: Sequence[F64Array]) -> list[list[str]]:
         return [encode_array(a) for a in arrays]
@@ -112,7 +114,7 @@ def compute(spec: VectorSpec) -> JSONDict:
             "grads": [enc(g) for g in spec.grads],
         },
         "expected": expected,
-        "tolerance": vector_tolerances(spec, cfg, traj_params, traj_states),
+        "tolerance": vector_tolerances(spec, cfg, traj_params, traj_states, traces),
     }
     return obj
 

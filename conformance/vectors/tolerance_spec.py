@@ -1,39 +1,36 @@
-"""The tolerance written into each vector, per dtype, and the budgets a checker derives from it.
+"""The tolerance written into each vector: explicit error budgets per dtype, step and coordinate.
 
-A vector carries, for each dtype D in (float64, float32, bfloat16, float16), a small record::
+Source: the harness's tolerance model, :mod:`conformance.tolerance` (derivation in
+docs/src/numerics/tolerance.md). For each dtype D in (float64, float32, bfloat16, float16) the
+export runs the model *free-running* along the vector's reference trajectory:
 
-    {"applicable": true, "unit_roundoff": u, "param": {"theta_weight": a, "update_weight": b,
-     "floor": f}, "state": {"weight": s, "floor": f_s} | null, "max_ulps_report": true}
+- the inputs a port in D receives are the vector's float64 inputs rounded to D, so the input
+  errors of step 1 are the exact rounding errors ``|round_D(x) - x|`` of theta_0, m_0, v_0
+  (vmax_0), and every step's raw gradient carries ``|round_D(g) - g|``;
+- ``conformance.tolerance.step_bounds`` bounds the absolute error of every quantity of the step
+  computed in D (any of the known arithmetic orders), and its output bounds are the input
+  errors of the next step (``Bounds.next_inputs``).
 
-and every checker (in any language) derives the elementwise absolute budget of step k
-(k = 1..T, counted from the vector's first step) from the *expected* trajectory alone:
+The resulting bounds of the parameters (and of m, v, vmax) after every step are stored in the
+vector, each rounded *up* to 4 significant bits (a short hex string such as ``0x1.8p-40``), so a
+checker in any language needs no model: a value passes when ``|x - x_ref| <= budget``. When the
+model gives no finite bound for some parameter at D (for example eps = 1e-8 lies below
+float16's subnormal range, so the translated denominator cannot be resolved), the vector is
+marked ``"applicable": false`` for D, with the reason; infinite state bounds drop the state
+budgets of that dtype (``"state": false``), and the state is then not checked at D.
 
-    B_theta[k][i] = u * ( a * sum_{s=0..k} |theta_s[i]|  +  b * sum_{s=1..k} s * |Delta_s[i]| )
-                    + (k + 1) * f
-    B_state[k][i] = u * s * sum_{s=0..k} |x_s[i]|  + (k + 1) * f_s      (x = m, v or vmax)
+One exception, recorded as ``"model": "fallback"`` in the dtype's record: in float64 every vector
+is resolvable, so a non-finite model bound there can only come from overflow inside the model's
+own evaluation (its layer sums square v, which overflows at |g| ~ 1e150). Those vectors get
+the budgets of the simple documented formula below (:func:`fallback_bounds`), with the unit
+roundoff u of the dtype, k = 1..T, Delta_s = theta_s - theta_{s-1} and
+G_s = |g_s| + lambda_l2 |theta_{s-1}|::
 
-with Delta_s = theta_s - theta_{s-1} (computed in float64 from the expected values). A value
-passes when |x - x_ref| <= B (NaN never passes); its *budget fraction* is |x - x_ref| / B and
-its error in ulps is |x - x_ref| / ulp_D(x_ref).
+    B_theta[k] = u * (4 * sum_{s=0..k} |theta_s| + 16 kappa * sum_{s=1..k} s |Delta_s|)
+    B_m[k]     = 8 u * sum_{s=0..k} (|m_s| + G_s)        B_v[k] = 8 u * sum_{s=0..k} (|v_s| + G_s^2)
 
-Where the weights come from (docs/src/numerics/tolerance.md has the full derivation; the
-harness's tolerance model, conformance/tolerance.py, uses the same unit roundoffs):
-
-- theta term: each step rounds theta once when it is stored in D, once more for a decoupled
-  decay, and the initial parameters are rounded to D once: a = 4 (2 roundings, factor 2 margin).
-- update term: the relative error of one update, in units of u, is bounded by the number of
-  rounded operations on its path (bias corrections, moments, square root, division, ~12 for
-  Adam) times the condition number of the path. SET-Adam adds the layer sums of down-scaling
-  (error ~ log2(d_l) u for pairwise sums, d_l u for a sequential loop: we allow d_max) and the
-  translation w - tau*w_min, whose condition number is (1 + tau) / (1 - tau). The moments are
-  stored in D and accumulate one rounding per step, hence the factor s on the s-th update.
-  b = 16 * kappa with kappa = 1 for Adam and kappa = (1 + tau)/(1 - tau) * (1 + d_max / 8)
-  for SET-Adam.
-- state: m and v are linear recurrences with positive (v) or bounded (m) coefficients, one
-  rounding per step plus the input rounding of g (twice for g^2): s = 8.
-- floors: (k + 1) times the smallest positive subnormal of D, for values that underflow.
-- vectors whose inputs D cannot represent (|g| ~ 1e150 in float32 and below) are marked
-  ``"applicable": false`` with the reason; a checker skips them for that dtype.
+kappa = 1 for Adam and (1 + tau)/(1 - tau) * (1 + d_max/8) rounded up to a power of two for
+SET-Adam (the condition number of the translation w - tau*w_min times the layer-sum growth).
 """
 
 from __future__ import annotations
@@ -47,13 +44,6 @@ import numpy as np
 from conformance.vectors.catalogue import DTYPES, VectorSpec
 from conformance.vectors.encoding import F64Array, hex_float
 
-#: unit roundoff u = 2**-p (p = significand bits incl. the implicit one) per dtype
-UNIT_ROUNDOFF: dict[str, float] = {
-    "float64": 2.0**-53,
-    "float32": 2.0**-24,
-    "bfloat16": 2.0**-8,
-    "float16": 2.0**-11,
-}
 #: significand bits (incl. the implicit bit) and minimum normal exponent, for ulps
 PRECISION: dict[str, tuple[int, int]] = {
     "float64": (53, -1022),
@@ -61,39 +51,95 @@ PRECISION: dict[str, tuple[int, int]] = {
     "bfloat16": (8, -126),
     "float16": (11, -14),
 }
-
-THETA_WEIGHT = 4.0
-UPDATE_WEIGHT = 16.0
-STATE_WEIGHT = 8.0
+STATE_KINDS: tuple[str, ...] = ("m", "v", "vmax")
 
 MODEL_DESCRIPTION: dict[str, Any] = {
-    "name": "setadam-vectors-budget",
-    "version": 1,
-    "param_budget": "B[k][i] = u*(theta_weight*sum_{s=0..k}|theta_s[i]| + "
-    "update_weight*sum_{s=1..k} s*|theta_s[i]-theta_{s-1}[i]|) + (k+1)*floor",
-    "state_budget": "B[k][i] = u*weight*sum_{s=0..k}|x_s[i]| + (k+1)*floor  (x = m, v, vmax)",
-    "pass": "|x - x_ref| <= B (NaN and infinity never pass); budget fraction = |x - x_ref|/B",
-    "ulp": "ulp_D(x) = 2**(max(floor(log2|x|), emin_D) - p_D + 1), ulp_D(0) = 2**(emin_D-p_D+1)",
-    "unit_roundoff": {d: hex_float(u) for d, u in UNIT_ROUNDOFF.items()},
+    "name": "conformance.tolerance",
+    "mode": "free-running: step_bounds composed along the reference trajectory, inputs "
+    "rounded to the dtype (exact rounding errors), bounds of step k feeding step k+1",
+    "budgets": "absolute, per dtype, step and coordinate, rounded up to 4 significant bits",
+    "pass": "|x - x_ref| <= budget (NaN and infinities never pass); "
+    "budget fraction = |x - x_ref| / budget",
+    "ulp": "ulp_D(x) = 2**(max(floor(log2|x|), emin_D) - p_D + 1), "
+    "ulp_D(0) = 2**(emin_D - p_D + 1); reported, not judged",
     "precision_bits": {d: PRECISION[d][0] for d in DTYPES},
     "min_normal_exponent": {d: PRECISION[d][1] for d in DTYPES},
     "documentation": "docs/src/guide/vectors.md, docs/src/numerics/tolerance.md",
 }
 
 
-def min_subnormal(dtype: str) -> float:
-    p, emin = PRECISION[dtype]
-    return 2.0 ** (emin - p + 1)
+def round_up_4bits(x: float) -> float:
+    """The smallest number >= x with at most 4 significant bits (x >= 0 finite)."""
+    if x <= 0.0:
+        return 0.0
+    m, e = math.frexp(x)  # x = m * 2**e, 0.5 <= m < 1
+    return math.ldexp(math.ceil(m * 16.0) / 16.0, e)
+
+
+def encode_budget(a: F64Array) -> list[str]:
+    return [hex_float(round_up_4bits(float(x))) for x in np.asarray(a, dtype=np.float64).ravel()]
 
 
 def ulp(x: F64Array, dtype: str) -> F64Array:
     """ulp_D(x) elementwise for the dtype's format (subnormal spacing below the normal range)."""
     p, emin = PRECISION[dtype]
     ax = np.abs(np.asarray(x, dtype=np.float64))
-    with np.errstate(divide="ignore"):
-        e = np.floor(np.log2(np.where(ax > 0, ax, 1.0)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.floor(np.log2(np.where((ax > 0) & np.isfinite(ax), ax, 1.0)))
     e = np.where(ax > 0, np.maximum(e, emin), emin)
     return np.asarray(np.ldexp(1.0, (e - p + 1).astype(np.int64)), dtype=np.float64)
+
+
+def _round_err(x: F64Array, dtype: str) -> F64Array:
+    from conformance.formats import round_to
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        err = np.abs(round_to(x, dtype) - x)
+    return np.asarray(np.where(np.isfinite(err), err, np.inf), dtype=np.float64)
+
+
+def free_running_bounds(
+    spec: VectorSpec,
+    cfg: Any,
+    params: Sequence[tuple[F64Array, ...]],
+    states: Sequence[Any],
+    traces: Sequence[Any],
+    dtype: str,
+) -> list[dict[str, tuple[F64Array, ...]]]:
+    """Bounds of params/m/v/vmax after every step at ``dtype`` (per array, model's units)."""
+    from conformance import tolerance as tm
+
+    flat = tm.Flat.make(spec.shapes, spec.layers)
+    c = flat.cat
+    st0 = states[0]
+    ein = tm.InputErrors(
+        theta=_round_err(c(params[0]), dtype),
+        m=_round_err(c(st0.m), dtype),
+        v=_round_err(c(st0.v), dtype),
+        vmax=None if st0.vmax is None else _round_err(c(st0.vmax), dtype),
+    )
+    out: list[dict[str, tuple[F64Array, ...]]] = []
+    with np.errstate(all="ignore"):
+        for k, g in enumerate(spec.grads):
+            ref = tm.StepRef.from_trace(flat, params[k], states[k], params[k + 1], traces[k])
+            ein.grad = _round_err(c(g), dtype)
+            b = tm.step_bounds(cfg, ref, flat, dtype, ein)
+            row: dict[str, tuple[F64Array, ...]] = {"params": flat.split(b["params"])}
+            for kind in STATE_KINDS:
+                if kind in b:
+                    row[kind] = flat.split(b[kind])
+            out.append(row)
+            ein = b.next_inputs()
+    return out
+
+
+def _first_inf(rows: Sequence[dict[str, tuple[F64Array, ...]]], kind: str) -> str | None:
+    for k, row in enumerate(rows, 1):
+        for i, a in enumerate(row.get(kind, ())):
+            bad = np.flatnonzero(~np.isfinite(a.ravel()))
+            if bad.size:
+                return f"step {k} {kind}[{i}][{int(bad[0])}]"
+    return None
 
 
 def _kappa(spec: VectorSpec, cfg: Any) -> float:
@@ -103,79 +149,89 @@ def _kappa(spec: VectorSpec, cfg: Any) -> float:
     sizes = [math.prod(s) for s in spec.shapes]
     d_max = max([sum(sizes[i] for i in layer) for layer in spec.layers] + [1])
     raw = (1.0 + tau) / (1.0 - tau) * (1.0 + d_max / 8.0)
-    # round up to a power of two so the stored value is short and exact
     return float(2.0 ** math.ceil(math.log2(raw)))
+
+
+def fallback_bounds(
+    spec: VectorSpec,
+    cfg: Any,
+    params: Sequence[tuple[F64Array, ...]],
+    states: Sequence[Any],
+    dtype: str,
+) -> list[dict[str, tuple[F64Array, ...]]]:
+    """The simple formula of the module docstring (used only where the model overflows)."""
+    u = 2.0 ** -PRECISION[dtype][0]
+    kappa = _kappa(spec, cfg)
+    lam = float(cfg.weight_decay) if cfg.weight_decay_mode == "l2" else 0.0
+    n = len(params[0])
+    acc_t = [np.abs(params[0][i]) for i in range(n)]
+    acc_d = [np.zeros_like(params[0][i]) for i in range(n)]
+    acc = {
+        k: [np.abs(getattr(states[0], k)[i]) for i in range(n)]
+        for k in STATE_KINDS
+        if getattr(states[0], k) is not None
+    }
+    optax = getattr(cfg, "amsgrad_mode", "") == "optax"
+    out: list[dict[str, tuple[F64Array, ...]]] = []
+    with np.errstate(over="ignore"):
+        for k in range(1, len(params)):
+            row: dict[str, tuple[F64Array, ...]] = {}
+            bt = []
+            for i in range(n):
+                acc_t[i] = acc_t[i] + np.abs(params[k][i])
+                acc_d[i] = acc_d[i] + k * np.abs(params[k][i] - params[k - 1][i])
+                bt.append(u * (4.0 * acc_t[i] + 16.0 * kappa * acc_d[i]))
+            row["params"] = tuple(bt)
+            bc2 = 1.0 - float(cfg.betas[1]) ** int(states[k].step)
+            for kind, arrs in acc.items():
+                b = []
+                for i in range(n):
+                    g = np.abs(spec.grads[k - 1][i]) + lam * np.abs(params[k - 1][i])
+                    extra = g if kind == "m" else g * g / (bc2 if kind == "vmax" and optax else 1.0)
+                    arrs[i] = arrs[i] + np.abs(getattr(states[k], kind)[i]) + extra
+                    b.append(8.0 * u * arrs[i])
+                row[kind] = tuple(b)
+            out.append(row)
+    return out
 
 
 def vector_tolerances(
     spec: VectorSpec,
     cfg: Any,
-    traj_params: Sequence[tuple[F64Array, ...]],
-    traj_states: Sequence[Any],
+    params: Sequence[tuple[F64Array, ...]],
+    states: Sequence[Any],
+    traces: Sequence[Any],
 ) -> dict[str, Any]:
     """The per-dtype tolerance record of one vector (see the module docstring)."""
-    del traj_params, traj_states  # the budgets are derived by the checker from the data
-    kappa = _kappa(spec, cfg)
     out: dict[str, Any] = {}
+    has_vmax = states[0].vmax is not None
     for d in DTYPES:
         if d in spec.not_applicable:
             out[d] = {"applicable": False, "reason": spec.not_applicable[d]}
             continue
-        out[d] = {
-            "applicable": True,
-            "unit_roundoff": hex_float(UNIT_ROUNDOFF[d]),
-            "param": {
-                "theta_weight": hex_float(THETA_WEIGHT),
-                "update_weight": hex_float(UPDATE_WEIGHT * kappa),
-                "floor": hex_float(min_subnormal(d)),
-            },
-            "state": {
-                "weight": hex_float(STATE_WEIGHT),
-                "floor": hex_float(min_subnormal(d)),
-            },
-        }
-    return out
-
-
-def param_budgets(
-    tol: dict[str, Any], params: Sequence[Sequence[F64Array]]
-) -> list[list[F64Array]]:
-    """Budgets B_theta[k][array] for k = 1..T from ``params[0..T]`` (expected, float64)."""
-    u = float.fromhex(tol["unit_roundoff"])
-    a = float.fromhex(tol["param"]["theta_weight"])
-    b = float.fromhex(tol["param"]["update_weight"])
-    f = float.fromhex(tol["param"]["floor"])
-    n = len(params[0])
-    sum_abs = [np.abs(params[0][i]) for i in range(n)]
-    sum_upd = [np.zeros_like(params[0][i]) for i in range(n)]
-    out: list[list[F64Array]] = []
-    for k in range(1, len(params)):
-        row = []
-        for i in range(n):
-            sum_abs[i] = sum_abs[i] + np.abs(params[k][i])
-            sum_upd[i] = sum_upd[i] + k * np.abs(params[k][i] - params[k - 1][i])
-            row.append(u * (a * sum_abs[i] + b * sum_upd[i]) + (k + 1) * f)
-        out.append(row)
-    return out
-
-
-def state_budgets(
-    tol: dict[str, Any], values: Sequence[Sequence[F64Array]]
-) -> list[list[F64Array]] | None:
-    """Budgets for m, v or vmax for k = 1..T from ``values[0..T]``; None when not checked."""
-    st = tol.get("state")
-    if st is None:
-        return None
-    u = float.fromhex(tol["unit_roundoff"])
-    s = float.fromhex(st["weight"])
-    f = float.fromhex(st["floor"])
-    n = len(values[0])
-    acc = [np.abs(values[0][i]) for i in range(n)]
-    out: list[list[F64Array]] = []
-    for k in range(1, len(values)):
-        row = []
-        for i in range(n):
-            acc[i] = acc[i] + np.abs(values[k][i])
-            row.append(u * s * acc[i] + (k + 1) * f)
-        out.append(row)
+        rows = free_running_bounds(spec, cfg, params, states, traces, d)
+        model = "conformance.tolerance"
+        if d == "float64" and _first_inf(rows, "params") is not None:
+            rows, model = fallback_bounds(spec, cfg, params, states, d), "fallback"
+        where = _first_inf(rows, "params")
+        if where is not None:
+            out[d] = {
+                "applicable": False,
+                "reason": f"the tolerance model gives no finite bound at {where}: {d} cannot "
+                "resolve this vector (e.g. eps or v below its range)",
+            }
+            continue
+        kinds = ["m", "v"] + (["vmax"] if has_vmax else [])
+        state_ok = all(_first_inf(rows, k) is None for k in kinds)
+        budgets = []
+        for k, row in enumerate(rows):
+            entry: dict[str, Any] = {
+                "step": int(states[k + 1].step),
+                "params": [encode_budget(a) for a in row["params"]],
+            }
+            if state_ok:
+                for kind in ("m", "v", "vmax"):
+                    entry[kind] = [encode_budget(a) for a in row[kind]] if kind in kinds else None
+            budgets.append(entry)
+        out[d] = {"applicable": True, "model": model, "state": state_ok, "budgets": budgets}
     return out
