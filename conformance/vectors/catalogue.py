@@ -536,6 +536,21 @@ def _build() -> tuple[VectorSpec, ...]:
         )
     )
 
+    add(
+        _spec(
+            "setadam-0025",
+            "setadam",
+            ["large-eps", "mixed-layer-sizes", "decoupled-weight-decay"],
+            "eps = 2^-10 (~1e-3, a normal float16 number) with layers of 1, 3 and 8 "
+            "coordinates and decoupled weight decay 0.01: a SET-Adam vector that half-precision "
+            "ports can be held to.",
+            config={"eps": 2.0**-10, "weight_decay": 0.01, "weight_decay_mode": "decoupled"},
+            shapes=((1,), (3,), (2, 4)),
+            steps=4,
+            seed=25,
+        )
+    )
+
     # ---------------------------------------------------------------------- Adam
     add(
         _spec(
