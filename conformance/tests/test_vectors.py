@@ -407,3 +407,15 @@ def test_main_cli_delegates_vectors(reference_outputs: Path) -> None:
         ["vectors", "check", str(CANONICAL_DIR), str(reference_outputs), "--vector", "setadam-0001"]
     )
     assert rc == 0
+
+
+def test_guide_lists_every_vector_and_flag(manifest: dict[str, Any]) -> None:
+    """docs/src/guide/vectors.md documents every flag and every vector id of the set."""
+    guide = Path(__file__).resolve().parents[2] / "docs" / "src" / "guide" / "vectors.md"
+    if not guide.is_file():
+        pytest.skip("docs not present")
+    text = guide.read_text(encoding="utf-8")
+    missing = [f for f in FLAGS if f"| `{f}` |" not in text]
+    missing += [v["id"] for v in manifest["vectors"] if f"| `{v['id']}` |" not in text]
+    assert not missing, f"docs/src/guide/vectors.md does not list: {missing}"
+    assert f"{len(manifest['vectors'])} vectors" in text

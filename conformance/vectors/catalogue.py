@@ -60,7 +60,8 @@ FLAGS: dict[str, str] = {
     "tau-zero": "tau = 0: no translation (SET-Adam reduces to a layerwise-scaled Adam)",
     "tau-near-one": "tau = 0.9: the translation w - tau*w_min cancels strongly, amplifying "
     "errors in w; a clamp or guard near w_min shows",
-    "large-eps": "eps = 0.1, far above v: eps dominates the denominator",
+    "large-eps": "eps far above the usual 1e-8 (0.1, 2^-10): eps dominates the denominator; "
+    "eps rounded or clamped in the working dtype shows",
     "beta1-zero": "beta1 = 0: m_t = g_t, bias correction 1 - 0^t = 1 (0^t evaluated as 0 for "
     "t >= 1)",
     "beta2-near-one": "beta2 = 0.99999: 1 - beta2^t ~ t*1e-5 is computed with cancellation; a "
