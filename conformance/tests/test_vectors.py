@@ -207,11 +207,12 @@ def _reference_run(vec: dict[str, Any]) -> tuple[list[tuple[np.ndarray, ...]], l
     )
     exp = expected_arrays(vec)
     st0 = vec["inputs"]["initial_state"]
-    vmax = exp["vmax"]
+    vmax, m0, v0, p0 = exp["vmax"], exp["m"], exp["v"], exp["param"]
+    assert m0 is not None and v0 is not None and p0 is not None
     state = setadam_ref.State(
-        step=st0["step"], m=exp["m"][0], v=exp["v"][0], vmax=None if vmax is None else vmax[0]
+        step=st0["step"], m=m0[0], v=v0[0], vmax=None if vmax is None else vmax[0]
     )
-    cur: tuple[np.ndarray, ...] = exp["param"][0]
+    cur: tuple[np.ndarray, ...] = p0[0]
     layers = [tuple(layer) for layer in vec["layers"]]
     params, states = [], []
     for g in vec["inputs"]["grads"]:
