@@ -1,0 +1,326 @@
+"""Named, seeded, reproducible scenarios: initial parameters, a gradient stream or a loss, a horizon.
+
+A scenario says which algorithms it applies to ("adam", "setadam") and which hyperparameters it
+changes (reference field names: lr, betas, eps, eps_root, tau, weight_decay, weight_decay_mode,
+amsgrad, amsgrad_mode, maximize). Open-loop scenarios fix the gradients in advance; closed-loop
+scenarios give a gradient function of the parameters, evaluated at the port's *own* parameters
+when the port runs free (every framework gets the same NumPy gradient function).
+
+``list_scenarios()`` / ``get(name)`` / ``select(names, quick=...)`` are the public API;
+``setadam-conformance scenarios`` prints the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from setadam_ref import AdamConfig, Config, SETAdamConfig
+
+Arrays = tuple[np.ndarray, ...]
+GradFn = Callable[[int, Arrays], Arrays]
+
+ALGORITHMS: tuple[str, ...] = ("adam", "setadam")
+ALL_DTYPES: tuple[str, ...] = ("float64", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a scenario hands the harness: initial params, layers, horizon and gradients."""
+
+    params0: Arrays
+    steps: int
+    grads: tuple[Arrays, ...] | None = None  # open loop: gradients of steps 1..steps
+    grad_fn: GradFn | None = None  # closed loop: grad_fn(t, params) -> grads of step t
+    layers: tuple[tuple[int, ...], ...] | None = None
+
+    @property
+    def closed_loop(self) -> bool:
+        return self.grad_fn is not None
+
+    def gradient(self, t: int, params: Arrays) -> Arrays:
+        """Gradients of step ``t`` (1-based) at ``params`` (ignored for open loop)."""
+        if self.grad_fn is not None:
+            return tuple(np.asarray(g, dtype=np.float64) for g in self.grad_fn(t, params))
+        assert self.grads is not None
+        return self.grads[t - 1]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    builder: Callable[[np.random.Generator, int], Problem] = field(repr=False, compare=False)
+    steps: int
+    quick_steps: int
+    seed: int = 0
+    hyper: dict[str, Any] = field(default_factory=dict, compare=False)
+    algorithms: tuple[str, ...] = ALGORITHMS
+    dtypes: tuple[str, ...] = ALL_DTYPES
+    quick: bool = False  # part of the --quick subset
+    tags: tuple[str, ...] = ()
+
+    def applies_to(self, algorithm: str, dtype: str | None = None) -> bool:
+        return algorithm in self.algorithms and (dtype is None or dtype in self.dtypes)
+
+    def config(self, algorithm: str, base: Config | None = None) -> Config:
+        """The reference config of this scenario for ``algorithm`` on top of ``base``."""
+        if base is None:
+            base = AdamConfig() if algorithm == "adam" else SETAdamConfig()
+        if (algorithm == "adam") != isinstance(base, AdamConfig):
+            raise ValueError(f"base config {type(base).__name__} does not match {algorithm!r}")
+        names = {f.name for f in dataclasses.fields(base)}
+        changes = {k: v for k, v in self.hyper.items() if k in names}
+        cfg = dataclasses.replace(base, **changes)
+        if cfg.weight_decay == 0 and cfg.weight_decay_mode != "l2":
+            cfg = dataclasses.replace(cfg, weight_decay_mode="l2")  # normal form: mode irrelevant
+        return cfg
+
+    def problem(self, quick: bool = False) -> Problem:
+        return self._quick_problem if quick else self._full_problem
+
+    @cached_property
+    def _full_problem(self) -> Problem:
+        return self.builder(np.random.default_rng(self.seed), self.steps)
+
+    @cached_property
+    def _quick_problem(self) -> Problem:
+        return self.builder(np.random.default_rng(self.seed), self.quick_steps)
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def _normal_params(rng: np.random.Generator, shapes: Sequence[tuple[int, ...]]) -> Arrays:
+    return tuple(rng.standard_normal(s) for s in shapes)
+
+
+def _open(
+    shapes: Sequence[tuple[int, ...]],
+    draw: Callable[[np.random.Generator, tuple[int, ...], int, int], np.ndarray],
+) -> Callable[[np.random.Generator, int], Problem]:
+    """Open-loop builder: params ~ N(0, 1); gradient of array i at step t from ``draw``."""
+
+    def build(rng: np.random.Generator, steps: int) -> Problem:
+        params = _normal_params(rng, shapes)
+        grads = tuple(
+            tuple(draw(rng, s, i, t) for i, s in enumerate(shapes)) for t in range(1, steps + 1)
+        )
+        return Problem(params, steps, grads=grads)
+
+    return build
+
+
+def _gauss(scale: float = 1.0) -> Callable[[np.random.Generator, tuple[int, ...], int, int], Any]:
+    def draw(rng: np.random.Generator, s: tuple[int, ...], i: int, t: int) -> np.ndarray:
+        # arrays differ in scale, as layers of a network do
+        return rng.standard_normal(s) * scale * (0.3 + 0.4 * (i % 3))
+
+    return draw
+
+
+def _log_uniform(lo: float, hi: float) -> Callable[..., np.ndarray]:
+    def draw(rng: np.random.Generator, s: tuple[int, ...], i: int, t: int) -> np.ndarray:
+        mag = 10.0 ** rng.uniform(np.log10(lo), np.log10(hi), size=s)
+        return np.asarray(mag * rng.choice([-1.0, 1.0], size=s), dtype=np.float64)
+
+    return draw
+
+
+def _heavy(rng: np.random.Generator, s: tuple[int, ...], i: int, t: int) -> np.ndarray:
+    return np.asarray(rng.standard_t(1.5, size=s), dtype=np.float64)
+
+
+def _zero_layers(rng: np.random.Generator, s: tuple[int, ...], i: int, t: int) -> np.ndarray:
+    if i in (1, 3):  # always zero: v stays 0, c is a convention
+        return np.zeros(s)
+    if i == 2 and t <= 3:  # zero first, then alive
+        return np.zeros(s)
+    if i == 4:  # one non-zero coordinate: c = 1/d
+        g = np.zeros(s)
+        g.flat[0] = rng.standard_normal()
+        return g
+    return rng.standard_normal(s)
+
+
+def _drifting(rng: np.random.Generator, s: tuple[int, ...], i: int, t: int) -> np.ndarray:
+    # scale drifts over decades and comes back: exercises bias correction and v's memory
+    scale = 10.0 ** (1.5 * np.sin(t / 40.0))
+    return rng.standard_normal(s) * scale + 0.1 * np.cos(t / 7.0)
+
+
+def _decaying(rng: np.random.Generator, s: tuple[int, ...], i: int, t: int) -> np.ndarray:
+    # large gradients first, then small: amsgrad's running maximum matters
+    return rng.standard_normal(s) * (4.0 if t <= 3 else 0.2)
+
+
+def _quadratic(rng: np.random.Generator, steps: int) -> Problem:
+    shapes = [(12,), (4, 5)]
+    params = _normal_params(rng, shapes)
+    h = tuple(10.0 ** rng.uniform(-1, 1, size=s) for s in shapes)
+    centre = tuple(rng.standard_normal(s) for s in shapes)
+
+    def grad_fn(t: int, p: Arrays) -> Arrays:
+        return tuple(hi * (pi - ci) for hi, pi, ci in zip(h, p, centre, strict=True))
+
+    return Problem(params, steps, grad_fn=grad_fn)
+
+
+def rosen_der(x: np.ndarray) -> np.ndarray:
+    """Gradient of the Rosenbrock function (scipy.optimize.rosen_der when scipy is present)."""
+    try:
+        from scipy.optimize import rosen_der as _rd
+    except ImportError:  # pragma: no cover - scipy is a test dependency
+        xm, xm_m1, xm_p1 = x[1:-1], x[:-2], x[2:]
+        der = np.zeros_like(x)
+        der[1:-1] = 200 * (xm - xm_m1**2) - 400 * (xm_p1 - xm**2) * xm - 2 * (1 - xm)
+        der[0] = -400 * x[0] * (x[1] - x[0] ** 2) - 2 * (1 - x[0])
+        der[-1] = 200 * (x[-1] - x[-2] ** 2)
+        return der
+    return np.asarray(_rd(x), dtype=np.float64)
+
+
+def _rosenbrock(rng: np.random.Generator, steps: int) -> Problem:
+    params = (rng.uniform(-1.5, 1.5, size=6), rng.uniform(-1.5, 1.5, size=3))
+
+    def grad_fn(t: int, p: Arrays) -> Arrays:
+        return tuple(rosen_der(np.asarray(x, dtype=np.float64)) for x in p)
+
+    return Problem(params, steps, grad_fn=grad_fn)
+
+
+def mlp_grad(p: Arrays, x: np.ndarray, y: np.ndarray) -> Arrays:
+    """Gradient of the mean squared error of a tanh MLP (W1, b1, W2, b2) on data (x, y)."""
+    w1, b1, w2, b2 = (np.asarray(a, dtype=np.float64) for a in p)
+    z = x @ w1.T + b1
+    h = np.tanh(z)
+    out = h @ w2.T + b2
+    n = x.shape[0]
+    dout = 2.0 * (out - y) / n
+    gw2 = dout.T @ h
+    gb2 = dout.sum(axis=0)
+    dz = (dout @ w2) * (1.0 - h * h)
+    gw1 = dz.T @ x
+    gb1 = dz.sum(axis=0)
+    return gw1, gb1, gw2, gb2
+
+
+def _mlp(rng: np.random.Generator, steps: int) -> Problem:
+    n_in, n_hidden, batch = 8, 16, 32
+    params = (
+        rng.standard_normal((n_hidden, n_in)) / np.sqrt(n_in),
+        np.zeros(n_hidden),
+        rng.standard_normal((1, n_hidden)) / np.sqrt(n_hidden),
+        np.zeros(1),
+    )
+    x = rng.standard_normal((batch, n_in))
+    y = np.sin(x[:, :1]) + 0.1 * rng.standard_normal((batch, 1))
+
+    def grad_fn(t: int, p: Arrays) -> Arrays:
+        return mlp_grad(p, x, y)
+
+    return Problem(params, steps, grad_fn=grad_fn)
+
+
+# ----------------------------------------------------------------------------- the catalogue
+
+_SMALL = [(8, 6), (6,), (20,)]
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("normal", "Gaussian gradients, arrays of different scales", _open([(24, 16), (16,), (40,)], _gauss()),
+             steps=20, quick_steps=8, seed=1, hyper={"lr": 1e-2}, quick=True, tags=("open",)),
+    Scenario("heavy_tailed", "Student-t(1.5) gradients (outliers of 1e2..1e4)", _open(_SMALL, _heavy),
+             steps=20, quick_steps=6, seed=2, hyper={"lr": 1e-2}, tags=("open",)),
+    Scenario("tiny_gradients", "|g| log-uniform in [1e-12, 1e-4]: eps dominates", _open(_SMALL, _log_uniform(1e-12, 1e-4)),
+             steps=15, quick_steps=6, seed=3, quick=True, dtypes=("float64", "float32", "bfloat16"), tags=("open", "range")),
+    Scenario("huge_gradients", "|g| log-uniform in [1e2, 1e8]", _open(_SMALL, _log_uniform(1e2, 1e8)),
+             steps=15, quick_steps=6, seed=4, dtypes=("float64", "float32", "bfloat16"), tags=("open", "range")),
+    Scenario("zero_layers", "all-zero layers, a layer zero for 3 steps, a one-hot layer", _open([(10,), (7,), (9,), (3, 3), (12,)], _zero_layers),
+             steps=10, quick_steps=6, seed=5, hyper={"lr": 1e-2}, quick=True, tags=("open", "edge")),
+    Scenario("single_element", "layers of one coordinate (shapes (1,), (), (1, 1))", _open([(1,), (), (1, 1), (1,)], _gauss()),
+             steps=10, quick_steps=5, seed=6, hyper={"lr": 1e-2}, quick=True, tags=("open", "edge")),
+    Scenario("mixed_sizes", "layers of 1 to 2048 coordinates", _open([(1,), (3,), (17,), (64, 32), (1500,), (5, 7, 3)], _gauss()),
+             steps=10, quick_steps=4, seed=7, tags=("open",)),
+    Scenario("long_run", "300 steps, gradient scale drifting over 3 decades", _open([(8, 4), (4,), (16,)], _drifting),
+             steps=300, quick_steps=40, seed=8, hyper={"lr": 1e-2}, tags=("open", "long")),
+    Scenario("weight_decay_l2", "coupled (L2) weight decay 0.1", _open(_SMALL, _gauss()),
+             steps=20, quick_steps=6, seed=9, hyper={"lr": 1e-2, "weight_decay": 0.1, "weight_decay_mode": "l2"}, quick=True, tags=("open", "wd")),
+    Scenario("weight_decay_decoupled", "decoupled weight decay 0.1 (AdamW)", _open(_SMALL, _gauss()),
+             steps=20, quick_steps=6, seed=10, hyper={"lr": 1e-2, "weight_decay": 0.1, "weight_decay_mode": "decoupled"}, quick=True, tags=("open", "wd")),
+    Scenario("beta2_near_one", "betas (0.9, 0.99999)", _open(_SMALL, _gauss()),
+             steps=20, quick_steps=6, seed=11, hyper={"betas": (0.9, 0.99999)}, tags=("open", "corner")),
+    Scenario("tau_zero", "tau = 0 (no down-translating)", _open(_SMALL, _gauss()),
+             steps=15, quick_steps=5, seed=12, hyper={"tau": 0.0}, algorithms=("setadam",), tags=("open", "corner")),
+    Scenario("tau_0.9", "tau = 0.9 (strong down-translating: w - 0.9 min w)", _open(_SMALL, _gauss()),
+             steps=15, quick_steps=5, seed=13, hyper={"tau": 0.9}, algorithms=("setadam",), quick=True, tags=("open", "corner")),
+    Scenario("large_eps", "eps = 1e-2 with gradients of 0.1", _open(_SMALL, _gauss(0.1)),
+             steps=15, quick_steps=5, seed=14, hyper={"eps": 1e-2}, tags=("open", "corner")),
+    Scenario("amsgrad", "amsgrad (torch convention), large then small gradients", _open(_SMALL, _decaying),
+             steps=15, quick_steps=6, seed=15, hyper={"amsgrad": True, "amsgrad_mode": "torch"}, algorithms=("adam",), tags=("open", "corner")),
+    Scenario("maximize", "maximize = True", _open(_SMALL, _gauss()),
+             steps=10, quick_steps=4, seed=16, hyper={"maximize": True}, tags=("open", "corner")),
+    Scenario("quadratic", "closed loop: diagonal quadratic, curvatures 0.1..10", _quadratic,
+             steps=50, quick_steps=15, seed=17, hyper={"lr": 5e-2}, quick=True, tags=("closed",)),
+    Scenario("rosenbrock", "closed loop: Rosenbrock (scipy.optimize.rosen_der) in 6 and 3 dimensions", _rosenbrock,
+             steps=100, quick_steps=20, seed=18, hyper={"lr": 1e-2}, tags=("closed",)),
+    Scenario("mlp", "closed loop: tanh MLP 8-16-1 on fixed data, NumPy gradient", _mlp,
+             steps=30, quick_steps=10, seed=19, hyper={"lr": 1e-2}, tags=("closed",)),
+)  # fmt: skip
+
+_BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+def list_scenarios() -> tuple[Scenario, ...]:
+    return SCENARIOS
+
+
+def get(name: str) -> Scenario:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown scenario {name!r}; known: {', '.join(_BY_NAME)}") from None
+
+
+def select(names: Sequence[str] | None = None, quick: bool = False) -> list[Scenario]:
+    """Scenarios matching ``names`` (glob patterns); all (or the quick subset) when None."""
+    if not names:
+        return [s for s in SCENARIOS if s.quick or not quick]
+    out: list[Scenario] = []
+    for pat in names:
+        hits = [s for s in SCENARIOS if fnmatch.fnmatchcase(s.name, pat)]
+        if not hits:
+            raise KeyError(f"no scenario matches {pat!r}; known: {', '.join(_BY_NAME)}")
+        out.extend(h for h in hits if h not in out)
+    return out
+
+
+def table() -> str:
+    """A plain-text table of every scenario (for ``setadam-conformance scenarios``)."""
+    rows = [("name", "steps", "quick", "algorithms", "dtypes", "hyperparameters", "description")]
+    for s in SCENARIOS:
+        hyper = ", ".join(f"{k}={v}" for k, v in s.hyper.items()) or "-"
+        dts = "all" if s.dtypes == ALL_DTYPES else ",".join(s.dtypes)
+        rows.append(
+            (
+                s.name,
+                str(s.steps),
+                "yes" if s.quick else "",
+                ",".join(s.algorithms),
+                dts,
+                hyper,
+                s.description,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for r in rows:
+        lines.append(
+            "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        )
+    return "\n".join(lines)
