@@ -44,12 +44,13 @@ EXPOSED_BY = (
 class WrongPort:
     """One meta-test port.
 
-    ``stage``: the first stage (``setadam_ref.STAGES``) at which a harness that reads the port's
-    m/v state and stage intermediates should see it differ, ``"side_effect"`` for a port whose
-    numbers are right but which mutates what it must not, ``"nonfinite"`` for NaN/Inf where the
-    reference is finite, ``None`` for ports that must be accepted. ``cause``: the catalogue entry
-    that should come first (ties allowed) in ``rank_causes``; ``None`` where no catalogue entry
-    applies. ``first_step``: first failing step in the re-synced comparison.
+    ``stage``: the first quantity, in the harness's computation order (m, v, cos2, down_scaling,
+    epsilon_embedding, down_translating, update, params), at which a harness that reads the
+    port's m/v state and stage intermediates should see it differ (``cos2`` is the layer's c,
+    the first output of down-scaling); ``None`` for side-effect ports and for ports that must be
+    accepted. ``kind``: the kind of the failure ("tolerance", "nonfinite", "side_effect").
+    ``cause``: the catalogue entry that should come first (ties allowed) in ``rank_causes``;
+    ``None`` where no catalogue entry applies. ``first_step``: first failing re-synced step.
     """
 
     target: str
@@ -60,6 +61,7 @@ class WrongPort:
     exposed_by: str = "any"
     first_step: int = 1
     must_accept: bool = False
+    kind: str = "tolerance"
 
     @property
     def attr(self) -> str:
@@ -100,31 +102,33 @@ WRONG_PORTS: tuple[WrongPort, ...] = (
     _t("AdaBeliefV", "AdaBelief-style v", "v", "adabelief_v"),
     _t("SwappedBetas", "betas swapped between m and v", "m", "swapped_betas"),
     # down-scaling and layers
-    _t("Cos2EpsGuard", "guard eps in the cos^2 denominator", "down_scaling", "cos2_guard_eps"),
+    _t("Cos2EpsGuard", "guard eps in the cos^2 denominator", "cos2", "cos2_guard_eps"),
     _t(
         "Cos2TinyGuard",
         "guard 1e-16 in the cos^2 denominator",
-        "down_scaling",
+        "cos2",
         "cos2_guard_1e-16",
         "tiny",
     ),
-    _t("CosNotSquared", "cos instead of cos^2", "down_scaling", "cos_not_squared"),
-    _t("NoDownScaling", "down-scaling omitted", "down_scaling", "no_down_scaling"),
-    _t("GlobalCos2", "global cos^2", "down_scaling", "global_cos2", "multi_array"),
+    _t("CosNotSquared", "cos instead of cos^2", "cos2", "cos_not_squared"),
+    _t("NoDownScaling", "down-scaling omitted", "cos2", "no_down_scaling"),
+    _t("GlobalCos2", "global cos^2", "cos2", "global_cos2", "multi_array"),
     _t(
         "WholeModelOneLayer",
         "whole model one layer",
-        "down_scaling",
+        "cos2",
         "whole_model_one_layer",
         "multi_array",
     ),
-    _t("PerRowLayers", "per-row layers", "down_scaling", "per_row_layers", "matrix"),
-    _t(
-        "NaNOnZeroLayer",
-        "0/0 on an all-zero layer",
-        "nonfinite",
+    _t("PerRowLayers", "per-row layers", "cos2", "per_row_layers", "matrix"),
+    WrongPort(
+        _T + "NaNOnZeroLayer",
+        "torch",
+        "NaN where the reference is finite (0/0 on an all-zero layer)",
+        "down_scaling",
         "cos2_zero_layer_nan",
         "zero_layer",
+        kind="nonfinite",
     ),
     # down-translating
     _t("GlobalMin", "global minimum", "down_translating", "global_min", "multi_array"),
@@ -144,21 +148,25 @@ WRONG_PORTS: tuple[WrongPort, ...] = (
         "decoupled",
     ),
     # side effects
-    _t("MutatesGrads", "gradients mutated in place", "side_effect", None),
-    _t(
-        "TouchesOtherGroups",
+    WrongPort(
+        _T + "MutatesGrads", "torch", "gradients mutated in place", None, None, kind="side_effect"
+    ),
+    WrongPort(
+        _T + "TouchesOtherGroups",
+        "torch",
         "parameters of other groups touched",
-        "side_effect",
+        None,
         None,
         "multi_group",
+        kind="side_effect",
     ),
     # JAX / optax
-    WrongPort(_J + "eps_outside_sqrt", "jax", "eps outside the sqrt", "update", "eps_outside_sqrt"),
+    WrongPort(_J + "eps_outside_sqrt", "jax", "eps outside the sqrt", "params", "eps_outside_sqrt"),
     WrongPort(
         _J + "whole_model_one_layer",
         "jax",
         "whole model one layer",
-        "update",
+        "params",
         "whole_model_one_layer",
         "multi_array",
     ),
@@ -166,7 +174,7 @@ WRONG_PORTS: tuple[WrongPort, ...] = (
         _J + "no_bias_correction1",
         "jax",
         "lr not divided by 1 - beta1^t",
-        "update",
+        "params",
         "no_bias_correction1",
     ),
     # must be accepted: controls and mathematically equivalent rewrites

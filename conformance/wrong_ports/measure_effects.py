@@ -16,7 +16,8 @@ Scenarios (each three arrays: a 16x8 matrix, a 8-vector, a 4x4 matrix; lr 1e-3, 
 - ``tiny``: gradients of magnitude log-uniform in [1e-12, 1e-4] (v << eps, eps dominates);
 - ``l2`` / ``decoupled``: ``normal`` with weight decay 0.1 in that mode;
 - ``maximize``: ``normal`` with maximize=True;
-- ``zero_layer``: ``normal`` with the 8-vector's gradient always zero.
+- ``zero_layer``: ``normal`` with the 8-vector's gradient always zero;
+- ``tau_0.9``: ``normal`` with tau = 0.9.
 
 Run: ``python -m conformance.wrong_ports.measure_effects [--steps 10] [--markdown]``. The table in
 docs/src/guide/deviations.md was produced by ``--markdown``.
@@ -35,7 +36,7 @@ import setadam_ref as ref
 from conformance import deviations as dev
 
 SHAPES: tuple[tuple[int, ...], ...] = ((16, 8), (8,), (4, 4))
-SCENARIOS = ("normal", "tiny", "l2", "decoupled", "maximize", "zero_layer")
+SCENARIOS = ("normal", "tiny", "l2", "decoupled", "maximize", "zero_layer", "tau_0.9")
 
 GradFn = Callable[[int], list[np.ndarray]]
 
@@ -51,6 +52,8 @@ def _scenario(name: str, seed: int = 0) -> tuple[list[np.ndarray], GradFn, ref.S
         cfg = replace(cfg, weight_decay=0.1, weight_decay_mode="decoupled")
     elif name == "maximize":
         cfg = replace(cfg, maximize=True)
+    elif name == "tau_0.9":
+        cfg = replace(cfg, tau=0.9)
 
     def grads(t: int) -> list[np.ndarray]:
         r = np.random.default_rng(seed * 1000 + t)

@@ -402,16 +402,24 @@ class MutatesGrads(StagedSETAdam):
 
 
 class TouchesOtherGroups(StagedSETAdam):
-    """Bug class: side effect, each param group's step walks the parameters of *all* groups
-    (a list built once, outside the group loop), so parameters of other groups are updated
-    again with this group's hyperparameters.
+    """Bug class: side effect, the port flattens the parameters of *all* param groups into one
+    list when it first steps, steps that list with the first group's hyperparameters, and treats
+    a missing gradient as zero. Parameters with a gradient in the first group are updated
+    exactly right; a parameter of another group without a gradient gets state (and, with
+    decoupled weight decay, a changed value).
 
-    Exact with a single param group; caught by the side-effect check (parameters of another
-    group touched) wherever there are two or more groups. Catalogue: none.
+    Caught by the side-effect check (the harness's sentinel parameter in a second param group,
+    with no gradient, must stay untouched and stateless), from step 1, every scenario. Catalogue:
+    none.
     """
 
     def _group_params(self, group: dict[str, Any]) -> list[Tensor]:
-        return [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        if group is not self.param_groups[0]:
+            return []
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def _grad(self, p: Tensor, g: Tensor | None, group: dict[str, Any]) -> Tensor:
+        return super()._grad(p, torch.zeros_like(p) if g is None else g, group)
 
 
 # --------------------------------------------------------------------------- equivalent ports
