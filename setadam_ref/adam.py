@@ -11,6 +11,8 @@ v_t)$ (torch) or by $\max(v^{\max}_{t-1}, \hat v_t)$ (optax, which stores the co
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .arrays import F64Array
@@ -74,7 +76,10 @@ def adam_step(
             np.subtract(p, t1, out=p_new)
         if tr is not None:
             np.subtract(p_new, p, out=tr["update"][i][sl])
-        return flat.inputs_suspect(b)
+        # An overflowed v gives denom = inf and a zero update, so v must be screened too.
+        return flat.output_suspect(b) or (
+            flat.check_finite and not math.isfinite(float(v_new.sum()))
+        )
 
     suspect = map_blocks(block, split(flat.sizes))
     if tr is None:

@@ -33,16 +33,16 @@ class FlatStep:
         """A fresh set of per-array buffers for one traced quantity."""
         return [np.empty(n) for n in self.sizes]
 
-    def inputs_suspect(self, b: Block) -> bool:
-        """Cheap test: could block ``b`` of g or theta hold NaN/Inf? (A sum of finite values can
-        overflow, so True only means "count exactly"; False is certain.)"""
+    def output_suspect(self, b: Block) -> bool:
+        """Cheap test, once block ``b`` of the new parameters is written: could it hold NaN/Inf?
+
+        A non-finite g or theta always reaches the new theta (through m, v and the layer
+        statistics), so one sum of the output block screens both inputs. A sum of finite values
+        can overflow, so True only means "count exactly"; False is certain.
+        """
         if not self.check_finite:
             return False
-        sl = slice(b.start, b.stop)
-        return not (
-            math.isfinite(float(self.g[b.array][sl].sum()))
-            and math.isfinite(float(self.p[b.array][sl].sum()))
-        )
+        return not math.isfinite(float(self.p_out[b.array][b.start : b.stop].sum()))
 
     def shaped(self, arrays: list[F64Array]) -> tuple[F64Array, ...]:
         out = []

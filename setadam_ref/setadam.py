@@ -39,7 +39,7 @@ def setadam_step(
     names = ("grad", "v_scaled", "w", "w_translated", "stepsize", "update")
     tr = {k: flat.traced() for k in names} if trace else None
 
-    def moments(b: Block, s: Scratch) -> tuple[ScaledSums, bool]:
+    def moments(b: Block, s: Scratch) -> ScaledSums:
         i, sl = b.array, slice(b.start, b.stop)
         n = b.stop - b.start
         t1, t2 = s.t1[:n], s.t2[:n]
@@ -48,12 +48,12 @@ def setadam_step(
             tr["grad"][i][sl] = g
         v_new = flat.v_out[i][sl]
         update_moments(g, flat.m[i][sl], flat.v[i][sl], b1, b2, flat.m_out[i][sl], v_new, t1)
-        return scaled_sums(v_new, t1), flat.inputs_suspect(b)
+        return scaled_sums(v_new, t1)
 
     blocks = split(flat.sizes)
     first = map_blocks(moments, blocks)
     pieces: list[list[ScaledSums]] = [[] for _ in flat.sizes]
-    for b, (sums, _) in zip(blocks, first, strict=False):
+    for b, sums in zip(blocks, first):
         pieces[b.array].append(sums)
 
     stats: list[LayerStats] = []
@@ -70,7 +70,7 @@ def setadam_step(
         for i in layer:
             c_of[i], w_min_of[i] = lm.cos2, w_min
 
-    def update(b: Block, s: Scratch) -> None:
+    def update(b: Block, s: Scratch) -> bool:
         i, sl = b.array, slice(b.start, b.stop)
         t1 = s.t1[: b.stop - b.start]
         p, m_new = flat.p[i][sl], flat.m_out[i][sl]
@@ -94,9 +94,9 @@ def setadam_step(
             np.subtract(p, t1, out=p_new)
         if tr is not None:
             np.subtract(p_new, p, out=tr["update"][i][sl])
+        return flat.output_suspect(b)
 
-    map_blocks(update, blocks)
-    suspect = [flag for _, flag in first]
+    suspect = map_blocks(update, blocks)
     if tr is None:
         return suspect, stats, None
     return (

@@ -9,7 +9,6 @@ and lets NaN/Inf propagate (docs: numerics/overflow.md).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -65,20 +64,25 @@ def _check_shapes(
         raise ValueError(f"state.step must be an integer >= 0, got {state.step!r}")
 
 
-def _raise_first_nonfinite(flat: FlatStep, suspect: Sequence[bool], t: int) -> None:
-    arrays = sorted({b.array for b, bad in zip(split(flat.sizes), suspect, strict=False) if bad})
+def _raise_nonfinite(flat: FlatStep, suspect: Sequence[bool], t: int) -> None:
+    """Find and report what made the suspect blocks non-finite; return if nothing was."""
+    arrays = sorted({b.array for b, bad in zip(split(flat.sizes), suspect) if bad})
+
+    def count(a: F64Array) -> int:
+        return int(a.size - np.count_nonzero(np.isfinite(a)))
+
     for i in arrays:
         for what, a in (("grads", flat.g[i]), ("params", flat.p[i])):
-            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
-            if bad:
+            if bad := count(a):
                 raise NonFiniteError(what, i, t, bad, int(a.size))
-
-
-def _raise_overflow(flat: FlatStep, t: int) -> None:
-    for i, v in enumerate(flat.v_out):
-        bad = int(v.size - np.count_nonzero(np.isfinite(v)))
-        if bad:
-            raise NonFiniteError("v (overflowed float64 from finite gradients)", i, t, bad, v.size)
+    for i in arrays:
+        # Finite inputs, non-finite result: float64 itself overflowed.
+        for what, a in (
+            ("v (overflowed float64 from finite gradients)", flat.v_out[i]),
+            ("params after the step (overflowed float64)", flat.p_out[i]),
+        ):
+            if bad := count(a):
+                raise NonFiniteError(what, i, t, bad, int(a.size))
 
 
 def step(
@@ -126,18 +130,9 @@ def step(
             suspect, tr = adam_step(flat, vmax_in, vmax_out, config, t, trace)
             if vmax_out is not None:
                 vmax_new = flat.shaped(vmax_out)
-            overflow = nonfinite == "raise" and not all(
-                math.isfinite(float(v.max())) for v in flat.v_out if v.size
-            )
         else:
-            suspect, stats, tr = setadam_step(flat, config, lay, t, trace)
-            overflow = nonfinite == "raise" and not all(
-                math.isfinite(s.cos2) for s in stats if s.size
-            )
-    if nonfinite == "raise":
-        if any(suspect):
-            _raise_first_nonfinite(flat, suspect, t)
-        if overflow:
-            _raise_overflow(flat, t)
+            suspect, _, tr = setadam_step(flat, config, lay, t, trace)
+    if any(suspect):
+        _raise_nonfinite(flat, suspect, t)
     new_state = State(step=t, m=flat.shaped(flat.m_out), v=flat.shaped(flat.v_out), vmax=vmax_new)
     return flat.shaped(flat.p_out), new_state, tr
