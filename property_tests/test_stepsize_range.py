@@ -192,6 +192,32 @@ def test_theorem_b_translation_keeps_spread_of_w() -> None:
     assert worst.value >= 1 - 1e-3, worst.at
 
 
+def test_conjecture_b_prime_stepsize_cv() -> None:
+    """Conjecture B': CV(1/wt) <= CV(1/w) / (1 - tau) (the stepsizes' CV grows by at most the
+    translation factor), tight as the spread -> 0. Not proved; hypothesis hunts for a
+    counterexample (none found so far) and the lower bound CV(1/wt) >= CV(1/w) (Theorem B.4) is
+    proved.
+
+    Proof: docs/src/theory/stepsize-range.md#theorem-b
+    """
+    worst = Worst()
+
+    @given(w=S.positive_vectors(min_size=2, max_size=200, max_log10_ratio=12.0), tau=S.taus())
+    @example(w=np.array([1.0, 1.0 + 1e-6]), tau=0.9)  # near-constant: ratio -> 1/(1 - tau)
+    def inner(w: np.ndarray, tau: float) -> None:
+        wt, _ = stages.translate(w, tau)
+        cv = stepsize.coefficient_of_variation(1 / w)
+        cv_t = stepsize.coefficient_of_variation(1 / wt)
+        assert cv_t >= cv * (1 - 1e-9) - 1e-12
+        assert cv_t <= cv / (1 - tau) * (1 + 1e-9) + 1e-12
+        score = cv_t * (1 - tau) / cv if cv > 1e-9 else 0.0
+        target(score, label="CV(1/wt) (1 - tau) / CV(1/w)")
+        worst.see(score, (w.size, tau))
+
+    run(inner)
+    assert worst.value >= 1 - 1e-3, worst.at
+
+
 # ------------------------------------------------------------------------------------------
 # Theorem C: SET-Adam's range is bounded by a function of max(vhat)/eps and tau alone
 
