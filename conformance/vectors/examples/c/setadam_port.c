@@ -88,6 +88,7 @@ static void *xcalloc(size_t n, size_t s) {
 
 /* "KEY [T] I SIZE values": reads I and SIZE, checks SIZE, stores the values at dst (or drops). */
 static void read_values(Vector *V, double *dst) {
+    if (!V->theta) fail("array data before the 'steps' record", NULL);
     long i = need_long(), n = need_long();
     if (i < 0 || i >= V->narrays || n != V->size[i]) fail("bad array index or size", NULL);
     for (long j = 0; j < n; j++) {
