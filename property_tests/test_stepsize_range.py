@@ -60,9 +60,9 @@ def adam_ratio(M: mpmath.mpf, m: mpmath.mpf, eps: float, eps_root: float) -> mpm
 
 
 def rounding_slack(d: int, tau: float) -> float:
-    """Relative float64 error of a computed stepsize ratio (docs: numerics/reference-error.md):
-    two stepsizes, each within (3d + 16) u (1 + tau)/(1 - tau)."""
-    return 2 * (3 * d + 16) * U * (1 + tau) / (1 - tau)
+    """Relative float64 error of a computed stepsize ratio (docs: numerics/reference-error.md,
+    #stepsize-ratio): two stepsizes, each within (3d + 24) u (1 + tau)/(1 - tau)."""
+    return 2 * (3 * d + 24) * U * (1 + tau) / (1 - tau)
 
 
 def api_ratio(a: np.ndarray) -> float:
