@@ -102,7 +102,7 @@ WRONG_PORTS: tuple[WrongPort, ...] = (
     _t("AdaBeliefV", "AdaBelief-style v", "v", "adabelief_v"),
     _t("SwappedBetas", "betas swapped between m and v", "m", "swapped_betas"),
     # down-scaling and layers
-    _t("Cos2EpsGuard", "guard eps in the cos^2 denominator", "cos2", "cos2_guard_eps"),
+    _t("Cos2EpsGuard", "guard eps in the cos^2 denominator", "cos2", "cos2_guard_eps", "tiny"),
     _t(
         "Cos2TinyGuard",
         "guard 1e-16 in the cos^2 denominator",
