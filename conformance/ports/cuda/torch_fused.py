@@ -37,6 +37,7 @@ __all__ = [
     "fused_adam_",
     "fused_setadam_",
     "kernel_source",
+    "kernels_info",
     "layer_order",
 ]
 
@@ -100,24 +101,68 @@ def _cupy(what: str) -> Any:
     return cupy
 
 
+NVRTC_OPTIONS = (
+    "--std=c++17",
+    f"-DSETADAM_BLOCK={BLOCK}",
+    "-ftz=false",  # keep float32 subnormals (CuPy's RawModule forces -ftz=true)
+    "-prec-div=true",
+    "-prec-sqrt=true",
+    "-fmad=true",
+)
+"""NVRTC options of the kernels: IEEE float32 (subnormals kept, correctly rounded division and
+square root); multiply-adds may contract into FMAs."""
+
+_SETADAM_KERNELS = (
+    "setadam_stats_f32",
+    "setadam_stats_bf16",
+    "setadam_reduce",
+    "setadam_update_f32",
+    "setadam_update_bf16",
+)
+_ADAM_KERNELS = ("adam_step_f32", "adam_step_bf16")
+
+
+def _compile(cupy: Any, name: str) -> tuple[Any, bool]:
+    """The loaded module of source ``name`` and whether it was built with ``-ftz=false``.
+
+    CuPy's ``RawModule`` appends ``-ftz=true`` to every NVRTC compilation, which would flush
+    subnormal float32 v to zero; so the source is compiled through
+    ``cupy.cuda.compiler.compile_using_nvrtc`` (no options added beyond the target) and loaded as a
+    ``cupy.cuda.function.Module``.  If that lower-level path is unavailable in this CuPy, falls
+    back to ``RawModule`` with a warning (subnormals then flush to zero).
+    """
+    src = kernel_source(name)
+    try:
+        from cupy.cuda import compiler, function
+
+        obj, _mapping = compiler.compile_using_nvrtc(src, options=NVRTC_OPTIONS)
+        mod = function.Module()
+        mod.load(obj)
+        return mod, True
+    except Exception as exc:
+        warnings.warn(
+            f"compiling {name} with -ftz=false through cupy.cuda.compiler failed "
+            f"({type(exc).__name__}: {exc}); falling back to cupy.RawModule, which flushes "
+            "float32 subnormals to zero",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        opts = tuple(o for o in NVRTC_OPTIONS if not o.startswith("-ftz"))
+        return cupy.RawModule(code=src, options=opts), False
+
+
 class _Module:
     """The compiled kernels of one device."""
 
     def __init__(self, cupy: Any, device: int) -> None:
-        opts = ("--std=c++17", f"-DSETADAM_BLOCK={BLOCK}")
         with cupy.cuda.Device(device):
-            setadam = cupy.RawModule(code=kernel_source("setadam.cu"), options=opts)
-            adam = cupy.RawModule(code=kernel_source("adam.cu"), options=opts)
+            setadam, ok1 = _compile(cupy, "setadam.cu")
+            adam, ok2 = _compile(cupy, "adam.cu")
+            self.ieee_subnormals = ok1 and ok2
             self.fn: dict[str, Any] = {}
-            for name in (
-                "setadam_stats_f32",
-                "setadam_stats_bf16",
-                "setadam_reduce",
-                "setadam_update_f32",
-                "setadam_update_bf16",
-            ):
+            for name in _SETADAM_KERNELS:
                 self.fn[name] = setadam.get_function(name)
-            for name in ("adam_step_f32", "adam_step_bf16"):
+            for name in _ADAM_KERNELS:
                 self.fn[name] = adam.get_function(name)
             sms = int(cupy.cuda.Device(device).attributes["MultiProcessorCount"])
         self.grid: dict[str, int] = {}
@@ -126,12 +171,24 @@ class _Module:
             try:
                 from cupy_backends.cuda.api import driver  # type: ignore[import-untyped,unused-ignore]
 
-                per_sm = int(
-                    driver.occupancyMaxActiveBlocksPerMultiprocessor(fn.kernel.ptr, BLOCK, 0)
-                )
+                ptr = getattr(fn, "kernel", fn).ptr
+                per_sm = int(driver.occupancyMaxActiveBlocksPerMultiprocessor(ptr, BLOCK, 0))
             except Exception:  # pragma: no cover - the occupancy query is an optimisation only
                 pass
             self.grid[name] = max(1, per_sm) * sms
+
+
+def kernels_info(device: int = 0) -> dict[str, Any]:
+    """How the kernels of ``device`` were built and launched (compiles them if needed): whether
+    float32 subnormals are kept (``-ftz=false``), the grid of each kernel, CHUNK and BLOCK."""
+    cupy = _cupy("kernels_info")
+    mod = _module(cupy, device)
+    return {
+        "ieee_subnormals": mod.ieee_subnormals,
+        "grid": dict(mod.grid),
+        "chunk": CHUNK,
+        "block": BLOCK,
+    }
 
 
 _modules: dict[int, _Module] = {}
