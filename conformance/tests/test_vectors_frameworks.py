@@ -94,3 +94,62 @@ def test_torch_adam_passes_the_adam_vectors(tmp_path: Path, dtype_name: str) -> 
     buf = io.StringIO()
     rc = check(CANONICAL_DIR, tmp_path, vectors=[v["id"] for v in chosen], stream=buf)
     assert rc == 0, buf.getvalue()
+
+
+def _run_ours(vec: dict[str, Any], dtype_name: str, foreach: bool) -> str:
+    """Our torch SETAdam (conformance/ports/torch_setadam.py): one param group per layer."""
+    from conformance.ports.torch_setadam import SETAdam
+
+    dtype = getattr(torch, dtype_name)
+    cfg = vec["config"]
+    h = float.fromhex
+    shapes = vec["shapes"]
+    params = [p.requires_grad_(True) for p in _tensors(vec["inputs"]["params"], shapes, dtype)]
+    groups = [{"params": [params[i] for i in layer], "layer": "group"} for layer in vec["layers"]]
+    opt = SETAdam(
+        groups,
+        lr=h(cfg["lr"]),
+        betas=(h(cfg["beta1"]), h(cfg["beta2"])),
+        eps=h(cfg["eps"]),
+        weight_decay=h(cfg["weight_decay"]),
+        tau=h(cfg["tau"]),
+        decoupled_weight_decay=cfg["weight_decay_mode"] == "decoupled",
+        maximize=cfg["maximize"],
+        foreach=foreach,
+    )
+    st0 = vec["inputs"]["initial_state"]
+    if st0["step"]:
+        ms = _tensors(st0["m"], shapes, dtype)
+        vs = _tensors(st0["v"], shapes, dtype)
+        for i, p in enumerate(params):
+            opt.state[p] = {
+                "step": torch.tensor(float(st0["step"])),
+                "exp_avg": ms[i],
+                "exp_avg_sq": vs[i],
+            }
+    lines = ["setadam-output 1", f"id {vec['id']}", f"dtype {dtype_name}"]
+    for k, grads in enumerate(vec["inputs"]["grads"], 1):
+        for p, g in zip(params, _tensors(grads, shapes, dtype), strict=True):
+            p.grad = g
+        opt.step()
+        t = st0["step"] + k
+        for i, p in enumerate(params):
+            flat = p.detach().to(torch.float64).reshape(-1).tolist()
+            lines.append(" ".join([f"param {t} {i} {len(flat)}", *(x.hex() for x in flat)]))
+    lines.append("end")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("dtype_name", DTYPES)
+@pytest.mark.parametrize("foreach", [False, True], ids=["single", "foreach"])
+def test_our_torch_setadam_passes_the_setadam_vectors(
+    tmp_path: Path, dtype_name: str, foreach: bool
+) -> None:
+    pytest.importorskip("conformance.ports.torch_setadam")
+    manifest = json.loads((CANONICAL_DIR / "manifest.json").read_text())
+    chosen = [v for v in manifest["vectors"] if v["algorithm"] == "setadam"]
+    for vec in chosen:
+        (tmp_path / f"{vec['id']}.txt").write_text(_run_ours(vec, dtype_name, foreach))
+    buf = io.StringIO()
+    rc = check(CANONICAL_DIR, tmp_path, vectors=[v["id"] for v in chosen], stream=buf)
+    assert rc == 0, buf.getvalue()
