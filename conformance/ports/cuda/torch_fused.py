@@ -44,7 +44,7 @@ __all__ = [
 BLOCK = 256
 """Threads per block (``SETADAM_BLOCK`` in the sources)."""
 
-CHUNK = 16384
+CHUNK = 4096
 """Elements per chunk (a multiple of 4).  Read when a plan is built; changing it between steps
 changes the summation order of the layer statistics, so keep it fixed within a run."""
 
