@@ -10,13 +10,14 @@ import math
 import os
 import tempfile
 
+import mpmath
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import setadam_ref as sr
 from property_tests import strategies as S
-from property_tests._exact import U, gamma
+from property_tests._exact import U, cos2_mp, gamma
 from property_tests.profiles import examples
 
 SMALL = dict(max_arrays=5, max_size=1_000)
@@ -309,4 +310,71 @@ def test_save_resume_bit_exact(
         assert _all_equal(rest.states[j].v, whole.states[k + j].v)
 
 
-_ = examples
+@settings(max_examples=examples(4))
+@given(
+    sizes=st.lists(st.integers(45_000, 70_000), min_size=3, max_size=3),  # >= 8 blocks: threads
+    config=S.setadam_configs(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_block_split_and_thread_count_do_not_change_the_step(
+    sizes: list[int], config: sr.SETAdamConfig, seed: int
+) -> None:
+    """Arrays larger than one evaluation block (the reference splits them and combines per-block
+    sums) give a layer statistic c within gamma_{3d+4} of the exact value and min w = min of w;
+    and the result is bit for bit the same with one thread or two (SETADAM_REF_THREADS).
+
+    Proof: docs/src/theory/invariants.md#determinism and
+    docs/src/numerics/reference-error.md#per-step-bounds
+    """
+    rng = np.random.default_rng(seed)
+    params = tuple(rng.normal(size=n) for n in sizes)
+    grads = tuple(rng.normal(size=n) * 10.0 ** rng.uniform(-20, 20, size=n) for n in sizes)
+    layers = (tuple(range(len(sizes))),)  # one layer spanning all arrays
+    state = sr.init(params, config)
+    old = os.environ.get("SETADAM_REF_THREADS")
+    try:
+        os.environ["SETADAM_REF_THREADS"] = "1"
+        p1, s1, tr = sr.step(params, grads, state, config, layers=layers, trace=True)
+        os.environ["SETADAM_REF_THREADS"] = "2"
+        p2, s2, _ = sr.step(params, grads, state, config, layers=layers)
+    finally:
+        if old is None:
+            os.environ.pop("SETADAM_REF_THREADS", None)
+        else:
+            os.environ["SETADAM_REF_THREADS"] = old
+    assert _all_equal(p1, p2) and _all_equal(s1.v, s2.v) and _all_equal(s1.m, s2.m)
+    assert isinstance(tr, sr.SETAdamTrace)
+    (stats,) = tr.layers
+    v = np.concatenate(tr.v)
+    assert stats.size == v.size and stats.v_min == v.min()
+    assert stats.w_min == np.concatenate(tr.w).min()
+    vm = [mpmath.mpf(float(x)) for x in v]
+    exact = cos2_mp(vm)
+    assert abs(mpmath.mpf(stats.cos2) - exact) <= gamma(3 * v.size + 4) * exact
+
+
+@given(structure=S.structures(**SMALL), config=S.setadam_configs(), data=st.data())
+def test_input_dtype_is_cast_to_float64(
+    structure: S.Structure, config: sr.SETAdamConfig, data: st.DataObject
+) -> None:
+    """Inputs of any float dtype are computed in float64: a step on float32/float16 arrays equals,
+    bit for bit, the step on the same values cast to float64 first, and returns float64 arrays.
+
+    Proof: docs/src/theory/invariants.md#input-dtype
+    """
+    dtype = data.draw(st.sampled_from([np.float32, np.float16]), label="dtype")
+    params = tuple(
+        a.astype(dtype)
+        for a in data.draw(S.parameters(structure, min_exp=-3, max_exp=3), label="theta")
+    )
+    grads = tuple(
+        a.astype(dtype)
+        for a in data.draw(S.gradients(structure, min_exp=-3, max_exp=3), label="grads")
+    )
+    state = sr.init([p.astype(np.float64) for p in params], config)
+    p1, s1, _ = sr.step(params, grads, state, config, layers=structure.layers)
+    p64 = tuple(p.astype(np.float64) for p in params)
+    g64 = tuple(g.astype(np.float64) for g in grads)
+    p2, s2, _ = sr.step(p64, g64, state, config, layers=structure.layers)
+    assert all(p.dtype == np.float64 for p in p1)
+    assert _all_equal(p1, p2) and _all_equal(s1.v, s2.v)
