@@ -30,9 +30,10 @@ for every other floating dtype):
   on ``v * 2^-k`` with ``2^k`` the binade of ``max v``: scaling by a power of two is exact and
   leaves ``c`` unchanged, so float32 ``v`` up to 3.4e38 or down to 1e-45 gives a finite ``c``.
   An all-zero layer gets ``c = 1`` (``c * v = 0`` whatever ``c`` is).
-* ``min_l w`` is taken from ``min_l v`` (``w`` is increasing in ``v``), evaluated on the host with
-  the very same roundings as the element-wise kernels, so it equals the minimum of the ``w``
-  tensor bit for bit.
+* ``min_l w`` is taken from ``min_l v`` (``w`` is increasing in ``v``), evaluated on the host in
+  the compute dtype with IEEE-rounded operations (no extra pass over ``w``). It may differ from
+  the minimum of the ``w`` tensor by an ulp, because torch's vectorised CPU ``sqrt`` is not always
+  correctly rounded (about 16% of float32 inputs are off by one ulp on AVX2).
 * Low-precision parameters (bfloat16, float16) keep ``exp_avg``/``exp_avg_sq`` in the parameter
   dtype as ``torch.optim.Adam`` does (each moment update rounds once to that dtype); ``w``, the
   translation and the step are computed in float32 and the parameter is rounded once. So float16
@@ -239,7 +240,7 @@ def _layer_coefficients(
 
 
 def _w_of(vmin: float, a: float, eps: float, cd: torch.dtype) -> float:
-    """sqrt(vmin * a + eps) with the roundings of the element-wise kernels in dtype ``cd``."""
+    """sqrt(vmin * a + eps) in dtype ``cd`` with IEEE rounding (the element-wise kernels' ops)."""
     if cd == torch.float64:
         return math.sqrt(vmin * a + eps)
     f32 = np.float32
@@ -272,13 +273,16 @@ def _plan(
     a = [cs[lay] / (1.0 - beta2 ** steps[i]) for i, lay in enumerate(layer_of)]
     wmin = [math.inf] * n_layers
     for i, lay in enumerate(layer_of):
-        if red[i] is None:
+        r = red[i]
+        if r is None:
             continue
+        # per tensor: its own min v and its own bias correction (step counts may differ within
+        # a layer when some tensors had no gradient in earlier steps)
         if math.isnan(vmins[lay]) or math.isnan(a[i]):
             wmin[lay] = math.nan
         elif not math.isnan(wmin[lay]):
             cd = _compute_dtype(vs[i].dtype)
-            wmin[lay] = min(wmin[lay], _w_of(vmins[lay], a[i], eps, cd))
+            wmin[lay] = min(wmin[lay], _w_of(r.vmin, a[i], eps, cd))
     shift = [tau * wmin[lay] if math.isfinite(wmin[lay]) else math.nan for lay in layer_of]
     step_size = [-lr / (1.0 - beta1**s) for s in steps]
     return _Plan(a, shift, step_size, [cs[lay] for lay in layer_of])
@@ -422,7 +426,13 @@ def _multi_tensor_setadam(
         if pdt != mdt:
             gs = [g.to(mdt) for g in gs]
         torch._foreach_lerp_(ms, gs, 1.0 - beta1)
-        torch._foreach_mul_(vs, beta2)
+        if _dev.type == "cpu" and mdt in (torch.bfloat16, torch.float16):
+            # torch's CPU foreach fallback rounds a Python scalar multiplier to the tensor's
+            # 16-bit dtype before multiplying (Tensor.mul_ does not): multiply per tensor
+            for v in vs:
+                v.mul_(beta2)
+        else:
+            torch._foreach_mul_(vs, beta2)
         torch._foreach_addcmul_(vs, gs, gs, value=1.0 - beta2)
         del gs
 
