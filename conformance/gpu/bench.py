@@ -9,7 +9,8 @@ step with ``block_until_ready``, the same for optax.adam and our JAX SET-Adam.
 
 Rows: device-to-device copy (the bandwidth ceiling: bytes read + written), torch.optim.Adam fused /
 foreach / for-loop, AdamW fused, optax.adam (jitted, buffers donated), our fused CUDA SET-Adam and
-Adam (conformance.ports.cuda), our torch SETAdam (foreach / fused / single, from
+Adam (conformance.ports.cuda; SET-Adam also with l2 weight decay, 40 B/param, and with bfloat16
+params, 28 B/param; ``--chunks`` adds a CHUNK sweep), our torch SETAdam (foreach / fused / single, from
 conformance.ports.torch_setadam) and our JAX setadam (conformance.ports.jax_setadam).  Rows whose
 module is missing are skipped with a note.  Writes ``bench.md`` and ``bench.json`` into the output
 directory and prints the Markdown.
@@ -189,41 +190,53 @@ def torch_rows(args: argparse.Namespace, shapes: Sequence[tuple[int, ...]]) -> l
     from conformance.ports.cuda import torch_fused as tf
 
     default_chunk = tf.CHUNK
-    chunks = [default_chunk, *[c for c in args.chunks if c != default_chunk]]
-    for chunk in chunks:
-        sfx = "" if chunk == default_chunk else f" [chunk {chunk}]"
-        for algo in ("setadam", "adam"):
-            name = f"ours fused CUDA {'SET-Adam' if algo == 'setadam' else 'Adam'}{sfx}"
-            row = Row(name, "ours-cuda", bytes_per_param=36 if algo == "setadam" else 28)
-            m = [torch.zeros_like(x) for x in data]
-            v = [torch.zeros_like(x) for x in data]
-            t = [0]
+    data16: list[Any] = []
+    grads16: list[Any] = []
 
-            def step(
-                algo: str = algo, m: list[Any] = m, v: list[Any] = v, t: list[int] = t
-            ) -> None:
-                t[0] += 1
-                hp: dict[str, Any] = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)
-                hp.update(weight_decay=0.0, decoupled=False, maximize=False)
-                if algo == "setadam":
-                    tf.fused_setadam_(data, grads, m, v, layer_of, step=t[0], tau=0.5, **hp)
-                else:
-                    tf.fused_adam_(data, grads, m, v, step=t[0], **hp)
+    def run_ours(name: str, algo: str, bpp: int, chunk: int, wd: float, bf16: bool) -> None:
+        gc.collect()  # the previous variant's state is garbage by now
+        if cuda:
+            torch.cuda.empty_cache()
+        row = Row(name, "ours-cuda", bytes_per_param=bpp)
+        ps, gs = (data16, grads16) if bf16 else (data, grads)
+        m = [torch.zeros(x.shape, device=dev) for x in ps]
+        v = [torch.zeros(x.shape, device=dev) for x in ps]
+        t = [0]
+        hp: dict[str, Any] = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)
+        hp.update(weight_decay=wd, decoupled=False, maximize=False)
 
-            try:
-                tf.CHUNK = chunk
-                _fill(row, time_torch(torch, step, steps, warm, cuda), n)
-            except Exception as exc:
-                row.note = f"failed: {type(exc).__name__}: {exc}"[:300]
-                traceback.print_exc()
-            finally:
-                tf.CHUNK = default_chunk
-            del m, v
-            gc.collect()
-            if cuda:
-                torch.cuda.empty_cache()
-            rows.append(row)
-            _progress(row)
+        def step() -> None:
+            t[0] += 1
+            if algo == "setadam":
+                tf.fused_setadam_(ps, gs, m, v, layer_of, step=t[0], tau=0.5, **hp)
+            else:
+                tf.fused_adam_(ps, gs, m, v, step=t[0], **hp)
+
+        try:
+            tf.CHUNK = chunk
+            _fill(row, time_torch(torch, step, steps, warm, cuda), n)
+        except Exception as exc:
+            row.note = f"failed: {type(exc).__name__}: {exc}"[:300]
+            traceback.print_exc()
+        finally:
+            tf.CHUNK = default_chunk
+        rows.append(row)
+        _progress(row)
+
+    d = default_chunk
+    run_ours("ours fused CUDA SET-Adam", "setadam", 36, d, 0.0, False)
+    run_ours("ours fused CUDA Adam", "adam", 28, d, 0.0, False)
+    run_ours("ours fused CUDA SET-Adam, l2 weight decay", "setadam", 40, d, 0.01, False)
+    if cuda:
+        data16 += [x.to(torch.bfloat16) for x in data]
+        grads16 += [x.to(torch.bfloat16) for x in grads]
+        run_ours("ours fused CUDA SET-Adam, bfloat16 params", "setadam", 28, d, 0.0, True)
+        data16.clear()
+        grads16.clear()
+    for chunk in args.chunks:
+        if chunk != d:
+            run_ours(f"ours fused CUDA SET-Adam [chunk {chunk}]", "setadam", 36, chunk, 0.0, False)
+            run_ours(f"ours fused CUDA Adam [chunk {chunk}]", "adam", 28, chunk, 0.0, False)
 
     # our torch optimizer class (ports helper)
     try:

@@ -491,3 +491,23 @@ def test_float64_helper_agrees_with_setadam_ref() -> None:
             rp, _, _, _ = ref_setadam(tp, tg, tm, tv, layer_of, step=3, **kw)
             for a, b in zip(rp, new_p, strict=True):
                 assert np.allclose(a.numpy(), b, rtol=1e-12, atol=1e-15)
+
+
+def test_benchmark_parameter_set_and_goals() -> None:
+    from conformance.gpu.bench import N_GPT, Row, goals, gpt_shapes, markdown
+
+    shapes = gpt_shapes()
+    assert len(shapes) == 74
+    assert sum(math.prod(s) for s in shapes) == N_GPT == 128_137_216
+    rows = [
+        Row("device-to-device copy (bandwidth ceiling)", "ceiling", ms=1.0, gbps=3000.0),
+        Row("torch.optim.Adam(fused=True)", "torch", ms=1.4, bytes_per_param=28),
+        Row("ours fused CUDA SET-Adam", "ours-cuda", ms=1.6, bytes_per_param=36, gbps=2880.0),
+    ]
+    g = {x["comparison"]: x for x in goals(rows)}
+    first = g["ours fused CUDA SET-Adam / torch.optim.Adam(fused=True)"]
+    assert first["value"] == pytest.approx(1.6 / 1.4) and first["met"] is True
+    assert g["ours fused CUDA SET-Adam bandwidth at 36 B/param / copy bandwidth"]["met"] is True
+    assert g["ours.jax.setadam / optax.adam"]["value"] is None
+    md = markdown(rows, {"device": "test", "n_params": 1, "n_tensors": 1})
+    assert "| ours fused CUDA SET-Adam | 1.600 | 36 | 2880 | 96% |" in md
