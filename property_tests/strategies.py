@@ -205,6 +205,7 @@ PATTERNS = (
     "dominant",  # one coordinate far larger than the rest
     "one_nonzero",  # exactly one non-zero entry
     "with_zeros",  # spread values with some exact (signed) zeros
+    "constant_with_zeros",  # one repeated value and 1-3 exact zeros (dead coordinates)
 )
 
 
@@ -264,6 +265,10 @@ def values(
     elif pattern == "one_nonzero":
         x = np.zeros(n)
         x[rng.integers(n)] = mags(1)[0]
+    elif pattern == "constant_with_zeros":
+        x = np.full(n, mags(1)[0])
+        k = draw(st.integers(1, 3), label="n_zeros")
+        x[rng.choice(n, size=min(k, n), replace=False)] = 0.0
     else:  # with_zeros
         x = mags(n)
         x[rng.random(n) < 0.3] = 0.0
