@@ -2,6 +2,7 @@
 
     python -m conformance.bench.cpu_ports [--params N] [--tensors K] [--steps S] [--warmup W]
                                           [--dtype float64 --dtype float32] [--no-jax]
+                                          [--threads T]
 
 Each implementation gets its own copy of a K-tensor parameter set (default: the ~21.5M-parameter,
 50-tensor set of design/ANCHORS.md: 25 weight matrices of width 1024 and their biases) and a fixed
@@ -136,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     ap.add_argument("--dtype", action="append", choices=("float64", "float32"), default=None)
     ap.add_argument("--no-jax", action="store_true", help="skip the JAX/optax rows")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)"
+    )
     args = ap.parse_args(argv)
     dtypes = args.dtype or ["float64", "float32"]
     shapes = anchor_shapes(args.params, args.tensors)
@@ -143,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     print(
         f"# {n:,} parameters in {len(shapes)} tensors; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; median of {args.steps} steps after {args.warmup}"
