@@ -5,6 +5,8 @@
   reproduction blob.
 - ``thorough``: at least 10^4 examples per property, example database on (failures are replayed
   first on the next run).
+- ``soak``: like ``thorough`` with 10^3 examples per property (a randomized hunt that fits
+  in well under an hour on 2 cores).
 - ``dev``: a quick randomized profile for local iteration.
 
 The profile is chosen by the environment variable ``HYPOTHESIS_PROFILE`` (default ``ci``); see
@@ -45,6 +47,11 @@ settings.register_profile(
     deadline=None,
     print_blob=True,
     suppress_health_check=_SUPPRESSED,
+)
+settings.register_profile(
+    "soak",
+    parent=settings.get_profile("thorough"),
+    max_examples=1_000,
 )
 settings.register_profile(
     "dev",
