@@ -72,5 +72,5 @@ def load_from_env() -> str:
 def examples(n: int) -> int:
     """Example count for one property: ``n`` under ``ci``/``dev``, the profile's count under
     ``thorough`` (so every property gets at least 10^4 examples there)."""
-    current = settings.default.max_examples
+    current = settings().max_examples
     return current if current >= THOROUGH_EXAMPLES else n

@@ -287,7 +287,7 @@ def gradients(structure: Structure, **kwargs: object) -> st.SearchStrategy[tuple
 
 @st.composite
 def gradient_streams(
-    draw: st.DrawFn, structure: Structure, n_steps: int, **kwargs: object
+    draw: st.DrawFn, /, structure: Structure, n_steps: int, **kwargs: object
 ) -> list[tuple[np.ndarray, ...]]:
     """``n_steps`` gradient lists over ``structure`` (open-loop stream)."""
     return [draw(gradients(structure, **kwargs), label=f"grads[t={t + 1}]") for t in range(n_steps)]

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 from hypothesis import example, given
+from hypothesis import strategies as st
 
 from property_tests import strategies as S
 from property_tests._exact import U
@@ -17,7 +18,7 @@ from setadam_ref import stages
 
 @given(
     v=S.v_layers(max_size=500, max_exp=290),
-    bc2=S.st.floats(1e-16, 1.0),
+    bc2=st.floats(1e-16, 1.0),
     eps=S.epsilons(),
     tau=S.taus(),
 )
