@@ -377,6 +377,39 @@ def _single_tensor_setadam(
 # --------------------------------------------------------------------------------------------
 
 
+# On CPU torch's foreach ops are a loop over per-tensor kernels, and each op streams the whole
+# list through memory before the next one starts. Running the op sequence on sub-lists of about
+# this many bytes (per parameter buffer) keeps a sub-list's p, g, m, v and temporaries in cache
+# between the ops and keeps the temporaries small. CUDA gets one unit per bucket.
+_CPU_UNIT_BYTES = 1 << 20
+
+
+def _foreach_units(
+    params: list[Tensor], exp_avgs: list[Tensor]
+) -> list[tuple[tuple[torch.device, torch.dtype, torch.dtype], list[int]]]:
+    """Sub-lists that one foreach call can take (same device, param dtype, state dtype)."""
+    buckets: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}
+    for i, p in enumerate(params):
+        buckets.setdefault((p.device, p.dtype, exp_avgs[i].dtype), []).append(i)
+    units: list[tuple[tuple[torch.device, torch.dtype, torch.dtype], list[int]]] = []
+    for key, idx in buckets.items():
+        if key[0].type != "cpu":
+            units.append((key, idx))
+            continue
+        cur: list[int] = []
+        size = 0
+        for i in idx:
+            nbytes = params[i].numel() * params[i].element_size()
+            if cur and size + nbytes > _CPU_UNIT_BYTES:
+                units.append((key, cur))
+                cur, size = [], 0
+            cur.append(i)
+            size += nbytes
+        if cur:
+            units.append((key, cur))
+    return units
+
+
 def _multi_tensor_setadam(
     params: list[Tensor],
     grads: list[Tensor],
@@ -400,16 +433,13 @@ def _multi_tensor_setadam(
         return _new_stages(0) if record else None
     stages = _new_stages(n) if record else None
     old = [p.detach().to(torch.float64, copy=True) for p in params] if record else []
-    # buckets of tensors that one foreach call can take: same device, param dtype, state dtype
-    buckets: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}
-    for i in range(n):
-        key = (params[i].device, params[i].dtype, exp_avgs[i].dtype)
-        buckets.setdefault(key, []).append(i)
-
     torch._foreach_add_(state_steps, 1)
     steps = [float(s) for s in torch.stack(state_steps).tolist()]
+    units = _foreach_units(params, exp_avgs)
 
-    for (_dev, pdt, mdt), idx in buckets.items():
+    raw: list[list[Tensor]] = []
+    raw_idx: list[int] = []
+    for (dev, pdt, mdt), idx in units:
         ps = [params[i] for i in idx]
         gs = [grads[i] for i in idx]
         ms = [exp_avgs[i] for i in idx]
@@ -426,7 +456,7 @@ def _multi_tensor_setadam(
         if pdt != mdt:
             gs = [g.to(mdt) for g in gs]
         torch._foreach_lerp_(ms, gs, 1.0 - beta1)
-        if _dev.type == "cpu" and mdt in (torch.bfloat16, torch.float16):
+        if dev.type == "cpu" and mdt in (torch.bfloat16, torch.float16):
             # torch's CPU foreach fallback rounds a Python scalar multiplier to the tensor's
             # 16-bit dtype before multiplying (Tensor.mul_ does not): multiply per tensor
             for v in vs:
@@ -435,17 +465,19 @@ def _multi_tensor_setadam(
             torch._foreach_mul_(vs, beta2)
         torch._foreach_addcmul_(vs, gs, gs, value=1.0 - beta2)
         del gs
+        # the layer statistics of this unit while its v is still in cache
+        nonempty = [i for i in idx if exp_avg_sqs[i].numel() > 0]
+        raw += _reductions_foreach([exp_avg_sqs[i] for i in nonempty])
+        raw_idx += nonempty
 
-    nonempty = [i for i in range(n) if exp_avg_sqs[i].numel() > 0]
     red: list[_Reduced | None] = [None] * n
-    host = _to_host(_reductions_foreach([exp_avg_sqs[i] for i in nonempty]))
-    for i, r in zip(nonempty, host):
+    for i, r in zip(raw_idx, _to_host(raw)):
         red[i] = r
     plan = _plan(
         exp_avg_sqs, red, layer_of, steps, beta1=beta1, beta2=beta2, lr=lr, eps=eps, tau=tau
     )
 
-    for (_dev, pdt, mdt), idx in buckets.items():
+    for (_dev, pdt, mdt), idx in units:
         ps = [params[i] for i in idx]
         ms = [exp_avgs[i] for i in idx]
         vs = [exp_avg_sqs[i] for i in idx]

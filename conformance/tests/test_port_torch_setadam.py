@@ -502,3 +502,17 @@ def test_closure_and_deepcopy() -> None:
     assert opt.step(closure) == 5.0
     clone = copy.deepcopy(opt)
     assert clone.state_dict()["param_groups"][0]["tau"] == 0.5
+
+
+def test_foreach_cpu_units_split_bitwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU foreach path runs its op sequence on cache-sized sub-lists; splitting the list
+    changes nothing in the arithmetic."""
+    import conformance.ports.torch_setadam as mod
+
+    monkeypatch.setattr(mod, "_CPU_UNIT_BYTES", 100)
+    params, grads = make_data(14, shapes=[(3, 4), (5,), (2, 1, 3), (7, 3), (1,)])
+    groups = [{"params": [0, 1, 2], "layer": "group"}, {"params": [3, 4]}]
+    a, _ = run_torch(params, grads, groups=groups, foreach=False, weight_decay=0.1, lr=1e-2)
+    b, _ = run_torch(params, grads, groups=groups, foreach=True, weight_decay=0.1, lr=1e-2)
+    assert len(mod._foreach_units(list(b), list(b))) == 4
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
