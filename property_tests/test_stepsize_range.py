@@ -472,6 +472,13 @@ def test_theorem_d2_sufficient_condition_below_adam() -> None:
     worst = Worst()
 
     @given(case=_d2_cases())
+    @example(  # constructive: on the boundary (m = 0, eps_A = (1 - tau) sqrt(eps)), ratio -> 0.99995
+        case=(
+            _tight_layer(10_000) * 1e16 * 1e-8,
+            sr.SETAdamConfig(eps=1e-8, tau=0.5, betas=(0.9, 0.0)),
+            sr.AdamConfig(eps=0.5 * math.sqrt(1e-8), betas=(0.9, 0.0)),
+        )
+    )
     def inner(case: tuple[np.ndarray, sr.SETAdamConfig, sr.AdamConfig]) -> None:
         v, cfg, adam = case
         M, m, c = layer_stats(v, 1, 0.0)
@@ -507,6 +514,10 @@ def test_theorem_d2_constant_is_sharp() -> None:
         assert r_set > api_ratio(stepsize.adam_stepsizes(v, 1, above))
 
 
+# s = (1 + eta)^(-1/2) with r (s - 1 + tau) = 1.001 tau for r = 1e3, tau = 0.5 (near the boundary)
+D3_SHARP_LOG10_ETA = math.log10(1 / (1 - 0.5 + 0.5 * 1.001 / 1e3) ** 2 - 1)
+
+
 def test_theorem_d3_sufficient_condition_above_adam() -> None:
     """If tau > 0, M > m > 0, r = sqrt(M/m) and s = (1 + eps/(c m))^(-1/2) satisfy
     r (s - 1 + tau) > tau, then R_SET > R_Adam for every Adam eps >= 0 (eps_root = 0). In
@@ -522,6 +533,9 @@ def test_theorem_d3_sufficient_condition_above_adam() -> None:
         log10_eta=st.floats(-30.0, 0.0),
         tau=st.floats(0.01, 0.99),
         log10_eps_a=st.floats(-30.0, 0.0),
+    )
+    @example(  # constructive near-sharpness: r = 1e3, r (s - 1 + tau) = 1.001 tau, eps_A -> 0
+        v=np.array([1.0, 1e6]), log10_eta=D3_SHARP_LOG10_ETA, tau=0.5, log10_eps_a=-30.0
     )
     @example(  # counterexample to 'R_SET <= R_Adam / (1 - tau)' found here (eps_A = 1 > eps):
         # R_SET / R_Adam = 2.24 > 2; see test_translation_factor_claim_against_adam_is_false
@@ -559,5 +573,6 @@ def test_theorem_d3_sufficient_condition_above_adam() -> None:
         worst.see(score, (v.size, eps, tau, eps_a))
 
     run(inner)
-    # tightness: cases found with R_SET / R_Adam within 1e-2 of 1 (the condition is nearly sharp)
+    # tightness: a case inside the condition with R_SET / R_Adam within 1e-2 of 1 (the condition
+    # is nearly sharp; the constructive example sits just inside the boundary)
     assert -worst.value <= 1 + 1e-2, worst.at
