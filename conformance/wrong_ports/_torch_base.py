@@ -133,7 +133,7 @@ class StagedSETAdam(torch.optim.Optimizer):
         return [p for p in group["params"] if p.grad is not None]
 
     def _init_state(self, p: Tensor) -> dict[str, Any]:
-        state = self.state[p]
+        state: dict[str, Any] = self.state[p]
         if len(state) == 0:
             state["step"] = torch.tensor(0.0, dtype=torch.float32)
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -161,7 +161,7 @@ class StagedSETAdam(torch.optim.Optimizer):
         return vs, w, wt, c_el
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -29,7 +29,7 @@ __all__ = [
 
 
 class WrongSETAdamState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # the optax field name shadows tuple.count
     mu: Any
     nu: Any
 

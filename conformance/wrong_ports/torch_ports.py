@@ -13,6 +13,7 @@ third-party path ``setadam-conformance check conformance.wrong_ports.torch_ports
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -430,7 +431,7 @@ class EqSqrtOrder(StagedSETAdam):
     """
 
     def _embed(self, vs: Tensor, v: Tensor, c: Tensor, bc2: float, eps: float) -> Tensor:
-        return torch.sqrt(vs + eps * bc2) / bc2**0.5
+        return torch.sqrt(vs + eps * bc2) / math.sqrt(bc2)
 
 
 class EqScaleAfterBiasCorrection(StagedSETAdam):
@@ -470,7 +471,8 @@ class EqFusedArithmetic(StagedSETAdam):
             return torch.ones((), dtype=v.dtype, device=v.device)
         u = v / top
         mean = u.mean()
-        return mean * mean / (u * u).mean()
+        c: Tensor = mean * mean / (u * u).mean()
+        return c
 
     def _apply(self, p: Tensor, m: Tensor, wt: Tensor, lr: float, bc1: float) -> None:
         p.sub_((lr * m) / (bc1 * wt))
