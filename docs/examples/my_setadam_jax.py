@@ -1,7 +1,8 @@
 """A small, self-contained SET-Adam for JAX/optax, written from the mathematics.
 
 This is the port used in docs/src/guide/verify-your-port.md: an optax GradientTransformation,
-one layer per pytree leaf, jit-compatible. It never imports setadam_ref.
+one layer per pytree leaf, decoupled weight decay as in optax.adamw, jit-compatible. It never
+imports setadam_ref.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ class MySETAdamState(NamedTuple):
     nu: optax.Updates
 
 
-def my_setadam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, tau=0.5):
+def scale_by_my_setadam(b1=0.9, b2=0.999, eps=1e-8, tau=0.5):
     def init(params):
         zeros = jax.tree.map(jnp.zeros_like, params)
         return MySETAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
@@ -39,10 +40,18 @@ def my_setadam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, tau=0.5):
             v_max = jnp.max(v)
             u = v / jnp.where(v_max > 0, v_max, 1)
             c = jnp.where(v_max > 0, jnp.sum(u) ** 2 / (v.size * jnp.sum(u * u)), 1)
-            w = jnp.sqrt(c * v / bc2 + eps)  # (E)
+            w = jnp.sqrt(c * v / bc2 + eps)  # (E) eps inside the square root
             wt = w - tau * jnp.min(w)  # (T)
-            return -learning_rate * (m / bc1) / wt
+            return (m / bc1) / wt
 
         return jax.tree.map(leaf, mu, nu), MySETAdamState(count, mu, nu)
 
     return optax.GradientTransformation(init, update)
+
+
+def my_setadam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, tau=0.5, weight_decay=0.0):
+    return optax.chain(
+        scale_by_my_setadam(b1, b2, eps, tau),
+        optax.add_decayed_weights(weight_decay),  # decoupled, multiplied by lr below
+        optax.scale_by_learning_rate(learning_rate),
+    )
