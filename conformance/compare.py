@@ -195,10 +195,10 @@ class ReferenceRun:
 
 
 def resync_schedule(steps: int) -> list[int]:
-    """Steps compared re-synced: all for short runs; 1..20, every 10th and the last otherwise."""
+    """Steps compared re-synced: all for short runs; 1..10, every 25th and the last otherwise."""
     if steps <= 60:
         return list(range(1, steps + 1))
-    return sorted({*range(1, 21), *range(30, steps + 1, 10), steps})
+    return sorted({*range(1, 11), *range(25, steps + 1, 25), steps})
 
 
 def build_reference(

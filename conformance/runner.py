@@ -204,6 +204,8 @@ class PortSpec:
     base_config: Config | None = None
     judge_state: bool = True  # m/v follow the reference convention (unscaled v)
     timeout_s: float = DEFAULT_TIMEOUT_S
+    scenarios: tuple[str, ...] | None = None  # restrict to these scenarios (None: all)
+    quick_subset: bool = False  # use the --quick scenario subset (with full horizons)
 
 
 @dataclass
@@ -703,6 +705,12 @@ def check_port(
         device = device or spec.device
         timeout_s = timeout_s if timeout_s is not None else spec.timeout_s
         judge_state = judge_state if judge_state is not None else spec.judge_state
+        if scenarios is None and spec.quick_subset and not quick:
+            scenarios = [s for s in select(None, True)]
+        if scenarios is None and spec.scenarios is not None:
+            scenarios = [s for s in spec.scenarios if not quick or select([s])[0].quick] or list(
+                spec.scenarios[:1]
+            )
     else:
         factory = port_factory
     if algorithm is None:

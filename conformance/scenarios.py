@@ -234,9 +234,9 @@ _SMALL = [(8, 6), (6,), (20,)]
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("normal", "Gaussian gradients, arrays of different scales", _open([(24, 16), (16,), (40,)], _gauss()),
-             steps=20, quick_steps=8, seed=1, hyper={"lr": 1e-2}, quick=True, tags=("open",)),
+             steps=15, quick_steps=8, seed=1, hyper={"lr": 1e-2}, quick=True, tags=("open",)),
     Scenario("heavy_tailed", "Student-t(1.5) gradients (outliers of 1e2..1e4)", _open(_SMALL, _heavy),
-             steps=20, quick_steps=6, seed=2, hyper={"lr": 1e-2}, tags=("open",)),
+             steps=15, quick_steps=6, seed=2, hyper={"lr": 1e-2}, tags=("open",)),
     Scenario("tiny_gradients", "|g| log-uniform in [1e-12, 1e-4]: eps dominates", _open(_SMALL, _log_uniform(1e-12, 1e-4)),
              steps=15, quick_steps=6, seed=3, quick=True, dtypes=("float64", "float32", "bfloat16"), tags=("open", "range")),
     Scenario("huge_gradients", "|g| log-uniform in [1e2, 1e8]", _open(_SMALL, _log_uniform(1e2, 1e8)),
@@ -250,11 +250,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("long_run", "300 steps, gradient scale drifting over 3 decades", _open([(8, 4), (4,), (16,)], _drifting),
              steps=300, quick_steps=40, seed=8, hyper={"lr": 1e-2}, tags=("open", "long")),
     Scenario("weight_decay_l2", "coupled (L2) weight decay 0.1", _open(_SMALL, _gauss()),
-             steps=20, quick_steps=6, seed=9, hyper={"lr": 1e-2, "weight_decay": 0.1, "weight_decay_mode": "l2"}, quick=True, tags=("open", "wd")),
+             steps=15, quick_steps=6, seed=9, hyper={"lr": 1e-2, "weight_decay": 0.1, "weight_decay_mode": "l2"}, quick=True, tags=("open", "wd")),
     Scenario("weight_decay_decoupled", "decoupled weight decay 0.1 (AdamW)", _open(_SMALL, _gauss()),
-             steps=20, quick_steps=6, seed=10, hyper={"lr": 1e-2, "weight_decay": 0.1, "weight_decay_mode": "decoupled"}, quick=True, tags=("open", "wd")),
+             steps=15, quick_steps=6, seed=10, hyper={"lr": 1e-2, "weight_decay": 0.1, "weight_decay_mode": "decoupled"}, quick=True, tags=("open", "wd")),
     Scenario("beta2_near_one", "betas (0.9, 0.99999)", _open(_SMALL, _gauss()),
-             steps=20, quick_steps=6, seed=11, hyper={"betas": (0.9, 0.99999)}, tags=("open", "corner")),
+             steps=15, quick_steps=6, seed=11, hyper={"betas": (0.9, 0.99999)}, tags=("open", "corner")),
     Scenario("tau_zero", "tau = 0 (no down-translating)", _open(_SMALL, _gauss()),
              steps=15, quick_steps=5, seed=12, hyper={"tau": 0.0}, algorithms=("setadam",), tags=("open", "corner")),
     Scenario("tau_0.9", "tau = 0.9 (strong down-translating: w - 0.9 min w)", _open(_SMALL, _gauss()),
@@ -266,11 +266,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("maximize", "maximize = True", _open(_SMALL, _gauss()),
              steps=10, quick_steps=4, seed=16, hyper={"maximize": True}, tags=("open", "corner")),
     Scenario("quadratic", "closed loop: diagonal quadratic, curvatures 0.1..10", _quadratic,
-             steps=50, quick_steps=15, seed=17, hyper={"lr": 5e-2}, quick=True, tags=("closed",)),
+             steps=40, quick_steps=15, seed=17, hyper={"lr": 5e-2}, quick=True, tags=("closed",)),
     Scenario("rosenbrock", "closed loop: Rosenbrock (scipy.optimize.rosen_der) in 6 and 3 dimensions", _rosenbrock,
-             steps=100, quick_steps=20, seed=18, hyper={"lr": 1e-2}, tags=("closed",)),
+             steps=60, quick_steps=20, seed=18, hyper={"lr": 1e-2}, tags=("closed",)),
     Scenario("mlp", "closed loop: tanh MLP 8-16-1 on fixed data, NumPy gradient", _mlp,
-             steps=30, quick_steps=10, seed=19, hyper={"lr": 1e-2}, tags=("closed",)),
+             steps=25, quick_steps=10, seed=19, hyper={"lr": 1e-2}, tags=("closed",)),
 )  # fmt: skip
 
 _BY_NAME = {s.name: s for s in SCENARIOS}

@@ -1,0 +1,5 @@
+"""``python -m conformance`` = ``setadam-conformance``."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""optax.adam / optax.adamw in their exact reference conventions.
+
+optax.adam: ``AdamConfig(eps=eps, eps_root=eps_root)``, no weight decay, no amsgrad, no maximize.
+optax.adamw: the same with decoupled weight decay; optax adds ``weight_decay * theta`` to the Adam
+direction before scaling by ``-lr``, i.e. ``theta *= 1 - lr * weight_decay`` as in the reference's
+``weight_decay_mode="decoupled"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from setadam_ref import AdamConfig, Config
+
+from ..runner import PortSpec
+from ._jax import OptaxPort
+
+
+def supports(kind: str) -> Callable[[Config], str | None]:
+    def check(cfg: Config) -> str | None:
+        if not isinstance(cfg, AdamConfig):
+            return "optax.adam implements Adam, not SET-Adam"
+        if cfg.amsgrad:
+            return "optax.adam has no amsgrad (optax.amsgrad is another transformation)"
+        if cfg.maximize:
+            return "optax.adam has no maximize"
+        if cfg.weight_decay > 0:
+            if kind == "adam":
+                return "optax.adam has no weight decay"
+            if cfg.weight_decay_mode != "decoupled":
+                return "optax.adamw uses decoupled weight decay"
+        return None
+
+    return check
+
+
+def factory(kind: str, dtype: str, device: str) -> Callable[[Config], Any]:
+    def make_port(cfg: Config) -> OptaxPort:
+        import optax
+
+        assert isinstance(cfg, AdamConfig)
+        b1, b2 = cfg.betas
+        kw: dict[str, Any] = dict(
+            learning_rate=cfg.lr, b1=b1, b2=b2, eps=cfg.eps, eps_root=cfg.eps_root
+        )
+        if kind == "adam":
+            return OptaxPort("optax.adam", lambda: optax.adam(**kw), dtype, device)
+        return OptaxPort(
+            "optax.adamw",
+            lambda: optax.adamw(weight_decay=cfg.weight_decay, **kw),
+            dtype,
+            device,
+        )
+
+    return make_port
+
+
+def specs(device: str, dtypes: tuple[str, ...]) -> list[PortSpec]:
+    suffix = "@cuda" if device == "cuda" else ""
+    return [
+        PortSpec(
+            f"optax.{kind}{suffix}", "adam", dt, device, factory(kind, dt, device), supports(kind)
+        )
+        for kind in ("adam", "adamw")
+        for dt in dtypes
+    ]

@@ -1,0 +1,51 @@
+"""Our JAX SET-Adam (conformance.ports.jax_setadam.setadam), jitted, state read from the optax
+state's ``ScaleBySETAdamState(count, mu, nu)``; stage intermediates are not exposed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from setadam_ref import Config, SETAdamConfig
+
+from ..runner import PortSpec
+from ._jax import OptaxPort
+
+
+def supports(cfg: Config) -> str | None:
+    if not isinstance(cfg, SETAdamConfig):
+        return "setadam implements SET-Adam, not Adam"
+    return None
+
+
+def factory(dtype: str, device: str) -> Callable[[Config], Any]:
+    def make_port(cfg: Config) -> OptaxPort:
+        from ..ports.jax_setadam import setadam
+
+        assert isinstance(cfg, SETAdamConfig)
+        b1, b2 = cfg.betas
+        return OptaxPort(
+            "ours.jax.setadam",
+            lambda: setadam(
+                cfg.lr,
+                b1=b1,
+                b2=b2,
+                eps=cfg.eps,
+                tau=cfg.tau,
+                weight_decay=cfg.weight_decay,
+                weight_decay_mode=cfg.weight_decay_mode,
+                maximize=cfg.maximize,
+            ),
+            dtype,
+            device,
+        )
+
+    return make_port
+
+
+def specs(device: str, dtypes: tuple[str, ...]) -> list[PortSpec]:
+    suffix = "@cuda" if device == "cuda" else ""
+    return [
+        PortSpec(f"ours.jax.setadam{suffix}", "setadam", dt, device, factory(dt, device), supports)
+        for dt in dtypes
+    ]

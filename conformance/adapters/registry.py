@@ -1,0 +1,95 @@
+"""Which ports ``setadam-conformance run`` checks on this machine.
+
+Availability is probed lazily: a framework that is not installed (or a CUDA device that is not
+present) removes its ports with a note instead of an error.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import replace
+
+from ..runner import PortSpec
+
+DEFAULT_DTYPES = ("float64", "float32", "bfloat16", "float16")
+#: dtypes whose default run uses the quick scenario subset (their budgets are wide; the full set
+#: adds time, not information)
+HALF_DTYPES = ("bfloat16", "float16")
+JAX_DTYPES = ("float64", "float32", "bfloat16")
+#: ports (fnmatch patterns) of the --quick run
+QUICK_PORTS = (
+    "reference-selfcheck[[]identity[]]",
+    "torch.optim.Adam[[]foreach[]]*",
+    "torch.optim.AdamW[[]fused[]]*",
+    "optax.adamw*",
+    "ours.torch.SETAdam[[]foreach[]]*",
+    "ours.torch.SETAdam[[]fused[]]*",
+    "ours.jax.setadam*",
+)
+QUICK_DTYPES = ("float64", "float32")
+
+
+def have(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def cuda_available() -> bool:
+    if not have("torch"):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def available_ports(
+    device: str = "auto",
+    dtypes: Sequence[str] | None = None,
+    patterns: Sequence[str] | None = None,
+    quick: bool = False,
+) -> tuple[list[PortSpec], list[str]]:
+    """(port specs, notes about what is unavailable here)."""
+    from . import selfcheck
+
+    notes: list[str] = []
+    want = tuple(dtypes) if dtypes else (QUICK_DTYPES if quick else DEFAULT_DTYPES)
+    devices: list[str] = []
+    if device in ("auto", "cpu"):
+        devices.append("cpu")
+    if device in ("auto", "cuda"):
+        if cuda_available():
+            devices.append("cuda")
+        elif device == "cuda":
+            notes.append("no CUDA device (torch.cuda.is_available() is False): CUDA ports skipped")
+    specs: list[PortSpec] = []
+    if "cpu" in devices and "float64" in want:
+        specs.extend(selfcheck.specs())
+    if have("torch"):
+        from . import ours_torch, torch_optim
+
+        for dev in devices:
+            specs.extend(torch_optim.specs(dev, want))
+            if have("conformance.ports.torch_setadam"):
+                specs.extend(ours_torch.specs(dev, want))
+    else:
+        notes.append("torch is not installed: torch.optim and our torch port skipped")
+    if have("jax") and have("optax"):
+        from . import optax_adapter, ours_jax
+
+        jdt = tuple(d for d in want if d in JAX_DTYPES)
+        specs.extend(optax_adapter.specs("cpu", jdt))
+        if have("conformance.ports.jax_setadam"):
+            specs.extend(ours_jax.specs("cpu", jdt))
+    else:
+        notes.append("jax/optax are not installed: optax and our JAX port skipped")
+    if quick and not patterns:
+        patterns = QUICK_PORTS
+    if patterns:
+        specs = [s for s in specs if any(fnmatch.fnmatchcase(s.name, p) for p in patterns)]
+    out = []
+    for s in specs:
+        if not quick and s.dtype in HALF_DTYPES and s.scenarios is None:
+            s = replace(s, quick_subset=True)
+        out.append(s)
+    return out, notes

@@ -1,0 +1,200 @@
+"""Third-party implementations by import path (``MODULE:ATTR``), torch or JAX.
+
+torch target: an optimizer class called as
+``cls(params, lr=..., betas=(b1, b2), eps=..., weight_decay=..., **hyper)`` and stepped by setting
+``.grad`` and calling ``.step()``. JAX target: a callable returning an optax
+GradientTransformation, called as ``f(learning_rate=..., b1=..., b2=..., eps=..., **hyper)`` plus
+``weight_decay=...`` when a scenario uses weight decay.
+
+``hyper`` values go to the target's constructor and, where the reference config has a field of
+that name, to the reference config too (so ``--hyper tau=0.3`` checks against tau = 0.3). A
+scenario that changes a hyperparameter the target does not take (tau, maximize, amsgrad, the
+weight-decay mode, ...) is skipped for that target, with the reason in the report.
+
+Python API for scripts and meta-tests: ``torch_factory(cls, ...)`` / ``jax_factory(fn, ...)``
+return ``(factory, supports, base_config)`` for ``conformance.runner.check_port``;
+``spec(target, framework, algorithm, ...)`` returns a ``PortSpec``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from setadam_ref import AdamConfig, Config, SETAdamConfig
+
+from ..runner import PortSpec
+
+#: hyperparameters every target takes by the calling convention
+_TORCH_BASE = frozenset({"lr", "betas", "eps", "weight_decay"})
+_JAX_BASE = frozenset({"lr", "betas", "eps"})
+
+
+def parse_value(text: str) -> Any:
+    """A ``--hyper`` value: a Python literal where possible (``true``/``false`` accepted)."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_hyper(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--hyper expects NAME=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        if not k.strip().isidentifier():
+            raise ValueError(f"--hyper name {k!r} is not an identifier")
+        out[k.strip()] = parse_value(v)
+    return out
+
+
+def load_target(target: str) -> Any:
+    """Import ``MODULE:ATTR`` (ATTR may be dotted); ImportError/AttributeError with a clear text."""
+    if ":" not in target:
+        raise ValueError(f"target must be MODULE:ATTR, got {target!r}")
+    mod_name, attr = target.split(":", 1)
+    mod = importlib.import_module(mod_name)
+    obj: Any = mod
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def base_config(algorithm: str, hyper: Mapping[str, Any], weight_decay_mode: str = "l2") -> Config:
+    """The reference config a target's defaults plus ``hyper`` correspond to."""
+    cls = AdamConfig if algorithm == "adam" else SETAdamConfig
+    names = {f.name for f in dataclasses.fields(cls)}
+    kw = {k: v for k, v in hyper.items() if k in names}
+    if "betas" in kw:
+        kw["betas"] = tuple(kw["betas"])
+    kw["weight_decay_mode"] = weight_decay_mode
+    cfg: Config = cls(**kw)
+    return cfg
+
+
+def _supports(
+    base: Config, accepted: frozenset[str], weight_decay_mode: str
+) -> Callable[[Config], str | None]:
+    def check(cfg: Config) -> str | None:
+        if type(cfg) is not type(base):
+            return f"target implements {type(base).__name__}, scenario needs {type(cfg).__name__}"
+        if cfg.weight_decay > 0 and cfg.weight_decay_mode != weight_decay_mode:
+            return (
+                f"target uses {weight_decay_mode} weight decay (--weight-decay-mode); "
+                f"scenario needs {cfg.weight_decay_mode}"
+            )
+        for f in dataclasses.fields(cfg):
+            if f.name in accepted or f.name == "weight_decay_mode":
+                continue
+            if getattr(cfg, f.name) != getattr(base, f.name):
+                return (
+                    f"scenario sets {f.name}={getattr(cfg, f.name)!r}; the target takes no "
+                    f"{f.name} (pass --hyper {f.name}=... if it does)"
+                )
+        return None
+
+    return check
+
+
+def torch_factory(
+    cls: Any,
+    algorithm: str = "setadam",
+    *,
+    hyper: Mapping[str, Any] | None = None,
+    weight_decay_mode: str = "l2",
+    dtype: str = "float64",
+    device: str = "cpu",
+    name: str | None = None,
+) -> tuple[Callable[[Config], Any], Callable[[Config], str | None], Config]:
+    """(factory, supports, base config) for a torch optimizer class."""
+    from ._torch import TorchOptimizerPort
+
+    hyper = dict(hyper or {})
+    base = base_config(algorithm, hyper, weight_decay_mode)
+    accepted = _TORCH_BASE | frozenset(hyper)
+    label = name or f"{getattr(cls, '__module__', '?')}:{getattr(cls, '__qualname__', cls)}"
+
+    def make_port(cfg: Config) -> Any:
+        kw: dict[str, Any] = {}
+        for k, v in hyper.items():
+            kw[k] = getattr(cfg, k) if hasattr(cfg, k) else v
+        kw.update(lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+        return TorchOptimizerPort(
+            label, lambda groups: cls(groups, **kw), dtype, device, record_stages=True
+        )
+
+    return make_port, _supports(base, accepted, weight_decay_mode), base
+
+
+def jax_factory(
+    fn: Any,
+    algorithm: str = "setadam",
+    *,
+    hyper: Mapping[str, Any] | None = None,
+    weight_decay_mode: str = "decoupled",
+    dtype: str = "float32",
+    device: str = "cpu",
+    name: str | None = None,
+) -> tuple[Callable[[Config], Any], Callable[[Config], str | None], Config]:
+    """(factory, supports, base config) for a function returning an optax transformation."""
+    from ._jax import OptaxPort
+
+    hyper = dict(hyper or {})
+    base = base_config(algorithm, hyper, weight_decay_mode)
+    accepted = _JAX_BASE | frozenset(hyper) | {"weight_decay"}
+    label = name or f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', fn)}"
+
+    def make_port(cfg: Config) -> Any:
+        b1, b2 = cfg.betas
+        kw: dict[str, Any] = {}
+        for k, v in hyper.items():
+            kw[k] = getattr(cfg, k) if hasattr(cfg, k) else v
+        kw.update(learning_rate=cfg.lr, b1=b1, b2=b2, eps=cfg.eps)
+        if cfg.weight_decay > 0:
+            kw["weight_decay"] = cfg.weight_decay
+        return OptaxPort(label, lambda: fn(**kw), dtype, device)
+
+    return make_port, _supports(base, accepted, weight_decay_mode), base
+
+
+def spec(
+    target: str | Any,
+    framework: str,
+    algorithm: str,
+    *,
+    hyper: Mapping[str, Any] | None = None,
+    weight_decay_mode: str | None = None,
+    dtype: str | None = None,
+    device: str = "cpu",
+    timeout_s: float = 60.0,
+) -> PortSpec:
+    """A PortSpec for a third-party target (``MODULE:ATTR`` or the object itself)."""
+    obj = load_target(target) if isinstance(target, str) else target
+    name = target if isinstance(target, str) else None
+    if framework == "torch":
+        dt = dtype or "float64"
+        fac, sup, base = torch_factory(
+            obj, algorithm, hyper=hyper, weight_decay_mode=weight_decay_mode or "l2",
+            dtype=dt, device=device, name=name,
+        )  # fmt: skip
+    elif framework == "jax":
+        dt = dtype or "float32"
+        fac, sup, base = jax_factory(
+            obj, algorithm, hyper=hyper, weight_decay_mode=weight_decay_mode or "decoupled",
+            dtype=dt, device=device, name=name,
+        )  # fmt: skip
+    else:
+        raise ValueError(f"framework must be 'torch' or 'jax', got {framework!r}")
+    label = name or str(getattr(obj, "__qualname__", "target"))
+    return PortSpec(label, algorithm, dt, device, fac, sup, base, judge_state=False,
+                    timeout_s=timeout_s)  # fmt: skip
