@@ -32,13 +32,14 @@ import numpy as np
 import numpy.typing as npt
 
 from setadam_ref import stages as _stages
-from setadam_ref.config import Config, SETAdamConfig
+from setadam_ref.config import AdamConfig, Config, SETAdamConfig
 from setadam_ref.moments import bias_corrections
 
 F64 = npt.NDArray[np.float64]
 Index = npt.NDArray[np.intp]
 
 __all__ = [
+    "ADAM_CATALOGUE",
     "CATALOGUE",
     "Cause",
     "Deviation",
@@ -369,7 +370,8 @@ def _tau_half(cfg: SETAdamConfig) -> SETAdamConfig:
 # ----------------------------------------------------------------------------- the catalogue
 @dataclass(frozen=True)
 class Deviation:
-    """One known deviation: SET-Adam with exactly one thing changed.
+    """One known deviation: SET-Adam (or, with ``algorithm="adam"``, Adam) with exactly one thing
+    changed.
 
     ``stage`` is the first stage (of ``setadam_ref.STAGES``) where it shows in a port that exposes
     its intermediates; ``shows_when`` the inputs under which it has any effect at all.
@@ -383,6 +385,8 @@ class Deviation:
     shows_when: str
     equivalent: bool = False
     recipe: _Recipe = field(default_factory=_Recipe, repr=False, compare=False)
+    algorithm: str = "setadam"
+    adam_recipe: _AdamRecipe | None = field(default=None, repr=False, compare=False)
 
 
 def _d(
@@ -667,15 +671,302 @@ CATALOGUE: tuple[Deviation, ...] = (
     ),
 )
 
+
+# ----------------------------------------------------------------------------- Adam pipeline
+def _adam_grad(theta: F64, g: F64, cfg: AdamConfig) -> F64:
+    if cfg.maximize:
+        g = -g
+    if cfg.weight_decay != 0.0 and cfg.weight_decay_mode == "l2":
+        g = g + cfg.weight_decay * theta
+    return g
+
+
+def _adam_vhat(v: F64, vmax0: F64 | None, bc2: float, cfg: AdamConfig) -> tuple[F64, F64 | None]:
+    """(v_hat, new vmax) in the amsgrad convention of ``cfg``."""
+    if not cfg.amsgrad:
+        return v / bc2, None
+    old = np.zeros_like(v) if vmax0 is None else vmax0
+    if cfg.amsgrad_mode == "torch":
+        vm = np.maximum(old, v)
+        return vm / bc2, vm
+    vm = np.maximum(old, v / bc2)
+    return vm, vm
+
+
+def _adam_denom(vhat: F64, bc2: float, cfg: AdamConfig) -> F64:
+    r: F64 = np.sqrt(vhat + cfg.eps_root) + cfg.eps
+    return r
+
+
+def _adam_decay(theta: F64, cfg: AdamConfig) -> F64:
+    if cfg.weight_decay != 0.0 and cfg.weight_decay_mode == "decoupled":
+        return theta * (1.0 - cfg.lr * cfg.weight_decay)
+    return theta
+
+
+def _adam_apply(theta: F64, m: F64, denom: F64, lr: float, bc1: float) -> F64:
+    return theta - (m / denom) * (lr / bc1)
+
+
+@dataclass(frozen=True)
+class _AdamRecipe:
+    """Adam as a chain of replaceable stage functions (defaults: the reference's conventions)."""
+
+    counter: Callable[[int], int] = lambda t: t
+    config: Callable[[AdamConfig], AdamConfig] = lambda c: c
+    grad: Callable[[F64, F64, AdamConfig], F64] = _adam_grad
+    moments: Callable[[F64, F64, F64, float, float], tuple[F64, F64]] = _moments
+    vhat: Callable[[F64, F64 | None, float, AdamConfig], tuple[F64, F64 | None]] = _adam_vhat
+    denom: Callable[[F64, float, AdamConfig], F64] = _adam_denom
+    decay: Callable[[F64, AdamConfig], F64] = _adam_decay
+    apply: Callable[[F64, F64, F64, float, float], F64] = _adam_apply
+
+
+def _run_adam(
+    recipe: _AdamRecipe,
+    params: Sequence[F64],
+    grads: Sequence[F64],
+    m0: Sequence[F64],
+    v0: Sequence[F64],
+    vmax0: Sequence[F64] | None,
+    step: int,
+    config: AdamConfig,
+) -> Replay:
+    cfg = recipe.config(config)
+    b1, b2 = cfg.betas
+    t = recipe.counter(step + 1)
+    bc1, bc2 = bias_corrections(b1, b2, t)
+    outs: dict[str, list[F64]] = {k: [] for k in ("params", "grad", "m", "v", "denom", "update")}
+    with np.errstate(all="ignore"):
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            ge = recipe.grad(p, g, cfg)
+            m, v = recipe.moments(m0[i], v0[i], ge, b1, b2)
+            vhat, _ = recipe.vhat(v, None if vmax0 is None else vmax0[i], bc2, cfg)
+            den = recipe.denom(vhat, bc2, cfg)
+            after = recipe.apply(recipe.decay(p, cfg), m, den, cfg.lr, bc1)
+            for k, x in (("params", after), ("grad", ge), ("m", m), ("v", v), ("denom", den)):
+                outs[k].append(x)
+            outs["update"].append(after - p)
+    st = {k: tuple(v) for k, v in outs.items() if k != "params"}
+    return Replay(tuple(outs["params"]), tuple(outs["m"]), tuple(outs["v"]), st)
+
+
+def _adam_eps_inside(cfg: AdamConfig) -> AdamConfig:
+    return replace(cfg, eps_root=cfg.eps_root + cfg.eps, eps=0.0)
+
+
+def _adam_eps_root_ignored(cfg: AdamConfig) -> AdamConfig:
+    return replace(cfg, eps_root=0.0)
+
+
+def _adam_amsgrad_swapped(cfg: AdamConfig) -> AdamConfig:
+    if cfg.amsgrad_mode == "torch":
+        return replace(cfg, amsgrad_mode="optax")
+    return replace(cfg, amsgrad_mode="torch")
+
+
+def _adam_amsgrad_ignored(cfg: AdamConfig) -> AdamConfig:
+    return replace(cfg, amsgrad=False)
+
+
+def _adam_no_maximize(cfg: AdamConfig) -> AdamConfig:
+    return replace(cfg, maximize=False)
+
+
+def _adam_no_wd(cfg: AdamConfig) -> AdamConfig:
+    return replace(cfg, weight_decay=0.0)
+
+
+def _adam_wd_swapped(cfg: AdamConfig) -> AdamConfig:
+    if cfg.weight_decay_mode == "decoupled":
+        return replace(cfg, weight_decay_mode="l2")
+    return replace(cfg, weight_decay_mode="decoupled")
+
+
+def _adam_decay_without_lr(theta: F64, cfg: AdamConfig) -> F64:
+    if cfg.weight_decay != 0.0 and cfg.weight_decay_mode == "decoupled":
+        return theta * (1.0 - cfg.weight_decay)
+    return theta
+
+
+def _adam_denom_no_bc2(vhat: F64, bc2: float, cfg: AdamConfig) -> F64:
+    return _adam_denom(vhat * bc2, bc2, cfg)
+
+
+def _adam_denom_torch_order(vhat: F64, bc2: float, cfg: AdamConfig) -> F64:
+    # torch.optim.Adam: sqrt(v) / sqrt(bc2) + eps, with v = v_hat * bc2
+    r: F64 = np.sqrt(vhat * bc2 + cfg.eps_root * bc2) / math.sqrt(bc2) + cfg.eps
+    return r
+
+
+def _adam_apply_no_bc1(theta: F64, m: F64, denom: F64, lr: float, bc1: float) -> F64:
+    return theta - (m / denom) * lr
+
+
+def _adam_apply_reordered(theta: F64, m: F64, denom: F64, lr: float, bc1: float) -> F64:
+    return theta - (lr * m) / (bc1 * denom)
+
+
+def _a(
+    name: str, bug_class: str, stage: str, description: str, shows_when: str, **kw: Any
+) -> Deviation:
+    equivalent = bool(kw.pop("equivalent", False))
+    return Deviation(
+        name,
+        bug_class,
+        stage,
+        description,
+        shows_when,
+        equivalent,
+        _Recipe(),
+        "adam",
+        _AdamRecipe(**kw),
+    )
+
+
+ADAM_CATALOGUE: tuple[Deviation, ...] = (
+    _a(
+        "adam_eps_inside_sqrt",
+        "epsilon placement",
+        "denom",
+        "eps inside the square root: denom = sqrt(v_hat + eps) (optax eps_root convention)",
+        "where v_hat is not >> eps^2 (tiny gradients)",
+        config=_adam_eps_inside,
+    ),
+    _a(
+        "adam_eps_root_ignored",
+        "epsilon placement",
+        "denom",
+        "eps_root ignored (denom = sqrt(v_hat) + eps)",
+        "eps_root > 0",
+        config=_adam_eps_root_ignored,
+    ),
+    _a(
+        "adam_no_bias_correction1",
+        "bias correction",
+        "update",
+        "lr not divided by 1 - beta1^t",
+        "early steps",
+        apply=_adam_apply_no_bc1,
+    ),
+    _a(
+        "adam_no_bias_correction2",
+        "bias correction",
+        "denom",
+        "v not bias-corrected: denom = sqrt(v) + eps",
+        "early steps",
+        denom=_adam_denom_no_bc2,
+    ),
+    _a(
+        "adam_step_plus_one",
+        "step counter",
+        "denom",
+        "bias corrections use t + 1",
+        "from step 1, early steps",
+        counter=lambda t: t + 1,
+    ),
+    _a(
+        "adam_step_minus_one",
+        "step counter",
+        "denom",
+        "stale step counter: t - 1 from step 2 on",
+        "from step 2 on, early steps",
+        counter=lambda t: max(t - 1, 1),
+    ),
+    _a(
+        "adam_adabelief_v",
+        "second moment",
+        "v",
+        "AdaBelief-style v = EMA of (g - m)^2",
+        "always",
+        moments=_moments_adabelief,
+    ),
+    _a(
+        "adam_swapped_betas",
+        "moments",
+        "m",
+        "beta1 and beta2 swapped between m and v",
+        "always",
+        moments=_moments_swapped,
+    ),
+    _a(
+        "adam_amsgrad_mode_swapped",
+        "amsgrad",
+        "vmax",
+        "amsgrad maximum over raw v where bias-corrected v is asked (torch vs optax), or reverse",
+        "amsgrad, once v_hat decreases",
+        config=_adam_amsgrad_swapped,
+    ),
+    _a(
+        "adam_amsgrad_ignored",
+        "amsgrad",
+        "vmax",
+        "amsgrad=True ignored",
+        "amsgrad, once v decreases",
+        config=_adam_amsgrad_ignored,
+    ),
+    _a(
+        "adam_maximize_ignored",
+        "gradient",
+        "grad",
+        "maximize=True ignored",
+        "maximize=True",
+        config=_adam_no_maximize,
+    ),
+    _a(
+        "adam_weight_decay_ignored",
+        "weight decay",
+        "grad",
+        "weight decay ignored",
+        "weight_decay > 0",
+        config=_adam_no_wd,
+    ),
+    _a(
+        "adam_wd_mode_swapped",
+        "weight decay",
+        "grad",
+        "l2 where decoupled is asked (Adam vs AdamW), or the reverse",
+        "weight_decay > 0",
+        config=_adam_wd_swapped,
+    ),
+    _a(
+        "adam_decoupled_without_lr",
+        "weight decay",
+        "update",
+        "decoupled weight decay without the lr factor: theta *= (1 - wd)",
+        "weight_decay > 0, decoupled",
+        decay=_adam_decay_without_lr,
+    ),
+    _a(
+        "adam_torch_denom_order",
+        "equivalent",
+        "denom",
+        "denom = sqrt(v) / sqrt(bc2) + eps (torch.optim's order)",
+        "never (equal in exact arithmetic)",
+        denom=_adam_denom_torch_order,
+        equivalent=True,
+    ),
+    _a(
+        "adam_update_reordered",
+        "equivalent",
+        "update",
+        "update as theta - (lr * m) / (bc1 * denom)",
+        "never (equal in exact arithmetic)",
+        apply=_adam_apply_reordered,
+        equivalent=True,
+    ),
+)
+
 _BASE = _Recipe()
 
 
 def by_name(name: str) -> Deviation:
     """The catalogue entry called ``name`` (KeyError listing the names otherwise)."""
-    for d in CATALOGUE:
+    for d in (*CATALOGUE, *ADAM_CATALOGUE):
         if d.name == name:
             return d
-    raise KeyError(f"no deviation {name!r}; known: {[d.name for d in CATALOGUE]}")
+    known = [d.name for d in (*CATALOGUE, *ADAM_CATALOGUE)]
+    raise KeyError(f"no deviation {name!r}; known: {known}")
 
 
 def _f64(xs: Sequence[Any], dtype: str) -> tuple[F64, ...]:
@@ -687,15 +978,34 @@ def replay(
     params: Sequence[Any],
     grads: Sequence[Any],
     state: Any,
-    config: SETAdamConfig,
+    config: Config,
     layers: Sequence[Sequence[int]] | None = None,
     dtype: str = "float64",
 ) -> Replay:
-    """One step of ``deviation`` (``None``: SET-Adam itself) from ``params``/``grads``/``state``.
+    """One step of ``deviation`` (``None``: the algorithm itself) from ``params``/``grads``/``state``.
 
-    ``state`` is a ``setadam_ref.State`` (or anything with ``step``, ``m``, ``v``). Inputs are first
-    rounded to ``dtype``, as the port saw them; the step itself is computed in float64.
+    ``config`` is a ``SETAdamConfig`` (SET-Adam entries) or an ``AdamConfig`` (Adam entries,
+    ``algorithm="adam"``). ``state`` is a ``setadam_ref.State`` (or anything with ``step``, ``m``,
+    ``v`` and, for amsgrad, ``vmax``). Inputs are first rounded to ``dtype``, as the port saw them;
+    the step itself is computed in float64.
     """
+    if isinstance(config, AdamConfig):
+        arecipe = _AdamRecipe() if deviation is None else deviation.adam_recipe
+        if arecipe is None:
+            raise ValueError(f"{deviation.name if deviation else None} is not an Adam deviation")
+        vmax = getattr(state, "vmax", None)
+        return _run_adam(
+            arecipe,
+            _f64(params, dtype),
+            _f64(grads, dtype),
+            _f64(state.m, dtype),
+            _f64(state.v, dtype),
+            None if vmax is None else _f64(vmax, dtype),
+            int(state.step),
+            config,
+        )
+    if deviation is not None and deviation.algorithm != "setadam":
+        raise ValueError(f"{deviation.name} is an Adam deviation; config is SET-Adam")
     lay = _layers(layers, len(params))
     recipe = _BASE if deviation is None else deviation.recipe
     return _run(
@@ -832,15 +1142,17 @@ def rank_causes_steps(
     divided by the reference's. A deviation that differs where the port agrees with the reference
     scores badly, so step-onset bugs are told apart. Only deviations with distance < 0.5 (clearly
     better than the reference) are returned; an empty list when the port agrees with the
-    reference everywhere (nothing to explain), when the configuration is not SET-Adam, or when no
-    catalogued deviation explains the output.
+    reference everywhere (nothing to explain) or when no catalogued deviation explains the
+    output. An ``AdamConfig`` is ranked against ``ADAM_CATALOGUE``, a ``SETAdamConfig`` against
+    ``CATALOGUE``.
     """
-    if not isinstance(config, SETAdamConfig) or not evidence:
+    if not evidence:
         return []
+    catalogue = ADAM_CATALOGUE if isinstance(config, AdamConfig) else CATALOGUE
     ref_worst = 0.0
     dev_worst: dict[str, float] = {}
     onset: dict[str, int | None] = {}
-    candidates = [d for d in CATALOGUE if not d.equivalent]
+    candidates = [d for d in catalogue if not d.equivalent]
     for ev in evidence:
         before = _f64(ev.params, dtype)
         ref = replay(None, ev.params, ev.grads, ev.state, config, layers, dtype)

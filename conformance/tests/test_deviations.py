@@ -217,10 +217,86 @@ def test_unknown_bug_is_not_forced_onto_the_catalogue() -> None:
     assert dev.rank_causes(params, grads[0], state, cfg, None, noisy) == []
 
 
-def test_adam_config_and_bad_dtype() -> None:
-    params, grads = _inputs("normal")
-    acfg = ref.AdamConfig()
-    st = ref.init(params, acfg)
-    assert dev.rank_causes(params, grads[0], st, acfg, None, params) == []
+def test_bad_dtype() -> None:
     with pytest.raises(ValueError, match="dtype"):
         dev.unit_roundoff("int8")
+
+
+# ----------------------------------------------------------------------------- Adam catalogue
+ADAM_CONFIGS = {
+    "plain": ref.AdamConfig(lr=1e-2),
+    "eps_root": ref.AdamConfig(lr=1e-2, eps=0.0, eps_root=1e-8),
+    "l2": ref.AdamConfig(lr=1e-2, weight_decay=0.1),
+    "decoupled": ref.AdamConfig(lr=1e-2, weight_decay=0.1, weight_decay_mode="decoupled"),
+    "maximize": ref.AdamConfig(lr=1e-2, maximize=True),
+    "amsgrad_torch": ref.AdamConfig(lr=1e-2, amsgrad=True),
+    "amsgrad_optax": ref.AdamConfig(lr=1e-2, amsgrad=True, amsgrad_mode="optax"),
+}
+ADAM_SCENARIO_OF = {
+    "adam_eps_inside_sqrt": ("plain", "tiny"),
+    "adam_eps_root_ignored": ("eps_root", "tiny"),
+    "adam_maximize_ignored": ("maximize", "normal"),
+    "adam_weight_decay_ignored": ("l2", "normal"),
+    "adam_wd_mode_swapped": ("l2", "normal"),
+    "adam_decoupled_without_lr": ("decoupled", "normal"),
+    "adam_amsgrad_mode_swapped": ("amsgrad_torch", "decaying"),
+    "adam_amsgrad_ignored": ("amsgrad_optax", "decaying"),
+}
+
+
+def _adam_evidence(
+    d: dev.Deviation | None, cfg: ref.AdamConfig, kind: str, dtype: str = "float64"
+) -> list[dev.StepEvidence]:
+    if kind == "decaying":  # large gradients first, then small: amsgrad's maximum matters
+        params, grads = _inputs("normal")
+        grads = [[g * (10.0 if t == 0 else 0.1) for g in gs] for t, gs in enumerate(grads)]
+    else:
+        params, grads = _inputs(kind)
+    state = ref.init(params, cfg)
+    p: tuple[np.ndarray, ...] = tuple(params)
+    out = []
+    for g in grads:
+        r = dev.replay(d, p, g, state, cfg, None, dtype)
+        out.append(dev.StepEvidence(p, g, state, [dev._round_to(x, dtype) for x in r.params]))
+        p, state, _ = ref.step(p, g, state, cfg)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(ADAM_CONFIGS))
+def test_adam_baseline_replay_is_the_reference(name: str) -> None:
+    cfg = ADAM_CONFIGS[name]
+    params, grads = _inputs("normal")
+    state = ref.init(params, cfg)
+    p: tuple[np.ndarray, ...] = tuple(params)
+    for g in grads:
+        r = dev.replay(None, p, g, state, cfg)
+        p, state, _ = ref.step(p, g, state, cfg)
+        for a, b in zip(r.params, p, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=4 * 2.0**-52 * float(np.max(np.abs(b))))
+
+
+@pytest.mark.parametrize(
+    "d", [d for d in dev.ADAM_CATALOGUE if not d.equivalent], ids=lambda d: d.name
+)
+def test_each_adam_deviation_ranks_itself_first(d: dev.Deviation) -> None:
+    cname, kind = ADAM_SCENARIO_OF.get(d.name, ("plain", "normal"))
+    cfg = ADAM_CONFIGS[cname]
+    causes = dev.rank_causes_steps(_adam_evidence(d, cfg, kind), cfg, None, "float64")
+    assert d.name in _top(causes), [(c.name, c.distance) for c in causes[:4]]
+    assert all(c.name.startswith("adam_") for c in causes)
+
+
+@pytest.mark.parametrize("d", [d for d in dev.ADAM_CATALOGUE if d.equivalent], ids=lambda d: d.name)
+def test_adam_equivalent_rewrites_are_never_causes(d: dev.Deviation) -> None:
+    for cname in ("plain", "decoupled", "amsgrad_torch"):
+        cfg = ADAM_CONFIGS[cname]
+        for dtype in ("float64", "float32"):
+            ev = _adam_evidence(d, cfg, "normal", dtype)
+            assert dev.rank_causes_steps(ev, cfg, None, dtype) == []
+
+
+def test_algorithm_mismatch_is_refused() -> None:
+    params, grads = _inputs("normal")
+    cfg = ref.SETAdamConfig()
+    with pytest.raises(ValueError, match="Adam deviation"):
+        dev.replay(dev.by_name("adam_swapped_betas"), params, grads[0], ref.init(params, cfg), cfg)
