@@ -248,10 +248,10 @@ def test_our_jax_port_is_accepted() -> None:
 # ----------------------------------------------------------------------------- through the CLI
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run(
-        [sys.executable, "-m", "conformance", *args],
+        [sys.executable, "-m", "conformance", *args, "--no-progress", "--report", str(tmp)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -260,11 +260,13 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_check_rejects_a_wrong_port_by_import_path() -> None:
+def test_cli_check_rejects_a_wrong_port_by_import_path(tmp_path: Path) -> None:
     pytest.importorskip("conformance.cli")
+    target = "conformance.wrong_ports.torch_ports:EpsOutsideSqrt"
     p = _cli(
+        tmp_path,
         "check",
-        "conformance.wrong_ports.torch_ports:EpsOutsideSqrt",
+        target,
         "--framework",
         "torch",
         "--algorithm",
@@ -273,17 +275,19 @@ def test_cli_check_rejects_a_wrong_port_by_import_path() -> None:
         "normal",
         "--quick",
     )
-    assert p.returncode == 1, p.stdout[-2000:] + p.stderr[-2000:]
+    out = p.stdout + p.stderr
+    assert p.returncode == 1, out[-3000:]
     last = p.stdout.strip().splitlines()[-1]
-    assert "EpsOutsideSqrt" in p.stdout or "epsilon_embedding" in p.stdout, p.stdout[-2000:]
-    assert last, p.stdout
+    assert "NOT conformant" in last and target in last, last
+    assert "epsilon_embedding" in out and "eps_outside_sqrt" in out, out[-3000:]
 
 
-def test_cli_check_accepts_an_equivalent_port_by_import_path() -> None:
+def test_cli_check_accepts_an_equivalent_port_by_import_path(tmp_path: Path) -> None:
     pytest.importorskip("conformance.cli")
     p = _cli(
+        tmp_path,
         "check",
-        "conformance.wrong_ports.torch_ports:EqSqrtOrder",
+        "conformance.wrong_ports.torch_ports:EqScaleAfterBiasCorrection",
         "--framework",
         "torch",
         "--algorithm",
@@ -294,4 +298,5 @@ def test_cli_check_accepts_an_equivalent_port_by_import_path() -> None:
         "tiny_gradients",
         "--quick",
     )
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    assert "conformant" in p.stdout.strip().splitlines()[-1]

@@ -4,7 +4,9 @@ Written from the mathematics, never from ``setadam_ref``. Each public factory is
 third-party jax target of ``setadam-conformance check``::
 
     f(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, tau=0.5, weight_decay=0.0,
-      weight_decay_mode="l2", maximize=False) -> optax.GradientTransformation
+      weight_decay_mode="decoupled", maximize=False) -> optax.GradientTransformation
+
+(weight decay decoupled by default, as optax.adamw and the harness's third-party JAX convention).
 
 State: ``WrongSETAdamState(count, mu, nu)`` (nu unscaled), one layer per pytree leaf, like our
 JAX port. ``learning_rate`` may be a schedule.
@@ -55,7 +57,7 @@ def _factory(variant: str) -> Callable[..., optax.GradientTransformation]:
         eps: float = 1e-8,
         tau: float = 0.5,
         weight_decay: float = 0.0,
-        weight_decay_mode: str = "l2",
+        weight_decay_mode: str = "decoupled",
         maximize: bool = False,
     ) -> optax.GradientTransformation:
         def init_fn(params: Any) -> WrongSETAdamState:
