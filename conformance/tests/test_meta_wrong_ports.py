@@ -160,8 +160,11 @@ def test_wrong_port_is_rejected_for_the_right_reason(w: WrongPort) -> None:
         assert expected in msgs or "without gradient" in msgs, msgs
         return
     # the right stage, where the port exposes its state and stages (torch ports do)
-    if w.stage is not None and w.framework == "torch":
-        assert r.exposes_state and r.exposes_stages
+    if w.stage is not None:
+        if w.framework == "torch":  # state and stages: the stage that disagrees first
+            assert r.exposes_state and r.exposes_stages
+        else:  # optax: state (mu, nu) but no stages, so the parameters are the first to disagree
+            assert r.exposes_state and not r.exposes_stages
         assert r.stage == w.stage, _explain(r)
     # from the right step (re-synced comparison)
     first = (r.diagnosis or {}).get("first_failure") or {}
