@@ -300,3 +300,16 @@ def test_algorithm_mismatch_is_refused() -> None:
     cfg = ref.SETAdamConfig()
     with pytest.raises(ValueError, match="Adam deviation"):
         dev.replay(dev.by_name("adam_swapped_betas"), params, grads[0], ref.init(params, cfg), cfg)
+
+
+@pytest.mark.parametrize("cfg", [ref.SETAdamConfig(), ref.AdamConfig(amsgrad=True)])
+def test_edge_shapes_scalar_empty_and_one_element(cfg: ref.Config) -> None:
+    params = [np.array(0.5), np.zeros((0,)), np.ones((1, 1)), np.arange(6.0).reshape(2, 3)]
+    grads = [np.array(0.1), np.zeros((0,)), np.full((1, 1), 0.2), np.full((2, 3), 0.3)]
+    state = ref.init(params, cfg)
+    p, _, _ = ref.step(params, grads, state, cfg)
+    catalogue = dev.CATALOGUE if isinstance(cfg, ref.SETAdamConfig) else dev.ADAM_CATALOGUE
+    for d in catalogue:
+        r = dev.replay(d, params, grads, state, cfg)
+        assert [x.shape for x in r.params] == [x.shape for x in params], d.name
+    assert dev.rank_causes(params, grads, state, cfg, None, p) == []
