@@ -239,7 +239,7 @@ def test_reference_outputs_pass(reference_outputs: Path, manifest: dict[str, Any
     rc, text = _check(reference_outputs)
     lines = text.strip().splitlines()
     assert rc == 0, text
-    assert lines[-1].startswith("vectors check: CONFORMANT"), lines[-1]
+    assert lines[-1].startswith("VERDICT: conformant"), lines[-1]
     assert sum(ln.startswith("PASS") for ln in lines) == len(manifest["vectors"])
 
 
@@ -289,7 +289,7 @@ def test_planted_error_fails_naming_vector_and_step(
     bad = [ln for ln in lines if ln.startswith("FAIL")]
     assert len(bad) == 1 and "setadam-0017" in bad[0] and "step 2 param[3][4]" in bad[0], bad
     assert "ulp" in bad[0] and "budget" in bad[0]
-    assert lines[-1].startswith("vectors check: NOT CONFORMANT") and "setadam-0017" in lines[-1]
+    assert lines[-1].startswith("VERDICT: NOT conformant") and "setadam-0017" in lines[-1]
 
 
 def test_planted_state_error_and_nan_fail(reference_outputs: Path, tmp_path: Path) -> None:
@@ -328,7 +328,7 @@ def test_malformed_output_gives_exit_2(reference_outputs: Path, tmp_path: Path, 
     p.write_text(edit(p.read_text()))
     rc, text = _check(out)
     assert rc == 2, text
-    assert text.strip().splitlines()[-1].startswith("vectors check: ERROR")
+    assert text.strip().splitlines()[-1].startswith("VERDICT: error")
 
 
 def test_missing_step_is_malformed(reference_outputs: Path, tmp_path: Path) -> None:
@@ -390,7 +390,7 @@ def test_python_m_entry_point(reference_outputs: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip().splitlines()[-1].startswith("vectors check: CONFORMANT: 2 of 2")
+    assert proc.stdout.strip().splitlines()[-1].startswith("VERDICT: conformant: 2 of 2")
 
 
 def test_main_cli_delegates_vectors(reference_outputs: Path) -> None:

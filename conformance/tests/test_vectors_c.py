@@ -64,7 +64,7 @@ def test_c_port_passes_vectors_check(tmp_path: Path) -> None:
     rc = check(CANONICAL_DIR, tmp_path / "out", stream=buf)
     text = buf.getvalue()
     assert rc == 0, text
-    assert text.strip().splitlines()[-1].startswith("vectors check: CONFORMANT")
+    assert text.strip().splitlines()[-1].startswith("VERDICT: conformant")
 
 
 def test_c_port_rejects_malformed_vector(tmp_path: Path) -> None:

@@ -420,7 +420,7 @@ def check(
             say(f"{r.status:<7} {r.id:<13} [{','.join(r.flags)}] {r.detail}")
     except UsageError as e:
         say(f"ERROR: {e}")
-        say("vectors check: ERROR (exit 2): the outputs could not be checked")
+        say(f"VERDICT: error: {e}")
         return EXIT_ERROR
     failed = [r.id for r in results if r.status in ("FAIL", "MISSING")]
     skipped = sum(r.status == "SKIP" for r in results)
@@ -429,12 +429,12 @@ def check(
     if failed:
         names = ", ".join(failed[:8]) + (", ..." if len(failed) > 8 else "")
         say(
-            f"vectors check: NOT CONFORMANT: {len(failed)} of {len(results)} vectors fail "
-            f"({names}); {passed} pass, {skipped} skipped [{dt}]"
+            f"VERDICT: NOT conformant: {len(failed)} of {len(results)} vectors fail: "
+            f"{names}; {passed} pass, {skipped} skipped [{dt}]"
         )
         return EXIT_FAIL
     say(
-        f"vectors check: CONFORMANT: {passed} of {len(results)} vectors pass, {skipped} skipped "
+        f"VERDICT: conformant: {passed} of {len(results)} vectors pass, {skipped} skipped "
         f"(not applicable) [{dt}]"
     )
     return EXIT_OK

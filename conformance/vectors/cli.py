@@ -22,8 +22,7 @@ def _export(args: argparse.Namespace) -> int:
     try:
         manifest = export(args.dir)
     except OSError as e:
-        print(f"ERROR: cannot write {args.dir}: {e}", file=sys.stderr)
-        print("vectors export: ERROR (exit 2)")
+        print(f"VERDICT: error: cannot write {args.dir}: {e}")
         return EXIT_ERROR
     n = len(manifest["vectors"])
     print(f"vectors export: wrote {n} vectors to {args.dir} (manifest.json, text/*.txt)")
@@ -45,7 +44,7 @@ def _check(args: argparse.Namespace) -> int:
 def _no_action(parser: argparse.ArgumentParser) -> Any:
     def run(args: argparse.Namespace) -> int:
         parser.print_usage(sys.stderr)
-        print("vectors: choose 'export' or 'check'", file=sys.stderr)
+        print("VERDICT: error: usage: choose 'vectors export' or 'vectors check'")
         return EXIT_ERROR
 
     return run
