@@ -18,9 +18,11 @@ $$
 
 Numerics: leaves of dtype float64 are computed in float64 (needs ``jax_enable_x64``), every other
 floating dtype in float32; ``mu``/``nu`` keep the leaf's dtype (like ``optax.scale_by_adam``) and
-the update is cast back to it. ``c`` is overflow-safe: the sums run on ``nu * 2^-k`` with ``2^k``
-the binade of ``max nu`` (exact, ``c`` is scale-invariant), so float32 ``nu`` up to 3.4e38 or down
-to 1e-45 gives a finite ``c``; an all-zero leaf gets ``c = 1``; ``c`` is clamped to ``[1/d, 1]``.
+the update is cast back to it. ``c`` is overflow-safe: when ``max nu`` is outside a window where
+plain float sums are safe, the sums run on ``nu * 2^-k`` with ``2^k`` the binade of ``max nu``
+(exact, ``c`` is scale-invariant), so float32 ``nu`` up to 3.4e38 or down to the smallest normal
+gives a finite ``c`` (XLA on CPU flushes subnormals to zero); an all-zero leaf gets ``c = 1``;
+``c`` is clamped to ``[1/d, 1]``.
 ``min w`` comes from ``min nu`` (``w`` is increasing in ``nu``) with the same rounding as ``w``.
 A NaN or infinity anywhere in a leaf's gradient makes that whole leaf's update NaN (``c`` and
 ``min w`` are leaf-wide). Zero-size leaves give zero-size updates.
@@ -73,23 +75,59 @@ def _pow2(e: jax.Array, dtype: Any) -> jax.Array:
     return jax.lax.bitcast_convert_type((e.astype(jnp.int32) + 127) << 23, jnp.float32)
 
 
+def _scaled_coefficient(nu: jax.Array, vmax: jax.Array) -> jax.Array:
+    """c from ``nu * 2^-k`` with ``max nu = f * 2^k``, ``f`` in [0.5, 1): two exact power-of-two
+    factors (each in the normal range), so nothing overflows and c is that of ``nu``."""
+    d = nu.size
+    _, k = jnp.frexp(vmax)  # k = 0 for 0, inf and NaN
+    h1 = (-k) // 2
+    scaled = (nu * _pow2(h1, nu.dtype)) * _pow2(-k - h1, nu.dtype)
+    r = jnp.sum(scaled) / jnp.sqrt(jnp.sum(scaled * scaled))
+    c = jnp.clip(r * r / d, 1.0 / d, 1.0)
+    return jnp.where(vmax == 0, jnp.ones_like(c), c)
+
+
+def _fast_sums_bounds(d: int, dtype: Any) -> tuple[float, float]:
+    """(pre-scale, s2_min) for the one-pass sums of ``u = nu * pre-scale`` over ``d`` entries.
+
+    ``s2 = sum u^2`` finite means nothing overflowed (all terms are >= 0, so no partial sum
+    exceeds ``s2``). Each square lost to underflow (XLA flushes subnormals) is below ``2^emin``,
+    so the loss is below ``d 2^emin``; ``max u^2 >= s2 / d``, hence ``s2 >= d^2 2^(emin+p+2)``
+    keeps the loss under a quarter ulp of ``s2``. The power-of-two pre-scale (exact; ``c`` is
+    scale-invariant) centres float32's usable range on the values training produces (about
+    ``d * 2^-82`` to ``2^(63 - 32) / sqrt(d)``).
+    """
+    if jnp.dtype(dtype) == jnp.float64:
+        emin, p, s = -1022, 53, 0
+    else:
+        emin, p, s = -126, 24, 32
+    return math.ldexp(1.0, s), float(d) * float(d) * math.ldexp(1.0, emin + p + 2)
+
+
 def down_scaling_coefficient(nu: jax.Array) -> jax.Array:
     """c = (sum nu)^2 / (d * sum nu^2) of one layer, overflow-safe, 1 for an all-zero layer.
 
-    ``nu`` must be non-empty and in its compute dtype (float32 or float64). The sums run on
-    ``nu * 2^-k`` with ``max nu = f * 2^k``, ``f`` in [0.5, 1): two exact power-of-two factors
-    (each in the normal range), so ``c`` is that of ``nu`` and nothing overflows.
+    ``nu`` must be non-empty and in its compute dtype (float32 or float64). The sums are taken
+    in one pass each on ``nu`` (and ``nu * 2^32`` for float32); only when they show overflow
+    or too much underflow (or ``nu`` is all zero, inf or NaN) does a ``lax.cond`` branch
+    recompute them on ``nu`` scaled by the power of two of ``max nu``.
     """
     d = nu.size
-    vmax = jnp.max(nu)
-    _, k = jnp.frexp(vmax)  # vmax = f * 2^k; k = 0 for 0, inf and NaN
-    h1 = (-k) // 2
-    scaled = (nu * _pow2(h1, nu.dtype)) * _pow2(-k - h1, nu.dtype)
-    s1 = jnp.sum(scaled)
-    s2 = jnp.sum(scaled * scaled)
-    r = s1 / jnp.sqrt(s2)
-    c = jnp.clip(r * r / d, 1.0 / d, 1.0)
-    return jnp.where(vmax == 0, jnp.ones_like(c), c)
+    pre, s2_min = _fast_sums_bounds(d, nu.dtype)
+    pre_t = jnp.asarray(pre, nu.dtype)
+    s1 = jnp.sum(nu)
+    s2 = jnp.sum(jnp.square(nu * pre_t))
+
+    def fast() -> jax.Array:
+        r = (s1 * pre_t) / jnp.sqrt(s2)
+        return jnp.clip(r * r / d, 1.0 / d, 1.0)
+
+    def slow() -> jax.Array:
+        return _scaled_coefficient(nu, jnp.max(nu))
+
+    ok = jnp.isfinite(s2) & jnp.isfinite(s1) & (s2 >= s2_min)
+    c: jax.Array = jax.lax.cond(ok, fast, slow)
+    return c
 
 
 def _leaf_update(
