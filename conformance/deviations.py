@@ -1109,19 +1109,24 @@ def _channels(ev: StepEvidence, ref: Replay, before: tuple[F64, ...], dtype: str
     return chans
 
 
-def _channel_errors(rep: Replay, ev: StepEvidence, chans: list[_Channel]) -> float:
-    """Worst error of ``rep`` against the port over all channels, in units of each channel's
-    rounding floor (so 1.0 means: indistinguishable from rounding)."""
-    outs: list[tuple[F64, ...]] = [rep.params]
+def _channel_errors(rep: Replay, ev: StepEvidence, chans: list[_Channel]) -> dict[str, float]:
+    """Error of ``rep`` against the port per channel ("params", "m", "v"), in units of each
+    channel's rounding floor (so 1.0 means: indistinguishable from rounding)."""
+    outs: list[tuple[str, tuple[F64, ...]]] = [("params", rep.params)]
     if ev.port_m is not None:
-        outs.append(rep.m)
+        outs.append(("m", rep.m))
     if ev.port_v is not None:
-        outs.append(rep.v)
-    worst = 0.0
-    for out, ch in zip(outs, chans, strict=True):
-        err = _max_abs_diff(out, ch.port) / ch.scale
-        worst = max(worst, max(err, ch.floor) / ch.floor)
-    return worst
+        outs.append(("v", rep.v))
+    out: dict[str, float] = {}
+    for (name, arrays), ch in zip(outs, chans, strict=True):
+        err = _max_abs_diff(arrays, ch.port) / ch.scale
+        out[name] = max(err, ch.floor) / ch.floor
+    return out
+
+
+def _merge(into: dict[str, float], new: dict[str, float]) -> None:
+    for k, x in new.items():
+        into[k] = max(into.get(k, 0.0), x)
 
 
 def _replays_differ(a: Replay, b: Replay, chans: list[_Channel]) -> bool:
@@ -1140,7 +1145,9 @@ def rank_causes_steps(
     For every deviation and step, the error of its replay against the port is measured in units
     of the rounding floor; the deviation's score is its worst error over all steps and channels
     divided by the reference's. A deviation that differs where the port agrees with the reference
-    scores badly, so step-onset bugs are told apart. Only deviations with distance < 0.5 (clearly
+    scores badly, so step-onset bugs are told apart. The port's m and v count where they agree
+    with the reference or some deviation explains them, and are left out where nothing does (a
+    port that keeps its state in another convention). Only deviations with distance < 0.5 (clearly
     better than the reference) are returned; an empty list when the port agrees with the
     reference everywhere (nothing to explain) or when no catalogued deviation explains the
     output. An ``AdamConfig`` is ranked against ``ADAM_CATALOGUE``, a ``SETAdamConfig`` against
@@ -1149,22 +1156,35 @@ def rank_causes_steps(
     if not evidence:
         return []
     catalogue = ADAM_CATALOGUE if isinstance(config, AdamConfig) else CATALOGUE
-    ref_worst = 0.0
-    dev_worst: dict[str, float] = {}
+    ref_err: dict[str, float] = {}
+    dev_err: dict[str, dict[str, float]] = {}
     onset: dict[str, int | None] = {}
     candidates = [d for d in catalogue if not d.equivalent]
     for ev in evidence:
         before = _f64(ev.params, dtype)
         ref = replay(None, ev.params, ev.grads, ev.state, config, layers, dtype)
         chans = _channels(ev, ref, before, dtype)
-        ref_worst = max(ref_worst, _channel_errors(ref, ev, chans))
+        _merge(ref_err, _channel_errors(ref, ev, chans))
         t = int(ev.state.step) + 1
         for d in candidates:
             rep = replay(d, ev.params, ev.grads, ev.state, config, layers, dtype)
-            dev_worst[d.name] = max(dev_worst.get(d.name, 0.0), _channel_errors(rep, ev, chans))
+            _merge(dev_err.setdefault(d.name, {}), _channel_errors(rep, ev, chans))
             if onset.get(d.name) is None and _replays_differ(rep, ref, chans):
                 onset[d.name] = t
             onset.setdefault(d.name, None)
+    # The parameters always count. A state channel (m, v) counts where the port's state agrees
+    # with the reference or some deviation explains it; where nothing does, the port keeps its
+    # state in another convention (a third-party port may), and that channel would only blur
+    # the ranking.
+    keep = ["params"]
+    for ch in ("m", "v"):
+        if ch not in ref_err:
+            continue
+        best = min((e.get(ch, math.inf) for e in dev_err.values()), default=math.inf)
+        if not ref_err[ch] > 1.0 or best < _CLEARLY_BETTER * ref_err[ch]:
+            keep.append(ch)
+    ref_worst = max(ref_err.get(ch, 0.0) for ch in keep)
+    dev_worst = {n: max(e.get(ch, 0.0) for ch in keep) for n, e in dev_err.items()}
     if not ref_worst > 1.0:  # the port agrees with the reference up to rounding
         return []
     causes = []

@@ -313,3 +313,16 @@ def test_edge_shapes_scalar_empty_and_one_element(cfg: ref.Config) -> None:
         r = dev.replay(d, params, grads, state, cfg)
         assert [x.shape for x in r.params] == [x.shape for x in params], d.name
     assert dev.rank_causes(params, grads, state, cfg, None, p) == []
+
+
+def test_state_in_another_convention_does_not_hide_the_cause() -> None:
+    """A port that stores v in its own convention (here 2 v) is still diagnosed from its params."""
+    d = dev.by_name("eps_outside_sqrt")
+    params, grads = _inputs("normal")
+    cfg = _config("normal")
+    state = ref.init(params, cfg)
+    p, state, _ = ref.step(params, grads[0], state, cfg)
+    r = dev.replay(d, p, grads[1], state, cfg)
+    odd_v = [2.0 * v for v in r.v]
+    causes = dev.rank_causes(p, grads[1], state, cfg, None, r.params, port_m=r.m, port_v=odd_v)
+    assert causes and causes[0].name == "eps_outside_sqrt"
