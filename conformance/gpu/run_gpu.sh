@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks in one command, from the source tree (no install: PYTHONPATH=.):
 #   (a) the GPU tests            python3 -m pytest -m gpu
-#   (b) the conformance run      python3 -m conformance.cli run --device cuda --report DIR
+#   (b) the conformance run      python3 -m conformance.cli run --device cuda --report DIR (--quick),
+#       then our fused CUDA port alone on the full scenario set in float32 and bfloat16
 #   (c) the benchmark            python3 -m conformance.gpu.bench --out DIR
 # plus, when compute-sanitizer is on PATH, memcheck and racecheck of a small kernel workload.
 # Each step runs under its own time limit and the script goes on when one fails; the summary says
@@ -12,8 +13,9 @@
 # env:   PYTHON (default python3); CLI_ARGS (extra arguments of `conformance.cli run`, default
 #        --quick so that the whole script stays under 5 minutes; CLI_ARGS= runs the full set);
 #        BENCH_ARGS (extra arguments of the benchmark, e.g. "--chunks 8192,65536");
-#        RUN_GPU_PACK=1 packs the conformance report folder into one .tar.gz;
-#        RUN_GPU_SKIP="cli bench" skips steps by name (pytest, sanitize, cli, bench).
+#        CLI_FUSED_ARGS (extra arguments of the full check of our fused CUDA port);
+#        RUN_GPU_PACK=1 packs the logs and report folders into details.tar.gz (few files);
+#        RUN_GPU_SKIP="cli bench" skips steps by name (pytest, sanitize, cli, cli-fused, bench).
 # Exit status: 0 when every step passed, 1 otherwise.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -67,8 +69,7 @@ print("torch.cuda.is_available:", torch.cuda.is_available(), "cuda", torch.versi
 EOF
 
 # (a) every test marked gpu (modules that cannot be imported here are reported, not fatal)
-step pytest 150 "$py" -m pytest -m gpu -q -p no:cacheprovider --continue-on-collection-errors \
-  -o cache_dir=/tmp/pytest-cache
+step pytest 150 "$py" -m pytest -m gpu -q -p no:cacheprovider --continue-on-collection-errors
 
 # (a2) the kernels under compute-sanitizer (memory errors, shared-memory races), when present
 cs=$(command -v compute-sanitizer || ls "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer" \
@@ -83,14 +84,19 @@ fi
 # shellcheck disable=SC2086
 step cli 170 "$py" -m conformance.cli run --device cuda --no-progress \
   --report "$out/conformance-report" ${CLI_ARGS---quick}
-if [ "${RUN_GPU_PACK:-0}" = 1 ] && [ -d "$out/conformance-report" ]; then
-  tar -C "$out" -czf "$out/conformance-report.tar.gz" conformance-report && rm -rf "$out/conformance-report"
-fi
+# (b2) our fused CUDA port on the full scenario set, float32 and bfloat16
+# shellcheck disable=SC2086
+step cli-fused 120 "$py" -m conformance.cli run --device cuda --no-progress \
+  --port 'ours.torch.SETAdam[[]fused[]]*' --dtype float32 --dtype bfloat16 \
+  --report "$out/conformance-report-fused" ${CLI_FUSED_ARGS:-}
 
 # (c) the benchmark (writes bench.md, bench.json)
 # shellcheck disable=SC2086
 step bench 150 "$py" -m conformance.gpu.bench --out "$out" ${BENCH_ARGS:-}
 
+if [ "${RUN_GPU_PACK:-0}" = 1 ]; then # few files: summary.txt, bench.md, bench.json, details.tar.gz
+  (cd "$out" && tar -czf details.tar.gz --remove-files -- *.log conformance-report* 2>/dev/null)
+fi
 say "# total ${SECONDS}s; $([ $failed = 0 ] && echo 'all steps passed' || echo 'SOME STEPS FAILED')"
 [ -f "$out/bench.md" ] && cat "$out/bench.md"
 exit $failed

@@ -346,7 +346,9 @@ def test_statistics_survive_extreme_v() -> None:
     for k in range(3):
         assert abs(float(st[k, 0]) - rc[k]) <= 1e-6 * rc[k], (k, float(st[k, 0]), rc[k])
         assert torch.isfinite(p[k]).all() and torch.isfinite(v[k]).all()
-        assert _rel(v[k], rv[k]) < 2e-6
+        # subnormal v carries fewer significant bits: allow one subnormal ulp (2^-149) absolute
+        err = float((v[k].double() - rv[k]).abs().max())
+        assert err <= 2e-6 * float(rv[k].abs().max()) + 2.0**-149, (k, err)
         assert _update_close(p[k], p0[k], rp[k]), k
 
 
