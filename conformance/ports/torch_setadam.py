@@ -179,16 +179,21 @@ def _reductions_foreach(vs: list[Tensor]) -> list[list[Tensor]]:
 
 
 def _to_host(values: list[list[Tensor]]) -> list[_Reduced]:
-    """One device-to-host transfer per device for all reduced scalars."""
+    """All reduced scalars to the host in one transfer per device (a few stacks, no per-scalar
+    kernels: this matters on CUDA, where each tiny op is a launch)."""
     flat: list[float] = [0.0] * (4 * len(values))
-    by_dev: dict[torch.device, list[int]] = {}
+    groups: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}
     for i, row in enumerate(values):
-        by_dev.setdefault(row[0].device, []).append(i)
-    for _dev, idx in by_dev.items():
-        stacked = torch.stack([x.to(torch.float64) for i in idx for x in values[i]])
-        host = cast(list[float], stacked.tolist())
-        for j, i in enumerate(idx):
-            flat[4 * i : 4 * i + 4] = host[4 * j : 4 * j + 4]
+        groups.setdefault((row[0].device, row[0].dtype, row[2].dtype), []).append(i)
+    by_dev: dict[torch.device, list[tuple[list[int], Tensor]]] = {}
+    for (dev, _vdt, _adt), idx in groups.items():
+        cols = [torch.stack([values[i][j] for i in idx]).to(torch.float64) for j in range(4)]
+        by_dev.setdefault(dev, []).append((idx, torch.stack(cols, dim=1)))
+    for parts in by_dev.values():
+        host = cast(list[list[float]], torch.cat([t for _, t in parts]).tolist())
+        rows = [i for idx, _ in parts for i in idx]
+        for i, row4 in zip(rows, host):
+            flat[4 * i : 4 * i + 4] = row4
     return [_Reduced(*flat[4 * i : 4 * i + 4]) for i in range(len(values))]
 
 
@@ -577,18 +582,22 @@ def _fused_setadam(
     for st in state_steps:
         st += 1
     steps = [int(st.item()) for st in state_steps]
-    # one kernel call per distinct step count; a layer must not straddle two counts
-    by_step: dict[int, list[int]] = {}
-    for i, s in enumerate(steps):
-        by_step.setdefault(s, []).append(i)
-    layer_steps: dict[int, int] = {}
+    # one kernel call per (step count, device, dtype): the kernels take one of each per call,
+    # so a layer must not straddle two of them
+    calls: dict[tuple[int, torch.device, torch.dtype], list[int]] = {}
+    key_of: list[tuple[int, torch.device, torch.dtype]] = []
+    for i, p in enumerate(params):
+        key = (steps[i], p.device, p.dtype)
+        key_of.append(key)
+        calls.setdefault(key, []).append(i)
+    layer_key: dict[int, tuple[int, torch.device, torch.dtype]] = {}
     for i, lay in enumerate(layer_of):
-        if layer_steps.setdefault(lay, steps[i]) != steps[i]:
+        if layer_key.setdefault(lay, key_of[i]) != key_of[i]:
             raise RuntimeError(
-                "SETAdam(fused=True): the tensors of one layer have different step counts "
-                "(some had grad None in earlier steps); use foreach=True for this model"
+                "SETAdam(fused=True): the tensors of one layer differ in step count (some had "
+                "grad None in earlier steps), device or dtype; use foreach=True for this model"
             )
-    for s, idx in by_step.items():
+    for (s, _dev, _dt), idx in calls.items():
         renum: dict[int, int] = {}
         sub_layers = [renum.setdefault(layer_of[i], len(renum)) for i in idx]
         fused_setadam_(
