@@ -24,7 +24,7 @@ from conformance.wrong_ports import WRONG_PORTS, WrongPort
 pytest.importorskip("torch")
 
 from conformance.runner import PortResult, check_port
-from setadam_ref import Config, SETAdamConfig
+from setadam_ref import AdamConfig, Config, SETAdamConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,16 +69,16 @@ def _torch_factory(cls: Any, dtype: str) -> Any:
     from conformance.adapters._torch import TorchOptimizerPort
 
     def make(cfg: Config) -> Any:
-        assert isinstance(cfg, SETAdamConfig)
-        kw = {
+        kw: dict[str, Any] = {
             "lr": cfg.lr,
             "betas": cfg.betas,
             "eps": cfg.eps,
             "weight_decay": cfg.weight_decay,
-            "tau": cfg.tau,
             "decoupled_weight_decay": cfg.weight_decay_mode == "decoupled",
             "maximize": cfg.maximize,
         }
+        if isinstance(cfg, SETAdamConfig):
+            kw["tau"] = cfg.tau
         name = getattr(cls, "__name__", "port")
         return TorchOptimizerPort(
             name, lambda groups: cls(groups, **kw), dtype, "cpu", record_stages=True
@@ -121,8 +121,21 @@ def _check(target: str, dtype: str, scenarios: tuple[str, ...]) -> PortResult:
     else:
         factory = _torch_factory(_load(target), dtype)
     return check_port(
-        factory, "setadam", scenarios=list(scenarios), quick=True, dtype=dtype, name=w.attr
+        factory,
+        w.algorithm,
+        scenarios=list(scenarios),
+        quick=True,
+        dtype=dtype,
+        name=w.attr,
+        supports=_adam_supports if w.algorithm == "adam" else None,
     )
+
+
+def _adam_supports(cfg: Config) -> str | None:
+    """The Adam wrong ports have neither amsgrad nor eps_root."""
+    if isinstance(cfg, AdamConfig) and (cfg.amsgrad or cfg.eps_root != 0):
+        return "no amsgrad / eps_root"
+    return None
 
 
 def _exposing(w: WrongPort) -> tuple[str, ...]:
@@ -161,7 +174,9 @@ def test_wrong_port_is_rejected_for_the_right_reason(w: WrongPort) -> None:
         return
     # the right stage, where the port exposes its state and stages (torch ports do)
     if w.stage is not None:
-        if w.framework == "torch":  # state and stages: the stage that disagrees first
+        if w.algorithm == "adam":  # state, no stages: m, v right, so the parameters
+            assert r.exposes_state and not r.exposes_stages
+        elif w.framework == "torch":  # state and stages: the stage that disagrees first
             assert r.exposes_state and r.exposes_stages
         else:  # optax: state (mu, nu) but no stages, so the parameters are the first to disagree
             assert r.exposes_state and not r.exposes_stages

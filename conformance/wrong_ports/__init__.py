@@ -50,7 +50,8 @@ class WrongPort:
     the first output of down-scaling); ``None`` for side-effect ports and for ports that must be
     accepted. ``kind``: the kind of the failure ("tolerance", "nonfinite", "side_effect").
     ``cause``: the catalogue entry that should come first (ties allowed) in ``rank_causes``;
-    ``None`` where no catalogue entry applies. ``first_step``: first failing re-synced step.
+    ``None`` where no catalogue entry applies. ``first_step``: first failing re-synced step. ``algorithm``: "setadam", or "adam" for
+    the Adam ports (checked against the Adam reference and ``ADAM_CATALOGUE``).
     """
 
     target: str
@@ -62,6 +63,7 @@ class WrongPort:
     first_step: int = 1
     must_accept: bool = False
     kind: str = "tolerance"
+    algorithm: str = "setadam"
 
     @property
     def attr(self) -> str:
@@ -70,6 +72,7 @@ class WrongPort:
 
 _T = "conformance.wrong_ports.torch_ports:"
 _J = "conformance.wrong_ports.jax_ports:"
+_A = "conformance.wrong_ports.torch_adam_ports:"
 
 
 def _t(
@@ -177,6 +180,33 @@ WRONG_PORTS: tuple[WrongPort, ...] = (
         "params",
         "no_bias_correction1",
     ),
+    # Adam (torch), against the Adam reference; no stages, so caught at params
+    WrongPort(
+        _A + "AdamEpsInsideSqrt",
+        "torch",
+        "Adam: eps inside the sqrt",
+        "params",
+        "adam_eps_inside_sqrt",
+        "tiny",
+        algorithm="adam",
+    ),
+    WrongPort(
+        _A + "AdamNoBiasCorrection2",
+        "torch",
+        "Adam: v not bias-corrected",
+        "params",
+        "adam_no_bias_correction2",
+        algorithm="adam",
+    ),
+    WrongPort(
+        _A + "AdamDecoupledWithoutLr",
+        "torch",
+        "AdamW: decay without lr",
+        "params",
+        "adam_decoupled_without_lr",
+        "decoupled",
+        algorithm="adam",
+    ),
     # must be accepted: controls and mathematically equivalent rewrites
     _ok(_T + "StagedSETAdam", "torch", "control (correct base of the torch wrong ports)"),
     _ok(_T + "EqSqrtOrder", "torch", "equivalent: sqrt(vs + eps*bc2) / sqrt(bc2)"),
@@ -189,6 +219,15 @@ WRONG_PORTS: tuple[WrongPort, ...] = (
         "equivalent: lerp moments, mean-form cos^2, reordered update",
     ),
     _ok(_J + "setadam_control", "jax", "control (correct base of the jax wrong ports)"),
+    WrongPort(
+        _A + "StagedAdam",
+        "torch",
+        "Adam control (correct)",
+        None,
+        None,
+        must_accept=True,
+        algorithm="adam",
+    ),
 )
 
 
