@@ -256,3 +256,17 @@ def test_low_precision_leaves_keep_dtype() -> None:
 def test_validation(factory: Callable[[], object], name: str) -> None:
     with pytest.raises(ValueError, match=name):
         factory()
+
+
+def test_fast_sums_agree_with_scaled_fallback() -> None:
+    """The one-pass sums (taken when they are safe) and the max-scaled fallback give the same c
+    to float32 rounding."""
+    from conformance.ports.jax_setadam import _scaled_coefficient
+
+    rng = np.random.default_rng(9)
+    for mag in (1e-12, 1e-6, 1.0, 1e4):
+        v = jnp.asarray((mag * rng.uniform(0.0, 1.0, size=(50, 40)) ** 3).astype(np.float32))
+        fast = float(down_scaling_coefficient(v))
+        slow = float(_scaled_coefficient(v, jnp.max(v)))
+        assert fast == pytest.approx(slow, rel=3e-6)
+        assert fast == pytest.approx(_cos2(np.asarray(v)), rel=3e-6)
