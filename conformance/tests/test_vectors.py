@@ -104,6 +104,27 @@ def test_manifest_validates_against_schema(manifest: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator.check_schema(json.loads(OUTPUT_SCHEMA_PATH.read_text()))
 
 
+def test_schema_rejects_bad_vectors(manifest: dict[str, Any]) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+    small = dict(manifest, vectors=[json.loads(json.dumps(manifest["vectors"][0]))])
+    validator.validate(small)
+    for path, bad in (
+        (("flags",), ["no-such-flag"]),
+        (("id",), "setadam-1"),
+        (("config", "lr"), "0.001"),  # decimal, not canonical hex
+        (("config", "tau"), "0x1.00p-1"),  # trailing zero: not canonical
+        (("inputs", "params"), [[1.0]]),  # numbers, not strings
+    ):
+        vec = json.loads(json.dumps(manifest["vectors"][0]))
+        obj = vec
+        for key in path[:-1]:
+            obj = obj[key]
+        obj[path[-1]] = bad
+        with pytest.raises(jsonschema.ValidationError):
+            validator.validate(dict(manifest, vectors=[vec]))
+
+
 def test_schema_flags_match_catalogue(manifest: dict[str, Any]) -> None:
     schema = json.loads(SCHEMA_PATH.read_text())
     assert schema["$defs"]["flag"]["enum"] == list(FLAGS)
