@@ -1061,7 +1061,11 @@ class StepEvidence(NamedTuple):
 
 
 _CLEARLY_BETTER = 0.5
-_NOISE_ULPS = 64.0
+#: rounding floors (multiples of the dtype's unit roundoff u): the port and the reference each
+#: round theta_t once (u |theta| each), the update carries a few roundings, m and v a few more
+_THETA_ROUNDINGS = 2.0
+_UPDATE_ROUNDINGS = 32.0
+_STATE_ROUNDINGS = 32.0
 
 
 def _max_abs_diff(a: Sequence[F64], b: Sequence[F64]) -> float:
@@ -1100,12 +1104,13 @@ def _channels(ev: StepEvidence, ref: Replay, before: tuple[F64, ...], dtype: str
     upd = _max_abs([r - p for r, p in zip(ref.params, before, strict=True)])
     big = max(_max_abs(ref.params), _max_abs(before))
     scale = upd if upd > 0.0 else max(big, 1.0)
-    chans = [_Channel(port_p, scale, _NOISE_ULPS * u * max(big, upd) / scale)]
+    floor = u * (_THETA_ROUNDINGS * big + _UPDATE_ROUNDINGS * upd) / scale
+    chans = [_Channel(port_p, scale, floor)]
     for port_x, ref_x in ((ev.port_m, ref.m), (ev.port_v, ref.v)):
         if port_x is not None:
             px = tuple(np.asarray(x, dtype=np.float64) for x in port_x)
             s = _max_abs(ref_x)
-            chans.append(_Channel(px, s if s > 0.0 else 1.0, _NOISE_ULPS * u))
+            chans.append(_Channel(px, s if s > 0.0 else 1.0, _STATE_ROUNDINGS * u))
     return chans
 
 

@@ -11,6 +11,7 @@ likely cause. Each check runs a --quick-sized selection: the one scenario that e
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import subprocess
 import sys
@@ -79,6 +80,8 @@ def _torch_factory(cls: Any, dtype: str) -> Any:
         }
         if isinstance(cfg, SETAdamConfig):
             kw["tau"] = cfg.tau
+        accepted = inspect.signature(cls).parameters
+        kw = {k: v for k, v in kw.items() if k in accepted}  # e.g. a port without a tau argument
         name = getattr(cls, "__name__", "port")
         return TorchOptimizerPort(
             name, lambda groups: cls(groups, **kw), dtype, "cpu", record_stages=True
@@ -212,6 +215,25 @@ def test_wrong_only_on_some_scenarios() -> None:
         w = next(x for x in WRONG_PORTS if x.attr == attr)
         r = _check(w.target, "float64", (clean,))
         assert r.verdict == "pass", (attr, _explain(r))
+
+
+def test_public_style_port_through_the_third_party_path() -> None:
+    """The user's route (``third_party.spec``, as ``check MODULE:ATTR`` builds it): a port with no
+    tau argument has the tau scenarios skipped with a reason, and its guard constant is caught."""
+    from conformance.adapters.third_party import spec
+
+    target = "conformance.wrong_ports.torch_ports:PublicStyleSETAdam"
+    r = check_port(
+        spec(target, "torch", "setadam", dtype="float32"),
+        scenarios=["normal", "tiny_gradients", "tau_0.9"],
+        quick=True,
+    )
+    status = {s.scenario: s for s in r.scenarios}
+    assert status["tau_0.9"].status == "skip" and "tau" in status["tau_0.9"].reason
+    assert status["normal"].status == "pass"  # the guard is below float32 rounding there
+    assert status["tiny_gradients"].status == "fail"
+    assert r.verdict == "fail" and r.stage == "cos2", _explain(r)
+    assert "cos2_guard_1e-16" in _top(r), _explain(r)
 
 
 def test_at_least_twelve_wrong_ports_and_two_jax() -> None:

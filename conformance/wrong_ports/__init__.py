@@ -150,6 +150,14 @@ WRONG_PORTS: tuple[WrongPort, ...] = (
         "decoupled_without_lr",
         "decoupled",
     ),
+    # a typical public port: no tau argument (0.5), guard 1e-16 in the cos^2 denominator
+    _t(
+        "PublicStyleSETAdam",
+        "public-style port (guard 1e-16, tau fixed)",
+        "cos2",
+        "cos2_guard_1e-16",
+        "tiny",
+    ),
     # side effects
     WrongPort(
         _T + "MutatesGrads", "torch", "gradients mutated in place", None, None, kind="side_effect"

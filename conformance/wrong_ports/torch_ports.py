@@ -45,6 +45,7 @@ __all__ = [
     "NoDownScaling",
     "NoDownTranslating",
     "PerRowLayers",
+    "PublicStyleSETAdam",
     "StagedSETAdam",
     "StepPlusOne",
     "SwappedBetas",
@@ -421,6 +422,33 @@ class TouchesOtherGroups(StagedSETAdam):
 
     def _grad(self, p: Tensor, g: Tensor | None, group: dict[str, Any]) -> Tensor:
         return super()._grad(p, torch.zeros_like(p) if g is None else g, group)
+
+
+# --------------------------------------------------------------------------- a public-style port
+class PublicStyleSETAdam(StagedSETAdam):
+    """What public PyTorch SET-Adam ports typically look like (ALGORITHM.md): the torch.optim
+    constructor ``(params, lr, betas, eps, weight_decay)`` with no ``tau`` argument (tau fixed at
+    0.5), one layer per tensor, l2 weight decay, and a small guard constant in the cos^2
+    denominator, c = S1^2 / (d * S2 + 1e-16).
+
+    Exact wherever d * S2 >> 1e-16; caught at ``cos2`` on ``tiny_gradients`` (from step 1), with
+    ``cos2_guard_1e-16`` named. Through the third-party path without ``--hyper tau=...`` the
+    scenarios that change tau are skipped, with the reason in the report.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+    def _cos2(self, v: Tensor) -> Tensor:
+        s1 = v.sum()
+        return s1 * s1 / (v.numel() * (v * v).sum() + 1e-16)
 
 
 # --------------------------------------------------------------------------- equivalent ports
