@@ -516,3 +516,25 @@ def test_foreach_cpu_units_split_bitwise(monkeypatch: pytest.MonkeyPatch) -> Non
     b, _ = run_torch(params, grads, groups=groups, foreach=True, weight_decay=0.1, lr=1e-2)
     assert len(mod._foreach_units(list(b), list(b))) == 4
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_trains_a_small_model_with_a_scheduler(foreach: bool) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(256, 8)
+    y = x @ torch.randn(8, 1) + 0.1 * torch.randn(256, 1)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    groups = [{"params": list(m.parameters()), "layer": "group"} for m in (model[0], model[2])]
+    opt = SETAdam(groups, lr=3e-2, foreach=foreach, weight_decay=1e-4, decoupled_weight_decay=True)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=30, gamma=0.5)
+    first = last = 0.0
+    for it in range(80):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        sched.step()
+        first = loss.item() if it == 0 else first
+        last = loss.item()
+    assert last < 0.2 * first
+    assert opt.param_groups[0]["lr"] == pytest.approx(3e-2 / 4)
