@@ -579,9 +579,7 @@ def _fused_setadam(
         )
         stages = cast(Stages, side)
         old = [p.detach().to(torch.float64) for p in params]
-    for st in state_steps:
-        st += 1
-    steps = [int(st.item()) for st in state_steps]
+    steps = [int(st.item()) + 1 for st in state_steps]  # the t of the step being taken
     # one kernel call per (step count, device, dtype): the kernels take one of each per call,
     # so a layer must not straddle two of them
     calls: dict[tuple[int, torch.device, torch.dtype], list[int]] = {}
@@ -597,6 +595,8 @@ def _fused_setadam(
                 "SETAdam(fused=True): the tensors of one layer differ in step count (some had "
                 "grad None in earlier steps), device or dtype; use foreach=True for this model"
             )
+    for st in state_steps:
+        st += 1
     for (s, _dev, _dt), idx in calls.items():
         renum: dict[int, int] = {}
         sub_layers = [renum.setdefault(layer_of[i], len(renum)) for i in idx]
