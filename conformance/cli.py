@@ -81,6 +81,29 @@ class Progress:
             sys.stderr.flush()
 
 
+def _worker_check(
+    key: tuple[str, Sequence[str] | None, Sequence[str] | None, bool],
+    name: str,
+    dtype: str,
+    scenarios: Sequence[str] | None,
+    timeout_s: float | None,
+) -> PortResult:
+    """Check one port in a worker process (the spec is rebuilt from the registry by name)."""
+    from .adapters.registry import available_ports
+
+    device, dtypes, patterns, quick = key
+    try:
+        specs, _ = available_ports(device, dtypes, patterns, quick)
+        spec = next(s for s in specs if s.name == name and s.dtype == dtype)
+        return check_port(
+            spec, scenarios=list(scenarios) if scenarios else None, quick=quick, timeout_s=timeout_s
+        )
+    except Exception as exc:
+        return error_result(
+            name, "adam", dtype, "cpu", f"worker error: {type(exc).__name__}: {exc}"
+        )
+
+
 def _report_dir(arg: str | None) -> Path:
     if arg:
         return Path(arg)
@@ -98,6 +121,8 @@ def _check_specs(
     notes: list[str],
     progress: bool,
     timeout_s: float | None,
+    jobs: int = 1,
+    registry_key: tuple[str, Sequence[str] | None, Sequence[str] | None, bool] | None = None,
 ) -> int:
     outdir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = outdir / "report.json", outdir / "report.md"
@@ -113,25 +138,33 @@ def _check_specs(
         rep.write_json(json_path, report)
         md_path.write_text(rep.markdown(report, results))
 
-    for spec in specs:
-        bar.start(f"{spec.name} {spec.dtype}")
-        try:
-            r = check_port(
-                spec,
-                scenarios=list(scenarios) if scenarios else None,
-                quick=quick,
-                timeout_s=timeout_s,
-                progress=bar.scenario,
-            )
-        except Exception as exc:  # the harness itself must not die on one port
-            r = error_result(spec.name, spec.algorithm, spec.dtype, spec.device,
-                             f"harness error while checking: {type(exc).__name__}: {exc}")  # fmt: skip
+    def done(r: PortResult) -> None:
         results.append(r)
         bar.finish(r)
         try:
             write(False)
         except Exception as exc:  # pragma: no cover - disk full etc.
             notes.append(f"could not write the report incrementally: {exc}")
+
+    if jobs > 1 and registry_key is not None and len(specs) > 1:
+        _parallel(specs, registry_key, scenarios, timeout_s, jobs, bar, done)
+        order = {(s.name, s.dtype): i for i, s in enumerate(specs)}
+        results.sort(key=lambda r: order.get((r.name, r.dtype), len(order)))
+    else:
+        for spec in specs:
+            bar.start(f"{spec.name} {spec.dtype}")
+            try:
+                r = check_port(
+                    spec,
+                    scenarios=list(scenarios) if scenarios else None,
+                    quick=quick,
+                    timeout_s=timeout_s,
+                    progress=bar.scenario,
+                )
+            except Exception as exc:  # the harness itself must not die on one port
+                r = error_result(spec.name, spec.algorithm, spec.dtype, spec.device,
+                                 f"harness error while checking: {type(exc).__name__}: {exc}")  # fmt: skip
+            done(r)
     bar.close()
     notes.extend(rep.plots(results, outdir / "plots"))
     write(True)
@@ -147,6 +180,53 @@ def _check_specs(
     _, code = rep.overall(results) if results else ("error", EXIT_ERROR)
     print(rep.verdict_line(results, outdir))
     return code
+
+
+def _parallel(
+    specs: Sequence[PortSpec],
+    key: tuple[str, Sequence[str] | None, Sequence[str] | None, bool],
+    scenarios: Sequence[str] | None,
+    timeout_s: float | None,
+    jobs: int,
+    bar: Progress,
+    done: Any,
+) -> None:
+    """Check ports in ``jobs`` worker processes, one lane per algorithm family so that each
+    process keeps its own reference cache (Adam ports share Adam references, SET-Adam ports
+    SET-Adam references). Results arrive as they finish; reports are rewritten each time."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    lanes: list[list[PortSpec]] = [[] for _ in range(jobs)]
+    fams = sorted({s.algorithm for s in specs})
+    for s in specs:
+        lanes[fams.index(s.algorithm) % jobs].append(s)
+    if jobs > len(fams):  # more processes than families: split the largest lane
+        lanes.sort(key=len, reverse=True)
+        big = lanes[0]
+        lanes = [big[0::2], big[1::2], *lanes[1:]][:jobs]
+    ctx = mp.get_context("spawn")
+    pools = [ProcessPoolExecutor(max_workers=1, mp_context=ctx) for _ in lanes]
+    pending: dict[Future[PortResult], PortSpec] = {}
+    try:
+        for pool, lane in zip(pools, lanes, strict=True):
+            for s in lane:
+                fut = pool.submit(_worker_check, key, s.name, s.dtype, scenarios, timeout_s)
+                pending[fut] = s
+        bar.start(f"{len(pending)} port checks in {len(lanes)} processes")
+        while pending:
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                s = pending.pop(fut)
+                try:
+                    r = fut.result()
+                except Exception as exc:  # a worker process died (segfault, OOM)
+                    r = error_result(s.name, s.algorithm, s.dtype, s.device,
+                                     f"worker process failed: {type(exc).__name__}: {exc}")  # fmt: skip
+                done(r)
+    finally:
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -192,6 +272,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         notes=notes,
         progress=not args.no_progress,
         timeout_s=args.timeout,
+        jobs=args.jobs if args.jobs is not None else min(2, os.cpu_count() or 1),
+        registry_key=(args.device, dtypes, args.port, args.quick),
     )
 
 
@@ -272,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--report", help="report directory (default ./reports/<timestamp>)")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--timeout", type=float, default=None, help="per-step timeout in seconds")
+    r.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="worker processes (default: min(2, CPUs); 1: in-process)",
+    )
     r.set_defaults(func=cmd_run)
     c = sub.add_parser("check", help="check a third-party implementation MODULE:ATTR")
     c.add_argument("target", help="MODULE:ATTR")

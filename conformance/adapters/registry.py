@@ -15,7 +15,8 @@ from ..runner import PortSpec
 
 DEFAULT_DTYPES = ("float64", "float32", "bfloat16", "float16")
 #: dtypes whose default run uses the quick scenario subset (their budgets are wide; the full set
-#: adds time, not information)
+#: adds time, not information). JAX ports use it in every dtype: each scenario costs one XLA
+#: compilation (0.5-2 s), which would dominate the run.
 HALF_DTYPES = ("bfloat16", "float16")
 JAX_DTYPES = ("float64", "float32", "bfloat16")
 #: ports (fnmatch patterns) of the --quick run
@@ -23,12 +24,13 @@ QUICK_PORTS = (
     "reference-selfcheck[[]identity[]]",
     "torch.optim.Adam[[]foreach[]]*",
     "torch.optim.AdamW[[]fused[]]*",
-    "optax.adamw*",
     "ours.torch.SETAdam[[]foreach[]]*",
     "ours.torch.SETAdam[[]fused[]]*",
     "ours.jax.setadam*",
 )
 QUICK_DTYPES = ("float64", "float32")
+#: JAX ports in --quick: float32 and four scenarios (each scenario is one XLA compilation)
+QUICK_JAX = (("float32",), ("normal", "zero_layers", "tau_0.9", "weight_decay_decoupled"))
 
 
 def have(module: str) -> bool:
@@ -89,7 +91,25 @@ def available_ports(
         specs = [s for s in specs if any(fnmatch.fnmatchcase(s.name, p) for p in patterns)]
     out = []
     for s in specs:
-        if not quick and s.dtype in HALF_DTYPES and s.scenarios is None:
+        jit_compiled = s.name.startswith(("optax.", "ours.jax."))
+        if not quick and s.scenarios is None and (s.dtype in HALF_DTYPES or jit_compiled):
             s = replace(s, quick_subset=True)
+        if quick and jit_compiled and not dtypes:
+            if s.dtype not in QUICK_JAX[0]:
+                continue
+            s = replace(s, scenarios=QUICK_JAX[1])
         out.append(s)
     return out, notes
+
+
+def find(name: str, dtype: str, device: str = "auto", quick: bool = False) -> PortSpec:
+    """The spec called ``name`` in ``dtype`` (used by worker processes to rebuild a spec)."""
+    specs, _ = available_ports(device, (dtype,), None, quick)
+    for s in specs:
+        if s.name == name and s.dtype == dtype:
+            return s
+    specs, _ = available_ports(device, (dtype,), [name], quick)
+    for s in specs:
+        if s.name == name and s.dtype == dtype:
+            return s
+    raise KeyError(f"no port {name!r} in {dtype} on this machine")

@@ -29,7 +29,7 @@ def test_torch_optim_float16_fused_quick() -> None:
     pytest.importorskip("torch")
     from conformance.adapters import torch_optim
 
-    spec = [s for s in torch_optim.specs("cpu", ("float16",)) if "Adam[fused]" in s.name][0]
+    spec = next(s for s in torch_optim.specs("cpu", ("float16",)) if "Adam[fused]" in s.name)
     r = check_port(spec, scenarios=["normal", "single_element"], quick=True)
     assert r.verdict == "pass", r.message
 
