@@ -435,3 +435,38 @@ def test_guide_lists_every_vector_and_flag(manifest: dict[str, Any]) -> None:
     missing += [v["id"] for v in manifest["vectors"] if f"| `{v['id']}` |" not in text]
     assert not missing, f"docs/src/guide/vectors.md does not list: {missing}"
     assert f"{len(manifest['vectors'])} vectors" in text
+
+
+def test_unresolved_coordinates_are_not_judged(
+    reference_outputs: Path, manifest: dict[str, Any], tmp_path: Path
+) -> None:
+    """An "inf" budget (the dtype cannot resolve the coordinate) neither passes nor fails."""
+    vec = next(
+        v
+        for v in manifest["vectors"]
+        if v["tolerance"]["float16"]["applicable"] and v["tolerance"]["float16"]["unresolved"]
+    )
+    budgets = vec["tolerance"]["float16"]["budgets"]
+    where = next(
+        (e["step"], i, j)
+        for e in budgets
+        for i, arr in enumerate(e["params"])
+        for j, b in enumerate(arr)
+        if b == "inf"
+    )
+    resolved = next(
+        (e["step"], i, j)
+        for e in budgets
+        for i, arr in enumerate(e["params"])
+        for j, b in enumerate(arr)
+        if b != "inf"
+    )
+    out = _copy(reference_outputs, tmp_path / "o")
+    path = out / f"{vec['id']}.txt"
+    _plant(path, "param", *where, float("nan"))
+    buf = io.StringIO()
+    assert check(CANONICAL_DIR, out, dtype="float16", vectors=[vec["id"]], stream=buf) == 0
+    assert "unresolved in float16" in buf.getvalue()
+    _plant(path, "param", *resolved, float("nan"))
+    buf = io.StringIO()
+    assert check(CANONICAL_DIR, out, dtype="float16", vectors=[vec["id"]], stream=buf) == 1

@@ -231,6 +231,7 @@ class VectorResult:
     detail: str = ""
     worst: Worst = field(default_factory=Worst)
     first_failure: str | None = None
+    unresolved: int = 0  # parameter values with an "inf" budget (not judged)
 
 
 def _fmt(x: float) -> str:
@@ -319,12 +320,16 @@ def _judge(
 ) -> None:
     if got.size == 0:
         return
-    with np.errstate(invalid="ignore", over="ignore"):
+    resolved = np.isfinite(b)  # an "inf" budget: the dtype cannot resolve it, not judged
+    if kind == "param":
+        res.unresolved += int(got.size - np.count_nonzero(resolved))
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         err = np.abs(got - ref)
         frac = np.where(b > 0, err / np.where(b > 0, b, 1.0), np.where(err == 0, 0.0, np.inf))
         ulps = err / ulp(ref, dtype)
-    bad = ~(err <= b)  # NaN compares false: never passes
     frac = np.where(np.isnan(err), np.inf, frac)
+    frac = np.where(resolved, frac, 0.0)
+    bad = resolved & ~(err <= b)  # NaN compares false: never passes
     j = int(np.argmax(frac))
     if float(frac[j]) > res.worst.fraction or not res.worst.where:
         res.worst = Worst(
@@ -414,6 +419,8 @@ def check(
                         f"{d} {len(vec['expected'])} steps, worst {_fmt(w.ulps)} ulp, "
                         f"{_fmt(w.fraction)} of budget at {w.where}"
                     )
+                    if r.unresolved:
+                        r.detail += f" ({r.unresolved} parameter values unresolved in {d})"
                     if r.first_failure:
                         r.detail += f"; first failure: {r.first_failure}"
             results.append(r)

@@ -11,13 +11,14 @@ export runs the model *free-running* along the vector's reference trajectory:
   computed in D (any of the known arithmetic orders), and its output bounds are the input
   errors of the next step (``Bounds.next_inputs``).
 
-The resulting bounds of the parameters (and of m, v, vmax) after every step are stored in the
+The resulting bounds of the parameters and of m, v, vmax after every step are stored in the
 vector, each rounded *up* to 4 significant bits (a short hex string such as ``0x1.8p-40``), so a
-checker in any language needs no model: a value passes when ``|x - x_ref| <= budget``. When the
-model gives no finite bound for some parameter at D (for example eps = 1e-8 lies below
-float16's subnormal range, so the translated denominator cannot be resolved), the vector is
-marked ``"applicable": false`` for D, with the reason; infinite state bounds drop the state
-budgets of that dtype (``"state": false``), and the state is then not checked at D.
+checker in any language needs no model: a value passes when ``|x - x_ref| <= budget``. Where
+the model gives no finite bound (for example eps = 1e-8 lies below float16's subnormal range, so
+the translated denominator of a coordinate with v = 0 is not resolved) the budget is ``"inf"``:
+the coordinate is *unresolved* at D and, as in the harness, neither passes nor fails (a NaN of
+the port there is not held against it); ``"unresolved"`` counts such parameter budgets. A vector
+none of whose parameters D resolves is marked ``"applicable": false`` with the reason.
 
 One exception, recorded as ``"model": "fallback"`` in the dtype's record: in float64 every vector
 is resolvable, so a non-finite model bound there can only come from overflow inside the model's
@@ -52,6 +53,8 @@ PRECISION: dict[str, tuple[int, int]] = {
     "float16": (11, -14),
 }
 STATE_KINDS: tuple[str, ...] = ("m", "v", "vmax")
+#: the budget of a coordinate the dtype cannot resolve (the model's bound is infinite)
+UNRESOLVED = "inf"
 
 MODEL_DESCRIPTION: dict[str, Any] = {
     "name": "conformance.tolerance",
@@ -77,7 +80,11 @@ def round_up_4bits(x: float) -> float:
 
 
 def encode_budget(a: F64Array) -> list[str]:
-    return [hex_float(round_up_4bits(float(x))) for x in np.asarray(a, dtype=np.float64).ravel()]
+    """Budgets as canonical hex rounded up to 4 bits; ``"inf"`` for an unresolved coordinate."""
+    return [
+        hex_float(round_up_4bits(float(x))) if math.isfinite(x) else UNRESOLVED
+        for x in np.asarray(a, dtype=np.float64).ravel()
+    ]
 
 
 def ulp(x: F64Array, dtype: str) -> F64Array:
@@ -213,25 +220,31 @@ def vector_tolerances(
         model = "conformance.tolerance"
         if d == "float64" and _first_inf(rows, "params") is not None:
             rows, model = fallback_bounds(spec, cfg, params, states, d), "fallback"
-        where = _first_inf(rows, "params")
-        if where is not None:
+        if all(not np.isfinite(a).any() for a in rows[0]["params"] if a.size) and any(
+            a.size for a in rows[0]["params"]
+        ):
             out[d] = {
                 "applicable": False,
-                "reason": f"the tolerance model gives no finite bound at {where}: {d} cannot "
-                "resolve this vector (e.g. eps or v below its range)",
+                "reason": f"the tolerance model gives no finite bound for any parameter: {d} "
+                "cannot resolve this vector (e.g. eps or v below its range)",
             }
             continue
         kinds = ["m", "v"] + (["vmax"] if has_vmax else [])
-        state_ok = all(_first_inf(rows, k) is None for k in kinds)
         budgets = []
+        unresolved = 0
         for k, row in enumerate(rows):
             entry: dict[str, Any] = {
                 "step": int(states[k + 1].step),
                 "params": [encode_budget(a) for a in row["params"]],
             }
-            if state_ok:
-                for kind in ("m", "v", "vmax"):
-                    entry[kind] = [encode_budget(a) for a in row[kind]] if kind in kinds else None
+            unresolved += sum(int((~np.isfinite(a)).sum()) for a in row["params"])
+            for kind in ("m", "v", "vmax"):
+                entry[kind] = [encode_budget(a) for a in row[kind]] if kind in kinds else None
             budgets.append(entry)
-        out[d] = {"applicable": True, "model": model, "state": state_ok, "budgets": budgets}
+        out[d] = {
+            "applicable": True,
+            "model": model,
+            "unresolved": unresolved,
+            "budgets": budgets,
+        }
     return out
