@@ -82,8 +82,8 @@ def _scaled_coefficient(nu: jax.Array, vmax: jax.Array) -> jax.Array:
     _, k = jnp.frexp(vmax)  # k = 0 for 0, inf and NaN
     h1 = (-k) // 2
     scaled = (nu * _pow2(h1, nu.dtype)) * _pow2(-k - h1, nu.dtype)
-    r = jnp.sum(scaled) / jnp.sqrt(jnp.sum(scaled * scaled))
-    c = jnp.clip(r * r / d, 1.0 / d, 1.0)
+    s1 = jnp.sum(scaled)
+    c = jnp.clip((s1 * s1) / (d * jnp.sum(scaled * scaled)), 1.0 / d, 1.0)
     return jnp.where(vmax == 0, jnp.ones_like(c), c)
 
 
@@ -119,13 +119,15 @@ def down_scaling_coefficient(nu: jax.Array) -> jax.Array:
     s2 = jnp.sum(jnp.square(nu * pre_t))
 
     def fast() -> jax.Array:
-        r = (s1 * pre_t) / jnp.sqrt(s2)
-        return jnp.clip(r * r / d, 1.0 / d, 1.0)
+        # (s1 u)^2 <= d s2 (Cauchy-Schwarz), so a finite d * s2 bounds the numerator too; no
+        # square root, so a constant layer with exact sums gives exactly 1
+        t1 = s1 * pre_t
+        return jnp.clip((t1 * t1) / (d * s2), 1.0 / d, 1.0)
 
     def slow() -> jax.Array:
         return _scaled_coefficient(nu, jnp.max(nu))
 
-    ok = jnp.isfinite(s2) & jnp.isfinite(s1) & (s2 >= s2_min)
+    ok = jnp.isfinite(s1) & jnp.isfinite(s2 * d) & (s2 >= s2_min)
     c: jax.Array = jax.lax.cond(ok, fast, slow)
     return c
 

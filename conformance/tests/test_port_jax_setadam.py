@@ -124,6 +124,7 @@ def _np_kw(h: dict[str, object]) -> dict[str, object]:
 
 @pytest.mark.parametrize("hyper", HYPER)
 def test_matches_numpy(hyper: dict[str, object]) -> None:
+    """Also checks where weight decay sits: l2 before the moments, decoupled after them."""
     params, grads = make_data(1)
     got, _ = run_jax(setadam(3e-2, **hyper), params, grads)  # type: ignore[arg-type]
     exp = np_setadam(params, grads, lr=3e-2, **_np_kw(hyper))  # type: ignore[arg-type]
@@ -142,7 +143,8 @@ def test_state_shape_and_unscaled_nu() -> None:
 def test_jit_and_eager_agree() -> None:
     """Eager dispatch runs op by op; under jit XLA fuses the element-wise work and may contract
     or reorder float32 arithmetic, so the two agree to a few ulps, not bit for bit."""
-    params, grads = make_data(3)
+    # leaves of one shape: eager dispatch compiles each primitive once per shape
+    params, grads = make_data(3, shapes={"a": (4, 5), "b": (4, 5)})
     tx = setadam(1e-2, weight_decay=0.05)
     a, sa = run_jax(tx, params, grads, jit=True)
     b, sb = run_jax(tx, params, grads, jit=False)
@@ -161,14 +163,6 @@ def test_chain_with_schedule_and_clipping() -> None:
     tx = optax.chain(optax.clip_by_global_norm(1e9), scale_by_setadam(), optax.scale(-3e-2))
     got2, _ = run_jax(tx, params, grads)
     assert_close_step(got2, np_setadam(params, grads, lr=3e-2), params)
-
-
-def test_weight_decay_mode_placement() -> None:
-    params, grads = make_data(5)
-    for mode in ("l2", "decoupled"):
-        got, _ = run_jax(setadam(1e-2, weight_decay=0.3, weight_decay_mode=mode), params, grads)
-        exp = np_setadam(params, grads, lr=1e-2, wd=0.3, decoupled=mode == "decoupled")
-        assert_close_step(got, exp, params)
 
 
 def test_empty_leaves_and_zero_layer() -> None:
@@ -193,6 +187,9 @@ def test_nan_poisons_its_leaf_only() -> None:
     assert np.isfinite(np.asarray(got["k"])).all()
 
 
+_coef = jax.jit(down_scaling_coefficient)
+
+
 def _cos2(v: np.ndarray) -> float:
     v = v.astype(np.float64).ravel()
     s = v / v.max()
@@ -207,15 +204,15 @@ def test_down_scaling_coefficient_overflow_safe(magnitude: float) -> None:
     rng = np.random.default_rng(8)
     v = (magnitude * rng.uniform(0.05, 1.0, size=(6, 7))).astype(np.float32)
     v[0, 0] = 0.0
-    c = float(jax.jit(down_scaling_coefficient)(jnp.asarray(v)))
+    c = float(_coef(jnp.asarray(v)))
     assert math.isfinite(c)
     assert c == pytest.approx(_cos2(v), rel=2e-6)
     assert 1 / v.size <= c <= 1.0
-    assert float(down_scaling_coefficient(jnp.zeros(5))) == 1.0
-    assert float(down_scaling_coefficient(jnp.full(5, 7.0))) == 1.0
-    assert float(jax.jit(down_scaling_coefficient)(jnp.full(4, 1e-39))) == 1.0
+    assert float(_coef(jnp.zeros(8))) == 1.0
+    assert float(_coef(jnp.full(8, 7.0))) == 1.0
+    assert float(_coef(jnp.full(8, 1e-39))) == 1.0
     one_hot = jnp.zeros(8).at[3].set(2.0)
-    assert float(down_scaling_coefficient(one_hot)) == pytest.approx(1 / 8, rel=1e-7)
+    assert float(_coef(one_hot)) == pytest.approx(1 / 8, rel=1e-7)
 
 
 def test_huge_second_moment_gives_finite_update() -> None:
@@ -266,7 +263,7 @@ def test_fast_sums_agree_with_scaled_fallback() -> None:
     rng = np.random.default_rng(9)
     for mag in (1e-12, 1e-6, 1.0, 1e4):
         v = jnp.asarray((mag * rng.uniform(0.0, 1.0, size=(50, 40)) ** 3).astype(np.float32))
-        fast = float(down_scaling_coefficient(v))
-        slow = float(_scaled_coefficient(v, jnp.max(v)))
+        fast = float(_coef(v))
+        slow = float(jax.jit(_scaled_coefficient)(v, jnp.max(v)))
         assert fast == pytest.approx(slow, rel=3e-6)
         assert fast == pytest.approx(_cos2(np.asarray(v)), rel=3e-6)
