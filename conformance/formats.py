@@ -77,7 +77,7 @@ def round_to(x: np.ndarray, dtype: str) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         if dtype == "float64":
-            return a.copy()
+            return np.array(a, dtype=np.float64, copy=True)
         if dtype == "float32":
             return a.astype(np.float32).astype(np.float64)
         if dtype == "float16":

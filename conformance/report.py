@@ -139,7 +139,7 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
 
 def validate(report: dict[str, Any]) -> None:
     """Validate against the JSON schema (jsonschema needed); raises on a violation."""
-    import jsonschema
+    import jsonschema  # type: ignore[import-untyped,unused-ignore]
 
     schema = json.loads(SCHEMA_PATH.read_text())
     jsonschema.validate(report, schema)

@@ -719,7 +719,10 @@ def check_port(
     if config is not None and isinstance(config, AdamConfig) != (algorithm == "adam"):
         raise ValueError(f"config {type(config).__name__} does not match algorithm {algorithm!r}")
     result = PortResult(
-        name or getattr(factory, "__name__", "port"), algorithm, dtype or "float64", device or "cpu"
+        name or str(getattr(factory, "__name__", "port")),
+        algorithm,
+        dtype or "float64",
+        device or "cpu",
     )
     t0 = time.perf_counter()
     checker = _Checker(

@@ -152,7 +152,7 @@ def _zero_layers(rng: np.random.Generator, s: tuple[int, ...], i: int, t: int) -
 def _drifting(rng: np.random.Generator, s: tuple[int, ...], i: int, t: int) -> np.ndarray:
     # scale drifts over decades and comes back: exercises bias correction and v's memory
     scale = 10.0 ** (1.5 * np.sin(t / 40.0))
-    return rng.standard_normal(s) * scale + 0.1 * np.cos(t / 7.0)
+    return np.asarray(rng.standard_normal(s) * scale + 0.1 * np.cos(t / 7.0), dtype=np.float64)
 
 
 def _decaying(rng: np.random.Generator, s: tuple[int, ...], i: int, t: int) -> np.ndarray:

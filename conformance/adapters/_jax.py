@@ -26,7 +26,7 @@ def setup_jax() -> Any:
     import jax
 
     if not _x64:
-        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_enable_x64", True)  # type: ignore[no-untyped-call]
         _x64 = True
     return jax
 
