@@ -82,6 +82,19 @@ def base_config(algorithm: str, hyper: Mapping[str, Any], weight_decay_mode: str
     return cfg
 
 
+def _accepts(fn: Any, name: str) -> bool:
+    """Whether ``fn`` takes a keyword argument ``name`` (True when it cannot be told)."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    return name in sig.parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()
+    )
+
+
 def _supports(
     base: Config, accepted: frozenset[str], weight_decay_mode: str
 ) -> Callable[[Config], str | None]:
@@ -151,7 +164,9 @@ def jax_factory(
 
     hyper = dict(hyper or {})
     base = base_config(algorithm, hyper, weight_decay_mode)
-    accepted = _JAX_BASE | frozenset(hyper) | {"weight_decay"}
+    accepted = _JAX_BASE | frozenset(hyper)
+    if _accepts(fn, "weight_decay"):
+        accepted |= {"weight_decay"}
     label = name or f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', fn)}"
 
     def make_port(cfg: Config) -> Any:

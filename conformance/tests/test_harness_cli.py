@@ -59,10 +59,23 @@ def test_check_wrong_and_right_numpy_free_targets(
     assert rep["verdict"] == "not conformant" and rep["exit_code"] == 1
 
 
+def test_check_jax_target(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("optax")
+    code = main(["check", "optax:adam", "--framework", "jax", "--algorithm", "adam", "--quick",
+                 "--no-progress", "--scenario", "normal", "--scenario", "weight_decay_decoupled",
+                 "--hyper", "eps_root=0.0", "--report", str(tmp_path)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out[-1500:]
+    rep = json.loads((tmp_path / "report.json").read_text())
+    sc = {s["scenario"]: s for s in rep["ports"][0]["scenarios"]}
+    assert sc["normal"]["status"] == "pass"
+    assert sc["weight_decay_decoupled"]["status"] == "skip"  # optax.adam takes no weight_decay
+
+
 def test_run_quick_end_to_end(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     pytest.importorskip("jsonschema")
     code = main(["run", "--quick", "--no-progress", "--report", str(tmp_path),
-                 "--port", "reference-selfcheck*", "--port", "torch.optim.Adam[[]foreach[]]",
+                 "--port", "reference-selfcheck[[]identity[]]", "--port", "torch.optim.Adam[[]foreach[]]",
                  "--port", "ours.torch.SETAdam[[]foreach[]]", "--port", "ours.jax.setadam"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out[-2000:]
