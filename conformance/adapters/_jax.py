@@ -122,7 +122,8 @@ class OptaxPort:
         cpu = self.device == "cpu"
         self._params = [self._np(p) if cpu else self._arr(p) for p in params]
         if self._init_state is None or state is None:
-            self._init_state = self._tx.init(self._params)
+            with self._jax.default_device(self._dev()):
+                self._init_state = self._tx.init(self._params)
         self._state = self._init_state
         if state is None:
             return
@@ -152,7 +153,8 @@ class OptaxPort:
 
     def step(self, grads: Sequence[np.ndarray]) -> None:
         g = [self._np(x) for x in grads] if self.device == "cpu" else [self._arr(x) for x in grads]
-        self._params, self._state = self._update(g, self._state, self._params)
+        with self._jax.default_device(self._dev()):  # host arrays: run where the port says
+            self._params, self._state = self._update(g, self._state, self._params)
 
     def params(self) -> tuple[np.ndarray, ...]:
         return tuple(_to_numpy(p) for p in self._params)
