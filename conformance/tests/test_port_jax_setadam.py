@@ -208,10 +208,13 @@ def test_down_scaling_coefficient_overflow_safe(magnitude: float) -> None:
     assert math.isfinite(c)
     assert c == pytest.approx(_cos2(v), rel=2e-6)
     assert 1 / v.size <= c <= 1.0
-    assert float(_coef(jnp.zeros(8))) == 1.0
-    assert float(_coef(jnp.full(8, 7.0))) == 1.0
-    assert float(_coef(jnp.full(8, 1e-39))) == 1.0
-    one_hot = jnp.zeros(8).at[3].set(2.0)
+    # float32 explicitly: the harness's JAX adapter turns on x64 for the whole process, and the
+    # default dtype would then be float64, where 8 x 1e-39 is no longer summed exactly.
+    f32 = jnp.float32
+    assert float(_coef(jnp.zeros(8, f32))) == 1.0
+    assert float(_coef(jnp.full(8, 7.0, f32))) == 1.0
+    assert float(_coef(jnp.full(8, 1e-39, f32))) == 1.0
+    one_hot = jnp.zeros(8, f32).at[3].set(2.0)
     assert float(_coef(one_hot)) == pytest.approx(1 / 8, rel=1e-7)
 
 
