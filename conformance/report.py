@@ -158,14 +158,24 @@ def _fmt(x: float) -> str:
 
 def table(results: Sequence[PortResult]) -> str:
     """Plain-text summary table, one row per port and dtype."""
-    head = ("port", "dtype", "verdict", "scen.", "resync", "ulps", "free", "stage / note", "s")
+    head = (
+        "port",
+        "dtype",
+        "verdict",
+        "scen.",
+        "resync",
+        "params ulps",
+        "free",
+        "stage / note",
+        "s",
+    )
     rows = [head]
     for r in results:
         ran = [s for s in r.scenarios if s.status != "skip"]
         ok = sum(1 for s in ran if s.status == "pass")
         rs, fr = r.worst("resync"), r.worst("free")
         rs_f = max((w.fraction for w in rs.values()), default=0.0)
-        rs_u = max((w.ulps for w in rs.values()), default=0.0)
+        rs_u = rs["params"].ulps if "params" in rs else 0.0
         fr_f = max((w.fraction for w in fr.values()), default=0.0)
         note = ""
         if r.verdict == "fail":
@@ -231,7 +241,7 @@ def markdown(report: dict[str, Any], results: Sequence[PortResult]) -> str:
         "",
         "## Summary",
         "",
-        "| port | dtype | verdict | scenarios passed | worst re-synced (x budget) | ulps | "
+        "| port | dtype | verdict | scenarios passed | worst re-synced (x budget) | params ulps | "
         "worst free-running (x budget) | stage / cause |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -245,7 +255,7 @@ def markdown(report: dict[str, Any], results: Sequence[PortResult]) -> str:
         out.append(
             f"| {r.name} | {r.dtype} | {r.verdict} | {ok}/{len(ran)} | "
             f"{_fmt(max((w.fraction for w in rs.values()), default=0.0))} | "
-            f"{_fmt(max((w.ulps for w in rs.values()), default=0.0))} | "
+            f"{_fmt(rs['params'].ulps if 'params' in rs else 0.0)} | "
             f"{_fmt(max((w.fraction for w in fr.values()), default=0.0))} | {note} |"
         )
     out += ["", "## Worst error per dtype", "", "| dtype | x budget | ulps | port | mode | quantity |",
