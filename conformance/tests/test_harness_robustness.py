@@ -65,6 +65,7 @@ def test_dtype_lie_port() -> None:
 
 def test_hanging_port_times_out() -> None:
     t0 = time.perf_counter()
+    P.Hangs.release.clear()
     try:
         r = _check(P.Hangs, timeout_s=0.5)
     finally:
@@ -101,3 +102,29 @@ def test_bad_algorithm_is_a_usage_error() -> None:
         check_port(lambda cfg: P.NumpySETAdam(cfg), "sgd")
     with pytest.raises(ValueError):
         check_port(lambda cfg: P.NumpySETAdam(cfg), "adam", SETAdamConfig())
+
+
+def test_reports_of_checked_ports_survive_bad_ports(tmp_path) -> None:
+    """A raising, a hanging and a correct port in one CLI run: all three reported, exit 1."""
+    import json
+
+    from conformance.cli import _check_specs
+    from conformance.runner import PortSpec
+
+    def spec(name, cls):
+        return PortSpec(name, "setadam", "float64", "cpu", lambda cfg: cls(cfg), timeout_s=0.5)
+
+    specs = [spec("raises", P.Raises), spec("hangs", P.Hangs), spec("good", P.NumpySETAdam)]
+    P.Hangs.release.clear()
+    try:
+        code = _check_specs(
+            specs, scenarios=["normal"], quick=True, outdir=tmp_path, options={}, notes=[],
+            progress=False, timeout_s=0.5,
+        )  # fmt: skip
+    finally:
+        P.Hangs.release.set()
+    assert code == 1
+    rep = json.loads((tmp_path / "report.json").read_text())
+    verdicts = {p["name"]: p["verdict"] for p in rep["ports"]}
+    assert verdicts == {"raises": "fail", "hangs": "fail", "good": "pass"}
+    assert rep["complete"] is True
