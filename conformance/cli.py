@@ -297,6 +297,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     device = args.device or "cpu"
     if device not in ("cpu", "cuda"):
         raise _UsageError(f"--device must be cpu or cuda, got {device!r}")
+    if device == "cuda" and args.framework == "torch":
+        from .adapters.registry import cuda_available
+
+        if not cuda_available():
+            print("VERDICT: error: --device cuda but torch.cuda.is_available() is False here")
+            return EXIT_ERROR
     try:
         spec = third_party.spec(
             args.target, args.framework, args.algorithm, hyper=hyper,
