@@ -78,7 +78,7 @@ class MpmathPort:
 
         self.name = "reference-selfcheck[mpmath]"
         self.cfg = cfg
-        self.mp = mpmath.mp.clone() if hasattr(mpmath.mp, "clone") else mpmath.mp
+        self.mp = mpmath.MPContext()  # private context: the global precision is left alone
         self.mp.dps = self.DIGITS
         self._shapes: list[tuple[int, ...]] = []
         self._p: list[list[Any]] = []
