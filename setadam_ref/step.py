@@ -94,7 +94,7 @@ def step(
     trace: bool = False,
     nonfinite: NonFinite = "raise",
 ) -> tuple[tuple[F64Array, ...], State, Trace | None]:
-    """One optimizer step $t = $ ``state.step + 1``: ``(new params, new state, trace or None)``.
+    """One optimizer step, $t$ = ``state.step + 1``: ``(new params, new state, trace or None)``.
 
     ``config`` selects the algorithm (``AdamConfig`` or ``SETAdamConfig``). ``layers`` groups
     arrays into layers for SET-Adam (default: one layer per array; Adam ignores layering but it
