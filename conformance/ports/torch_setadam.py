@@ -19,6 +19,13 @@ kernels of ``conformance.ports.cuda.torch_fused``. ``foreach=None`` follows torc
 foreach when every parameter is on a CUDA device, the for-loop otherwise (on CPU torch's foreach
 ops are a loop over the same per-tensor kernels, so there is nothing to gain there).
 
+On CUDA (one device, no float64 parameters) ``foreach`` runs a device-resident variant,
+``_device_multi_tensor_setadam``: the layer statistics never leave the device (no host
+synchronisation in the step), every element-wise stage is one multi-tensor op over the whole list
+or one op on a flat float32 buffer, and ``sum v``, ``||v||_2`` are accumulated in float64 (safe for
+any finite float32 ``v``). It agrees with the for-loop path to a few float32 ulps of theta; the
+notes below on host-side statistics describe the for-loop path and the CPU foreach path.
+
 Numerics, per parameter tensor (the *compute dtype* is float64 for float64 parameters and float32
 for every other floating dtype):
 
@@ -58,6 +65,7 @@ skipped parameter (``grad is None``) gets NaN stage tensors, ``cos2 = NaN`` and 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, cast
 
@@ -436,6 +444,47 @@ def _multi_tensor_setadam(
     n = len(params)
     if n == 0:
         return _new_stages(0) if record else None
+    if _use_device_resident(params, exp_avgs):
+        side: Stages | None = None
+        if record:
+            # stages from a slow side path on copies of the pre-step state (as for fused)
+            side = _single_tensor_setadam(
+                [p.detach().clone() for p in params],
+                [g.clone() for g in grads],
+                [m.clone() for m in exp_avgs],
+                [v.clone() for v in exp_avg_sqs],
+                [s.clone() for s in state_steps],
+                layer_of,
+                beta1=beta1,
+                beta2=beta2,
+                lr=lr,
+                eps=eps,
+                tau=tau,
+                weight_decay=weight_decay,
+                decoupled=decoupled,
+                maximize=maximize,
+                record=True,
+            )
+            old_params = [p.detach().to(torch.float64, copy=True) for p in params]
+        _device_multi_tensor_setadam(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            state_steps,
+            layer_of,
+            beta1=beta1,
+            beta2=beta2,
+            lr=lr,
+            eps=eps,
+            tau=tau,
+            weight_decay=weight_decay,
+            decoupled=decoupled,
+            maximize=maximize,
+        )
+        if side is not None:
+            side["update"] = [p.detach().to(torch.float64) - o for p, o in zip(params, old_params)]
+        return side
     stages = _new_stages(n) if record else None
     old = [p.detach().to(torch.float64, copy=True) for p in params] if record else []
     torch._foreach_add_(state_steps, 1)
@@ -516,6 +565,231 @@ def _multi_tensor_setadam(
                 stages["update"][i] = params[i].detach().to(torch.float64) - old[i]
                 stages["cos2"][i] = torch.tensor(plan.c_of[i], dtype=torch.float64)
     return stages
+
+
+# --------------------------------------------------------------------------------------------
+# device-resident multi-tensor implementation (CUDA)
+# --------------------------------------------------------------------------------------------
+
+# Private switch for the tests: run the device-resident variant on CPU tensors as well (it is
+# selected automatically only for CUDA tensors; on CPU the host-statistics path above is kept,
+# being bit-identical to the for-loop). The environment variable reaches harness worker processes.
+_FORCE_DEVICE_RESIDENT = os.environ.get("SETADAM_TORCH_FORCE_DEVICE_FOREACH", "") == "1"
+
+
+def _use_device_resident(params: list[Tensor], exp_avgs: list[Tensor]) -> bool:
+    """The device-resident variant takes one device and compute dtype float32 (stage recording
+    runs a slow side path next to it, like ``fused=True``)."""
+    if not params:
+        return False
+    dev = params[0].device
+    if dev.type != "cuda" and not _FORCE_DEVICE_RESIDENT:
+        return False
+    for p, m in zip(params, exp_avgs):
+        if p.device != dev or m.device != dev:
+            return False
+        if p.dtype == torch.float64 or m.dtype == torch.float64:
+            return False  # float64 v^2 may overflow float64 sums: the host path scales them
+    return True
+
+
+def _upload(
+    values: Sequence[float] | Sequence[int], dtype: torch.dtype, dev: torch.device
+) -> Tensor:
+    """Host values to ``dev`` without a host synchronisation (pinned, non-blocking on CUDA)."""
+    t = torch.tensor(values, dtype=dtype)
+    if dev.type == "cuda":
+        return t.pin_memory().to(dev, non_blocking=True)
+    return t.to(dev)
+
+
+class _Layout(NamedTuple):
+    """Device index tensors of one (shapes, layers) configuration, built once and cached."""
+
+    nonempty: list[int]  # positions (in the call's lists) of the tensors with entries
+    numels: list[int]  # their sizes
+    kind: str  # "identity" (a layer per tensor), "single" (one layer) or "general"
+    tl: Tensor  # int64 (n_nonempty,): layer of each non-empty tensor
+    n_layers: int
+    d: Tensor  # float64 (n_layers,): entries per layer
+    tseg: Tensor  # int32 (total,): tensor (non-empty numbering) of each entry of the flat buffer
+
+
+_LAYOUTS: dict[tuple[Any, ...], _Layout] = {}
+_LAYOUT_CACHE_SIZE = 8
+
+
+def _layout(params: list[Tensor], layer_of: list[int], dev: torch.device) -> _Layout:
+    key = (dev, tuple(p.numel() for p in params), tuple(layer_of))
+    hit = _LAYOUTS.get(key)
+    if hit is not None:
+        return hit
+    nonempty = [i for i, p in enumerate(params) if p.numel() > 0]
+    numels = [params[i].numel() for i in nonempty]
+    renum: dict[int, int] = {}
+    tl_list = [renum.setdefault(layer_of[i], len(renum)) for i in nonempty]
+    n_layers = len(renum)
+    d_list = [0] * n_layers
+    for lay, k in zip(tl_list, numels):
+        d_list[lay] += k
+    if tl_list == list(range(len(nonempty))):
+        kind = "identity"
+    elif n_layers == 1:
+        kind = "single"
+    else:
+        kind = "general"
+    tl = _upload(tl_list, torch.int64, dev)
+    counts = _upload(numels, torch.int64, dev)
+    ids = torch.arange(len(nonempty), dtype=torch.int32, device=dev)
+    tseg = torch.repeat_interleave(ids, counts, output_size=sum(numels))
+    lay_out = _Layout(
+        nonempty, numels, kind, tl, n_layers, _upload(d_list, torch.float64, dev), tseg
+    )
+    if len(_LAYOUTS) >= _LAYOUT_CACHE_SIZE:
+        _LAYOUTS.pop(next(iter(_LAYOUTS)))
+    _LAYOUTS[key] = lay_out
+    return lay_out
+
+
+def _per_layer_sum(x: Tensor, lay: _Layout) -> Tensor:
+    if lay.kind == "identity":
+        return x
+    if lay.kind == "single":
+        return x.sum(0, keepdim=True)
+    return torch.zeros(lay.n_layers, dtype=x.dtype, device=x.device).index_add_(0, lay.tl, x)
+
+
+def _per_layer_min(x: Tensor, lay: _Layout) -> Tensor:
+    if lay.kind == "identity":
+        return x
+    if lay.kind == "single":
+        return x.amin(0, keepdim=True)
+    init = torch.full((lay.n_layers,), math.inf, dtype=x.dtype, device=x.device)
+    return init.scatter_reduce_(0, lay.tl, x, "amin")
+
+
+def _per_tensor(x: Tensor, lay: _Layout) -> Tensor:
+    if lay.kind == "identity":
+        return x
+    if lay.kind == "single":
+        return x.expand(len(lay.nonempty))
+    return x.index_select(0, lay.tl)
+
+
+def _device_multi_tensor_setadam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    layer_of: list[int],
+    *,
+    beta1: float,
+    beta2: float,
+    lr: float,
+    eps: float,
+    tau: float,
+    weight_decay: float,
+    decoupled: bool,
+    maximize: bool,
+) -> None:
+    """Multi-tensor SET-Adam whose layer statistics never leave the device.
+
+    Every element-wise stage is one ``torch._foreach_*`` call over the whole list (or one op on
+    a flat float32 buffer ``W`` holding every entry), so the launch count does not grow with the
+    number of tensors. The only per-step host values are the step counts, read from the CPU
+    ``state["step"]`` tensors as torch.optim.Adam does (no device synchronisation).
+
+    * ``sum v`` and ``||v||_2`` per tensor: ``torch._foreach_norm(vs, 1 | 2, dtype=float64)``,
+      accumulated in float64, which cannot overflow or underflow for any finite float32, bfloat16
+      or float16 ``v``; combined per layer on the device; ``c = (S1/||v||)^2 / d`` clamped to
+      ``[1/d, 1]``, ``c = 1`` for an all-zero layer, NaN for a non-finite layer.
+    * ``a = c / (1 - beta2^t)`` per tensor, rounded to float32 and gathered into ``W = -a`` per
+      entry (one ``index_select`` through a cached entry-to-tensor index); ``W *= v`` gives
+      ``-(a v)`` with the for-loop's rounding, ``torch._foreach_max(W)`` the per-tensor
+      ``-min(a v)``, from which ``min_l w = sqrt(min(a v) + eps)`` (``w`` is increasing in
+      ``a v``) and the shift ``tau min_l w``; then ``W = sqrt(eps - W) - shift`` and one
+      ``_foreach_addcdiv_`` updates the parameters.
+    """
+    dev = params[0].device
+    torch._foreach_add_(state_steps, 1)
+    steps = [float(s) for s in torch.stack(state_steps).tolist()]
+
+    buckets: dict[tuple[torch.dtype, torch.dtype], list[int]] = {}
+    for i, p in enumerate(params):
+        buckets.setdefault((p.dtype, exp_avgs[i].dtype), []).append(i)
+    for (pdt, mdt), idx in buckets.items():
+        ps = [params[i] for i in idx]
+        gs = [grads[i] for i in idx]
+        ms = [exp_avgs[i] for i in idx]
+        vs = [exp_avg_sqs[i] for i in idx]
+        direct = pdt == mdt == torch.float32
+        if maximize:
+            gs = list(torch._foreach_neg(gs))
+        if weight_decay != 0.0:
+            if decoupled:
+                if direct:
+                    torch._foreach_mul_(ps, 1.0 - lr * weight_decay)
+            else:
+                gs = list(torch._foreach_add(gs, ps, alpha=weight_decay))
+        if pdt != mdt:
+            gs = [g.to(mdt) for g in gs]
+        torch._foreach_lerp_(ms, gs, 1.0 - beta1)
+        if dev.type == "cpu" and mdt in (torch.bfloat16, torch.float16):
+            for v in vs:  # see _multi_tensor_setadam
+                v.mul_(beta2)
+        else:
+            torch._foreach_mul_(vs, beta2)
+        torch._foreach_addcmul_(vs, gs, gs, value=1.0 - beta2)
+        del gs
+
+    lay = _layout(params, layer_of, dev)
+    if not lay.nonempty:
+        return
+    ne = lay.nonempty
+    vs = [exp_avg_sqs[i] for i in ne]
+    # layer statistics, float64 accumulation
+    s1 = _per_layer_sum(torch.stack(torch._foreach_norm(vs, 1, dtype=torch.float64)), lay)
+    n2 = torch.stack(torch._foreach_norm(vs, 2, dtype=torch.float64))
+    sq = _per_layer_sum(n2 * n2, lay)
+    r = s1 / sq.sqrt()
+    c = torch.maximum(r * r / lay.d, 1.0 / lay.d).clamp_(max=1.0)
+    c = torch.where(sq == 0.0, 1.0, c)
+    bc2 = [1.0 - beta2 ** steps[i] for i in ne]
+    if all(b == bc2[0] for b in bc2):
+        a = _per_tensor(c, lay) / bc2[0]
+    else:
+        a = _per_tensor(c, lay) / _upload(bc2, torch.float64, dev)
+    w_flat = torch.neg(a).to(torch.float32).index_select(0, lay.tseg)
+    ws = [t.view(vs[j].shape) for j, t in enumerate(w_flat.split_with_sizes(lay.numels))]
+    vcd = [v if v.dtype == torch.float32 else v.to(torch.float32) for v in vs]
+    torch._foreach_mul_(ws, vcd)  # W = -(a v), rounded as the for-loop's v * a
+    del vcd
+    min_av = _per_layer_min(torch.neg(torch.stack(torch._foreach_max(ws))), lay)
+    w_min = torch.add(min_av, eps).sqrt_()  # float32, as sqrt(min(a v) + eps) elementwise
+    shift = _per_tensor(torch.mul(w_min.to(torch.float64), tau).to(torch.float32), lay)
+    w_flat = torch.rsub(w_flat, eps).sqrt_()  # sqrt(a v + eps), rounded as the for-loop's
+    w_flat.sub_(shift.index_select(0, lay.tseg))
+    ws = [t.view(vs[j].shape) for j, t in enumerate(w_flat.split_with_sizes(lay.numels))]
+
+    pos = {i: j for j, i in enumerate(ne)}
+    for (pdt, mdt), idx in buckets.items():
+        live = [i for i in idx if i in pos]
+        if not live:
+            continue
+        ps = [params[i] for i in live]
+        ms = [exp_avgs[i] for i in live]
+        wl = [ws[pos[i]] for i in live]
+        sizes = [-lr / (1.0 - beta1 ** steps[i]) for i in live]
+        if pdt == mdt == torch.float32:
+            torch._foreach_addcdiv_(ps, ms, wl, sizes)
+        else:
+            p32 = [p.to(torch.float32, copy=True) for p in ps]
+            if weight_decay != 0.0 and decoupled:
+                torch._foreach_mul_(p32, 1.0 - lr * weight_decay)
+            m32 = [m.to(torch.float32) for m in ms]
+            torch._foreach_addcdiv_(p32, m32, wl, sizes)
+            torch._foreach_copy_(ps, p32)
 
 
 # --------------------------------------------------------------------------------------------
