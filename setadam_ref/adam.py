@@ -19,7 +19,13 @@ from .arrays import F64Array
 from .blocks import Block, Scratch, map_blocks, split
 from .config import AdamConfig
 from .flat import FlatStep
-from .moments import bias_corrections, effective_gradient, update_moments
+from .moments import (
+    descend,
+    effective_gradient,
+    step_scalars,
+    traced_descent_outputs,
+    update_moments,
+)
 from .trace import AdamTrace
 
 
@@ -33,10 +39,8 @@ def adam_step(
 ) -> tuple[list[bool], AdamTrace | None]:
     """Fill ``flat``'s outputs (and ``vmax_out``); return per-block suspect flags and the trace."""
     b1, b2 = cfg.betas
-    bc1, bc2 = bias_corrections(b1, b2, t)
-    a = cfg.lr / bc1
-    l2 = cfg.weight_decay if cfg.weight_decay_mode == "l2" else 0.0
-    decay = 1.0 - cfg.lr * cfg.weight_decay if cfg.weight_decay_mode == "decoupled" else 1.0
+    sc = step_scalars(cfg, t)
+    bc1, bc2, l2 = sc.bias_correction1, sc.bias_correction2, sc.l2
     tr = {k: flat.traced() for k in ("grad", "denom", "stepsize", "update")} if trace else None
 
     def block(b: Block, s: Scratch) -> bool:
@@ -65,17 +69,7 @@ def adam_step(
         np.add(t1, cfg.eps, out=t1)
         if tr is not None:
             tr["denom"][i][sl] = t1
-            np.divide(a, t1, out=tr["stepsize"][i][sl])
-        np.divide(m_new, t1, out=t1)
-        np.multiply(t1, a, out=t1)
-        p_new = flat.p_out[i][sl]
-        if decay != 1.0:
-            np.multiply(p, decay, out=p_new)
-            np.subtract(p_new, t1, out=p_new)
-        else:
-            np.subtract(p, t1, out=p_new)
-        if tr is not None:
-            np.subtract(p_new, p, out=tr["update"][i][sl])
+        descend(p, m_new, t1, sc, flat.p_out[i][sl], *traced_descent_outputs(tr, i, sl))
         # An overflowed v gives denom = inf and a zero update, so v must be screened too.
         return flat.output_suspect(b) or (
             flat.check_finite and not math.isfinite(float(v_new.sum()))

@@ -1,16 +1,44 @@
-r"""The part Adam and SET-Adam share: effective gradient and the two moments, on one block.
+r"""The parts Adam and SET-Adam share: step scalars, effective gradient, the two moments, and
+the descent itself, on one block.
 
 $$g \leftarrow \pm g\ (\text{maximize}) + \lambda\theta\ (\texttt{l2}),\qquad
-  m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 .$$
+  m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,$$
+$$\theta_t = \theta_{t-1}(1 - \text{lr}\,\lambda_\text{dec}) - a_t\, m_t / \text{denom},\qquad
+  a_t = \text{lr} / (1-\beta_1^t).$$
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from .arrays import F64Array
+from .config import Config
+
+
+class StepScalars(NamedTuple):
+    """The scalars of step $t$: bias corrections, $a_t$, the coupled (l2) weight-decay
+    coefficient (0 when decoupled) and the decoupled decay factor (1 when coupled)."""
+
+    bias_correction1: float
+    bias_correction2: float
+    a: float
+    l2: float
+    decay: float
+
+
+def step_scalars(cfg: Config, t: int) -> StepScalars:
+    bc1, bc2 = bias_corrections(cfg.betas[0], cfg.betas[1], t)
+    decoupled = cfg.weight_decay_mode == "decoupled"
+    return StepScalars(
+        bc1,
+        bc2,
+        cfg.lr / bc1,
+        0.0 if decoupled else cfg.weight_decay,
+        1.0 - cfg.lr * cfg.weight_decay if decoupled else 1.0,
+    )
 
 
 def effective_gradient(
@@ -65,3 +93,36 @@ def one_minus_power(beta: float, t: int) -> float:
 def bias_corrections(beta1: float, beta2: float, t: int) -> tuple[float, float]:
     """$(1-\\beta_1^t, 1-\\beta_2^t)$, each accurate to a few ulps (``one_minus_power``)."""
     return one_minus_power(beta1, t), one_minus_power(beta2, t)
+
+
+def descend(
+    p: F64Array,
+    m: F64Array,
+    denom: F64Array,
+    sc: StepScalars,
+    p_out: F64Array,
+    stepsize_out: F64Array | None = None,
+    update_out: F64Array | None = None,
+) -> None:
+    """Write $\theta_t$ to ``p_out`` (``denom`` is clobbered); optionally the stepsizes
+    $a_t/\text{denom}$ and the update $\theta_t - \theta_{t-1}$ for a trace."""
+    if stepsize_out is not None:
+        np.divide(sc.a, denom, out=stepsize_out)
+    np.divide(m, denom, out=denom)
+    np.multiply(denom, sc.a, out=denom)
+    if sc.decay != 1.0:
+        np.multiply(p, sc.decay, out=p_out)
+        np.subtract(p_out, denom, out=p_out)
+    else:
+        np.subtract(p, denom, out=p_out)
+    if update_out is not None:
+        np.subtract(p_out, p, out=update_out)
+
+
+def traced_descent_outputs(
+    tr: dict[str, list[F64Array]] | None, i: int, sl: slice
+) -> tuple[F64Array | None, F64Array | None]:
+    """The (stepsize, update) trace buffers of array ``i``, block ``sl`` ((None, None) untraced)."""
+    if tr is None:
+        return None, None
+    return tr["stepsize"][i][sl], tr["update"][i][sl]

@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .blocks import Block, Scratch, map_blocks, split
 from .config import SETAdamConfig
 from .flat import FlatStep
 from .layers import Layers
-from .moments import bias_corrections, effective_gradient, update_moments
+from .moments import (
+    descend,
+    effective_gradient,
+    step_scalars,
+    traced_descent_outputs,
+    update_moments,
+)
 from .stages import ScaledSums, combine, down_scale, embed, embed_scalar, scaled_sums, translate_by
 from .trace import LayerStats, SETAdamTrace
 
@@ -32,10 +36,8 @@ def setadam_step(
 ) -> tuple[list[bool], list[LayerStats], SETAdamTrace | None]:
     """Fill ``flat``'s outputs; return per-block suspect flags, layer statistics and the trace."""
     b1, b2 = cfg.betas
-    bc1, bc2 = bias_corrections(b1, b2, t)
-    a = cfg.lr / bc1
-    l2 = cfg.weight_decay if cfg.weight_decay_mode == "l2" else 0.0
-    decay = 1.0 - cfg.lr * cfg.weight_decay if cfg.weight_decay_mode == "decoupled" else 1.0
+    sc = step_scalars(cfg, t)
+    bc1, bc2, l2 = sc.bias_correction1, sc.bias_correction2, sc.l2
     names = ("grad", "v_scaled", "w", "w_translated", "stepsize", "update")
     tr = {k: flat.traced() for k in names} if trace else None
 
@@ -83,17 +85,7 @@ def setadam_step(
         translate_by(t1, cfg.tau, w_min_of[i], out=t1)
         if tr is not None:
             tr["w_translated"][i][sl] = t1
-            np.divide(a, t1, out=tr["stepsize"][i][sl])
-        np.divide(m_new, t1, out=t1)
-        np.multiply(t1, a, out=t1)
-        p_new = flat.p_out[i][sl]
-        if decay != 1.0:
-            np.multiply(p, decay, out=p_new)
-            np.subtract(p_new, t1, out=p_new)
-        else:
-            np.subtract(p, t1, out=p_new)
-        if tr is not None:
-            np.subtract(p_new, p, out=tr["update"][i][sl])
+        descend(p, m_new, t1, sc, flat.p_out[i][sl], *traced_descent_outputs(tr, i, sl))
         return flat.output_suspect(b)
 
     suspect = map_blocks(update, blocks)
