@@ -345,13 +345,23 @@ def step_bounds(
         v = ref.v
         d = flat.layer_size
         gd = np.array([gamma(max(k - 1.0, 0.0), fa.u) for k in d])
-        s1 = flat.layer_sum(v)
-        s2 = flat.layer_sum(v * v)
+        # c and its bound are homogeneous of degree 0 in (v, ev, eta): evaluate them on v scaled
+        # by 2^-E per layer (E the exponent of the layer's max v, an exact rescaling) so that
+        # v * v cannot overflow float64 for v up to 1.8e308 (nor underflow for tiny v).
+        vmax = flat.layer_max(v)
+        safe = np.where(np.isfinite(vmax) & (vmax > 0), vmax, 1.0)
+        # |E| <= 960 keeps 2^-E and 2^-2E normal numbers (the bound is then merely conservative
+        # for layers beyond that range, never wrong).
+        scale_l = np.ldexp(1.0, -np.clip(np.frexp(safe)[1], -960, 960))
+        scale = scale_l[flat.layer_id]
+        vv, evv = v * scale, ev * scale
+        s1 = flat.layer_sum(vv)
+        s2 = flat.layer_sum(vv * vv)
         # sums of non-negative terms (recursive summation bound), result rounded to the dtype,
         # and a scaling by max v for overflow safety (one rounding per term)
-        es1 = flat.layer_sum(ev) + (gd + 3 * u) * s1 + eta * d
-        ev2 = 2 * v * ev + ev * ev + 3 * u * v * v
-        es2 = flat.layer_sum(ev2) + (gd + u) * s2 + eta * d
+        es1 = flat.layer_sum(evv) + (gd + 3 * u) * s1 + eta * d * scale_l
+        ev2 = 2 * vv * evv + evv * evv + 3 * u * vv * vv
+        es2 = flat.layer_sum(ev2) + (gd + u) * s2 + eta * d * scale_l * scale_l
         num = s1 * s1
         enum = 2 * s1 * es1 + es1 * es1 + u * num
         den = d * s2

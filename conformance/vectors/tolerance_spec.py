@@ -20,9 +20,10 @@ the coordinate is *unresolved* at D and, as in the harness, neither passes nor f
 the port there is not held against it); ``"unresolved"`` counts such parameter budgets. A vector
 none of whose parameters D resolves is marked ``"applicable": false`` with the reason.
 
-One exception, recorded as ``"model": "fallback"`` in the dtype's record: in float64 every vector
+A safety net, recorded as ``"model": "fallback"`` in the dtype's record: in float64 every vector
 is resolvable, so a non-finite model bound there can only come from overflow inside the model's
-own evaluation (its layer sums square v, which overflows at |g| ~ 1e150). Those vectors get
+own evaluation (the model scales its layer sums by powers of two, so no canonical vector needs
+this today; an earlier model squared v unscaled and overflowed at |g| ~ 1e150). Those vectors get
 the budgets of the simple documented formula below (:func:`fallback_bounds`), with the unit
 roundoff u of the dtype, k = 1..T, Delta_s = theta_s - theta_{s-1} and
 G_s = |g_s| + lambda_l2 |theta_{s-1}|::
