@@ -47,19 +47,6 @@ PortFactory = Callable[[Config], Port]
 Supports = Callable[[Config], "str | None"]
 
 VERDICTS = ("pass", "fail", "error", "skip")
-#: the order in which stages are computed: the diagnosis reports the first that disagrees
-STAGE_ORDER: tuple[str, ...] = (
-    "m",
-    "v",
-    "vmax",
-    "cos2",
-    "down_scaling",
-    "epsilon_embedding",
-    "down_translating",
-    "denom",
-    "update",
-    "params",
-)
 STATE_QUANTITIES = ("m", "v")
 STAGE_QUANTITIES = ("cos2", "down_scaling", "epsilon_embedding", "down_translating", "update")
 DEFAULT_TIMEOUT_S = 60.0
