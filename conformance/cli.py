@@ -17,7 +17,8 @@ from typing import Any
 
 from . import report as rep
 from .interface import DTYPES
-from .runner import PortResult, PortSpec, check_port, error_result
+from .results import PortResult, PortSpec
+from .runner import check_port, error_result
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .runner import Evidence, PortResult
+    from .results import Evidence, PortResult
 
 ORDER: tuple[str, ...] = (
     "grad",

@@ -15,198 +15,43 @@ The stable Python API (used by the CLI and by the meta-tests of deliberately wro
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from setadam_ref import AdamConfig, Config, SETAdamConfig
+from setadam_ref import stage_names as N
 
-from .compare import (
-    DEFAULT_CACHE,
-    Measure,
-    ReferenceCache,
-    ReferenceRun,
-    ResyncStep,
-    Worst,
-    _json_float,
-    cast_arrays,
-    compare_quantity,
-    stage_reference,
-)
+from .compare import compare_quantity
 from .formats import representable
 from .guard import PortTimeout, Worker
 from .interface import DTYPES, Port, PortState
+from .reference_run import (
+    DEFAULT_CACHE,
+    ReferenceCache,
+    ReferenceRun,
+    ResyncStep,
+    cast_arrays,
+    stage_reference,
+)
+from .results import (
+    DEFAULT_TIMEOUT_S,
+    Evidence,
+    Failure,
+    Measure,
+    PortFactory,
+    PortResult,
+    PortSpec,
+    ScenarioResult,
+    Supports,
+)
 from .scenarios import Scenario, select
 
-PortFactory = Callable[[Config], Port]
-Supports = Callable[[Config], "str | None"]
-
-VERDICTS = ("pass", "fail", "error", "skip")
-STATE_QUANTITIES = ("m", "v")
-STAGE_QUANTITIES = ("cos2", "down_scaling", "epsilon_embedding", "down_translating", "update")
-DEFAULT_TIMEOUT_S = 60.0
-
-
-@dataclass
-class Failure:
-    """One reason a port is not conformant."""
-
-    scenario: str
-    mode: str  # "resync" | "free" | "setup"
-    step: int | None
-    stage: str | None  # quantity that disagrees (params, m, v, stage name) or None
-    kind: str  # tolerance | nonfinite | exception | timeout | interface | side_effect
-    message: str
-    array: int | None = None
-    index: tuple[int, ...] | None = None
-    port_value: float | None = None
-    ref_value: float | None = None
-    ulps: float | None = None
-    budget_fraction: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["index"] = list(self.index) if self.index is not None else None
-        for k in ("port_value", "ref_value", "ulps", "budget_fraction"):
-            if d[k] is not None:
-                d[k] = _json_float(d[k])
-        return d
-
-
-@dataclass
-class ScenarioResult:
-    scenario: str
-    status: str  # pass | fail | skip | error
-    reason: str = ""
-    steps: int = 0
-    closed_loop: bool = False
-    resync: dict[str, Worst] = field(default_factory=dict)  # worst per quantity
-    free: dict[str, Worst] = field(default_factory=dict)
-    free_judged: bool = True
-    unresolved: int = 0
-    free_series: list[float] = field(default_factory=list)  # worst params fraction per step
-    free_ulps: list[float] = field(default_factory=list)  # worst params ulps per step
-    duration_s: float = 0.0
-
-    def to_dict(self, series: bool = False) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "scenario": self.scenario,
-            "status": self.status,
-            "reason": self.reason,
-            "steps": self.steps,
-            "closed_loop": self.closed_loop,
-            "free_judged": self.free_judged,
-            "unresolved": self.unresolved,
-            "duration_s": round(self.duration_s, 4),
-            "resync": {k: w.to_dict() for k, w in self.resync.items()},
-            "free": {k: w.to_dict() for k, w in self.free.items()},
-        }
-        if series:
-            d["free_series"] = [_json_float(x) for x in self.free_series]
-            d["free_ulps"] = [_json_float(x) for x in self.free_ulps]
-        return d
-
-
-@dataclass
-class PortResult:
-    name: str
-    algorithm: str
-    dtype: str
-    device: str
-    verdict: str = "pass"
-    message: str = ""
-    scenarios: list[ScenarioResult] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-    stage: str | None = None  # first disagreeing stage (diagnosis)
-    diagnosis: dict[str, Any] | None = None
-    likely_causes: list[tuple[str, float, str]] = field(default_factory=list)
-    exposes_state: bool | None = None
-    exposes_stages: bool | None = None
-    duration_s: float = 0.0
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} {self.dtype}"
-
-    def worst(self, mode: str) -> dict[str, Worst]:
-        """Worst measurement per quantity over judged scenarios, for ``mode`` resync / free."""
-        out: dict[str, Worst] = {}
-        for s in self.scenarios:
-            if mode == "free" and not s.free_judged:
-                continue
-            for q, w in (s.resync if mode == "resync" else s.free).items():
-                if q not in out or _key(w) > _key(out[q]):
-                    out[q] = w
-        return out
-
-    def worst_fraction(self) -> float:
-        vals = [w.fraction for m in ("resync", "free") for w in self.worst(m).values()]
-        return max(vals, default=0.0)
-
-    def to_dict(self, series: bool = False) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "algorithm": self.algorithm,
-            "dtype": self.dtype,
-            "device": self.device,
-            "verdict": self.verdict,
-            "message": self.message,
-            "stage": self.stage,
-            "exposes_state": self.exposes_state,
-            "exposes_stages": self.exposes_stages,
-            "duration_s": round(self.duration_s, 3),
-            "worst_fraction": _json_float(self.worst_fraction()),
-            "worst": {
-                m: {q: w.to_dict() for q, w in self.worst(m).items()} for m in ("resync", "free")
-            },
-            "failures": [f.to_dict() for f in self.failures],
-            "likely_causes": [
-                {"cause": c, "score": _json_float(s), "description": d}
-                for c, s, d in self.likely_causes
-            ],
-            "diagnosis": self.diagnosis,
-            "scenarios": [s.to_dict(series) for s in self.scenarios],
-        }
-
-
-def _key(w: Worst) -> tuple[float, float]:
-    return (w.fraction, w.ulps)
-
-
-@dataclass(frozen=True)
-class PortSpec:
-    """A port the runner can build for any scenario config (see ``conformance.adapters``)."""
-
-    name: str
-    algorithm: str  # "adam" | "setadam"
-    dtype: str
-    device: str
-    factory: PortFactory
-    supports: Supports | None = None  # None: every config; else reason why not, or None
-    base_config: Config | None = None
-    judge_state: bool = True  # m/v follow the reference convention (unscaled v)
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    scenarios: tuple[str, ...] | None = None  # restrict to these scenarios (None: all)
-    quick_subset: bool = False  # use the --quick scenario subset (with full horizons)
-
-
-@dataclass
-class Evidence:
-    """What the diagnosis needs about the first failing re-synced step."""
-
-    scenario: Scenario
-    reference: ReferenceRun
-    resync: ResyncStep
-    port_params: tuple[np.ndarray, ...]
-    port_state: PortState | None
-    port_stages: dict[str, tuple[np.ndarray, ...]] | None
-    measures: dict[str, Measure]
-    history: list[Evidence] = field(default_factory=list)  # other re-synced steps, same scenario
+STATE_QUANTITIES = (N.M, N.V)
+STAGE_QUANTITIES = N.RECORDABLE
 
 
 # ----------------------------------------------------------------------------- checking
@@ -383,7 +228,7 @@ class _Checker:
         judged: bool,
     ) -> bool:
         book = sr.resync if mode == "resync" else sr.free
-        if q not in book or _key(meas.worst) > _key(book[q]):
+        if q not in book or (meas.worst.fraction, meas.worst.ulps) > (book[q].fraction, book[q].ulps):
             book[q] = meas.worst
         sr.unresolved += meas.n_unresolved
         bad = meas.n_fail > 0 or meas.n_nonfinite > 0

@@ -10,19 +10,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .arrays import F64Array
+from .stage_names import ADAM_STAGES, SETADAM_STAGES, TRACE_FIELDS
 
-#: SET-Adam's stages in the order they are computed.
-STAGES: tuple[str, ...] = (
-    "grad",
-    "m",
-    "v",
-    "down_scaling",
-    "epsilon_embedding",
-    "down_translating",
-    "update",
-)
-#: Adam's stages in the order they are computed.
-ADAM_STAGES: tuple[str, ...] = ("grad", "m", "v", "denom", "update")
+#: SET-Adam's stages in the order they are computed (``stage_names.SETADAM_STAGES``).
+STAGES: tuple[str, ...] = SETADAM_STAGES
+__all__ = ["ADAM_STAGES", "STAGES", "AdamTrace", "LayerStats", "SETAdamTrace", "Trace"]
 
 
 class LayerStats(NamedTuple):
@@ -80,20 +72,9 @@ class SETAdamTrace(NamedTuple):
 
     def stage(self, name: str) -> tuple[F64Array, ...]:
         """The per-array values of the stage called ``name`` (one of ``STAGES``)."""
-        if name not in _SET_STAGE_FIELDS:
+        if name not in STAGES:
             raise ValueError(f"unknown stage {name!r}; stages are {STAGES}")
-        value: tuple[F64Array, ...] = getattr(self, _SET_STAGE_FIELDS[name])
+        value: tuple[F64Array, ...] = getattr(self, TRACE_FIELDS[name])
         return value
-
-
-_SET_STAGE_FIELDS = {
-    "grad": "grad",
-    "m": "m",
-    "v": "v",
-    "down_scaling": "v_scaled",
-    "epsilon_embedding": "w",
-    "down_translating": "w_translated",
-    "update": "update",
-}
 
 Trace = AdamTrace | SETAdamTrace

@@ -13,7 +13,7 @@ from typing import Any
 
 from setadam_ref import AdamConfig, Config
 
-from ..runner import PortSpec
+from ..results import PortSpec
 from ._jax import OptaxPort
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from setadam_ref import Config, SETAdamConfig
 
-from ..runner import PortSpec
+from ..results import PortSpec
 from ._jax import OptaxPort
 
 

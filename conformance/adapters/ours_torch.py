@@ -12,7 +12,7 @@ from typing import Any
 
 from setadam_ref import Config, SETAdamConfig
 
-from ..runner import PortSpec
+from ..results import PortSpec
 from ._torch import TorchOptimizerPort
 
 PATHS = ("single", "foreach", "fused")

@@ -11,7 +11,7 @@ import importlib.util
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ..runner import PortSpec
+from ..results import PortSpec
 
 DEFAULT_DTYPES = ("float64", "float32", "bfloat16", "float16")
 #: dtypes whose default run uses the quick scenario subset (their budgets are wide; the full set

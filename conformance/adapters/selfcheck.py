@@ -22,7 +22,7 @@ import setadam_ref as R
 from setadam_ref import AdamConfig, Config, SETAdamConfig
 
 from ..interface import PortState
-from ..runner import PortSpec
+from ..results import PortSpec
 
 
 class IdentityPort:

@@ -26,7 +26,7 @@ from typing import Any
 
 from setadam_ref import AdamConfig, Config, SETAdamConfig
 
-from ..runner import PortSpec
+from ..results import PortSpec
 
 #: hyperparameters every target takes by the calling convention
 _TORCH_BASE = frozenset({"lr", "betas", "eps", "weight_decay"})

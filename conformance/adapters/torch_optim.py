@@ -14,7 +14,7 @@ from typing import Any
 
 from setadam_ref import AdamConfig, Config
 
-from ..runner import PortSpec
+from ..results import PortSpec
 from ._torch import TorchOptimizerPort
 
 PATHS = ("forloop", "foreach", "fused", "capturable")

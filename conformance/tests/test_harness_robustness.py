@@ -109,7 +109,7 @@ def test_reports_of_checked_ports_survive_bad_ports(tmp_path) -> None:
     import json
 
     from conformance.cli import _check_specs
-    from conformance.runner import PortSpec
+    from conformance.results import PortSpec
 
     def spec(name, cls):
         return PortSpec(name, "setadam", "float64", "cpu", lambda cfg: cls(cfg), timeout_s=0.5)

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 import setadam_ref as R
-from conformance.compare import build_reference, compare_quantity
+from conformance.compare import compare_quantity
 from conformance.formats import FORMATS, gamma, representable, round_to, ulp
+from conformance.layout import Flat
+from conformance.reference_run import build_reference
 from conformance.scenarios import get
 from conformance.tolerance import (
-    Flat,
     StepRef,
     comparison_bounds,
     rho_bias_correction,

@@ -24,7 +24,8 @@ from conformance.wrong_ports import WRONG_PORTS, WrongPort
 
 pytest.importorskip("torch")
 
-from conformance.runner import PortResult, check_port
+from conformance.results import PortResult
+from conformance.runner import check_port
 from setadam_ref import AdamConfig, Config, SETAdamConfig
 
 ROOT = Path(__file__).resolve().parents[2]

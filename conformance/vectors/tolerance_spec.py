@@ -116,8 +116,9 @@ def free_running_bounds(
 ) -> list[dict[str, tuple[F64Array, ...]]]:
     """Bounds of params/m/v/vmax after every step at ``dtype`` (per array, model's units)."""
     from conformance import tolerance as tm
+    from conformance.layout import Flat
 
-    flat = tm.Flat.make(spec.shapes, spec.layers)
+    flat = Flat.make(spec.shapes, spec.layers)
     c = flat.cat
     st0 = states[0]
     ein = tm.InputErrors(

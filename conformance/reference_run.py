@@ -1,0 +1,186 @@
+"""Reference runs: the reference trajectory of a scenario in a dtype, with its error budgets.
+
+``ReferenceRun`` holds, for one (problem, config, dtype), the reference trajectory computed from
+the problem's inputs rounded to the dtype, the free-running error bounds along it, and for every
+re-synced step the reference recomputed from that step's inputs *cast to the port's dtype* (so
+input rounding is never counted as port error) with its one-step bounds. The bounds come from
+:mod:`conformance.tolerance`; comparing a port against them is :mod:`conformance.compare`'s job.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import setadam_ref as R
+from setadam_ref import Config, State
+from setadam_ref import stage_names as N
+
+from .formats import round_to
+from .layout import Flat
+from .scenarios import Arrays, Problem, Scenario
+from .tolerance import Bounds, InputErrors, StepRef, comparison_bounds
+
+
+def cast_arrays(arrays: Any, dtype: str) -> Arrays:
+    return tuple(round_to(np.asarray(a, dtype=np.float64), dtype) for a in arrays)
+
+
+def cast_state(state: State, dtype: str) -> State:
+    return State(
+        step=state.step,
+        m=cast_arrays(state.m, dtype),
+        v=cast_arrays(state.v, dtype),
+        vmax=None if state.vmax is None else cast_arrays(state.vmax, dtype),
+    )
+
+
+@dataclass
+class ResyncStep:
+    """Inputs of one re-synced step (cast to the port's dtype) and the reference from them."""
+
+    t: int
+    params: Arrays  # cast theta_{t-1}
+    state: State  # cast state after t-1 steps
+    grads: Arrays  # cast gradients of step t
+    new_params: Arrays
+    new_state: State
+    ref: StepRef
+    bounds: Bounds
+    trace: Any
+
+
+@dataclass
+class ReferenceRun:
+    """The reference side of one (problem, config, dtype) comparison; ``name`` says which."""
+
+    name: str
+    config: Config
+    dtype: str
+    state_dtype: str
+    problem: Problem
+    flat: Flat
+    params: list[Arrays] = field(default_factory=list)  # T + 1 entries (free trajectory)
+    states: list[State] = field(default_factory=list)
+    grads: list[Arrays] = field(default_factory=list)  # T entries, cast
+    free_bounds: list[Bounds] = field(default_factory=list)  # T entries
+    resync: dict[int, ResyncStep] = field(default_factory=dict)
+    error: str | None = None  # the reference itself could not run (non-finite): skip
+
+    @property
+    def steps(self) -> int:
+        return self.problem.steps
+
+    @property
+    def layers(self) -> tuple[tuple[int, ...], ...] | None:
+        return self.problem.layers
+
+
+def resync_schedule(steps: int) -> list[int]:
+    """Steps compared re-synced: all for short runs; 1..10, every 25th and the last otherwise."""
+    if steps <= 60:
+        return list(range(1, steps + 1))
+    return sorted({*range(1, 11), *range(25, steps + 1, 25), steps})
+
+
+def build_reference(
+    scenario: Scenario,
+    config: Config,
+    dtype: str,
+    state_dtype: str | None = None,
+    quick: bool = False,
+) -> ReferenceRun:
+    """The reference run of ``scenario`` (its quick horizon when ``quick``)."""
+    return build_reference_for(scenario.problem(quick), config, dtype, state_dtype, scenario.name)
+
+
+def build_reference_for(
+    problem: Problem,
+    config: Config,
+    dtype: str,
+    state_dtype: str | None = None,
+    name: str = "problem",
+) -> ReferenceRun:
+    """The reference run of ``problem``: inputs rounded to ``dtype``, state to ``state_dtype``."""
+    sdt = state_dtype or dtype
+    flat = Flat.make([np.shape(p) for p in problem.params0], problem.layers)
+    rr = ReferenceRun(name, config, dtype, sdt, problem, flat)
+    p = cast_arrays(problem.params0, dtype)
+    st = R.init(p, config)
+    rr.params.append(p)
+    rr.states.append(st)
+    ein_p: InputErrors | None = None
+    ein_r: InputErrors | None = None
+    amsgrad = st.vmax is not None
+    sched = set(resync_schedule(problem.steps))
+    try:
+        for t in range(1, problem.steps + 1):
+            g = cast_arrays(problem.gradient(t, p), dtype)
+            newp, newst, tr = R.step(p, g, st, config, problem.layers, trace=True)
+            assert tr is not None
+            sref = StepRef.from_trace(flat, p, st, newp, tr)
+            if ein_p is None or ein_r is None:
+                ein_p = ein_r = InputErrors.zeros(flat.offsets[-1], amsgrad)
+            b, bp, br = comparison_bounds(config, sref, flat, dtype, ein_p, ein_r)
+            ein_p, ein_r = bp.next_inputs(), br.next_inputs()
+            if t in sched:
+                cp = cast_arrays(p, dtype)
+                cst = cast_state(st, sdt)
+                rp, rst, rtr = R.step(cp, g, cst, config, problem.layers, trace=True)
+                assert rtr is not None
+                rref = StepRef.from_trace(flat, cp, cst, rp, rtr)
+                rb = comparison_bounds(config, rref, flat, dtype)[0]
+                rr.resync[t] = ResyncStep(t, cp, cst, g, rp, rst, rref, rb, rtr)
+            rr.grads.append(g)
+            rr.free_bounds.append(b)
+            p, st = newp, newst
+            rr.params.append(p)
+            rr.states.append(st)
+    except (R.NonFiniteError, ValueError) as exc:
+        rr.error = f"reference cannot run this scenario in {dtype}: {exc}"
+    return rr
+
+
+class ReferenceCache:
+    """LRU cache of ``ReferenceRun`` keyed by (scenario, quick, config, dtype, state dtype)."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.capacity = capacity
+        self._d: OrderedDict[tuple[Any, ...], ReferenceRun] = OrderedDict()
+
+    def get(
+        self, scenario: Scenario, config: Config, dtype: str, state_dtype: str | None, quick: bool
+    ) -> ReferenceRun:
+        key = (scenario.name, scenario.seed, quick, config, dtype, state_dtype or dtype)
+        if key in self._d:
+            self._d.move_to_end(key)
+            return self._d[key]
+        rr = build_reference(scenario, config, dtype, state_dtype, quick)
+        self._d[key] = rr
+        if len(self._d) > self.capacity:
+            self._d.popitem(last=False)
+        return rr
+
+
+DEFAULT_CACHE = ReferenceCache()
+
+
+def stage_reference(rs: ResyncStep, name: str) -> np.ndarray | None:
+    """Flat reference values of a stage name at a re-synced step (None if not in the trace)."""
+    r = rs.ref
+    table: dict[str, np.ndarray | None] = {
+        N.M: r.m,
+        N.V: r.v,
+        N.VMAX: r.vmax,
+        N.DENOM: r.denom,
+        N.DOWN_SCALING: r.v_scaled,
+        N.EPSILON_EMBEDDING: r.w,
+        N.DOWN_TRANSLATING: r.w_translated,
+        N.UPDATE: r.update,
+        N.PARAMS: r.theta1,
+        N.GRAD: r.grad,
+    }
+    return table.get(name)

@@ -1,0 +1,233 @@
+"""The records every stage of the pipeline passes on: measures, failures, scenario and port results.
+
+scenario -> reference run -> port run -> comparison (:class:`Measure`, :class:`Worst`) ->
+diagnosis (:class:`Evidence`) -> report (:class:`PortResult`, :class:`ScenarioResult`,
+:class:`Failure`). Nothing here computes; every module of the pipeline imports these records and
+none imports the runner.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from setadam_ref import Config
+
+from .interface import Port, PortState
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from .reference_run import ReferenceRun, ResyncStep
+    from .scenarios import Scenario
+
+PortFactory = Callable[[Config], Port]
+Supports = Callable[[Config], "str | None"]
+DEFAULT_TIMEOUT_S = 60.0
+
+
+def json_float(x: float) -> float | str:
+    """``x`` for JSON: finite floats as they are, ``"nan"``/``"inf"``/``"-inf"`` otherwise."""
+    x = float(x)
+    if math.isfinite(x):
+        return x
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+@dataclass
+class Worst:
+    """Where a quantity was worst (largest budget fraction) over a comparison."""
+
+    quantity: str
+    fraction: float  # |port - ref| / budget; <= 1 passes; inf: non-finite or zero budget
+    ulps: float  # |port - ref| in ulps of the dtype at the reference value
+    step: int
+    array: int | None
+    index: tuple[int, ...] | None
+    port_value: float
+    ref_value: float
+    budget: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "quantity": self.quantity,
+            "fraction": json_float(self.fraction),
+            "ulps": json_float(self.ulps),
+            "step": self.step,
+            "array": self.array,
+            "index": list(self.index) if self.index is not None else None,
+            "port_value": json_float(self.port_value),
+            "ref_value": json_float(self.ref_value),
+            "budget": json_float(self.budget),
+        }
+
+
+@dataclass
+class Measure:
+    """Comparison of one quantity at one step."""
+
+    worst: Worst
+    n_fail: int
+    n_unresolved: int
+    n_nonfinite: int  # port non-finite where the reference is finite and the budget finite
+    max_ulps: float
+
+
+@dataclass
+class Failure:
+    """One reason a port is not conformant."""
+
+    scenario: str
+    mode: str  # "resync" | "free" | "setup"
+    step: int | None
+    stage: str | None  # quantity that disagrees (params, m, v, stage name) or None
+    kind: str  # tolerance | nonfinite | exception | timeout | interface | side_effect
+    message: str
+    array: int | None = None
+    index: tuple[int, ...] | None = None
+    port_value: float | None = None
+    ref_value: float | None = None
+    ulps: float | None = None
+    budget_fraction: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["index"] = list(self.index) if self.index is not None else None
+        for k in ("port_value", "ref_value", "ulps", "budget_fraction"):
+            if d[k] is not None:
+                d[k] = json_float(d[k])
+        return d
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    status: str  # pass | fail | skip | error
+    reason: str = ""
+    steps: int = 0
+    closed_loop: bool = False
+    resync: dict[str, Worst] = field(default_factory=dict)  # worst per quantity
+    free: dict[str, Worst] = field(default_factory=dict)
+    free_judged: bool = True
+    unresolved: int = 0
+    free_series: list[float] = field(default_factory=list)  # worst params fraction per step
+    free_ulps: list[float] = field(default_factory=list)  # worst params ulps per step
+    duration_s: float = 0.0
+
+    def to_dict(self, series: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "scenario": self.scenario,
+            "status": self.status,
+            "reason": self.reason,
+            "steps": self.steps,
+            "closed_loop": self.closed_loop,
+            "free_judged": self.free_judged,
+            "unresolved": self.unresolved,
+            "duration_s": round(self.duration_s, 4),
+            "resync": {k: w.to_dict() for k, w in self.resync.items()},
+            "free": {k: w.to_dict() for k, w in self.free.items()},
+        }
+        if series:
+            d["free_series"] = [json_float(x) for x in self.free_series]
+            d["free_ulps"] = [json_float(x) for x in self.free_ulps]
+        return d
+
+
+@dataclass
+class PortResult:
+    name: str
+    algorithm: str
+    dtype: str
+    device: str
+    verdict: str = "pass"
+    message: str = ""
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    stage: str | None = None  # first disagreeing stage (diagnosis)
+    diagnosis: dict[str, Any] | None = None
+    likely_causes: list[tuple[str, float, str]] = field(default_factory=list)
+    exposes_state: bool | None = None
+    exposes_stages: bool | None = None
+    duration_s: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.dtype}"
+
+    def worst(self, mode: str) -> dict[str, Worst]:
+        """Worst measurement per quantity over judged scenarios, for ``mode`` resync / free."""
+        out: dict[str, Worst] = {}
+        for s in self.scenarios:
+            if mode == "free" and not s.free_judged:
+                continue
+            for q, w in (s.resync if mode == "resync" else s.free).items():
+                if q not in out or _key(w) > _key(out[q]):
+                    out[q] = w
+        return out
+
+    def worst_fraction(self) -> float:
+        vals = [w.fraction for m in ("resync", "free") for w in self.worst(m).values()]
+        return max(vals, default=0.0)
+
+    def to_dict(self, series: bool = False) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "algorithm": self.algorithm,
+            "dtype": self.dtype,
+            "device": self.device,
+            "verdict": self.verdict,
+            "message": self.message,
+            "stage": self.stage,
+            "exposes_state": self.exposes_state,
+            "exposes_stages": self.exposes_stages,
+            "duration_s": round(self.duration_s, 3),
+            "worst_fraction": json_float(self.worst_fraction()),
+            "worst": {
+                m: {q: w.to_dict() for q, w in self.worst(m).items()} for m in ("resync", "free")
+            },
+            "failures": [f.to_dict() for f in self.failures],
+            "likely_causes": [
+                {"cause": c, "score": json_float(s), "description": d}
+                for c, s, d in self.likely_causes
+            ],
+            "diagnosis": self.diagnosis,
+            "scenarios": [s.to_dict(series) for s in self.scenarios],
+        }
+
+
+def _key(w: Worst) -> tuple[float, float]:
+    return (w.fraction, w.ulps)
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """A port the runner can build for any scenario config (see ``conformance.adapters``)."""
+
+    name: str
+    algorithm: str  # "adam" | "setadam"
+    dtype: str
+    device: str
+    factory: PortFactory
+    supports: Supports | None = None  # None: every config; else reason why not, or None
+    base_config: Config | None = None
+    judge_state: bool = True  # m/v follow the reference convention (unscaled v)
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    scenarios: tuple[str, ...] | None = None  # restrict to these scenarios (None: all)
+    quick_subset: bool = False  # use the --quick scenario subset (with full horizons)
+
+
+@dataclass
+class Evidence:
+    """What the diagnosis needs about the first failing re-synced step."""
+
+    scenario: Scenario
+    reference: ReferenceRun
+    resync: ResyncStep
+    port_params: tuple[np.ndarray, ...]
+    port_state: PortState | None
+    port_stages: dict[str, tuple[np.ndarray, ...]] | None
+    measures: dict[str, Measure]
+    history: list[Evidence] = field(default_factory=list)  # other re-synced steps, same scenario
