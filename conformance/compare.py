@@ -87,5 +87,3 @@ def compare_quantity(
         int(np.count_nonzero(nonfinite)),
         float(np.max(ulps)) if max_ulps and ulps.size else k_ulps,
     )
-
-

@@ -1,0 +1,448 @@
+"""The port run: drive one port through one scenario, step by step, and compare every step.
+
+For a scenario the driver takes the reference run (:mod:`conformance.reference_run`) and a port
+session (:mod:`conformance.session`), then
+
+1. **re-synced** steps: before each scheduled step t the port is reset to the reference's
+   theta_{t-1} and state (cast to the port's dtypes) and steps once with g_t; its parameters, m,
+   v and recorded stages are compared against the one-step reference and budget, so a one-step
+   error is never blamed on accumulation;
+2. **free-running**: the port runs the whole horizon from theta_0 on its own; its trajectory is
+   compared against the reference trajectory with the composed free-running budget (open loop;
+   closed-loop runs are reported, not judged: the gradient's feedback on errors is unbounded).
+
+Every comparison is :func:`conformance.compare.compare_quantity`; what goes wrong is written as a
+:class:`~conformance.results.Failure` and the first failing re-synced step is kept as
+:class:`~conformance.results.Evidence` for the diagnosis.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from setadam_ref import Config
+from setadam_ref import stage_names as N
+
+from .compare import compare_quantity
+from .formats import representable
+from .interface import DTYPES, PortState
+from .layout import Flat
+from .reference_run import ReferenceCache, ReferenceRun, ResyncStep, cast_arrays, stage_reference
+from .results import Evidence, Failure, Measure, PortResult, ScenarioResult, Supports
+from .scenarios import Scenario
+from .session import PortHung, PortInterfaceError, PortSession, describe_exception
+
+STATE_QUANTITIES: tuple[str, ...] = (N.M, N.V)
+#: steps of evidence kept before and after the first failing re-synced step (the diagnosis tells
+#: step-onset bugs apart with them)
+_HISTORY = 3
+_AFTER = 2
+
+
+class _Abort(Exception):
+    """Stop driving this port (it hung)."""
+
+
+def validate_arrays(
+    what: str, arrays: Any, shapes: Sequence[tuple[int, ...]], dtype: str | None
+) -> tuple[tuple[np.ndarray, ...] | None, str | None]:
+    """Arrays as a float64 tuple, or an error message naming the first interface violation."""
+    try:
+        seq = list(arrays)
+    except TypeError:
+        return None, f"{what} returned {type(arrays).__name__}, not a sequence of arrays"
+    if len(seq) != len(shapes):
+        return None, f"{what} returned {len(seq)} arrays, expected {len(shapes)}"
+    out = []
+    for i, (a, s) in enumerate(zip(seq, shapes, strict=True)):
+        arr = np.asarray(a)
+        if arr.shape != tuple(s):
+            return None, f"{what}[{i}] has shape {arr.shape}, expected {tuple(s)}"
+        if not np.issubdtype(arr.dtype, np.floating):
+            return None, f"{what}[{i}] has dtype {arr.dtype}, expected a float array"
+        a64 = arr.astype(np.float64)
+        if dtype is not None and dtype in DTYPES and not representable(a64, dtype):
+            return None, f"{what}[{i}] holds values not representable in the port's dtype {dtype}"
+        out.append(a64)
+    return tuple(out), None
+
+
+class ScenarioDriver:
+    """Drives one port (through ``session``) through scenarios; fills ``result``."""
+
+    def __init__(
+        self,
+        session: PortSession,
+        result: PortResult,
+        base_config: Config | None,
+        supports: Supports | None,
+        quick: bool,
+        judge_state: bool,
+        cache: ReferenceCache,
+        max_failures: int,
+    ) -> None:
+        self.session = session
+        self.r = result
+        self.base = base_config
+        self.supports = supports
+        self.quick = quick
+        self.judge_state = judge_state
+        self.cache = cache
+        self.max_failures = max_failures
+        self.evidence: Evidence | None = None
+        self._seen: set[tuple[str, str, str, str]] = set()
+        self._state_dtype = result.dtype
+
+    # -- bookkeeping
+    def fail(self, f: Failure, sr: ScenarioResult | None = None) -> None:
+        if sr is not None:
+            sr.status = "fail"
+        key = (f.scenario, f.mode, f.stage or "", f.kind)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        if len(self.r.failures) < self.max_failures:
+            self.r.failures.append(f)
+
+    def _full(self) -> bool:
+        return len(self.r.failures) >= self.max_failures
+
+    def _hung(self, sc: Scenario, mode: str, t: int | None, msg: str, sr: ScenarioResult) -> None:
+        sr.reason = f"port hung: {msg}"
+        self.fail(Failure(sc.name, mode, t, None, "timeout", sr.reason), sr)
+        raise _Abort
+
+    # -- one scenario
+    def run(self, sc: Scenario) -> ScenarioResult:
+        t0 = time.perf_counter()
+        alg = self.r.algorithm
+        sr = ScenarioResult(sc.name, "pass")
+        try:
+            cfg = sc.config(alg, self.base)
+        except (ValueError, TypeError) as exc:
+            sr.status, sr.reason = "skip", f"config not expressible: {exc}"
+            return sr
+        if self.supports is not None:
+            why = self.supports(cfg)
+            if why:
+                sr.status, sr.reason = "skip", why
+                return sr
+        if not sc.applies_to(alg, self.r.dtype if self.r.dtype in DTYPES else None):
+            sr.status, sr.reason = "skip", f"scenario does not apply to {alg} in {self.r.dtype}"
+            return sr
+        try:
+            self._scenario(sc, cfg, sr)
+        except _Abort:
+            pass
+        sr.duration_s = time.perf_counter() - t0
+        return sr
+
+    def _make_port(self, sc: Scenario, cfg: Config, sr: ScenarioResult) -> bool:
+        try:
+            info = self.session.make(cfg)
+        except PortHung as exc:
+            self._hung(sc, "setup", None, f"constructing the port: {exc}", sr)
+        except PortInterfaceError as exc:
+            sr.reason = str(exc)
+            self.fail(Failure(sc.name, "setup", None, None, "interface", sr.reason), sr)
+            return False
+        except Exception as exc:
+            sr.reason = f"constructing the port raised {describe_exception(exc)}"
+            self.fail(Failure(sc.name, "setup", None, None, "exception", sr.reason), sr)
+            return False
+        self.r.dtype = info.dtype
+        self._state_dtype = info.state_dtype
+        if info.dtype not in DTYPES:
+            sr.reason = f"port declares unknown dtype {info.dtype!r}"
+            self.fail(Failure(sc.name, "setup", None, None, "interface", sr.reason), sr)
+            return False
+        return True
+
+    def _scenario(self, sc: Scenario, cfg: Config, sr: ScenarioResult) -> None:
+        if not self._make_port(sc, cfg, sr):
+            return
+        dtype, sdt = self.r.dtype, self._state_dtype
+        rr = self.cache.get(sc, cfg, dtype, sdt if sdt in DTYPES else dtype, self.quick)
+        sr.steps = rr.steps
+        sr.closed_loop = rr.problem.closed_loop
+        if rr.error:
+            sr.status, sr.reason = "skip", rr.error
+            return
+        try:
+            self._resync(sc, rr, sr)
+            self._free(sc, rr, sr)
+        finally:
+            self.session.release()
+
+    def _record(
+        self,
+        sc: Scenario,
+        sr: ScenarioResult,
+        mode: str,
+        t: int,
+        q: str,
+        meas: Measure,
+        judged: bool,
+    ) -> bool:
+        book = sr.resync if mode == "resync" else sr.free
+        old = book.get(q)
+        if old is None or (meas.worst.fraction, meas.worst.ulps) > (old.fraction, old.ulps):
+            book[q] = meas.worst
+        sr.unresolved += meas.n_unresolved
+        bad = meas.n_fail > 0 or meas.n_nonfinite > 0
+        if bad and judged:
+            w = meas.worst
+            kind = "nonfinite" if meas.n_nonfinite else "tolerance"
+            msg = (
+                f"{q} off by {w.ulps:.3g} ulps = {w.fraction:.3g} x budget at step {t} "
+                f"(array {w.array}, index {list(w.index or ())}: port {w.port_value:.17g}, "
+                f"reference {w.ref_value:.17g}); {meas.n_fail} coordinates over budget"
+            )
+            if meas.n_nonfinite:
+                msg = (
+                    f"{q}: {meas.n_nonfinite} non-finite values where the reference is finite; "
+                    + msg
+                )
+            self.fail(
+                Failure(
+                    sc.name,
+                    mode,
+                    t,
+                    q,
+                    kind,
+                    msg,
+                    w.array,
+                    w.index,
+                    w.port_value,
+                    w.ref_value,
+                    w.ulps,
+                    w.fraction,
+                ),
+                sr,
+            )
+        return bad
+
+    def _side_effects(
+        self,
+        sc: Scenario,
+        mode: str,
+        t: int,
+        given: tuple[np.ndarray, ...],
+        original: Sequence[np.ndarray],
+        effects: list[str],
+        sr: ScenarioResult,
+    ) -> None:
+        for i, (a, b) in enumerate(zip(given, original, strict=True)):
+            if not np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True):
+                effects = [*effects, f"the gradient array {i} passed to step() was modified"]
+                break
+        for e in effects:
+            self.fail(Failure(sc.name, mode, t, N.GRAD, "side_effect", f"step {t}: {e}"), sr)
+
+    def _state_measures(
+        self,
+        sc: Scenario,
+        sr: ScenarioResult,
+        t: int,
+        st: PortState,
+        refs: dict[str, np.ndarray],
+        bounds: Any,
+        flat: Flat,
+        mode: str,
+    ) -> dict[str, Measure]:
+        """m and v of the port's state against the reference, judged in the state dtype."""
+        out: dict[str, Measure] = {}
+        for q in STATE_QUANTITIES:
+            arrs = getattr(st, q)
+            if arrs is None or q not in refs:
+                continue
+            a64, err = validate_arrays(f"state().{q}", arrs, flat.shapes, None)
+            if a64 is None:
+                if self.judge_state and mode == "resync":
+                    self.fail(Failure(sc.name, mode, t, q, "interface", f"step {t}: {err}"), sr)
+                continue
+            out[q] = compare_quantity(
+                q, flat.cat(a64), refs[q], bounds[q], self._state_dtype, flat, t
+            )
+        return out
+
+    def _resync(self, sc: Scenario, rr: ReferenceRun, sr: ScenarioResult) -> None:
+        flat = rr.flat
+        shapes = flat.shapes
+        recent: list[Evidence] = []
+        after = 0
+        for t in sorted(rr.resync):
+            rs = rr.resync[t]
+            grads = tuple(np.array(g, copy=True) for g in rs.grads)
+            try:
+                self.session.reset(rs.params, rs.state)
+                self.session.step(grads)
+                out = self.session.outputs(True)
+            except NotImplementedError:
+                sr.reason = "port cannot continue from a given state: compared free-running only"
+                return
+            except PortHung as exc:
+                self._hung(sc, "resync", t, f"step {t}: {exc}", sr)
+            except Exception as exc:
+                msg = f"step {t} (re-synced) raised {describe_exception(exc)}"
+                sr.reason = msg
+                self.fail(Failure(sc.name, "resync", t, None, "exception", msg), sr)
+                return
+            self._side_effects(sc, "resync", t, grads, rs.grads, out.side_effects, sr)
+            p64, err = validate_arrays("params()", out.params, shapes, self.r.dtype)
+            if p64 is None:
+                sr.reason = err or ""
+                self.fail(
+                    Failure(sc.name, "resync", t, N.PARAMS, "interface", f"step {t}: {err}"), sr
+                )
+                return
+            measures: dict[str, Measure] = {
+                N.PARAMS: compare_quantity(
+                    N.PARAMS,
+                    flat.cat(p64),
+                    rs.ref.theta1,
+                    rs.bounds[N.PARAMS],
+                    self.r.dtype,
+                    flat,
+                    t,
+                )
+            }
+            self.r.exposes_state = out.state is not None
+            if out.state is not None:
+                refs = {q: r for q in STATE_QUANTITIES if (r := stage_reference(rs, q)) is not None}
+                measures.update(
+                    self._state_measures(sc, sr, t, out.state, refs, rs.bounds, flat, "resync")
+                )
+            self.r.exposes_stages = out.stages is not None
+            if out.stages is not None:
+                self._stages(out.stages, rs, rr, measures, t)
+            bad_any = False
+            for q, meas in measures.items():
+                judged = q not in STATE_QUANTITIES or self.judge_state
+                bad_any |= self._record(sc, sr, "resync", t, q, meas, judged)
+            ev = Evidence(sc, rr, rs, p64, out.state, out.stages, measures)
+            if bad_any and self.evidence is None:
+                ev.history = recent[-_HISTORY:]
+                self.evidence = ev
+                after = _AFTER
+            elif self.evidence is not None and self.evidence.scenario is sc and after > 0:
+                self.evidence.history.append(ev)
+                after -= 1
+            elif self.evidence is None:
+                recent.append(ev)
+                del recent[:-_HISTORY]
+            if self._full():
+                return
+
+    def _stages(
+        self,
+        stg: dict[str, Any],
+        rs: ResyncStep,
+        rr: ReferenceRun,
+        measures: dict[str, Measure],
+        t: int,
+    ) -> None:
+        flat = rr.flat
+        for q in N.RECORDABLE:
+            if q not in stg or q == N.COS2:
+                continue
+            ref = stage_reference(rs, q)
+            if ref is None:
+                continue
+            a64, _err = validate_arrays(f"stages()[{q!r}]", stg[q], flat.shapes, None)
+            if a64 is None:
+                continue
+            measures[q] = compare_quantity(
+                q, flat.cat(a64), ref, rs.bounds[q], self.r.dtype, flat, t
+            )
+        if N.COS2 in stg and rs.ref.cos2 is not None:
+            try:
+                per_array = np.array([float(np.asarray(c)) for c in stg[N.COS2]], dtype=np.float64)
+            except (TypeError, ValueError):
+                return
+            if per_array.size != len(flat.shapes):
+                return
+            lid = np.asarray(flat.layer_of_array)
+            ref_c = rs.ref.cos2[lid]
+            bnd = rs.bounds[N.COS2][lid]
+            s1 = flat.layer_sum(rs.ref.v)[lid]
+            mask = s1 > 0  # all-zero and empty layers: c is a convention
+            measures[N.COS2] = compare_quantity(
+                N.COS2, per_array, ref_c, bnd, self.r.dtype, None, t, mask
+            )
+
+    def _free(self, sc: Scenario, rr: ReferenceRun, sr: ScenarioResult) -> None:
+        flat = rr.flat
+        shapes = flat.shapes
+        judged = not rr.problem.closed_loop
+        sr.free_judged = judged
+        try:
+            self.session.reset(rr.params[0], None)
+        except PortHung as exc:
+            self._hung(sc, "free", 0, f"reset: {exc}", sr)
+        except Exception as exc:
+            msg = f"reset() raised {describe_exception(exc)}"
+            sr.reason = msg
+            self.fail(Failure(sc.name, "free", 0, None, "exception", msg), sr)
+            return
+        current = rr.params[0]
+        for t in range(1, rr.steps + 1):
+            if rr.problem.closed_loop:
+                try:
+                    g = cast_arrays(rr.problem.gradient(t, current), self.r.dtype)
+                except Exception as exc:  # the port's parameters broke the loss (NaN, ...)
+                    msg = f"gradient at the port's parameters failed at step {t}: {describe_exception(exc)}"
+                    self.fail(Failure(sc.name, "free", t, N.PARAMS, "nonfinite", msg), sr)
+                    return
+            else:
+                g = rr.grads[t - 1]
+            grads = tuple(np.array(a, copy=True) for a in g)
+            try:
+                self.session.step(grads)
+                out = self.session.outputs(False)
+            except PortHung as exc:
+                self._hung(sc, "free", t, f"step {t}: {exc}", sr)
+            except Exception as exc:
+                msg = f"step {t} (free-running) raised {describe_exception(exc)}"
+                sr.reason = msg
+                self.fail(Failure(sc.name, "free", t, None, "exception", msg), sr)
+                return
+            self._side_effects(sc, "free", t, grads, g, out.side_effects, sr)
+            p64, err = validate_arrays("params()", out.params, shapes, self.r.dtype)
+            if p64 is None:
+                sr.reason = err or ""
+                self.fail(
+                    Failure(sc.name, "free", t, N.PARAMS, "interface", f"step {t}: {err}"), sr
+                )
+                return
+            current = p64
+            b = rr.free_bounds[t - 1]
+            mp = compare_quantity(
+                N.PARAMS,
+                flat.cat(p64),
+                flat.cat(rr.params[t]),
+                b[N.PARAMS],
+                self.r.dtype,
+                flat,
+                t,
+                max_ulps=True,
+            )
+            sr.free_series.append(mp.worst.fraction)
+            sr.free_ulps.append(mp.max_ulps)
+            self._record(sc, sr, "free", t, N.PARAMS, mp, judged)
+            if out.state is not None and judged:
+                refs = {
+                    q: flat.cat(a)
+                    for q in STATE_QUANTITIES
+                    if (a := getattr(rr.states[t], q)) is not None
+                }
+                for q, meas in self._state_measures(
+                    sc, sr, t, out.state, refs, b, flat, "free"
+                ).items():
+                    self._record(sc, sr, "free", t, q, meas, self.judge_state)
+            if self._full():
+                return

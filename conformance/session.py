@@ -1,0 +1,208 @@
+"""The call boundary between the harness and a port: every port call goes through a session.
+
+A :class:`PortSession` builds a port for a scenario's config and forwards ``reset``, ``step`` and
+the read-back of a step's outputs, each under a timeout. The driver (:mod:`conformance.drive`)
+only ever talks to a session, so where the port actually runs (a thread of this process, or a
+worker process of its own) is the session's business. :class:`ThreadSession` runs the port in a
+daemon thread of this process: a port that hangs is abandoned (Python cannot kill a thread) and
+reported, but a port that kills the interpreter takes the harness with it.
+
+A session raises :class:`PortHung` when a call does not return in time (the session is then
+dead: ``hung`` is True and every later call raises at once), ``NotImplementedError`` when the
+port cannot continue from a given state, and re-raises any other exception of the port.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from setadam_ref import Config, State
+
+from .interface import Port, PortState
+
+T = TypeVar("T")
+
+#: methods a port must have (``conformance.interface.Port``)
+PORT_METHODS: tuple[str, ...] = ("reset", "step", "params", "state", "stages")
+
+
+class PortHung(Exception):
+    """A port call did not return within the per-call timeout."""
+
+
+class PortInterfaceError(Exception):
+    """The object the factory returned does not implement the port interface."""
+
+
+@dataclass(frozen=True)
+class PortInfo:
+    """What a freshly built port declares about itself."""
+
+    dtype: str
+    state_dtype: str
+
+
+@dataclass
+class StepOutputs:
+    """What a port reports after a step: raw values as the port returned them (validated and
+    converted to float64 by the driver), plus side effects the adapter observed."""
+
+    params: Any
+    state: PortState | None
+    stages: dict[str, Any] | None
+    side_effects: list[str]
+
+
+class PortSession(Protocol):
+    """A port of one scenario behind a call boundary."""
+
+    @property
+    def hung(self) -> bool: ...
+
+    def make(self, config: Config) -> PortInfo:
+        """Build the port for ``config`` (replacing any earlier one)."""
+        ...
+
+    def reset(self, params: Sequence[np.ndarray], state: State | None) -> None: ...
+
+    def step(self, grads: Sequence[np.ndarray]) -> None: ...
+
+    def outputs(self, want_stages: bool) -> StepOutputs: ...
+
+    def release(self) -> None:
+        """Let the current port release its resources (``close()`` when it has one)."""
+        ...
+
+    def close(self) -> None:
+        """End the session for good."""
+        ...
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: first line of the message (file:line of the innermost frame)``."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}{where}"
+
+
+def read_outputs(port: Port, want_stages: bool) -> StepOutputs:
+    """A port's outputs after a step (run where the port lives)."""
+    params = port.params()
+    st = port.state()
+    stg = port.stages() if want_stages else None
+    se = getattr(port, "side_effects", None)
+    effects = [str(e) for e in se()] if callable(se) else []
+    return StepOutputs(params, st, stg, effects)
+
+
+def port_info(port: Any, dtype: str) -> PortInfo:
+    """Check ``port`` has the interface's methods; its declared dtype and state dtype."""
+    for attr in PORT_METHODS:
+        if not callable(getattr(port, attr, None)):
+            raise PortInterfaceError(f"the port has no method {attr}()")
+    d = str(getattr(port, "dtype", dtype))
+    return PortInfo(d, str(getattr(port, "state_dtype", d)))
+
+
+class _Worker:
+    """One daemon thread executing submitted callables in order."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.Queue[tuple[Callable[[], Any], queue.Queue[Any]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+        self.hung = False
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, box = job
+            try:
+                box.put((True, fn()))
+            except BaseException as exc:
+                box.put((False, exc))
+
+    def call(self, fn: Callable[[], T], timeout: float | None) -> T:
+        if self.hung:
+            raise PortHung("the port hung earlier; it is no longer driven")
+        box: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._jobs.put((fn, box))
+        try:
+            ok, value = box.get(timeout=timeout)
+        except queue.Empty:
+            self.hung = True
+            raise PortHung(f"no answer within {timeout:g} s") from None
+        if ok:
+            return value  # type: ignore[no-any-return]
+        raise value
+
+    def close(self) -> None:
+        if not self.hung:
+            self._jobs.put(None)
+
+
+class ThreadSession:
+    """A session whose port lives in a daemon thread of this process (``factory(config)``)."""
+
+    def __init__(
+        self, factory: Callable[[Config], Port], dtype: str, timeout_s: float, name: str = "port"
+    ) -> None:
+        self._factory = factory
+        self._dtype = dtype
+        self._timeout = timeout_s
+        self._worker = _Worker(f"port:{name}")
+        self._port: Port | None = None
+
+    @property
+    def hung(self) -> bool:
+        return self._worker.hung
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        return self._worker.call(fn, self._timeout)
+
+    def _current(self) -> Port:
+        if self._port is None:
+            raise RuntimeError("no port: call make() first")
+        return self._port
+
+    def make(self, config: Config) -> PortInfo:
+        self._port = None
+        port = self._call(lambda: self._factory(config))
+        info = port_info(port, self._dtype)
+        self._port = port
+        return info
+
+    def reset(self, params: Sequence[np.ndarray], state: State | None) -> None:
+        port = self._current()
+        self._call(lambda: port.reset(params, state))
+
+    def step(self, grads: Sequence[np.ndarray]) -> None:
+        port = self._current()
+        self._call(lambda: port.step(grads))
+
+    def outputs(self, want_stages: bool) -> StepOutputs:
+        port = self._current()
+        return self._call(lambda: read_outputs(port, want_stages))
+
+    def release(self) -> None:
+        port, self._port = self._port, None
+        close = getattr(port, "close", None)
+        if callable(close) and not self.hung:
+            try:
+                self._call(close)
+            except Exception:  # a port that cannot close has still been judged
+                return
+
+    def close(self) -> None:
+        self.release()
+        self._worker.close()
