@@ -41,6 +41,11 @@ class Flat:
         size = np.bincount(layer_id, minlength=n_layers).astype(np.float64)
         return Flat(shapes_t, offsets, tuple(loa), layer_id, n_layers, size)
 
+    @property
+    def size(self) -> int:
+        """Number of coordinates (all arrays)."""
+        return self.offsets[-1]
+
     def cat(self, arrays: Sequence[np.ndarray]) -> F:
         if not arrays:
             return np.zeros(0)

@@ -79,6 +79,32 @@ class ReferenceRun:
         return self.problem.layers
 
 
+class FreeRunningBudget:
+    """The budget of a free-running comparison, composed step by step along a reference run.
+
+    The budget of |port - reference| at step t is the port's bound in ``dtype`` plus the
+    reference's own float64 bound (:func:`conformance.tolerance.comparison_bounds`), each with
+    the input errors its side carried out of step t - 1. The harness starts from exact inputs
+    (it feeds the port the inputs rounded to its dtype and runs the reference from those);
+    a golden vector starts from the rounding errors of its float64 inputs.
+    """
+
+    def __init__(self, config: Config, flat: Flat, dtype: str, port_inputs: InputErrors) -> None:
+        self.config = config
+        self.flat = flat
+        self.dtype = dtype
+        self._port = port_inputs
+        self._ref = InputErrors.zeros(flat.size, port_inputs.vmax is not None)
+
+    def next(self, ref: StepRef, grad_error: np.ndarray | None = None) -> Bounds:
+        """The budget of the step ``ref``; ``grad_error`` bounds the port's gradient's error."""
+        if grad_error is not None:
+            self._port.grad = grad_error
+        total, bp, br = comparison_bounds(self.config, ref, self.flat, self.dtype, self._port, self._ref)
+        self._port, self._ref = bp.next_inputs(), br.next_inputs()
+        return total
+
+
 def resync_schedule(steps: int) -> list[int]:
     """Steps compared re-synced: all for short runs; 1..10, every 25th and the last otherwise."""
     if steps <= 60:
@@ -112,9 +138,7 @@ def build_reference_for(
     st = R.init(p, config)
     rr.params.append(p)
     rr.states.append(st)
-    ein_p: InputErrors | None = None
-    ein_r: InputErrors | None = None
-    amsgrad = st.vmax is not None
+    budget = FreeRunningBudget(config, flat, dtype, InputErrors.zeros(flat.size, st.vmax is not None))
     sched = set(resync_schedule(problem.steps))
     try:
         for t in range(1, problem.steps + 1):
@@ -122,10 +146,7 @@ def build_reference_for(
             newp, newst, tr = R.step(p, g, st, config, problem.layers, trace=True)
             assert tr is not None
             sref = StepRef.from_trace(flat, p, st, newp, tr)
-            if ein_p is None or ein_r is None:
-                ein_p = ein_r = InputErrors.zeros(flat.offsets[-1], amsgrad)
-            b, bp, br = comparison_bounds(config, sref, flat, dtype, ein_p, ein_r)
-            ein_p, ein_r = bp.next_inputs(), br.next_inputs()
+            b = budget.next(sref)
             if t in sched:
                 cp = cast_arrays(p, dtype)
                 cst = cast_state(st, sdt)

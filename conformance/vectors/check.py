@@ -22,10 +22,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from conformance.compare import compare_quantity
 from conformance.vectors import FORMAT_NAME, OUTPUT_FORMAT_NAME, SCHEMA_VERSION
 from conformance.vectors.catalogue import DTYPES
 from conformance.vectors.encoding import F64Array, decode_array, parse_float
-from conformance.vectors.tolerance_spec import ulp
 
 KINDS = ("param", "m", "v", "vmax")
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
@@ -318,33 +318,26 @@ def _judge(
     b: F64Array,
     dtype: str,
 ) -> None:
+    """Judge one array with the harness's comparison (:func:`conformance.compare.compare_quantity`):
+    a value passes when ``|x - x_ref| <= budget``; NaN and infinities never pass; an ``"inf"``
+    budget marks a coordinate the dtype cannot resolve, neither passed nor failed."""
     if got.size == 0:
         return
-    resolved = np.isfinite(b)  # an "inf" budget: the dtype cannot resolve it, not judged
     if kind == "param":
-        res.unresolved += int(got.size - np.count_nonzero(resolved))
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        err = np.abs(got - ref)
-        frac = np.where(b > 0, err / np.where(b > 0, b, 1.0), np.where(err == 0, 0.0, np.inf))
-        ulps = err / ulp(ref, dtype)
-    frac = np.where(np.isnan(err), np.inf, frac)
-    frac = np.where(resolved, frac, 0.0)
-    bad = resolved & ~(err <= b)  # NaN compares false: never passes
-    j = int(np.argmax(frac))
-    if float(frac[j]) > res.worst.fraction or not res.worst.where:
-        res.worst = Worst(
-            float(frac[j]),
-            float(ulps[j]) if math.isfinite(ulps[j]) else math.inf,
-            f"step {t} {kind}[{i}][{j}]",
-        )
-    if bad.any() and res.first_failure is None:
-        j = int(np.flatnonzero(bad)[0])
+        res.unresolved += int(got.size - np.count_nonzero(np.isfinite(b)))
+    meas = compare_quantity(kind, got, ref, b, dtype, None, t)
+    w = meas.worst
+    j = int(w.array or 0)
+    if w.fraction > res.worst.fraction or not res.worst.where:
+        res.worst = Worst(w.fraction, w.ulps, f"step {t} {kind}[{i}][{j}]")
+    if (meas.n_fail or meas.n_nonfinite) and res.first_failure is None:
         res.status = "FAIL"
+        x = float(got[j])
         res.first_failure = (
-            f"step {t} {kind}[{i}][{j}]: got {got[j].hex() if math.isfinite(got[j]) else got[j]}"
-            f" ({_fmt(float(got[j]))}), want {float(ref[j]).hex()} ({_fmt(float(ref[j]))}), "
-            f"error {_fmt(float(err[j]))} = {_fmt(float(ulps[j]))} ulp({dtype}) = "
-            f"{_fmt(float(frac[j]))} x budget {_fmt(float(b[j]))}"
+            f"step {t} {kind}[{i}][{j}]: got {x.hex() if math.isfinite(x) else x}"
+            f" ({_fmt(x)}), want {float(ref[j]).hex()} ({_fmt(float(ref[j]))}), "
+            f"error {_fmt(abs(x - float(ref[j])))} = {_fmt(w.ulps)} ulp({dtype}) = "
+            f"{_fmt(w.fraction)} x budget {_fmt(float(b[j]))}"
         )
 
 
