@@ -20,8 +20,6 @@ import numpy as np
 
 from ..interface import PortState
 
-TORCH_DTYPES = ("float64", "float32", "bfloat16", "float16")
-
 
 def torch_dtype(name: str) -> Any:
     import torch

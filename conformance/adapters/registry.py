@@ -83,8 +83,7 @@ def available_ports(
 
         for dev in devices:
             specs.extend(torch_optim.specs(dev, want))
-            if have("conformance.ports.torch_setadam"):
-                specs.extend(ours_torch.specs(dev, want))
+            specs.extend(ours_torch.specs(dev, want))
     else:
         notes.append("torch is not installed: torch.optim and our torch port skipped")
     if have("jax") and have("optax"):
@@ -92,8 +91,7 @@ def available_ports(
 
         jdt = tuple(d for d in want if d in JAX_DTYPES)
         specs.extend(optax_adapter.specs("cpu", jdt))
-        if have("conformance.ports.jax_setadam"):
-            specs.extend(ours_jax.specs("cpu", jdt))
+        specs.extend(ours_jax.specs("cpu", jdt))
     else:
         notes.append("jax/optax are not installed: optax and our JAX port skipped")
     if quick and not patterns:
@@ -114,16 +112,3 @@ def available_ports(
             s = replace(s, scenarios=QUICK_JAX[1])
         out.append(s)
     return out, notes
-
-
-def find(name: str, dtype: str, device: str = "auto", quick: bool = False) -> PortSpec:
-    """The spec called ``name`` in ``dtype`` (used by worker processes to rebuild a spec)."""
-    specs, _ = available_ports(device, (dtype,), None, quick)
-    for s in specs:
-        if s.name == name and s.dtype == dtype:
-            return s
-    specs, _ = available_ports(device, (dtype,), [name], quick)
-    for s in specs:
-        if s.name == name and s.dtype == dtype:
-            return s
-    raise KeyError(f"no port {name!r} in {dtype} on this machine")

@@ -18,28 +18,6 @@ from dataclasses import dataclass
 
 __all__ = ["WRONG_PORTS", "WrongPort", "by_target"]
 
-# What a port needs in the scenario to show its bug ("exposed_by"):
-#   "any"            every scenario with a non-trivial gradient
-#   "multi_array"    more than one array (layer)
-#   "matrix"         an array of rank >= 2
-#   "tiny"           tiny gradients (v << eps)
-#   "zero_layer"     an all-zero layer
-#   "l2" / "decoupled"  weight decay > 0 in that mode
-#   "maximize"       maximize=True
-#   "multi_group"    two or more param groups (side effects on other groups)
-EXPOSED_BY = (
-    "any",
-    "multi_array",
-    "matrix",
-    "tiny",
-    "zero_layer",
-    "l2",
-    "decoupled",
-    "maximize",
-    "multi_group",
-)
-
-
 @dataclass(frozen=True)
 class WrongPort:
     """One meta-test port.
@@ -50,7 +28,11 @@ class WrongPort:
     the first output of down-scaling); ``None`` for side-effect ports and for ports that must be
     accepted. ``kind``: the kind of the failure ("tolerance", "nonfinite", "side_effect").
     ``cause``: the catalogue entry that should come first (ties allowed) in ``rank_causes``;
-    ``None`` where no catalogue entry applies. ``first_step``: first failing re-synced step. ``algorithm``: "setadam", or "adam" for
+    ``None`` where no catalogue entry applies. ``first_step``: first failing re-synced step.
+    ``exposed_by``: what a scenario needs to show the bug: ``"any"`` (every scenario with a
+    non-trivial gradient), ``"multi_array"``, ``"matrix"`` (an array of rank >= 2), ``"tiny"``
+    (v << eps), ``"zero_layer"``, ``"l2"`` / ``"decoupled"`` (weight decay > 0 in that mode),
+    ``"maximize"``, ``"multi_group"`` (side effects on other param groups). ``algorithm``: "setadam", or "adam" for
     the Adam ports (checked against the Adam reference and ``ADAM_CATALOGUE``).
     """
 
