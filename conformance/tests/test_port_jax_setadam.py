@@ -18,15 +18,14 @@ jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 optax = pytest.importorskip("optax")
 
-from conformance.tests.oracle import assert_within_budget  # noqa: E402
-from setadam_ref import SETAdamConfig  # noqa: E402
-
 from conformance.ports.jax_setadam import (  # noqa: E402
     ScaleBySETAdamState,
     down_scaling_coefficient,
     scale_by_setadam,
     setadam,
 )
+from conformance.tests.oracle import assert_within_budget  # noqa: E402
+from setadam_ref import SETAdamConfig  # noqa: E402
 
 SHAPES = {"w": (3, 4), "b": (5,), "k": (2, 1, 3)}
 
