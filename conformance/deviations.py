@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from setadam_ref import stages as _stages
 from setadam_ref.config import AdamConfig, Config, SETAdamConfig
-from setadam_ref.moments import bias_corrections
+from setadam_ref.context import bias_corrections
 
 F64 = npt.NDArray[np.float64]
 Index = npt.NDArray[np.intp]
