@@ -37,7 +37,9 @@ def _time(fn: Callable[[], object]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the anchor size")
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args(argv)
@@ -76,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, fn in cases.items():
                 times[name].append(_time(fn))
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{sum(sizes):,} float64 parameters in {len(sizes)} arrays; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} torch threads; medians of {args.repeats}")
+    print(
+        f"{sum(sizes):,} float64 parameters in {len(sizes)} arrays; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads; medians of {args.repeats}"
+    )
     print("| implementation | ms / step |")
     print("| --- | --- |")
     for k, v in med.items():
