@@ -105,19 +105,5 @@ def adam_step(
     new_state = State(step=ctx.t, m=shaped(m), v=shaped(v), vmax=vmax)
     if not trace:
         return shaped(theta), new_state, None
-    return (
-        shaped(theta),
-        new_state,
-        AdamTrace(
-            t=ctx.t,
-            bias_correction1=ctx.bias_correction1,
-            bias_correction2=ctx.bias_correction2,
-            grad=shaped([np.array(x) for x in g]),  # g may be the caller's own array
-            m=new_state.m,
-            v=new_state.v,
-            vmax=vmax,
-            denom=shaped(d),
-            stepsize=shaped([ctx.lr_t / x for x in d]),
-            update=shaped([a - b for a, b in zip(theta, theta0, strict=True)]),
-        ),
-    )
+    rec = shared.recorded(ctx, g, new_state.m, new_state.v, d, theta, theta0, params)
+    return shaped(theta), new_state, AdamTrace(**rec, vmax=vmax, denom=shaped(d))

@@ -131,21 +131,15 @@ def setadam_step(
     new_state = State(step=ctx.t, m=shaped(m), v=shaped(v))
     if not trace:
         return shaped(theta), new_state, None
+    rec = shared.recorded(ctx, g, new_state.m, new_state.v, wt, theta, theta0, params)
     return (
         shaped(theta),
         new_state,
         SETAdamTrace(
-            t=ctx.t,
-            bias_correction1=ctx.bias_correction1,
-            bias_correction2=ctx.bias_correction2,
-            grad=shaped([np.array(x) for x in g]),  # g may be the caller's own array
-            m=new_state.m,
-            v=new_state.v,
+            **rec,
             v_scaled=shaped(vs),
             w=shaped(w),
             w_translated=shaped(wt),
-            stepsize=shaped([ctx.lr_t / x for x in wt]),
-            update=shaped([a - b for a, b in zip(theta, theta0, strict=True)]),
             layers=tuple(
                 LayerStats(layer, s.size, s.cos2, s.v_min, layer_min(_take(w, layer)))
                 for layer, s in zip(layers, stats, strict=True)

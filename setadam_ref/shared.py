@@ -11,7 +11,12 @@ and a :class:`~setadam_ref.context.Context`; the operand order is the reference'
 
 from __future__ import annotations
 
-from .arrays import F64Array
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .arrays import F64Array, shaped_like
 from .context import Context
 
 
@@ -37,3 +42,28 @@ def descend(theta: F64Array, m: F64Array, denom: F64Array, ctx: Context) -> F64A
     step = (m / denom) * ctx.lr_t
     # rho = 1 exactly when there is no decoupled decay; theta * 1.0 would only cost a pass.
     return (theta * ctx.decay if ctx.decay != 1.0 else theta) - step
+
+
+def recorded(
+    ctx: Context,
+    g: Sequence[F64Array],
+    m: tuple[F64Array, ...],
+    v: tuple[F64Array, ...],
+    denom: Sequence[F64Array],
+    theta: Sequence[F64Array],
+    theta0: Sequence[F64Array],
+    like: Sequence[Any],
+) -> dict[str, Any]:
+    """The trace fields Adam and SET-Adam share: the step, the bias corrections, $g_t$ (a copy: it
+    may be the caller's own array), $m_t$, $v_t$, the stepsizes $a_t/\text{denom}$ and the update
+    $\theta_t - \theta_{t-1}$, shaped as the parameters."""
+    return {
+        "t": ctx.t,
+        "bias_correction1": ctx.bias_correction1,
+        "bias_correction2": ctx.bias_correction2,
+        "grad": shaped_like([np.array(x) for x in g], like),
+        "m": m,
+        "v": v,
+        "stepsize": shaped_like([ctx.lr_t / d for d in denom], like),
+        "update": shaped_like([a - b for a, b in zip(theta, theta0, strict=True)], like),
+    }

@@ -77,4 +77,5 @@ class SETAdamTrace(NamedTuple):
         value: tuple[F64Array, ...] = getattr(self, TRACE_FIELDS[name])
         return value
 
+
 Trace = AdamTrace | SETAdamTrace

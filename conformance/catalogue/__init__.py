@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .adam_entries import ADAM_CATALOGUE
 from .deviation import Deviation, Relayout, entry
-from .evidence import StepEvidence, budgets, step_evidence
+from .evidence import StepEvidence, step_evidence
 from .ranking import CLEARLY_BETTER, Cause, rank
 from .replay import Replay, replay
 from .setadam_entries import CATALOGUE
@@ -27,7 +27,6 @@ __all__ = [
     "Relayout",
     "Replay",
     "StepEvidence",
-    "budgets",
     "by_name",
     "entry",
     "rank",

@@ -42,24 +42,6 @@ class StepEvidence(NamedTuple):
     budgets: Mapping[str, np.ndarray]
 
 
-def budgets(
-    params: Sequence[Any],
-    grads: Sequence[Any],
-    state: State,
-    config: Config,
-    layers: Sequence[Sequence[int]] | None,
-    dtype: str,
-) -> dict[str, np.ndarray]:
-    """The tolerance model's budgets of the step from these inputs for a port in ``dtype``."""
-    flat = Flat.make([np.shape(p) for p in params], layers)
-    new, _, tr = R.step(params, grads, state, config, layers, trace=True, nonfinite="ieee")
-    assert tr is not None
-    ref = StepRef.from_trace(flat, params, state, new, tr)
-    with np.errstate(invalid="ignore"):  # empty layers: the model's inf - inf, mapped to 0 there
-        bounds = comparison_bounds(config, ref, flat, dtype)[0]
-    return {k: bounds[k] for k in CHANNELS}
-
-
 def step_evidence(
     params: Sequence[Any],
     grads: Sequence[Any],
@@ -71,12 +53,25 @@ def step_evidence(
     port_m: Sequence[Any] | None = None,
     port_v: Sequence[Any] | None = None,
 ) -> StepEvidence:
-    """``StepEvidence`` of one step, its budgets from the tolerance model (``budgets``)."""
+    """``StepEvidence`` of one step from its inputs and a port's outputs, with the tolerance
+    model's budgets for a port in ``dtype``, computed as the harness's reference run does."""
 
-    def f64(xs: Sequence[Any] | None) -> tuple[np.ndarray, ...] | None:
-        return None if xs is None else tuple(np.asarray(x, dtype=np.float64) for x in xs)
+    def f64(xs: Sequence[Any]) -> tuple[np.ndarray, ...]:
+        return tuple(np.asarray(x, dtype=np.float64) for x in xs)
 
-    p, g, pp = f64(params), f64(grads), f64(port_params)
-    assert p is not None and g is not None and pp is not None
-    b = budgets(p, g, state, config, layers, dtype)
-    return StepEvidence(p, g, state, pp, f64(port_m), f64(port_v), b)
+    p, g = f64(params), f64(grads)
+    flat = Flat.make([np.shape(a) for a in p], layers)
+    new, _, tr = R.step(p, g, state, config, layers, trace=True, nonfinite="ieee")
+    assert tr is not None
+    ref = StepRef.from_trace(flat, p, state, new, tr)
+    with np.errstate(invalid="ignore"):  # empty layers: the model's inf - inf, mapped to 0 there
+        bounds = comparison_bounds(config, ref, flat, dtype)[0]
+    return StepEvidence(
+        p,
+        g,
+        state,
+        f64(port_params),
+        None if port_m is None else f64(port_m),
+        None if port_v is None else f64(port_v),
+        {k: bounds[k] for k in CHANNELS},
+    )
