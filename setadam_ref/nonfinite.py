@@ -23,6 +23,15 @@ def suspect(a: F64Array) -> bool:
     return not math.isfinite(float(np.sum(a)))
 
 
+def screen(new_params: Sequence[F64Array], new_v: Sequence[F64Array], with_v: bool) -> list[int]:
+    """The arrays whose $\theta_t$ (and, ``with_v``, $v_t$: Adam) may hold NaN/Inf."""
+    return [
+        i
+        for i, (p, v) in enumerate(zip(new_params, new_v, strict=True))
+        if suspect(p) or (with_v and suspect(v))
+    ]
+
+
 def _count(a: F64Array) -> int:
     return int(a.size - np.count_nonzero(np.isfinite(a)))
 

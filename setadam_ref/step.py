@@ -18,7 +18,7 @@ from . import adam, fast, setadam
 from .arrays import F64Array, as_float64_tuple, shaped_like
 from .config import AdamConfig, Config, SETAdamConfig
 from .layers import validate_layers
-from .nonfinite import raise_if_nonfinite, suspect
+from .nonfinite import raise_if_nonfinite, screen
 from .state import State
 from .trace import Trace
 
@@ -100,21 +100,17 @@ def step(
         vmax=None if state.vmax is None else _float64(state.vmax),
     )
     check = nonfinite == "raise"
+    tr: Trace | None = None
     with np.errstate(all="ignore"):
         if not trace and sum(p.size for p in p64) >= FAST_MIN_SIZE:
             new_p, new_st, suspects = _fast(p64, g64, st, config, lay, check)
-            tr: Trace | None = None
         else:
             if isinstance(config, AdamConfig):
                 new_p, new_st, tr = adam.adam_step(p64, g64, st, config, trace=trace)
             else:
                 new_p, new_st, tr = setadam.setadam_step(p64, g64, st, config, lay, trace=trace)
             adam_v = isinstance(config, AdamConfig)
-            suspects = [
-                i
-                for i, (p, v) in enumerate(zip(new_p, new_st.v, strict=True))
-                if check and (suspect(p) or (adam_v and suspect(v)))
-            ]
+            suspects = screen(new_p, new_st.v, adam_v) if check else []
     if suspects:
         raise_if_nonfinite(suspects, p64, g64, new_st.v, new_p, new_st.step)
     return new_p, new_st, tr
