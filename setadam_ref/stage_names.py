@@ -58,13 +58,7 @@ COMPUTATION_ORDER: Final[tuple[str, ...]] = (
 #: The moments a port's state holds.
 STATE_QUANTITIES: Final[tuple[str, ...]] = (M, V, VMAX)
 #: The intermediates a port may record for a step (``Port.stages()`` keys).
-RECORDABLE: Final[tuple[str, ...]] = (
-    COS2,
-    DOWN_SCALING,
-    EPSILON_EMBEDDING,
-    DOWN_TRANSLATING,
-    UPDATE,
-)
+RECORDABLE: Final[tuple[str, ...]] = (COS2, DOWN_SCALING, EPSILON_EMBEDDING, DOWN_TRANSLATING, UPDATE)
 #: The paper's letters for SET-Adam's three operations.
 SYMBOLS: Final[dict[str, str]] = {DOWN_SCALING: "S", EPSILON_EMBEDDING: "E", DOWN_TRANSLATING: "T"}
 #: One line per name, with the formula in the symbols of docs/.

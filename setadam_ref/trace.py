@@ -77,5 +77,4 @@ class SETAdamTrace(NamedTuple):
         value: tuple[F64Array, ...] = getattr(self, TRACE_FIELDS[name])
         return value
 
-
 Trace = AdamTrace | SETAdamTrace
