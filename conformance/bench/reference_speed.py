@@ -5,7 +5,16 @@ own Adam, float64, on the ~21.5M-parameter, 50-tensor CPU set of shared/design/A
 
 Everything is measured in one process, interleaved round by round, and reported as medians and
 ratios (machines are noisy; only ratios measured side by side mean anything). Goals (issue 2):
-SET-Adam <= 1.25x torch foreach Adam, <= 1.15x the reference's Adam.
+SET-Adam <= 1.25x torch foreach Adam, <= 1.15x the reference's Adam. Measured are ``step()``
+(which takes the fast path, ``setadam_ref.fast``, for steps this large) and the plain definition
+(``setadam_ref.setadam.setadam_step`` / ``setadam_ref.adam.adam_step``), bitwise equal.
+
+Measured (house issue, 2 CPU cores shared with other jobs, load 1.3 to 6; numpy 2.4, torch 2.13
+CPU; 8 runs of 7 to 15 rounds): plain SET-Adam / torch foreach Adam = 2.5 to 5.7 (3.4 in the
+longest run: 1037 ms against 306 ms), fast path / torch foreach Adam = 1.4 to 2.1 (1.8 in that
+run: 554 ms; the blocked two-thread evaluation measured 1.60 before it became the fast path), fast
+SET-Adam / fast Adam = 0.9 to 1.26 (1.07). The plain form being far beyond 1.25x, ``step()``
+keeps the fast path for untraced steps of at least ``setadam_ref.step.FAST_MIN_SIZE`` entries.
 """
 
 from __future__ import annotations
@@ -65,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     layers = default_layers(len(params))
     cases: dict[str, Callable[[], object]] = {
         "torch Adam(foreach=True)": opt.step,
-        "reference Adam": lambda: R.step(params, grads, adam_state, adam_cfg),
-        "reference SET-Adam": lambda: R.step(params, grads, set_state, set_cfg),
+        "reference Adam (fast)": lambda: R.step(params, grads, adam_state, adam_cfg),
+        "reference SET-Adam (fast)": lambda: R.step(params, grads, set_state, set_cfg),
         "reference Adam, plain": lambda: adam_step(params, grads, adam_state, adam_cfg),
         "reference SET-Adam, plain": lambda: setadam_step(
             params, grads, set_state, set_cfg, layers
@@ -87,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in med.items():
         print(f"| {k} | {v * 1e3:.1f} |")
     torch_ms = med["torch Adam(foreach=True)"]
-    for name, goal in (("reference SET-Adam", 1.25), ("reference SET-Adam, plain", 1.25)):
-        print(f"{name} / torch foreach Adam = {med[name] / torch_ms:.2f} (goal <= {goal})")
-    r2 = med["reference SET-Adam"] / med["reference Adam"]
-    print(f"reference SET-Adam / reference Adam = {r2:.2f} (goal <= 1.15)")
+    for name in ("reference SET-Adam (fast)", "reference SET-Adam, plain"):
+        print(f"{name} / torch foreach Adam = {med[name] / torch_ms:.2f} (goal <= 1.25)")
+    r2 = med["reference SET-Adam (fast)"] / med["reference Adam (fast)"]
+    print(f"reference SET-Adam (fast) / reference Adam (fast) = {r2:.2f} (goal <= 1.15)")
     return 0
 
 
