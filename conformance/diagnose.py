@@ -9,7 +9,7 @@ Order of questions, cheapest first:
 3. The first stage, in computation order (m, v, cos2 / down_scaling, epsilon_embedding,
    down_translating, update, params), whose values are over budget, when the port exposes its
    state and stage intermediates; otherwise the first observable that disagrees.
-4. The catalogue of known deviations (``conformance.deviations``, when present) replayed on the
+4. The catalogue of known deviations (``conformance.catalogue``, when present) replayed on the
    reference from the same inputs, to name the most likely cause.
 """
 
@@ -102,46 +102,27 @@ def diagnose(result: PortResult, evidence: Evidence | None) -> None:
 
 def _rank(result: PortResult, ev: Evidence) -> list[tuple[str, float, str]]:
     try:
-        from . import deviations
+        from .catalogue import StepEvidence, rank
     except ImportError:
         return []
-    rank_steps = getattr(deviations, "rank_causes_steps", None)
-    step_evidence = getattr(deviations, "StepEvidence", None)
     rr = ev.reference
-    steps = [*ev.history, ev]
     try:
-        if rank_steps is not None and step_evidence is not None:
-            items = []
-            for e in steps:
-                rs = e.resync
-                st = e.port_state
-                items.append(
-                    step_evidence(
-                        rs.params,
-                        rs.grads,
-                        rs.state,
-                        e.port_params,
-                        None if st is None else st.m,
-                        None if st is None else st.v,
-                    )
+        items = []
+        for e in [*ev.history, ev]:
+            rs, st = e.resync, e.port_state
+            items.append(
+                StepEvidence(
+                    rs.params,
+                    rs.grads,
+                    rs.state,
+                    e.port_params,
+                    None if st is None else st.m,
+                    None if st is None else st.v,
+                    {k: rs.bounds[k] for k in ("params", "m", "v") if k in rs.bounds},
                 )
-            causes = rank_steps(items, rr.config, rr.layers, result.dtype)
-        else:
-            rs = ev.resync
-            causes = deviations.rank_causes(
-                rs.params, rs.grads, rs.state, rr.config, rr.layers, ev.port_params, result.dtype
             )
+        causes = rank(items, rr.config, rr.layers, result.dtype)
     except Exception as exc:  # a catalogue error must not lose the verdict
         result.diagnosis = {**(result.diagnosis or {}), "catalogue_error": repr(exc)}
         return []
-    out: list[tuple[str, float, str]] = []
-    for c in causes:
-        if isinstance(c, tuple):
-            name, score = str(c[0]), float(c[1])
-            desc = str(c[2]) if len(c) > 2 else ""
-        else:
-            name = str(getattr(c, "name", c))
-            score = float(getattr(c, "distance", getattr(c, "score", 0.0)))
-            desc = str(getattr(c, "description", ""))
-        out.append((name, score, desc))
-    return out
+    return [(c.name, c.distance, c.description) for c in causes]

@@ -1,92 +1,109 @@
-r"""One Adam step in any torch.optim / optax convention (docs: algorithms/adam.md).
+r"""One Adam step in any torch.optim / optax convention, as written in docs/src/algorithms/adam.md.
 
+$$g_t = \sigma\nabla_t + \lambda_{\texttt{l2}}\theta_{t-1},\quad
+  m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,$$
 $$\hat v_t = \frac{v_t}{1-\beta_2^t},\quad
   \text{denom} = \sqrt{\hat v_t + \epsilon_\text{root}} + \epsilon,\quad
-  \theta_t = \theta_{t-1}(1 - \text{lr}\,\lambda_\text{dec})
-           - \frac{\text{lr}}{1-\beta_1^t}\,\frac{m_t}{\text{denom}} .$$
+  \theta_t = \rho\,\theta_{t-1} - \frac{\text{lr}}{1-\beta_1^t}\,\frac{m_t}{\text{denom}} .$$
 
 amsgrad replaces $\hat v_t$ by $v^{\max}_t / (1-\beta_2^t)$ with $v^{\max}_t=\max(v^{\max}_{t-1},
 v_t)$ (torch) or by $\max(v^{\max}_{t-1}, \hat v_t)$ (optax, which stores the corrected maximum).
+The step is a composition of the stage functions of an :class:`AdamStages` record;
+:data:`DEFINITION` is the definition above.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-from .arrays import F64Array
-from .blocks import Block, Scratch, map_blocks, split
+from . import shared
+from .arrays import F64Array, shaped_like
 from .config import AdamConfig
-from .flat import FlatStep
-from .moments import (
-    descend,
-    effective_gradient,
-    step_scalars,
-    traced_descent_outputs,
-    update_moments,
-)
+from .context import Context, context
+from .state import State
 from .trace import AdamTrace
 
 
-def adam_step(
-    flat: FlatStep,
-    vmax: list[F64Array] | None,
-    vmax_out: list[F64Array] | None,
-    cfg: AdamConfig,
-    t: int,
-    trace: bool,
-) -> tuple[list[bool], AdamTrace | None]:
-    """Fill ``flat``'s outputs (and ``vmax_out``); return per-block suspect flags and the trace."""
-    b1, b2 = cfg.betas
-    sc = step_scalars(cfg, t)
-    bc1, bc2, l2 = sc.bias_correction1, sc.bias_correction2, sc.l2
-    tr = {k: flat.traced() for k in ("grad", "denom", "stepsize", "update")} if trace else None
+def vhat(v: F64Array, vmax: F64Array | None, ctx: Context) -> tuple[F64Array, F64Array | None]:
+    """$(\\hat v_t, v^{\\max}_t)$: ``vmax`` is $v^{\\max}_{t-1}$ with amsgrad, else ``None``."""
+    assert isinstance(ctx.config, AdamConfig)
+    bc2 = ctx.bias_correction2
+    if vmax is None:
+        return v / bc2, None
+    if ctx.config.amsgrad_mode == "torch":
+        vm = np.maximum(vmax, v)
+        return vm / bc2, vm
+    vm = np.maximum(vmax, v / bc2)
+    return vm, vm
 
-    def block(b: Block, s: Scratch) -> bool:
-        i, sl = b.array, slice(b.start, b.stop)
-        n = b.stop - b.start
-        t1, t2 = s.t1[:n], s.t2[:n]
-        p, m_new, v_new = flat.p[i][sl], flat.m_out[i][sl], flat.v_out[i][sl]
-        g = effective_gradient(flat.g[i][sl], p, maximize=cfg.maximize, l2=l2, out=t2)
-        if tr is not None:
-            tr["grad"][i][sl] = g
-        update_moments(g, flat.m[i][sl], flat.v[i][sl], b1, b2, m_new, v_new, t1)
-        if vmax is not None and vmax_out is not None:
-            vm_old, vm_new = vmax[i][sl], vmax_out[i][sl]
-            if cfg.amsgrad_mode == "torch":
-                np.maximum(vm_old, v_new, out=vm_new)
-                np.divide(vm_new, bc2, out=t1)
-            else:
-                np.divide(v_new, bc2, out=t1)
-                np.maximum(vm_old, t1, out=vm_new)
-                t1[...] = vm_new
-        else:
-            np.divide(v_new, bc2, out=t1)
-        if cfg.eps_root != 0.0:
-            np.add(t1, cfg.eps_root, out=t1)
-        np.sqrt(t1, out=t1)
-        np.add(t1, cfg.eps, out=t1)
-        if tr is not None:
-            tr["denom"][i][sl] = t1
-        descend(p, m_new, t1, sc, flat.p_out[i][sl], *traced_descent_outputs(tr, i, sl))
-        # An overflowed v gives denom = inf and a zero update, so v must be screened too.
-        return flat.output_suspect(b) or (
-            flat.check_finite and not math.isfinite(float(v_new.sum()))
-        )
 
-    suspect = map_blocks(block, split(flat.sizes))
-    if tr is None:
-        return suspect, None
-    return suspect, AdamTrace(
-        t=t,
-        bias_correction1=bc1,
-        bias_correction2=bc2,
-        grad=flat.shaped(tr["grad"]),
-        m=flat.shaped(flat.m_out),
-        v=flat.shaped(flat.v_out),
-        vmax=None if vmax_out is None else flat.shaped(vmax_out),
-        denom=flat.shaped(tr["denom"]),
-        stepsize=flat.shaped(tr["stepsize"]),
-        update=flat.shaped(tr["update"]),
+def denom(v_hat: F64Array, ctx: Context) -> F64Array:
+    """$\\sqrt{\\hat v_t + \\epsilon_\\text{root}} + \\epsilon$."""
+    assert isinstance(ctx.config, AdamConfig)
+    eps_root = ctx.config.eps_root
+    # Adding eps_root = 0 is skipped: it is exact except that it turns -0.0 into +0.0.
+    r: F64Array = np.sqrt(v_hat + eps_root if eps_root != 0.0 else v_hat) + ctx.config.eps
+    return r
+
+
+class AdamStages(NamedTuple):
+    """The stage functions of one Adam step (per array); the defaults are the definition."""
+
+    gradient: Callable[[F64Array, F64Array, Context], F64Array] = shared.effective_gradient
+    moments: Callable[[F64Array, F64Array, F64Array, Context], tuple[F64Array, F64Array]] = (
+        shared.moments
     )
+    vhat: Callable[[F64Array, F64Array | None, Context], tuple[F64Array, F64Array | None]] = vhat
+    denom: Callable[[F64Array, Context], F64Array] = denom
+    descend: Callable[[F64Array, F64Array, F64Array, Context], F64Array] = shared.descend
+
+
+#: Adam as defined (docs: algorithms/adam.md).
+DEFINITION = AdamStages()
+
+
+@np.errstate(all="ignore")
+def adam_step(
+    params: Sequence[F64Array],
+    grads: Sequence[F64Array],
+    state: State,
+    config: AdamConfig,
+    stages: AdamStages = DEFINITION,
+    trace: bool = False,
+) -> tuple[tuple[F64Array, ...], State, AdamTrace | None]:
+    """Step $t$ = ``state.step + 1`` from float64 inputs: ``(theta_t, state, trace or None)``.
+
+    No input is checked (``setadam_ref.step`` does that); arithmetic is IEEE. With amsgrad a
+    missing ``state.vmax`` counts as zeros (its initial value). Outputs are read-only.
+    """
+    ctx = context(config, int(state.step) + 1)
+    n = len(params)
+    vmax0: Sequence[F64Array | None] = [None] * n
+    if config.amsgrad:
+        vmax0 = state.vmax if state.vmax is not None else [np.zeros(np.shape(p)) for p in params]
+    theta0 = [np.ravel(p) for p in params]
+    g = [stages.gradient(p, np.ravel(x), ctx) for p, x in zip(theta0, grads, strict=True)]
+    mv = [
+        stages.moments(np.ravel(m), np.ravel(v), x, ctx)
+        for m, v, x in zip(state.m, state.v, g, strict=True)
+    ]
+    m, v = [x[0] for x in mv], [x[1] for x in mv]
+    vh = [
+        stages.vhat(x, None if vm is None else np.ravel(vm), ctx)
+        for x, vm in zip(v, vmax0, strict=True)
+    ]
+    d = [stages.denom(x[0], ctx) for x in vh]
+    theta = [stages.descend(p, mi, di, ctx) for p, mi, di in zip(theta0, m, d, strict=True)]
+
+    def shaped(arrays: Sequence[F64Array]) -> tuple[F64Array, ...]:
+        return shaped_like(arrays, params)
+
+    vmax = shaped([x[1] for x in vh if x[1] is not None]) if config.amsgrad else None
+    new_state = State(step=ctx.t, m=shaped(m), v=shaped(v), vmax=vmax)
+    if not trace:
+        return shaped(theta), new_state, None
+    rec = shared.recorded(ctx, g, new_state.m, new_state.v, d, theta, theta0, params)
+    return shaped(theta), new_state, AdamTrace(**rec, vmax=vmax, denom=shaped(d))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,3 +34,10 @@ def frozen(a: F64Array) -> F64Array:
     """Mark an array the reference created as read-only, so results cannot be mutated by accident."""
     a.flags.writeable = False
     return a
+
+
+def shaped_like(arrays: Iterable[F64Array], like: Sequence[Any]) -> tuple[F64Array, ...]:
+    """``arrays`` (flat, fresh) reshaped to the shapes of ``like`` in order, read-only."""
+    return tuple(
+        frozen(np.asarray(a).reshape(np.shape(b))) for a, b in zip(arrays, like, strict=True)
+    )

@@ -1,4 +1,4 @@
-r"""SET-Adam's three stages as pure functions of one layer (docs: algorithms/setadam.md).
+r"""SET-Adam's three stages as pure functions (docs: algorithms/setadam.md).
 
 Symbols: layer $l$ with $d_l$ coordinates, second moment $v_l \ge 0$, bias correction
 $b_2 = 1 - \beta_2^t$.
@@ -8,19 +8,26 @@ $b_2 = 1 - \beta_2^t$.
 - epsilon-embedding (E): $w_l = \sqrt{vs_l / b_2 + \epsilon}$;
 - down-translating (T): $\tilde w_l = w_l - \tau \min_i w_{l,i}$.
 
-``step`` evaluates exactly these functions (block by block, see ``blocks``), so what is tested
-here is what the step computes.
+$c_l$ is defined by its overflow-safe evaluation (docs: numerics/overflow.md): each array of the
+layer is cut into blocks of ``BLOCK`` entries, each block gives power-of-two-scaled sums
+(``scaled_sums``), and ``combine`` adds the blocks with ``math.fsum``. The step
+(``setadam.setadam_step``) calls exactly these functions, so what is tested here is what the step
+computes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
 from .arrays import F64Array
+
+#: Entries per block of the layer sums. Part of the definition of $c_l$: the pairwise sums within a
+#: block and the correctly rounded ``fsum`` across blocks fix its last bits.
+BLOCK = 1 << 15
 
 
 class ScaledSums(NamedTuple):
@@ -118,13 +125,38 @@ def combine(pieces: Iterable[ScaledSums]) -> LayerMoments:
     return LayerMoments(d, min(1.0, max(1.0 / d, c)), v_min, v_max)
 
 
+def blocks(v: F64Array) -> Iterator[F64Array]:
+    """The consecutive ``BLOCK``-entry pieces of the flattened ``v`` (the last one shorter)."""
+    flat = np.ravel(v)
+    for start in range(0, flat.size, BLOCK):
+        yield flat[start : start + BLOCK]
+
+
+def _arrays(v: F64Array | Sequence[F64Array]) -> list[F64Array]:
+    arrays = [v] if isinstance(v, np.ndarray) else list(v)
+    return [np.asarray(a, dtype=np.float64) for a in arrays]
+
+
+def layer_moments(v: F64Array | Sequence[F64Array]) -> LayerMoments:
+    """$d_l$, $c_l$, $\\min v$, $\\max v$ of a layer given as one array or as its arrays in order.
+
+    The definition of $c_l$: ``combine`` of the ``scaled_sums`` of every block of every array.
+    """
+    return combine(scaled_sums(b) for a in _arrays(v) for b in blocks(a))
+
+
 def cos2(v: F64Array | Sequence[F64Array]) -> float:
     """$c_l$ of a layer given as one array or as the sequence of its arrays (any shapes).
 
     1.0 for an empty or all-zero layer (see ``combine``); NaN if ``v`` holds NaN or Inf.
     """
-    arrays = [v] if isinstance(v, np.ndarray) else list(v)
-    return combine(scaled_sums(np.ravel(np.asarray(a, dtype=np.float64))) for a in arrays).cos2
+    return layer_moments(v).cos2
+
+
+def layer_min(w: F64Array | Sequence[F64Array]) -> float:
+    """$\\min_i w_{l,i}$ over a layer's arrays; NaN for an empty layer or if any entry is NaN."""
+    mins = [np.min(a) for a in _arrays(w) if a.size]
+    return float(np.min(mins)) if mins else math.nan
 
 
 def down_scale(
@@ -157,5 +189,5 @@ def translate_by(w: F64Array, tau: float, w_min: float, out: F64Array | None = N
 
 def translate(w: F64Array, tau: float) -> tuple[F64Array, float]:
     """Down-translating (T) of one whole layer: ``(w - tau * min(w), min(w))``."""
-    w_min = float(np.min(w)) if w.size else math.nan
+    w_min = layer_min(w)
     return translate_by(w, tau, w_min), w_min

@@ -13,7 +13,7 @@ import numpy as np
 
 from .arrays import F64Array
 from .config import AdamConfig, SETAdamConfig
-from .moments import bias_corrections
+from .context import bias_corrections
 from .stages import cos2, embed, translate
 
 

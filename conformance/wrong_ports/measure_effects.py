@@ -1,6 +1,6 @@
 """Measure how large each catalogued deviation is: relative parameter error after N steps.
 
-Every deviation of ``conformance.deviations.CATALOGUE`` is run free (its own state carried from
+Every deviation of ``conformance.catalogue.CATALOGUE`` is run free (its own state carried from
 step to step, NumPy float64) next to the reference ``setadam_ref.step`` on a few seeded
 scenarios; reported is
 
@@ -33,7 +33,7 @@ from dataclasses import replace
 import numpy as np
 
 import setadam_ref as ref
-from conformance import deviations as dev
+from conformance import catalogue as dev
 
 SHAPES: tuple[tuple[int, ...], ...] = ((16, 8), (8,), (4, 4))
 SCENARIOS = ("normal", "tiny", "l2", "decoupled", "maximize", "zero_layer", "tau_0.9")

@@ -1,0 +1,44 @@
+"""The catalogue of known deviations, replayed through the reference to name a port's likely bug.
+
+Each entry (:class:`Deviation`) is SET-Adam (``CATALOGUE``) or Adam (``ADAM_CATALOGUE``) with
+exactly one thing changed: a stage function swapped, the configuration, the step counter or the
+layering transformed. :func:`replay` runs the plain reference step with that change;
+:func:`rank` names the entries that explain a port's re-synced steps clearly better than the
+reference, measured in the tolerance model's budgets. Mathematically equivalent rewrites are in
+the catalogue with ``equivalent=True`` and are never a cause. The guide page
+docs/src/guide/deviations.md lists every entry with its signature and size.
+"""
+
+from __future__ import annotations
+
+from .adam_entries import ADAM_CATALOGUE
+from .deviation import Deviation, Relayout, entry
+from .evidence import StepEvidence, step_evidence
+from .ranking import CLEARLY_BETTER, Cause, rank
+from .replay import Replay, replay
+from .setadam_entries import CATALOGUE
+
+__all__ = [
+    "ADAM_CATALOGUE",
+    "CATALOGUE",
+    "CLEARLY_BETTER",
+    "Cause",
+    "Deviation",
+    "Relayout",
+    "Replay",
+    "StepEvidence",
+    "by_name",
+    "entry",
+    "rank",
+    "replay",
+    "step_evidence",
+]
+
+
+def by_name(name: str) -> Deviation:
+    """The catalogue entry called ``name`` (KeyError listing the names otherwise)."""
+    for d in (*CATALOGUE, *ADAM_CATALOGUE):
+        if d.name == name:
+            return d
+    known = [d.name for d in (*CATALOGUE, *ADAM_CATALOGUE)]
+    raise KeyError(f"no deviation {name!r}; known: {known}")
