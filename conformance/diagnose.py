@@ -6,33 +6,25 @@ Order of questions, cheapest first:
    NaN/Inf where the reference is finite: reported as such.
 2. The first failing step (re-synced comparisons first: one-step errors cannot be blamed on
    accumulation), the worst coordinate there.
-3. The first stage, in computation order (m, v, cos2 / down_scaling, epsilon_embedding,
-   down_translating, update, params), whose values are over budget, when the port exposes its
-   state and stage intermediates; otherwise the first observable that disagrees.
-4. The catalogue of known deviations (``conformance.catalogue``, when present) replayed on the
-   reference from the same inputs, to name the most likely cause.
+3. The first stage, in computation order (``setadam_ref.stage_names.COMPUTATION_ORDER``: m, v,
+   cos2 / down_scaling, epsilon_embedding, down_translating, update, params), whose values are
+   over budget, when the port exposes its state and stage intermediates; otherwise the first
+   observable that disagrees.
+4. The catalogue of known deviations (:mod:`conformance.catalogue`) replayed through the
+   reference from the same inputs and ranked in the budgets of the tolerance model that the
+   reference run carries (the re-synced steps' ``bounds``), to name the most likely cause.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .results import Evidence, PortResult
+from setadam_ref import stage_names as N
 
-ORDER: tuple[str, ...] = (
-    "grad",
-    "m",
-    "v",
-    "vmax",
-    "cos2",
-    "down_scaling",
-    "epsilon_embedding",
-    "down_translating",
-    "denom",
-    "update",
-    "params",
-)
+from .catalogue import StepEvidence, rank
+from .results import Evidence, PortResult
+
+ORDER: tuple[str, ...] = N.COMPUTATION_ORDER
 
 
 def first_stage(measures: dict[str, Any]) -> str | None:
@@ -101,10 +93,7 @@ def diagnose(result: PortResult, evidence: Evidence | None) -> None:
 
 
 def _rank(result: PortResult, ev: Evidence) -> list[tuple[str, float, str]]:
-    try:
-        from .catalogue import StepEvidence, rank
-    except ImportError:
-        return []
+    """The catalogue ranked against the evidence steps, in the budgets of the reference run."""
     rr = ev.reference
     try:
         items = []
@@ -118,7 +107,7 @@ def _rank(result: PortResult, ev: Evidence) -> list[tuple[str, float, str]]:
                     e.port_params,
                     None if st is None else st.m,
                     None if st is None else st.v,
-                    {k: rs.bounds[k] for k in ("params", "m", "v") if k in rs.bounds},
+                    {k: rs.bounds[k] for k in (N.PARAMS, N.M, N.V) if k in rs.bounds},
                 )
             )
         causes = rank(items, rr.config, rr.layers, result.dtype)

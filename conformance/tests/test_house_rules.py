@@ -163,7 +163,7 @@ def test_every_module_imports_alone() -> None:
 def test_module_docstrings_state_one_job_and_modules_stay_small() -> None:
     """Every module opens with a one-line statement of its job; none exceeds ~600 lines except
     data tables (the vector catalogue, the deviation catalogue's entries)."""
-    long_ok = ("conformance.vectors.catalogue", "conformance.catalogue.setadam", "conformance.catalogue.adam")
+    long_ok = ("conformance.vectors.catalogue", "conformance.catalogue.setadam_entries", "conformance.catalogue.adam_entries")
     problems = []
     for name, path in _modules().items():
         text = path.read_text()

@@ -3,7 +3,7 @@ accepts every correct or mathematically equivalent one (no false alarms).
 
 The ports are in ``conformance.wrong_ports`` (written from the mathematics, sharing nothing with
 ``setadam_ref``); ``WRONG_PORTS`` says for each which stage should disagree first, from which step,
-on which inputs, and which catalogue entry (``conformance.deviations``) should be named as its
+on which inputs, and which catalogue entry (``conformance.catalogue``) should be named as its
 likely cause. Each check runs a --quick-sized selection: the one scenario that exposes the bug
 (wrong ports) or a broad selection (ports that must be accepted).
 """

@@ -7,7 +7,7 @@ mathematics and share nothing with ``setadam_ref``.
 
 :data:`WRONG_PORTS` lists every port as data: where it lives, its bug class, the stage where the
 harness should catch it (for ports that expose m/v and stage intermediates), the inputs that
-expose it, the catalogue entry in :mod:`conformance.deviations` that should be named as its most
+expose it, the catalogue entry in :mod:`conformance.catalogue` that should be named as its most
 likely cause, and whether it must instead be accepted (mathematically equivalent ports and
 controls).
 """
@@ -27,7 +27,7 @@ class WrongPort:
     port's m/v state and stage intermediates should see it differ (``cos2`` is the layer's c,
     the first output of down-scaling); ``None`` for side-effect ports and for ports that must be
     accepted. ``kind``: the kind of the failure ("tolerance", "nonfinite", "side_effect").
-    ``cause``: the catalogue entry that should come first (ties allowed) in ``rank_causes``;
+    ``cause``: the catalogue entry that should come first (ties allowed) in ``catalogue.rank``;
     ``None`` where no catalogue entry applies. ``first_step``: first failing re-synced step.
     ``exposed_by``: what a scenario needs to show the bug: ``"any"`` (every scenario with a
     non-trivial gradient), ``"multi_array"``, ``"matrix"`` (an array of rank >= 2), ``"tiny"``

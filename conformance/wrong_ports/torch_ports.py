@@ -2,7 +2,7 @@
 
 Each class overrides exactly one stage of :class:`StagedSETAdam` (a correct SET-Adam written
 from the mathematics, never from ``setadam_ref``). The docstring of each names its bug class,
-the catalogue entry in ``conformance.deviations`` that should explain it (if any), and where the
+the catalogue entry in ``conformance.catalogue`` that should explain it (if any), and where the
 harness should catch it. ``conformance.wrong_ports.CATALOGUE`` holds the same facts as data.
 
 Every class is constructed like a torch.optim optimizer,
