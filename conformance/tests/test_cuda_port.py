@@ -4,7 +4,8 @@ Without a GPU: every kernel source compiles with nvcc (skipped when nvcc is abse
 text is self-contained, and the fused entry points refuse CPU tensors with a clear RuntimeError.
 With a GPU (``-m gpu``): results against a float64 torch computation written here from the
 mathematics, bitwise determinism, overflow / underflow safety of the layer statistics, bfloat16
-params, moving grad pointers, and the missing-CuPy error.
+params, moving grad pointers, the missing-CuPy error, and ``SETAdam(fused=True)`` (the torch
+package's fused path) judged by the shared oracle, with no stage record.
 """
 
 from __future__ import annotations
@@ -513,3 +514,38 @@ def test_benchmark_parameter_set_and_goals() -> None:
     assert g["ours.jax.setadam / optax.adam"]["value"] is None
     md = markdown(rows, {"device": "test", "n_params": 1, "n_tensors": 1})
     assert "| ours fused CUDA SET-Adam | 1.600 | 36 | 2880 | 96% |" in md
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_setadam_optimizer_fused_path(dtype: str) -> None:
+    """``SETAdam(fused=True)`` (the torch package's fused path) launches these kernels: within
+    the shared oracle's budget of the reference, float32 state for bfloat16 parameters, and no
+    stage record (the path records none, and no shadow for-loop run stands in for it)."""
+    np = pytest.importorskip("numpy")
+    from conformance.ports.torch_setadam import SETAdam
+    from conformance.tests.oracle import assert_within_budget
+    from setadam_ref import SETAdamConfig
+
+    rng = np.random.default_rng(6)
+    shapes = [(48, 64), (384,), (3, 7, 5), (1,)]
+    params = [rng.standard_normal(s) for s in shapes]
+    grads = [[rng.standard_normal(s) * 1e-3 for s in shapes] for _ in range(4)]
+    dt = getattr(torch, dtype)
+    ps = [torch.nn.Parameter(torch.tensor(x, dtype=dt, device="cuda")) for x in params]
+    opt = SETAdam(ps, fused=True, lr=1e-2, weight_decay=0.01)
+    opt.record_stages = True
+    snaps, ms, vs = [], [], []
+    for gs in grads:
+        for p, g in zip(ps, gs):
+            p.grad = torch.tensor(g, dtype=dt, device="cuda")
+        opt.step()
+        assert opt.last_stages is None
+        snaps.append([p.detach().double().cpu().numpy() for p in ps])
+        ms.append([opt.state[p]["exp_avg"].double().cpu().numpy() for p in ps])
+        vs.append([opt.state[p]["exp_avg_sq"].double().cpu().numpy() for p in ps])
+    assert all(opt.state[p]["exp_avg_sq"].dtype == torch.float32 for p in ps)
+    cfg = SETAdamConfig(lr=1e-2, weight_decay=0.01)
+    assert_within_budget(cfg, params, grads, snaps, dtype, port_m=ms, port_v=vs,
+                         state_dtype="float32", label="SETAdam(fused=True)")  # fmt: skip
