@@ -29,7 +29,7 @@ Three steps, kept apart so that a sharded path can reduce across ranks between 1
    compute dtype, as the element-wise kernels use them. :func:`group_scalars` runs 1 (after
    :func:`reduce`) to 3 for a param group.
 
-Numerics. The sums accumulate in float64 (on CPU over float64 copies of 256 KiB chunks, elsewhere
+Numerics. The sums accumulate in float64 (on CPU over float64 copies of 512 KiB chunks, elsewhere
 in ``torch._foreach_norm(dtype=float64)``). Scaling by a power of two is exact and leaves $c_l$
 unchanged, so nothing can overflow or underflow: the scaled maximum lies in $[\tfrac12, 4)$ (in
 $[2^{-53}, \tfrac12)$ when $\max v$ is a float64 subnormal), so $2^{-106} \le S_2 \le 16\,d_l$
@@ -78,9 +78,10 @@ def upload(
 
 def pow2(k: Tensor) -> Tensor:
     """$2^k$ in float64 for an int64 tensor ``k <= 1023``, exactly: the IEEE bit pattern is built
-    with integer operations; 0 where ``k < -1022`` (below the normal range)."""
-    bits = torch.bitwise_left_shift(k + 1023, 52).view(torch.float64)
-    return torch.where(k >= -1022, bits, 0.0)
+    with integer operations; 0 where ``k < -1022`` (below the normal range: clamped to -1023,
+    whose biased exponent 0 with a zero fraction is +0.0)."""
+    biased = torch.clamp(k, min=-1023) + 1023
+    return torch.bitwise_left_shift(biased, 52).view(torch.float64)
 
 
 def binade(vmax: Tensor) -> Tensor:
@@ -91,8 +92,8 @@ def binade(vmax: Tensor) -> Tensor:
     return torch.where(vmax > 0, e, EXP_MIN).clamp_(EXP_MIN, EXP_MAX)
 
 
-CPU_CHUNK = 1 << 15
-"""Entries per float64 chunk of the CPU sums (256 KiB): the float64 copy of a chunk stays in cache
+CPU_CHUNK = 1 << 16
+"""Entries per float64 chunk of the CPU sums (512 KiB): the float64 copy of a chunk stays in L2
 between its sum and its dot product."""
 
 
@@ -251,11 +252,15 @@ def _table(x: Tensor, index: LayerIndex, fill: float) -> Tensor:
 
 def combine(parts: Tensor, index: LayerIndex) -> Tensor:
     """$c_l$ per layer (float64, ``(n_layers,)``) from the partials table of ``index.rows``."""
-    e = parts[EXP]
-    top = _table(e, index, -math.inf).amax(1)
-    k = (e - top.index_select(0, index.row_layer)).to(torch.int64)
-    s1 = _table(parts[SUM] * pow2(k), index, 0.0).sum(1)
-    s2 = _table(parts[SUMSQ] * pow2(2 * k), index, 0.0).sum(1)
+    if index.width == 1:
+        # one column per layer (one layer per tensor): E_l = e, every rescale factor is 1
+        s1, s2 = parts[SUM], parts[SUMSQ]
+    else:
+        e = parts[EXP]
+        top = _table(e, index, -math.inf).amax(1)
+        k = (e - top.index_select(0, index.row_layer)).to(torch.int64)
+        s1 = _table(parts[SUM] * pow2(k), index, 0.0).sum(1)
+        s2 = _table(parts[SUMSQ] * pow2(2 * k), index, 0.0).sum(1)
     c = torch.maximum(s1 * s1 / (index.d * s2), 1.0 / index.d).clamp_(max=1.0)
     return torch.where(s2 == 0.0, 1.0, c)
 
