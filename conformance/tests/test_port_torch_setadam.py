@@ -20,7 +20,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conformance.ports.torch_setadam import STAGE_KEYS, SETAdam, records_stages  # noqa: E402
+from conformance.ports.torch_setadam import STAGE_KEYS, SETAdam  # noqa: E402
 from conformance.tests.oracle import assert_within_budget  # noqa: E402
 from setadam_ref import SETAdamConfig  # noqa: E402
 from setadam_ref import stage_names as N  # noqa: E402
@@ -355,67 +355,6 @@ def test_foreach_default_rule_is_forloop_on_cpu(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(mt, "step", refuse)
     params, grads = make_data(5)
     run_torch(params, grads, foreach=None, lr=1e-2)
-
-
-# ---------------------------------------------------------------------------------------------
-# fused: launcher semantics on CPU through a stand-in kernel; no stages
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fake_kernel(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Let the fused path run on CPU tensors: its CUDA check passes and ``fused_setadam_`` is a
-    stand-in that records its calls and moves every parameter by -1."""
-    import conformance.ports.cuda.torch_fused as tf
-    import conformance.ports.torch_setadam.fused as fz
-    import conformance.ports.torch_setadam.single_tensor as st
-
-    calls: list[dict[str, Any]] = []
-
-    def kernel(params: list[torch.Tensor], grads: Any, m: Any, v: Any, layer_of: list[int],
-               **kw: Any) -> None:  # fmt: skip
-        calls.append(dict(kw, n=len(params), layer_of=list(layer_of)))
-        for p in params:
-            p.sub_(1.0)
-
-    def no_shadow(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("the fused path ran the single-tensor path")
-
-    monkeypatch.setattr(fz, "_require_cuda", lambda params: None)
-    monkeypatch.setattr(tf, "fused_setadam_", kernel)
-    monkeypatch.setattr(st, "step", no_shadow)
-    return calls
-
-
-def test_fused_records_no_stages_and_runs_no_shadow_path(fake_kernel: list[dict[str, Any]]) -> None:
-    assert not records_stages("fused") and records_stages("single") and records_stages("foreach")
-    p, q = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
-    opt = SETAdam([{"params": [p], "fused": True}, {"params": [q], "foreach": True}], lr=0.1)
-    opt.record_stages = True
-    p.grad, q.grad = torch.ones(3), torch.ones(2)
-    opt.step()
-    assert opt.last_stages is None  # one group ran the fused path: no record for this step
-    assert torch.equal(p, torch.full((3,), -1.0)) and len(fake_kernel) == 1
-    assert fake_kernel[0]["step"] == 1 and fake_kernel[0]["lr"] == 0.1
-
-
-def test_fused_launcher_groups_by_step_count(fake_kernel: list[dict[str, Any]]) -> None:
-    ps = [torch.nn.Parameter(torch.zeros(2)) for _ in range(3)]
-    opt = SETAdam(ps, fused=True, tau=0.3, weight_decay=0.1, decoupled_weight_decay=True)
-    ps[0].grad = torch.ones(2)
-    opt.step()
-    for p in ps:
-        p.grad = torch.ones(2)
-    opt.step()  # tensor 0 takes step 2, tensors 1 and 2 their step 1: two kernel calls
-    assert [(c["step"], c["n"], c["layer_of"]) for c in fake_kernel] == [
-        (1, 1, [0]), (2, 1, [0]), (1, 2, [0, 1])
-    ]  # fmt: skip
-    assert fake_kernel[-1]["tau"] == 0.3 and fake_kernel[-1]["decoupled"] is True
-    grouped = SETAdam(ps, fused=True)
-    grouped.load_state_dict(opt.state_dict())
-    grouped.param_groups[0]["layer"] = "group"  # one layer whose tensors differ in step count
-    with pytest.raises(RuntimeError, match="differ in step count"):
-        grouped.step()
 
 
 # ---------------------------------------------------------------------------------------------

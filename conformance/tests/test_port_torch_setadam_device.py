@@ -9,7 +9,8 @@ of earlier versions is folded into it), and the for-loop path shares its layer s
 * the two routes of the layer sums (CPU: chunked float64 copies; elsewhere:
   ``torch._foreach_norm(dtype=float64)``) agree within the bound of two float64 summations, and
   the statistics stay finite and right from subnormal to near-overflow second moments;
-* with a GPU (``-m gpu``), both paths on CUDA are judged by the shared oracle.
+* with a GPU (``-m gpu``), the for-loop, foreach and fused paths on CUDA are judged by the
+  shared oracle (the fused one records no stages).
 """
 
 from __future__ import annotations
@@ -219,3 +220,33 @@ def test_cuda_paths_within_budget(foreach: bool, layer: str) -> None:
     cfg = SETAdamConfig(lr=1e-2, weight_decay=0.01)
     layers: Any = None if layer == "tensor" else [list(range(len(shapes)))]
     assert_within_budget(cfg, params, grads, snaps, "float32", layers=layers, label="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_setadam_optimizer_fused_path(dtype: str) -> None:
+    """``SETAdam(fused=True)`` (the torch package's fused path) launches these kernels: within
+    the shared oracle's budget of the reference, float32 state for bfloat16 parameters, and no
+    stage record (the path records none, and no shadow for-loop run stands in for it)."""
+    rng = np.random.default_rng(6)
+    shapes = [(48, 64), (384,), (3, 7, 5), (1,)]
+    params = [rng.standard_normal(s) for s in shapes]
+    grads = [[rng.standard_normal(s) * 1e-3 for s in shapes] for _ in range(4)]
+    dt = getattr(torch, dtype)
+    ps = [torch.nn.Parameter(torch.tensor(x, dtype=dt, device="cuda")) for x in params]
+    opt = SETAdam(ps, fused=True, lr=1e-2, weight_decay=0.01)
+    opt.record_stages = True
+    snaps, ms, vs = [], [], []
+    for gs in grads:
+        for p, g in zip(ps, gs):
+            p.grad = torch.tensor(g, dtype=dt, device="cuda")
+        opt.step()
+        assert opt.last_stages is None
+        snaps.append([p.detach().double().cpu().numpy() for p in ps])
+        ms.append([opt.state[p]["exp_avg"].double().cpu().numpy() for p in ps])
+        vs.append([opt.state[p]["exp_avg_sq"].double().cpu().numpy() for p in ps])
+    assert all(opt.state[p]["exp_avg_sq"].dtype == torch.float32 for p in ps)
+    cfg = SETAdamConfig(lr=1e-2, weight_decay=0.01)
+    assert_within_budget(cfg, params, grads, snaps, dtype, port_m=ms, port_v=vs,
+                         state_dtype="float32", label="SETAdam(fused=True)")  # fmt: skip
