@@ -124,7 +124,9 @@ def build_reference_for(
             sref = StepRef.from_trace(flat, p, st, newp, tr)
             if ein_p is None or ein_r is None:
                 ein_p = ein_r = InputErrors.zeros(flat.offsets[-1], amsgrad)
-            b, bp, br = comparison_bounds(config, sref, flat, dtype, ein_p, ein_r)
+            b, bp, br = comparison_bounds(
+                config, sref, flat, dtype, ein_p, ein_r, state_dtype=sdt
+            )
             ein_p, ein_r = bp.next_inputs(), br.next_inputs()
             if t in sched:
                 cp = cast_arrays(p, dtype)
@@ -132,7 +134,7 @@ def build_reference_for(
                 rp, rst, rtr = R.step(cp, g, cst, config, problem.layers, trace=True)
                 assert rtr is not None
                 rref = StepRef.from_trace(flat, cp, cst, rp, rtr)
-                rb = comparison_bounds(config, rref, flat, dtype)[0]
+                rb = comparison_bounds(config, rref, flat, dtype, state_dtype=sdt)[0]
                 rr.resync[t] = ResyncStep(t, cp, cst, g, rp, rst, rref, rb, rtr)
             rr.grads.append(g)
             rr.free_bounds.append(b)

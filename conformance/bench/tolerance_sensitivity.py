@@ -116,8 +116,8 @@ def random_case(
     g = _values(rng, n, gs, 0.2)
     theta = _values(rng, n, _log(rng, -6, 1), 0.1)
     t = int(rng.choice([1, 1, 2, 3, 5, 10, 100, 1000]))
-    b1, b2 = cfg.betas
-    m0 = _values(rng, n, gs * (1.0 - b1**t) if t > 1 else 0.0, 0.2) if t > 1 else np.zeros(n)
+    b1 = cfg.betas[0]
+    m0 = _values(rng, n, gs * (1.0 - b1**t), 0.2) if t > 1 else np.zeros(n)
     v0 = np.abs(_values(rng, n, gs * gs * rng.uniform(0.1, 3.0), 0.2)) if t > 1 else np.zeros(n)
     return Case(cfg, sizes, t, theta, g, m0, v0, dtype, state_dtype, layers)
 
@@ -150,7 +150,7 @@ def worst_fractions(
             except Exception:  # the reference cannot run the case (overflow): not a port's case
                 skipped += 1
                 continue
-            if vd.out_of_range:  # unscaled statistics out of range: outside the model's class
+            if vd.out_of_range or vd.overflowed:  # the port left its range: outside the class
                 skipped += 1
                 continue
             for q, f in vd.fraction.items():
@@ -215,7 +215,9 @@ def _print_table(
 ) -> None:
     qs = sorted({q for d in worst.values() for q in d})
     regime = "whole range, subnormal intermediates" if extreme else "ordinary |g| in 1e-6..10"
-    print(f"\nworst budget fraction of correct ports ({regime}; {cases} cases per dtype, seed {seed})")
+    print(
+        f"\nworst budget fraction of correct ports ({regime}; {cases} cases per dtype, seed {seed})"
+    )
     print("quantity".ljust(18) + "".join(lab.rjust(16) for lab in worst))
     for q in qs:
         row = q.ljust(18)
@@ -223,12 +225,15 @@ def _print_table(
             f = worst[lab].get(q)
             row += ("-" if f is None else f"{f:.3g}").rjust(16)
         print(row)
-    print(f"(skipped: {skipped} cases the reference cannot run or whose port statistics left the range"
-          f" without rescaling; {seconds:.0f} s)")
+    print(
+        f"(skipped: {skipped} cases the reference cannot run or whose port statistics left the range"
+        f" without rescaling; {seconds:.0f} s)"
+    )
     for lab, d in worst.items():
-        q = max(d, key=lambda k: d[k], default=None)
-        if q is not None and d[q] > 1.0:
-            print(f"  worst {lab} {q} {d[q]:.3g}: {where[lab][q]}")
+        if d:
+            q = max(d, key=lambda k: d[k])
+            if d[q] > 1.0:
+                print(f"  worst {lab} {q} {d[q]:.3g}: {where[lab][q]}")
 
 
 def main(argv: list[str] | None = None) -> int:

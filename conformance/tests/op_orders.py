@@ -164,6 +164,11 @@ def fma(a: F, b: F, c: F, dtype: str) -> F:
     return out
 
 
+#: set when an operation overflowed (a finite exact result rounded to +-inf): the port left
+#: the range of its format, which the model does not cover (see ``port_step``)
+OVERFLOW = [False]
+
+
 class Arith:
     """Arithmetic of one format: every operation rounded once to ``dtype``."""
 
@@ -172,8 +177,12 @@ class Arith:
         self.f = fmt(dtype)
 
     def r(self, x: Any) -> F:
+        a = np.asarray(x, dtype=np.float64)
         with np.errstate(all="ignore"):
-            return round_to(np.asarray(x, dtype=np.float64), self.dtype)
+            out = round_to(a, self.dtype)
+        if np.any(np.isinf(out) & np.isfinite(a)):
+            OVERFLOW[0] = True
+        return out
 
     def add(self, a: Any, b: Any) -> F:
         with np.errstate(all="ignore"):
@@ -244,12 +253,13 @@ def bias_correction(beta: float, t: int, how: str, sdt: str) -> float:
     raise ValueError(how)
 
 
-def _lerp(A: Arith, start: F, end: F, w: float) -> F:
-    """torch.lerp: ``start + w (end - start)`` for w < 1/2, ``end - (end - start)(1 - w)``."""
+def _lerp(A: Arith, start: F, end: F, w: float, k: _Scalars) -> F:
+    """torch.lerp: ``start + w (end - start)`` for w < 1/2, ``end - (end - start)(1 - w)``;
+    ``w`` in the scalar format, its complement formed there (assumption 2)."""
     d = A.sub(end, start)
     if w < 0.5:
-        return A.add(start, A.mul(w, d))
-    return A.sub(end, A.mul(d, float(Arith(scalar_dtype(A.dtype)).sub(1.0, w))))
+        return A.add(start, A.mul(k.at(w, A), d))
+    return A.sub(end, A.mul(d, k.at(float(k.S.sub(1.0, w)), A)))
 
 
 class _Scalars:
@@ -387,6 +397,7 @@ def port_step(
     computed in the state format, the stages after them in the state format too (a port that keeps
     float32 state computes its step in float32), the new parameters rounded to ``dtype``.
     """
+    OVERFLOW[0] = False
     sdt = state_dtype or dtype
     P, S = Arith(dtype), Arith(sdt)
     M = S  # stages after the moments: in the state format
@@ -403,13 +414,13 @@ def port_step(
     if order.moment == "two":
         m = S.add(S.mul(b1, m0), S.mul(omb1, ge))
     elif order.moment == "lerp":
-        m = _lerp(S, m0, ge, omb1)
+        m = _lerp(S, m0, ge, k.omb1, k)
     else:
         m = S.fma(b1, m0, S.mul(omb1, ge))
     if order.square == "square_first":
         gg = S.mul(omb2, S.mul(ge, ge))
         if order.moment == "lerp":
-            v = _lerp(S, v0, S.mul(ge, ge), omb2)
+            v = _lerp(S, v0, S.mul(ge, ge), k.omb2, k)
         elif order.moment == "fma":
             v = S.fma(b2, v0, gg)
         else:
@@ -427,6 +438,7 @@ def port_step(
     else:
         den = _setadam_denominator(order, cfg, k, M, flat, v, dtype, out)
     out["params"], out["update"] = _update(order, cfg, k, P, M, theta0, m, den, decoupled)
+    out["overflow"] = np.array([OVERFLOW[0]])
     return out
 
 

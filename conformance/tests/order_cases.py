@@ -18,7 +18,7 @@ import numpy as np
 
 import setadam_ref as R
 from conformance import tolerance as T
-from conformance.formats import round_to, ulp
+from conformance.formats import fmt, round_to, ulp
 from conformance.layout import Flat
 from conformance.tests.op_orders import Order, port_step
 from setadam_ref import AdamConfig, Config, State
@@ -75,7 +75,7 @@ class Case:
 
     def bounds(self, ref: T.StepRef) -> T.Bounds:
         if _HAS_STATE_DTYPE:
-            return T.comparison_bounds(  # type: ignore[call-arg]
+            return T.comparison_bounds(
                 self.cfg, ref, self.flat, self.dtype, state_dtype=self.state_dtype
             )[0]
         return T.comparison_bounds(self.cfg, ref, self.flat, self.dtype)[0]
@@ -107,12 +107,21 @@ class Verdict:
     port: dict[str, F]
     ref: T.StepRef
     bounds: T.Bounds
+    outside: np.ndarray  # layers not judged: statistics out of range for this order
 
     @property
     def out_of_range(self) -> bool:
         """The port's layer statistics left the normal range of their format (an unscaled
         evaluation: outside the model's stated assumption, see ``tolerance.statistics_range``)."""
         o = self.port.get("statistics_out_of_range")
+        return bool(o is not None and np.any(o))
+
+    @property
+    def overflowed(self) -> bool:
+        """An operation of the port overflowed its format: outside the model (stated
+        assumption: no intermediate overflows; an overflowing order fails by range, not by
+        rounding)."""
+        o = self.port.get("overflow")
         return bool(o is not None and np.any(o))
 
     @property
@@ -146,6 +155,8 @@ def judge(case: Case, order: Order) -> Verdict:
     where: dict[str, int] = {}
     sdt = case.state_dtype or case.dtype
     zero_layer = case.flat.layer_sum(ref.v) == 0
+    outside = outside_layers(case, ref, order)
+    skip_coord = outside[case.flat.layer_id]
     for q, fname in REF_FIELDS.items():
         rv = getattr(ref, fname)
         if rv is None or q not in port or q not in b:
@@ -154,7 +165,9 @@ def judge(case: Case, order: Order) -> Verdict:
         bound = b[q]
         keep = np.isfinite(bound)
         if q == "cos2":
-            keep &= ~zero_layer
+            keep &= ~zero_layer & ~outside
+        else:
+            keep &= ~skip_coord
         with np.errstate(all="ignore"):
             diff = np.abs(pv - rv)
             diff = np.where(np.isnan(diff), np.inf, diff)
@@ -169,4 +182,21 @@ def judge(case: Case, order: Order) -> Verdict:
         dq = sdt if q in ("m", "v", "vmax") else case.dtype
         with np.errstate(all="ignore"):
             ulps[q] = float(diff[k] / ulp(np.asarray(rv[k : k + 1]), dq)[0])
-    return Verdict(frac, ulps, where, port, ref, b)
+    return Verdict(frac, ulps, where, port, ref, b, outside)
+
+
+def outside_layers(case: Case, ref: T.StepRef, order: Order) -> np.ndarray:
+    """Layers whose statistics, evaluated as ``order`` does, the model declares out of range
+    (``tolerance.statistics_range``): not judged. All False for models without the function."""
+    out = np.zeros(case.flat.n_layers, dtype=bool)
+    fn = getattr(T, "statistics_range", None)
+    if fn is None:
+        return out
+    fp, fs = fmt(case.dtype), fmt(case.state_dtype or case.dtype)
+    fx = T.coarser(fp, fs)
+    g = fx.acc if order.c_precision == "acc" else fx
+    name = f"{'scaled' if order.rescaled else 'unscaled'}, {g.name}"
+    for note in fn(case.cfg, ref, case.flat, case.dtype, state_dtype=case.state_dtype):
+        if note.evaluation == name:
+            out[note.layer] = True
+    return out
