@@ -453,6 +453,22 @@ orders = st.builds(Order, **{k: st.sampled_from(v) for k, v in VARIANTS.items()}
     ),
     order=Order(c_zero=0.0),
 )
+@example(  # found by the thorough search: beta2 = 1.1e-308 rounds to 0 in float32, and the
+    # model's exact rounding error of beta^t took log1p(-1) (a crash, not a budget)
+    spec=Spec(
+        AdamConfig(lr=1.0, betas=(0.0, 1.1125369292536007e-308), eps=0.1),
+        "float32",
+        None,
+        (1,),
+        False,
+        1,
+        (0.0,),
+        (0.0,),
+        (0.0,),
+        (0.0,),
+    ),
+    order=Order(),
+)
 def test_search_over_orders(spec: Spec, order: Order) -> None:
     """No correct port in a covered order exceeds its budget (fraction <= 1 everywhere), except
     where it leaves its format's range (overflow, or unscaled statistics that

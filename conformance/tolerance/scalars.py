@@ -97,9 +97,13 @@ def power_error(beta: float, t: int, s: Format) -> float:
         return 0.0
     bs = _round(beta, s)
     bt = beta**t
-    # |bs^t - beta^t| = beta^t |expm1(t log1p(d/beta))|, accurate to a few float64 ulps
+    # |bs^t - beta^t| = beta^t |expm1(t log1p(d/beta))|, accurate to a few float64 ulps; a beta
+    # that rounds to 0 in the scalar format (below its subnormal range) leaves beta^t itself
     d = (bs - beta) / beta
-    exact_part = abs(bt * math.expm1(t * math.log1p(d))) * (1 + 2.0**-50)
+    if d <= -1.0:
+        exact_part = bt
+    else:
+        exact_part = abs(bt * math.expm1(t * math.log1p(d))) * (1 + 2.0**-50)
     # beta^1 = beta exactly; pow(x, t) within 1 ulp, t - 1 products within gamma_{t-1}
     chain = 0.0 if t == 1 else max(2 * s.u, gamma(t - 1, s.u))
     return exact_part + chain * bs**t + t * s.eta
