@@ -218,12 +218,12 @@ def _print_table(
     print(
         f"\nworst budget fraction of correct ports ({regime}; {cases} cases per dtype, seed {seed})"
     )
-    print("quantity".ljust(18) + "".join(lab.rjust(16) for lab in worst))
+    print("quantity".ljust(18) + "".join(lab.rjust(18) for lab in worst))
     for q in qs:
         row = q.ljust(18)
         for lab in worst:
             f = worst[lab].get(q)
-            row += ("-" if f is None else f"{f:.3g}").rjust(16)
+            row += ("-" if f is None else f"{f:.3g}").rjust(18)
         print(row)
     print(
         f"(skipped: {skipped} cases the reference cannot run or whose port statistics left the range"

@@ -161,6 +161,8 @@ def fma(a: F, b: F, c: F, dtype: str) -> F:
                 out[i] = x * y + z
             continue
         out[i] = _round_fraction(Fraction(x) * Fraction(y) + Fraction(z), f)
+        if math.isinf(out[i]):
+            OVERFLOW[0] = True
     return out
 
 

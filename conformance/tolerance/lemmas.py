@@ -44,13 +44,17 @@ def eta(f: Format) -> float:
     return max(f.eta, _ETA_FLOOR)
 
 
-def under(x: F | float, f: Format, amp: F | float = 1.0) -> F:
-    """Underflow excess ``amp * max(eta - u |x|, 0)`` of one rounding of a value of size |x|."""
+def under(x: F | float, f: Format, amp: F | float = 1.0, e: F | float | None = None) -> F:
+    """Underflow excess ``amp * max(eta - u |x|, 0)`` of one rounding of a value of size |x|;
+    with ``e`` (the port's value is within e of |x|) also at most ``amp * (|x| + e)``: an exact
+    zero is not rounded."""
     ax = np.abs(np.asarray(x, dtype=np.float64))
     if ax.size == 0 or np.min(ax) >= f.tiny:  # fast path: every value normal, no excess
         return np.zeros(np.broadcast_shapes(ax.shape, np.shape(amp)))
     with np.errstate(invalid="ignore", over="ignore"):
         ex = np.maximum(eta(f) - f.u * ax, 0.0)
+        if e is not None:
+            ex = np.minimum(ex, ax + e)
         out = np.where(ex > 0, np.asarray(amp, dtype=np.float64) * ex, 0.0)
     return np.asarray(out, dtype=np.float64)
 

@@ -161,7 +161,7 @@ def statistics_range(
         msg = nt.message
         if nt.v_needed == nt.v_needed and nt.v_needed > 0 and b2 < 1:  # not nan
             g = float(np.sqrt(nt.v_needed / (1.0 - b2)))
-            side = "below" if nt.value < fx.max else "above"
-            msg += f" (from zero state, v = (1 - beta2) g^2: |g| {side} {g:.2g})"
+            side = "underflow for |g| below" if "underflow" in msg else "overflow for |g| above"
+            msg += f" (from zero state, v = (1 - beta2) g^2: {side} {g:.2g})"
         out.append(dataclasses.replace(nt, message=msg))
     return out

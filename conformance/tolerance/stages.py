@@ -17,7 +17,8 @@ $E_{vs} = \min(cE_v + vE_c + E_vE_c,\ \max(c_{hi}(v + E_v) - cv,\ cv)) + \mathrm
 (the second form: $c'v' \in [0, c_{hi}(v+E_v)]$, and $c'v' = 0$ for an all-zero $v'$).
 
 **Epsilon-embedding.** $b = vs/b_2 + \epsilon$ by a division, a precomputed $1/b_2$, $c/b_2$ or a
-fused multiply-add, then $w = \sqrt b$; or $w = \sqrt{vs + \epsilon b_2}/\sqrt{b_2}$, where every
+fused multiply-add, then $w = \sqrt b$; or $w = \sqrt{vs + \epsilon b_2}/\sqrt{b_2}$ with one
+value of $b_2$ in the step (its error then stays on $vs/b_2$, as in the division), where every
 absolute error of $vs + \epsilon b_2$, underflow included, is divided by $b_2$ (amplified by
 $1/b_2$ against the first order: $10^3$ at $\beta_2 = 0.999$, $t = 1$).
 
@@ -34,7 +35,7 @@ import numpy as np
 from ..formats import Format
 from ..layout import Flat
 from .lemmas import rnd, sqrt_err, under
-from .scalars import const_rel, scalar_format
+from .scalars import const_rel, into_rel, scalar_format
 
 F = np.ndarray
 
@@ -117,18 +118,25 @@ def embedding(vs: F, evs: F, w: F, bc2: float, rho_bc2: float, eps: float, fx: F
     eb = eb + rnd(b, eb, fx)
     ew = sqrt_err(b, eb)
     ew = ew + rnd(w, ew, fx)
-    # sqrt(vs + eps*bc2) / sqrt(bc2): every absolute error of b2 is divided by bc2
+    # sqrt(vs + eps bc2') / sqrt(bc2'), with one value bc2' of the bias correction in the step: in
+    # units of b = b2/bc2', bc2's error stays on vs/bc2 (as in the division), eps bc2' and
+    # sqrt(bc2') add their own roundings, and every absolute error of b2 = vs + eps bc2' (its
+    # rounding and underflow excess) is divided by bc2
     s = scalar_format(fx)
     eb2c = eps * bc2
-    e_const = eb2c * ((1 + const_rel(eps, s)) * (1 + rho_bc2) * (1 + s.u) - 1) + under(eb2c, fx)
+    e_eps = eps * ((1 + const_rel(eps, s)) * (1 + s.u) * (1 + into_rel(eb2c, fx)) - 1)
     b2 = vs + eb2c
-    e_b2 = evs + e_const
-    e_b2 = e_b2 + rnd(b2, e_b2, fx)
-    sq = np.sqrt(b2)
-    esq = sqrt_err(b2, e_b2)
-    esq = esq + rnd(sq, esq, fx)
-    e_split = _scaled_div(sq, esq, float(np.sqrt(bc2)), ri)
-    e_split = e_split + rnd(w, e_split, fx)
+    eb_s = e_div + e_eps + (under(eb2c, s) + under(eb2c, fx)) / bc2
+    eb_s = eb_s + rnd(b2, eb_s * bc2, fx) / bc2
+    esw = sqrt_err(b, eb_s)  # sqrt(b2'/bc2') against w
+    e1 = fx.u  # the rounding of sqrt(b2) (its excess below), of sqrt(bc2') in S and into fx:
+    e2 = (1 + s.u) * (1 + into_rel(float(np.sqrt(bc2)), fx)) - 1
+    if e2 < 1:
+        grow = (1 + e1) / (1 - e2)
+        e_split = esw * grow + w * (grow - 1) + under(np.sqrt(b2), fx) / np.sqrt(bc2)
+        e_split = e_split + rnd(w, e_split, fx)
+    else:
+        e_split = np.full_like(w, np.inf)
     return np.asarray(np.maximum(ew, e_split), dtype=np.float64)
 
 

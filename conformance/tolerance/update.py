@@ -80,24 +80,29 @@ def update_core(x: UpdateInputs, lr: float, beta1: float, t: int, fx: Format) ->
     rho_bc1 = rho_bias_correction(beta1, t, fx)
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_d = np.where(x.den > x.eden, 1.0 / (x.den - x.eden), np.inf)
-    m_hi = np.abs(x.m) + x.em
-    und_u = under(core, fx)
+        e_sd = s * inv_d * (rho_s + x.eden * inv_d)  # error of s / D (D within E_D)
+    am = np.abs(x.m)
+    m_hi = am + x.em
+    # each intermediate with the error of its port value, so that an exact zero (m = 0 and
+    # E_m = 0) costs no underflow excess
+    und_u = under(core, fx, 1.0, s * eq * (1 + rho_s) + core * rho_s)
+    und_q = under(aq, fx, s, eq)
 
     def chain(rho: F | float, *excess: F) -> F:
         return np.asarray(s * eq * (1 + rho) + core * rho + sum(excess), dtype=np.float64)
 
     r2 = _rel(rho_s, u, u)
     orders = [
-        chain(r2, under(aq, fx, s), und_u),  # s * (m / D)
-        chain(r2, under(s * np.abs(x.m), fx, inv_d), und_u),  # (s m) / D
-        chain(r2, under(s / x.den, fx, m_hi), und_u),  # (s / D) m
+        chain(r2, und_q, und_u),  # s * (m / D)
+        chain(r2, under(s * am, fx, inv_d, s * (x.em + am * rho_s)), und_u),  # (s m) / D
+        chain(r2, under(s / x.den, fx, m_hi, e_sd), und_u),  # (s / D) m
         chain(  # lr ((m / bc1) / D)
             _rel(rho_lr, rho_bc1, u, u, u),
-            under(np.abs(x.m) / bc1, fx, lr * inv_d),
-            under(aq / bc1, fx, lr),
+            under(am / bc1, fx, lr * inv_d, (x.em + am * rho_bc1) / bc1),
+            under(aq / bc1, fx, lr, (eq + aq * rho_bc1) / bc1),
             und_u,
         ),
-        chain(_rel(rho_s, u), under(aq, fx, s)),  # fma(-s, m / D, theta)
+        chain(_rel(rho_s, u), und_q),  # fma(-s, m / D, theta)
     ]
     e = np.maximum.reduce(orders)
     return core, np.asarray(np.where(np.isnan(e), np.inf, e), dtype=np.float64)
@@ -151,16 +156,23 @@ def _optax_decay(
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_d = np.where(x.den > x.eden, 1.0 / (x.den - x.eden), np.inf)
     r_mh = _rel(rho_bc1, u, u)
+    am = np.abs(x.m)
     e_mh = eq / bc1 * (1 + r_mh) + aq / bc1 * r_mh
-    e_mh = e_mh + under(np.abs(x.m) / bc1, fx, inv_d) + under(aq / bc1, fx)
+    e_mh = (
+        e_mh
+        + under(am / bc1, fx, inv_d, (x.em + am * rho_bc1) / bc1)
+        + under(aq / bc1, fx, 1.0, e_mh)
+    )
     wt = wd * x.theta0
     r_wd = _rel(rho_wd, u)
-    e_wt = np.abs(wt) * r_wd + under(wt, fx)  # E_theta_in is carried exactly below
+    e_in = wd * x.etheta * (1 + r_wd)
+    e_wt = np.abs(wt) * r_wd + under(wt, fx, 1.0, e_in)  # E_theta_in is carried exactly below
     z = q / bc1 + wt
     e_z = e_mh + e_wt
-    e_z = e_z + rnd(z, e_z + wd * x.etheta * (1 + r_wd), fx)
+    e_z = e_z + rnd(z, e_z + e_in, fx)
     r_l = _rel(rho_lr, u)
-    e_u = lr * e_z * (1 + r_l) + lr * np.abs(z) * r_l + under(lr * z, fx)
+    e_u = lr * e_z * (1 + r_l) + lr * np.abs(z) * r_l
+    e_u = e_u + under(lr * z, fx, 1.0, e_u + lr * e_in)
     # the input error of theta enters as (1 - lr wd) theta' plus the roundings of its lr wd path
     lin = abs(1.0 - lr * wd) + lr * wd * float(_rel(r_wd, u, r_l))
     e = lin * x.etheta + e_u
