@@ -260,8 +260,9 @@ def _evaluate(
     gtiny = col([[g.tiny] for g in e.formats])
     gmax = col([[g.max] for g in e.formats])
     into = col([[0.0 if g is fa else g.u] for g in e.formats])
-    ef = col([[0.0 if g is fm else fm.u + eta(fm) * 0.0] for g in e.formats])
-    ef = ef + col([[0.0 if g is fm else 1.0] for g in e.formats]) * eta(fm) * dd
+    # c computed in the accumulation format and rounded into fm: c >= 1/d, so eta/c <= eta d
+    rounded = col([[0.0 if g is fm else 1.0] for g in e.formats])
+    ef = rounded * (fm.u + eta(fm) * dd)
     ea = eta(fa)
     sc = e.scaled  # (E, 1)
     nz = s1 > 0
