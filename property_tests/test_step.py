@@ -326,12 +326,9 @@ def test_corollary_3_with_subnormal_moments() -> None:
     Proof: docs/src/algorithms/setadam.md (Corollary 3)
     """
     cfg = sr.SETAdamConfig(lr=1.0, betas=(5e-324, 0.0), eps=0.1, tau=0.99)
-    params = (np.array([-1.0]), np.array([0.0]))
-    state = sr.init(params, cfg)
-    params, state, _ = sr.step(params, (np.array([-1.0]), np.array([-1.0])), state, cfg)
-    _check_corollary_3(
-        cfg, (np.array([-1.0]), np.array([0.0])), state, (np.array([-1.0]), np.array([0.0]))
-    )
+    theta = (np.array([-1.0]), np.array([0.0]))
+    _, state, _ = sr.step(theta, (np.array([-1.0]), np.array([-1.0])), sr.init(theta, cfg), cfg)
+    _check_corollary_3(cfg, theta, state, (np.array([-1.0]), np.array([0.0])))
 
 
 def test_corollary_3_needs_the_decay_scaled_by_one_minus_tau() -> None:
