@@ -134,6 +134,7 @@ class Worker:
             name="setadam-conformance-worker",
             daemon=False,
         )
+        self._conn = parent_end
         self.max_memory = max_memory
         self.frameworks: set[str] = set()
         self.loaded: PortLocator | None = None
@@ -144,7 +145,6 @@ class Worker:
         self.process.start()
         child_end.close()
         out_write.close()
-        self._conn = parent_end
         self.channel = Channel(parent_end.fileno())
         self.drain = _Drain(os.dup(out_read.fileno()))
         out_read.close()

@@ -64,8 +64,19 @@ def _check_shapes(
         raise ValueError(f"state.step must be an integer >= 0, got {state.step!r}")
 
 
-def _raise_nonfinite(flat: FlatStep, suspect: Sequence[bool], t: int) -> None:
-    """Find and report what made the suspect blocks non-finite; return if nothing was."""
+def _raise_nonfinite(
+    flat: FlatStep,
+    suspect: Sequence[bool],
+    t: int,
+    state: State,
+    config: Config,
+    vmax_out: Sequence[F64Array] | None,
+) -> None:
+    """Find and report what made the suspect blocks non-finite; return if nothing was.
+
+    In order: a non-finite input (gradients, parameters, or the state given, which then already
+    held NaN or an infinity); Adam's 0/0 where eps = eps_root = 0 meets a zero second moment;
+    only then float64 overflow from finite inputs."""
     arrays = sorted({b.array for b, bad in zip(split(flat.sizes), suspect) if bad})
 
     def count(a: F64Array) -> int:
@@ -75,6 +86,24 @@ def _raise_nonfinite(flat: FlatStep, suspect: Sequence[bool], t: int) -> None:
         for what, a in (("grads", flat.g[i]), ("params", flat.p[i])):
             if bad := count(a):
                 raise NonFiniteError(what, i, t, bad, int(a.size))
+        for k in ("m", "v", "vmax"):
+            held = getattr(state, k)
+            if held is not None and (bad := count(np.ravel(held[i]))):
+                kind = "NaN" if np.isnan(held[i]).any() else "an infinity"
+                raise NonFiniteError(
+                    f"state.{k}", i, t, bad, int(np.size(held[i])),
+                    f"state holds {kind} in {k} of array {i} ({bad} of {np.size(held[i])} "
+                    f"entries) before step t={t}",
+                )  # fmt: skip
+    if isinstance(config, AdamConfig) and config.eps == 0.0 and config.eps_root == 0.0:
+        for i in arrays:
+            second = vmax_out[i] if vmax_out is not None else flat.v_out[i]
+            if bad := int(np.count_nonzero(~np.isfinite(flat.p_out[i]) & (second == 0.0))):
+                raise NonFiniteError(
+                    "params after the step", i, t, bad, int(flat.p_out[i].size),
+                    f"Adam with eps = eps_root = 0 divides 0 by 0 at step t={t}: params[{i}] "
+                    f"has {bad} coordinates whose second moment is zero (a zero gradient)",
+                )  # fmt: skip
     for i in arrays:
         # Finite inputs, non-finite result: float64 itself overflowed.
         for what, a in (
@@ -122,6 +151,7 @@ def step(
         check_finite=nonfinite == "raise",
     )
     vmax_new: tuple[F64Array, ...] | None = None
+    vmax_out: list[F64Array] | None = None
     tr: Trace | None
     with np.errstate(all="ignore"):
         if isinstance(config, AdamConfig):
@@ -133,6 +163,6 @@ def step(
         else:
             suspect, _, tr = setadam_step(flat, config, lay, t, trace)
     if any(suspect):
-        _raise_nonfinite(flat, suspect, t)
+        _raise_nonfinite(flat, suspect, t, state, config, vmax_out)
     new_state = State(step=t, m=flat.shaped(flat.m_out), v=flat.shaped(flat.v_out), vmax=vmax_new)
     return flat.shaped(flat.p_out), new_state, tr
