@@ -162,7 +162,9 @@ class Worker:
 
     @property
     def alive(self) -> bool:
-        return self.gone is None
+        """Usable for the next call: not killed, not dead (a reused worker that died between
+        ports, e.g. killed from outside, is replaced rather than blamed on the next port)."""
+        return self.gone is None and self.process.is_alive()
 
     def call(self, timeout_s: float, op: str, *args: Any) -> Any:
         """Send ``(op, *args)``; the answer value, or raise (the worker is then gone)."""
@@ -238,7 +240,8 @@ class ProcessSession:
 
     ``worker``: a live worker to use (its owner kills it); by default the session starts its own
     and kills it on :meth:`close`. ``deadline_s``: wall-clock limit of the whole check, counted
-    from the first call.
+    from the first call after the port is loaded (the framework's import has the start-up
+    allowance, the target's the per-call timeout).
     """
 
     def __init__(
@@ -280,9 +283,10 @@ class ProcessSession:
     def _call(self, op: str, *args: Any, timeout_s: float | None = None) -> Any:
         if self._lost is not None:
             raise self._lost
-        if self._deadline is None and self._deadline_s is not None:
-            self._deadline = time.monotonic() + self._deadline_s
         self._ensure_loaded()
+        if self._deadline is None and self._deadline_s is not None:
+            # from the first call after loading: imports have their own limits
+            self._deadline = time.monotonic() + self._deadline_s
         return self._rpc(op, *args, timeout_s=timeout_s)
 
     def _rpc(self, op: str, *args: Any, timeout_s: float | None = None) -> Any:

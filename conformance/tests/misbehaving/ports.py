@@ -88,10 +88,10 @@ class LeavesThread(_Adam):
 
 
 class MemoryBomb(_Adam):
-    """Allocates and touches 64 GiB."""
+    """Allocates and touches 4 GiB (refused under ``--max-memory 2G``)."""
 
     def misbehave(self) -> None:
-        np.ones(8 * 2**30)
+        np.ones(2**29)
 
 
 class Floods(_Adam):
@@ -110,6 +110,17 @@ class Chdir(_Adam):
 
     def misbehave(self) -> None:
         os.chdir(tempfile.gettempdir())
+
+
+class HtmlInMessage(_Adam):
+    """Raises with HTML and Markdown in its message: the report must show it as text."""
+
+    def misbehave(self) -> None:
+        raise ValueError(MARKUP)
+
+
+#: what a port might put in its messages to inject markup into a report
+MARKUP = '<img src=x onerror="alert(1)"> ![pwned](http://example.invalid/x.png) **bold** <script>'
 
 
 class NoWeightDecay(torch.optim.Adam):
