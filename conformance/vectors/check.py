@@ -230,25 +230,35 @@ def _vector_id(vec: Any, n: int) -> str:
     return vid if isinstance(vid, str) and vid else f"vectors[{n}]"
 
 
-def _usable(manifest: dict[str, Any], where: Path) -> tuple[list[dict[str, Any]], list[VectorResult]]:
-    """The manifest's vectors that pass their schema and are unique, and ERROR results for the
-    others (missing or repeated ids, schema violations)."""
+def _usable(
+    manifest: dict[str, Any],
+    where: Path,
+    patterns: Sequence[str] | None,
+    algorithms: Sequence[str] | None,
+) -> tuple[list[dict[str, Any]], list[VectorResult]]:
+    """The selected vectors of the manifest that pass their schema and are unique, and ERROR
+    results for the others (missing or repeated ids, schema violations). Only selected vectors
+    are checked against the schema (the check of a large set for one vector stays fast)."""
     ok: list[dict[str, Any]] = []
     errors: list[VectorResult] = []
     seen: set[str] = set()
     for n, vec in enumerate(manifest["vectors"]):
         vid = _vector_id(vec, n)
-        flags = list(vec.get("flags") or []) if isinstance(vec, dict) else []
+        flags = [str(f) for f in (vec.get("flags") or [])] if isinstance(vec, dict) else []
+        named = not vid.startswith("vectors[")
+        alg = vec.get("algorithm") if isinstance(vec, dict) else None
+        if named and not select([{"id": vid, "algorithm": alg}], patterns, algorithms):
+            seen.add(vid)
+            continue
         problem = vector_problem(vec)
-        if problem is None and vid.startswith("vectors["):
+        if problem is None and not named:
             problem = "no 'id'"
         if problem is None and vid in seen:
             problem = f"id {vid} given twice"
-        if problem is not None:
-            errors.append(VectorResult(vid, [str(f) for f in flags], "ERROR",
-                                       f"{where}: vectors[{n}]: {problem}"))  # fmt: skip
-            continue
         seen.add(vid)
+        if problem is not None:
+            errors.append(VectorResult(vid, flags, "ERROR", f"{where}: vectors[{n}]: {problem}"))
+            continue
         ok.append(vec)
     return ok, errors
 
@@ -313,8 +323,7 @@ def check(
         if dtype is not None and dtype not in DTYPES:
             raise UsageError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
         where = Path(directory) / "manifest.json"
-        usable, results = _usable(manifest, where)
-        chosen = select(usable, vectors, algorithms)
+        chosen, results = _usable(manifest, where, vectors, algorithms)
         if not chosen and not results:
             raise UsageError("no vector matches the selection")
     except UsageError as e:

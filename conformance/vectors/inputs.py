@@ -11,6 +11,7 @@ recomputation of every vector in :mod:`conformance.vectors.verify` checks the re
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -101,13 +102,31 @@ def read_json(path: Path, limit: int) -> Any:
 # ------------------------------------------------------------------------------ the set
 
 
-def _schema_errors(obj: Any, schema: dict[str, Any]) -> str | None:
-    """The first schema violation of ``obj`` (None when valid or jsonschema is missing)."""
+@functools.lru_cache(maxsize=4)
+def _validator(part: str) -> Any:
+    """A compiled validator of the manifest schema: ``"top"`` (vectors unchecked) or
+    ``"vector"`` (one entry of ``vectors``); None when jsonschema is not installed."""
     try:
         import jsonschema  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         return None
-    err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(obj))
+    schema = json.loads(SCHEMA_PATH.read_text())
+    if part == "top":
+        schema["properties"] = dict(schema["properties"], vectors={"type": "array", "minItems": 1})
+    else:
+        schema = {"$schema": schema.get("$schema"), "$defs": schema["$defs"],
+                  "$ref": "#/$defs/vector"}  # fmt: skip
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _schema_errors(obj: Any, part: str) -> str | None:
+    """The first schema violation of ``obj`` (None when valid or jsonschema is missing)."""
+    validator = _validator(part)
+    if validator is None:
+        return None
+    import jsonschema
+
+    err = jsonschema.exceptions.best_match(validator.iter_errors(obj))
     if err is None:
         return None
     where = "/".join(str(p) for p in err.absolute_path) or "top level"
@@ -126,10 +145,7 @@ def load_manifest(directory: str | Path) -> dict[str, Any]:
             f"{path}: schema_version {obj.get('schema_version')!r} is not supported "
             f"(this checker reads version {SCHEMA_VERSION})"
         )
-    schema = json.loads(SCHEMA_PATH.read_text())
-    top = dict(schema)
-    top["properties"] = dict(schema["properties"], vectors={"type": "array", "minItems": 1})
-    if (problem := _schema_errors(obj, top)) is not None:
+    if (problem := _schema_errors(obj, "top")) is not None:
         raise Malformed(f"{path}: fails its schema at {problem}")
     return obj
 
@@ -138,9 +154,7 @@ def vector_problem(vec: Any) -> str | None:
     """Why one entry of ``manifest["vectors"]`` fails the schema's vector definition, or None."""
     if not isinstance(vec, dict):
         return f"a {type(vec).__name__}, not a vector object"
-    schema = json.loads(SCHEMA_PATH.read_text())
-    one = {"$schema": schema.get("$schema"), "$defs": schema["$defs"], "$ref": "#/$defs/vector"}
-    return _schema_errors(vec, one)
+    return _schema_errors(vec, "vector")
 
 
 # ------------------------------------------------------------------------ output files
