@@ -108,8 +108,8 @@ def test_reports_of_checked_ports_survive_bad_ports(tmp_path) -> None:
     """A raising, a hanging and a correct port in one CLI run: all three reported, exit 1."""
     import json
 
-    from conformance.batch import check_specs as _check_specs
     from conformance.batch import Limits
+    from conformance.batch import check_specs as _check_specs
     from conformance.results import PortSpec
 
     def spec(name, cls):

@@ -82,7 +82,7 @@ def test_the_table_shows_dashes_with_a_reason_for_what_was_not_compared(
     code = main(["check", "conformance.tests.misbehaving.quirks:HiddenStateAdam", "--framework",
                  "torch", "--algorithm", "adam", "--scenario", "normal", "--scenario", "quadratic",
                  "--no-progress", "--report", str(tmp_path)])  # fmt: skip
-    out, last = _last(capsys)
+    out, _ = _last(capsys)
     assert code == 0, out
     row = next(ln for ln in out.splitlines() if ln.startswith("conformance.tests"))
     cells = row.split()
