@@ -18,7 +18,6 @@ reference values and writes no report.
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sys
@@ -134,21 +133,9 @@ class _Host:
         return self.port
 
     def framework(self, name: str) -> None:
-        """Import a framework and run one tiny step of it, so that its lazy initialisation
-        (torch.optim's first step imports torch._dynamo; XLA starts its backend) happens under
-        the start-up allowance and is never timed as the port's step."""
-        for module in {"torch": ("torch",), "jax": ("jax", "optax")}.get(name, (name,)):
-            importlib.import_module(module)
-        if name == "torch":
-            import torch
+        from .adapters.frameworks import prepare
 
-            p = torch.zeros(1, requires_grad=True)
-            p.grad = torch.ones(1)
-            torch.optim.Adam([p]).step()
-        elif name == "jax":
-            import jax
-
-            jax.jit(lambda x: x + 1)(1.0).block_until_ready()
+        prepare(name)
 
     def load(self, locator: PortLocator) -> None:
         self.spec, self.port = None, None
