@@ -20,13 +20,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import report as rep
 from . import report_text as text
 from .results import PortResult, PortSpec
 from .runner import check_port, error_result
 from .session import PortSetupError, describe_exception
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from .process_session import Worker
 
 #: the order dtypes are checked in: ports sharing a dtype run together and share references
 _DTYPE_ORDER = ("float64", "float32", "bfloat16", "float16")
@@ -90,7 +93,7 @@ class _Lane:
     def __init__(self, reuse: bool, limits: Limits) -> None:
         self.reuse = reuse
         self.limits = limits
-        self.worker: Any = None
+        self.worker: Worker | None = None
 
     def check(
         self, spec: PortSpec, scenarios: Sequence[str] | None, quick: bool, progress: Progress

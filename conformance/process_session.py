@@ -122,7 +122,9 @@ def describe_exit(code: int | None) -> str:
 class Worker:
     """One spawned worker process (see the module docstring)."""
 
-    def __init__(self, max_memory: int | None = None, start_timeout_s: float = START_TIMEOUT_S):
+    def __init__(
+        self, max_memory: int | None = None, start_timeout_s: float = START_TIMEOUT_S
+    ) -> None:
         ctx = multiprocessing.get_context("spawn")
         parent_end, child_end = ctx.Pipe(duplex=True)
         out_read, out_write = ctx.Pipe(duplex=False)

@@ -145,7 +145,7 @@ def check_port(
             result.scenarios.append(driver.run(sc))
     finally:
         session.close()
-        result.output = getattr(session, "output", lambda: None)()
+        result.output = session.output()
     _decide(result)
     if diagnose and result.failures:
         from .diagnose import diagnose as _diagnose

@@ -31,6 +31,7 @@ import numpy as np
 from setadam_ref import Config, State
 
 from .interface import Port, PortState
+from .results import PortOutput
 
 T = TypeVar("T")
 
@@ -114,6 +115,10 @@ class PortSession(Protocol):
 
     def close(self) -> None:
         """End the session for good."""
+        ...
+
+    def output(self) -> PortOutput | None:
+        """What the port wrote to stdout/stderr where the session can tell (a worker), else None."""
         ...
 
 
@@ -254,3 +259,6 @@ class ThreadSession:
     def close(self) -> None:
         self.release()
         self._worker.close()
+
+    def output(self) -> PortOutput | None:
+        return None  # the port shares this process's stdout and stderr
