@@ -212,8 +212,11 @@ class Worker:
             self._killed = True
             self.gone = self.gone or "the worker was closed"
             try:
-                if self.process.is_alive():
-                    self.process.kill()
+                if self.process.pid is not None:
+                    try:  # the worker's process group: it and whatever the port started
+                        os.killpg(self.process.pid, signal.SIGKILL)
+                    except OSError:  # not (yet) a group of its own
+                        self.process.kill()
                 self.process.join(timeout=5.0)
             except (OSError, ValueError, AssertionError):
                 pass

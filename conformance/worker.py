@@ -2,9 +2,10 @@
 
 Started by :mod:`conformance.process_session` with the ``spawn`` method (a fresh interpreter: no
 inherited framework threads or CUDA context). :func:`serve` first makes the process safe to
-host foreign code: stdin from ``/dev/null``, stdout and stderr redirected at the file-descriptor
-level into a pipe the parent drains (so nothing a port prints reaches the harness's terminal),
-Ctrl-C left to the parent, and an optional address-space limit (``RLIMIT_AS``). Then it answers
+host foreign code: a process group of its own (killed as a whole), stdin from ``/dev/null``,
+stdout and stderr redirected at the file-descriptor level into a pipe the parent drains (so
+nothing a port prints reaches the harness's terminal), Ctrl-C left to the parent, and an
+optional address-space limit (``RLIMIT_AS``). Then it answers
 requests ``(op, *args)`` in order, one frame each way (:mod:`conformance.channel`):
 
 ``framework`` imports torch or jax; ``load`` rebuilds the port spec from a
@@ -185,6 +186,9 @@ class _Host:
 
 def _isolate(out_fd: int, max_memory: int | None) -> None:
     """Make this process safe to host a port (see the module docstring)."""
+    # a process group of its own: the harness kills the group, so processes the port started
+    # go with it
+    os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)

@@ -72,6 +72,7 @@ CASES: dict[str, Case] = {
         "ports:MemoryBomb", 1, r"MemoryError", ("--max-memory", "2G"), "fail"
     ),
     "leftover non-daemon thread": Case("ports:LeavesThread", 0, verdict="pass"),
+    "leftover child process": Case("ports:LeavesProcess", 0, verdict="pass"),
     "output flood": Case("ports:Floods", 0, verdict="pass"),
     "chdir": Case("ports:Chdir", 0, verdict="pass"),
     "constructor rejects the calling convention": Case(
@@ -86,6 +87,7 @@ class Outcome:
     stdout: str
     stderr: str
     seconds: float
+    workdir: Path = Path()
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,8 +107,8 @@ def _check(name: str, case: Case, base: Path) -> Outcome:
         proc = subprocess.run(cmd, cwd=work, env=_env(), capture_output=True, text=True,
                               timeout=150)  # fmt: skip
     except subprocess.TimeoutExpired as exc:
-        return Outcome(-999, str(exc.stdout or ""), "the harness did not end", 150.0)
-    out = Outcome(proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - t0)
+        return Outcome(-999, str(exc.stdout or ""), "the harness did not end", 150.0, work)
+    out = Outcome(proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - t0, work)
     path = work / "out" / "report" / "report.json"
     if path.is_file():
         out.report = json.loads(path.read_text())
@@ -147,6 +149,23 @@ def test_a_flood_stays_out_of_the_terminal_and_is_counted(outcomes: dict[str, Ou
 
 def test_a_leftover_thread_does_not_keep_the_harness_alive(outcomes: dict[str, Outcome]) -> None:
     assert outcomes["leftover non-daemon thread"].seconds < 60
+
+
+def test_processes_a_port_started_end_with_its_worker(outcomes: dict[str, Outcome]) -> None:
+    pid_file = outcomes["leftover child process"].workdir / "leftover.pid"
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        # a killed child of the killed worker is re-parented and reaped; give it a moment
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}").exists() else "X"
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"process {pid} started by the port is still alive")
 
 
 def test_a_port_changing_directory_does_not_move_the_report(outcomes: dict[str, Outcome]) -> None:

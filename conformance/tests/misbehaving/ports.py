@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -85,6 +86,16 @@ class LeavesThread(_Adam):
     def misbehave(self) -> None:
         if not any(t.name == "leftover" for t in threading.enumerate()):
             threading.Thread(target=_forever, name="leftover", daemon=False).start()
+
+
+class LeavesProcess(_Adam):
+    """Correct, but starts a process that outlives it (its pid in ./leftover.pid)."""
+
+    def misbehave(self) -> None:
+        if not os.path.exists("leftover.pid"):
+            child = subprocess.Popen(["sleep", "600"])
+            with open("leftover.pid", "w") as fh:
+                fh.write(str(child.pid))
 
 
 class MemoryBomb(_Adam):
