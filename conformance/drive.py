@@ -343,9 +343,7 @@ class ScenarioDriver:
             rs = rr.resync[t]
             grads = tuple(np.array(g, copy=True) for g in rs.grads)
             try:
-                self.session.reset(rs.params, rs.state)
-                self.session.step(grads)
-                out = self.session.outputs(True)
+                out = self.session.reset_step(rs.params, rs.state, grads, True)
             except NotImplementedError:
                 sr.reason = "port cannot continue from a given state: compared free-running only"
                 return
@@ -470,8 +468,7 @@ class ScenarioDriver:
                 g = rr.grads[t - 1]
             grads = tuple(np.array(a, copy=True) for a in g)
             try:
-                self.session.step(grads)
-                out = self.session.outputs(False)
+                out = self.session.step_outputs(grads, False)
             except PortLost as exc:
                 self._lost(sc, "free", t, f"step {t} (free-running)", exc, sr)
             except Exception as exc:

@@ -168,17 +168,37 @@ class Worker:
         ports, e.g. killed from outside, is replaced rather than blamed on the next port)."""
         return self.gone is None and self.process.is_alive()
 
-    def call(self, timeout_s: float, op: str, *args: Any) -> Any:
-        """Send ``(op, *args)``; the answer value, or raise (the worker is then gone)."""
+    def call(
+        self, timeout_s: float, ops: Sequence[tuple[Any, ...]], until: float | None = None
+    ) -> Any:
+        """Run ``ops`` (each ``(op, *args)``) in order in one exchange: the worker acknowledges
+        each op as it finishes, so each has ``timeout_s`` of its own (and none runs past
+        ``until``, a monotonic time) while the worker never waits for the parent between them.
+        Returns the last op's value; raises for the first op that fails (the rest are not run),
+        and PortHung/PortDied when the worker is gone (it is then killed)."""
         if self.gone is not None:
             raise PortDied(self.gone)
-        deadline = time.monotonic() + timeout_s
+        deadline = self._deadline(timeout_s, until)
         try:
-            self.channel.send((op, *args), deadline)
-            reply = self.channel.recv(deadline)
+            self.channel.send(list(ops), deadline)
+            for i in range(len(ops)):
+                reply = self.channel.recv(deadline)
+                last = i == len(ops) - 1
+                if not (isinstance(reply, tuple) and len(reply) in (2, 3)):
+                    break
+                if reply[0] == "err" and len(reply) == 3 and reply[1] == i:
+                    raise _exception(reply[2])
+                if reply[:2] == ("ack", i) and not last:
+                    deadline = self._deadline(timeout_s, until)
+                    continue
+                if reply[0] == "ok" and last and len(reply) == 2:
+                    return reply[1]
+                break
         except ChannelTimeout:
             self.kill()
-            self.gone = f"no answer within {timeout_s:.3g} s (the worker process was killed)"
+            passed = until is not None and time.monotonic() >= until - 1e-3
+            what = "the whole-check deadline passed" if passed else f"no answer within {timeout_s:.3g} s"
+            self.gone = f"{what} (the worker process was killed)"
             raise PortHung(self.gone) from None
         except ChannelClosed:
             self.gone = self._ended()
@@ -187,13 +207,14 @@ class Worker:
             self.kill()
             self.gone = f"the worker's answer was unreadable ({exc}); the worker was killed"
             raise PortDied(self.gone) from None
-        if not (isinstance(reply, tuple) and len(reply) == 2 and reply[0] in ("ok", "err")):
-            self.kill()
-            self.gone = "the worker answered out of protocol; the worker was killed"
-            raise PortDied(self.gone)
-        if reply[0] == "err":
-            raise _exception(reply[1])
-        return reply[1]
+        self.kill()
+        self.gone = "the worker answered out of protocol; the worker was killed"
+        raise PortDied(self.gone)
+
+    @staticmethod
+    def _deadline(timeout_s: float, until: float | None) -> float:
+        d = time.monotonic() + timeout_s
+        return d if until is None else min(d, until)
 
     def _ended(self) -> str:
         """The worker closed its end: how it ended (killed when it lingers)."""
@@ -225,6 +246,12 @@ class Worker:
             except OSError:
                 pass
         _live.discard(self)
+
+
+def _step_outputs(out: Any) -> StepOutputs:
+    if not isinstance(out, StepOutputs):
+        raise PortInterfaceError(f"the worker answered {type(out).__name__} for the outputs")
+    return out
 
 
 def _exception(err: Any) -> Exception:
@@ -278,33 +305,24 @@ class ProcessSession:
         return None if self.worker is None else self.worker.drain.snapshot()
 
     # -- calls
-    def _limit(self, timeout_s: float) -> tuple[float, bool]:
-        """(seconds this call may take, whether the whole-check deadline is what limits it)."""
-        if self._deadline is None:
-            return timeout_s, False
-        left = self._deadline - time.monotonic()
-        return (max(left, 0.0), True) if left < timeout_s else (timeout_s, False)
-
-    def _call(self, op: str, *args: Any, timeout_s: float | None = None) -> Any:
+    def _call(self, *ops: tuple[Any, ...], timeout_s: float | None = None) -> Any:
         if self._lost is not None:
             raise self._lost
         self._ensure_loaded()
         if self._deadline is None and self._deadline_s is not None:
             # from the first call after loading: imports have their own limits
             self._deadline = time.monotonic() + self._deadline_s
-        return self._rpc(op, *args, timeout_s=timeout_s)
+        return self._rpc(*ops, timeout_s=timeout_s)
 
-    def _rpc(self, op: str, *args: Any, timeout_s: float | None = None) -> Any:
+    def _rpc(self, *ops: tuple[Any, ...], timeout_s: float | None = None) -> Any:
         assert self.worker is not None
-        limit, by_deadline = self._limit(self._timeout if timeout_s is None else timeout_s)
         try:
-            if by_deadline and limit <= 0:
-                self.worker.kill()
-                raise PortHung("the whole-check deadline passed (the worker process was killed)")
-            return self.worker.call(limit, op, *args)
+            return self.worker.call(
+                self._timeout if timeout_s is None else timeout_s, ops, self._deadline
+            )
         except PortHung as hung:
             lost = hung
-            if by_deadline:
+            if "deadline" in str(hung):
                 lost = PortHung(
                     f"the whole-check deadline of {self._deadline_s:.3g} s passed "
                     "(the worker process was killed)"
@@ -326,10 +344,11 @@ class ProcessSession:
                 self._own = True
             w = self.worker
             if loc.framework and loc.framework not in w.frameworks:
-                self._rpc("framework", loc.framework, timeout_s=max(self._timeout, START_TIMEOUT_S))
+                start = max(self._timeout, START_TIMEOUT_S)
+                self._rpc(("framework", loc.framework), timeout_s=start)
                 w.frameworks.add(loc.framework)
             w.loaded = None
-            self._rpc("load", loc)
+            self._rpc(("load", loc))
             w.loaded = loc
         except PortHung as exc:
             self._lost = PortSetupError(f"{what}: importing it did not finish: {exc}")
@@ -347,33 +366,45 @@ class ProcessSession:
 
     # -- the PortSession protocol
     def supports(self, config: Config) -> str | None:
-        why = self._call("supports", config)
+        why = self._call(("supports", config))
         return None if why is None else str(why)
 
     def make(self, config: Config) -> PortInfo:
-        info = self._call("make", config)
+        info = self._call(("make", config))
         if not isinstance(info, PortInfo):
             raise PortInterfaceError(f"the worker built {type(info).__name__}, not a port")
         return info
 
     def reset(self, params: Sequence[np.ndarray], state: State | None) -> None:
-        self._call("reset", tuple(params), state)
+        self._call(("reset", tuple(params), state))
 
     def step(self, grads: Sequence[np.ndarray]) -> None:
-        self._call("step", tuple(grads))
+        self._call(("step", tuple(grads)))
 
     def outputs(self, want_stages: bool) -> StepOutputs:
-        out = self._call("outputs", want_stages)
-        if not isinstance(out, StepOutputs):
-            raise PortInterfaceError(f"the worker answered {type(out).__name__} for the outputs")
-        return out
+        return _step_outputs(self._call(("outputs", want_stages)))
+
+    def reset_step(
+        self,
+        params: Sequence[np.ndarray],
+        state: State | None,
+        grads: Sequence[np.ndarray],
+        want_stages: bool,
+    ) -> StepOutputs:
+        return _step_outputs(
+            self._call(("reset", tuple(params), state), ("step", tuple(grads)),
+                       ("outputs", want_stages))
+        )  # fmt: skip
+
+    def step_outputs(self, grads: Sequence[np.ndarray], want_stages: bool) -> StepOutputs:
+        return _step_outputs(self._call(("step", tuple(grads)), ("outputs", want_stages)))
 
     def release(self) -> None:
         """Let the port close; a port that cannot close has still been judged (a death is not)."""
         if self._lost is not None or self.worker is None or self.worker.loaded != self.locator:
             return
         try:
-            self._rpc("release")
+            self._rpc(("release",))
         except PortLost:
             raise
         except Exception:

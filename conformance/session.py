@@ -109,6 +109,21 @@ class PortSession(Protocol):
 
     def outputs(self, want_stages: bool) -> StepOutputs: ...
 
+    def reset_step(
+        self,
+        params: Sequence[np.ndarray],
+        state: State | None,
+        grads: Sequence[np.ndarray],
+        want_stages: bool,
+    ) -> StepOutputs:
+        """``reset``, ``step`` and ``outputs`` of one re-synced step, in one exchange where the
+        port lives elsewhere (each still under the per-call timeout)."""
+        ...
+
+    def step_outputs(self, grads: Sequence[np.ndarray], want_stages: bool) -> StepOutputs:
+        """``step`` then ``outputs`` of one free-running step, in one exchange."""
+        ...
+
     def release(self) -> None:
         """Let the current port release its resources (``close()`` when it has one)."""
         ...
@@ -244,6 +259,20 @@ class ThreadSession:
     def outputs(self, want_stages: bool) -> StepOutputs:
         port = self._current()
         return self._call(lambda: read_outputs(port, want_stages))
+
+    def reset_step(
+        self,
+        params: Sequence[np.ndarray],
+        state: State | None,
+        grads: Sequence[np.ndarray],
+        want_stages: bool,
+    ) -> StepOutputs:
+        self.reset(params, state)
+        return self.step_outputs(grads, want_stages)
+
+    def step_outputs(self, grads: Sequence[np.ndarray], want_stages: bool) -> StepOutputs:
+        self.step(grads)
+        return self.outputs(want_stages)
 
     def release(self) -> None:
         port, self._port = self._port, None

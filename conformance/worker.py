@@ -6,7 +6,10 @@ host foreign code: a process group of its own (killed as a whole), stdin from ``
 stdout and stderr redirected at the file-descriptor level into a pipe the parent drains (so
 nothing a port prints reaches the harness's terminal), Ctrl-C left to the parent, and an
 optional address-space limit (``RLIMIT_AS``). Then it answers
-requests ``(op, *args)`` in order, one frame each way (:mod:`conformance.channel`):
+requests in order (:mod:`conformance.channel`): a request is a list of ``(op, *args)``, run one
+after the other; each op but the last is acknowledged as it finishes (so the parent times each
+op on its own without the worker waiting for it), the last is answered with its value, and the
+first that raises is answered with its error (the rest are not run):
 
 ``framework`` imports torch or jax; ``load`` rebuilds the port spec from a
 :class:`~conformance.results.PortLocator` (importing a third-party target happens here, never in
@@ -206,6 +209,15 @@ def _isolate(out_fd: int, max_memory: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
+def _flush() -> None:
+    """Push what the port printed to the drain, so it is counted with the call that wrote it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
 def serve(conn: Connection, out: Connection, max_memory: int | None) -> None:
     """The worker's main loop (the target of the spawned process)."""
     fd = os.dup(conn.fileno())
@@ -221,19 +233,20 @@ def serve(conn: Connection, out: Connection, max_memory: int | None) -> None:
             request = recv_frame(fd)
         except (ChannelClosed, OSError):
             os._exit(0)
-        op, args = request[0], request[1:]
-        try:
-            reply: tuple[str, Any] = ("ok", table[op](*args))
-        except BaseException as exc:  # SystemExit and KeyboardInterrupt of the port included
-            reply = ("err", _remote(exc, op in ("framework", "load")))
-        for stream in (sys.stdout, sys.stderr):
+        for i, (op, *args) in enumerate(request):
+            last = i == len(request) - 1
             try:
-                stream.flush()
-            except Exception:
-                pass
-        try:
-            send_frame(fd, reply)
-        except OSError:  # the harness is gone
-            os._exit(0)
-        except Exception as exc:  # an answer that cannot be pickled (nothing was written)
-            send_frame(fd, ("err", RemoteError("port", type(exc).__name__, describe_exception(exc))))
+                value = table[op](*args)
+                reply: tuple[Any, ...] = ("ok", value) if last else ("ack", i)
+            except BaseException as exc:  # SystemExit and KeyboardInterrupt of the port included
+                reply = ("err", i, _remote(exc, op in ("framework", "load")))
+            _flush()
+            try:
+                send_frame(fd, reply)
+            except OSError:  # the harness is gone
+                os._exit(0)
+            except Exception as exc:  # an answer that cannot be pickled (nothing was written)
+                reply = ("err", i, RemoteError("port", type(exc).__name__, describe_exception(exc)))
+                send_frame(fd, reply)
+            if reply[0] == "err":
+                break
