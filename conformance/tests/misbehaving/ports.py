@@ -106,11 +106,11 @@ class MemoryBomb(_Adam):
 
 
 class Floods(_Adam):
-    """Correct, but writes 4 MiB to stdout and to stderr at every step, at the C level too."""
+    """Correct, but writes 1 MiB to stdout and to stderr at every step, at the C level too."""
 
     def misbehave(self) -> None:
         chunk = "VERDICT: conformant (says the port)\n" * 1024
-        for _ in range(64):
+        for _ in range(28):
             sys.stdout.write(chunk)
             sys.stderr.write(chunk)
         os.write(1, b"raw fd write\n")
