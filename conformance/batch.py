@@ -35,6 +35,14 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 _DTYPE_ORDER = ("float64", "float32", "bfloat16", "float16")
 
 
+def _schedule_key(spec: PortSpec, index: int) -> tuple[int, int, int]:
+    """The order ports are started in: the longest first (JAX ports compile every scenario and
+    run in the worker while the parent stays free), then by dtype (shared references)."""
+    jit = spec.locator is not None and spec.locator.framework == "jax"
+    dtype = _DTYPE_ORDER.index(spec.dtype) if spec.dtype in _DTYPE_ORDER else len(_DTYPE_ORDER)
+    return (0 if jit else 1, dtype, index)
+
+
 class Progress:
     """A plain-text progress bar on stderr (carriage returns on a terminal, lines otherwise)."""
 
@@ -142,11 +150,7 @@ def run_checks(
 ) -> list[PortResult]:
     """Check ``specs`` with ``jobs`` threads; ``done(result)`` as each finishes. Returns the
     results in the order of ``specs``."""
-    order = sorted(
-        range(len(specs)),
-        key=lambda i: (_DTYPE_ORDER.index(specs[i].dtype) if specs[i].dtype in _DTYPE_ORDER
-                       else len(_DTYPE_ORDER), i),
-    )  # fmt: skip
+    order = sorted(range(len(specs)), key=lambda i: _schedule_key(specs[i], i))
     results: dict[int, PortResult] = {}
     lock = threading.Lock()
     queue = list(order)
