@@ -4,6 +4,8 @@ meant. Errors say what was wrong."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,7 @@ SCALARS = [np.float16(0.5), np.float32(1e-3), np.float64(1e-3), np.int32(1), np.
 
 
 @pytest.mark.parametrize("x", SCALARS, ids=lambda x: type(x).__name__)
-def test_numpy_scalars_are_real_numbers(x: np.generic) -> None:
+def test_numpy_scalars_are_real_numbers(x: Any) -> None:
     cfg = R.AdamConfig(weight_decay=x, eps=x, eps_root=x)
     assert cfg.weight_decay == float(x) and type(cfg.weight_decay) is float
     if 0 <= float(x) < 1:

@@ -12,12 +12,9 @@ import pytest
 
 import setadam_ref as R
 
-StateFileError = getattr(R, "StateFileError", None)
-
 
 def _error() -> type[Exception]:
-    assert StateFileError is not None, "setadam_ref.StateFileError is missing"
-    return StateFileError
+    return R.StateFileError
 
 
 def _saved(tmp_path: Path, amsgrad: bool = False) -> tuple[Path, R.State, R.Config]:
