@@ -11,12 +11,11 @@ docs/src/guide/deviations.md lists every entry with its signature and size.
 
 from __future__ import annotations
 
-from .adam_entries import ADAM_CATALOGUE
 from .deviation import Deviation, Relayout, entry
 from .evidence import StepEvidence, step_evidence
 from .ranking import CLEARLY_BETTER, Cause, rank
 from .replay import Replay, replay
-from .setadam_entries import CATALOGUE
+from .tables import ADAM_CATALOGUE, CATALOGUE
 
 __all__ = [
     "ADAM_CATALOGUE",
