@@ -104,6 +104,14 @@ ENTRIES: tuple[Deviation, ...] = (
         counter=V.counter_minus_one,
     ),
     _a(
+        "adam_step_frozen",
+        "step counter",
+        "denom",
+        "step counter advanced on the first step only: every step uses t = 1",
+        "from step 2 on, free-running (re-synced it reads as adam_step_minus_one)",
+        counter=V.counter_frozen,
+    ),
+    _a(
         "adam_adabelief_v",
         "second moment",
         "v",

@@ -201,7 +201,7 @@ ADAM: tuple[Deviation, ...] = (
     _w("nadam_nesterov", "NAdam", "update", "Nesterov momentum, no schedule (Keras, optax.nadam)", nadam_nesterov),
     _w("radam", "RAdam", "update", "rectified Adam, plain momentum while rho_t <= 5 (torch.optim.RAdam)", radam),
     _w("adabelief", "AdaBelief", "v", "second moment of g - m, eps added to the stored s", adabelief),
-    _w("lion", "Lion", "update", "sign of the interpolated momentum, no second moment", lion),
+    _w("lion", "Lion", "m", "sign of the interpolated momentum, no second moment", lion),
     entry(
         "amsgrad_not_asked", _ALG, "vmax",
         "this behaves like AMSGrad, not Adam: a running maximum of v where amsgrad is off",

@@ -214,6 +214,14 @@ ENTRIES: tuple[Deviation, ...] = (
         "from step 2 on, early steps",
         counter=V.counter_minus_one,
     ),
+    entry(
+        "step_frozen",
+        "step counter",
+        "epsilon_embedding",
+        "step counter advanced on the first step only: every step uses t = 1",
+        "from step 2 on, free-running (re-synced it reads as step_minus_one)",
+        counter=V.counter_frozen,
+    ),
     # moments
     entry(
         "adabelief_v",

@@ -56,7 +56,7 @@ SCENARIO_OF = {
     **{
         d.name: "tiny"
         for d in cat.CATALOGUE
-        if d.bug_class.startswith("guard constant") and "1e-16" in d.name or "1e-20" in d.name
+        if d.bug_class.startswith("guard constant") and ("1e-16" in d.name or "1e-20" in d.name)
     },
     "cos2_norm_clamp_eps": "tiny",
     "l2_in_m_only": "l2",
@@ -71,7 +71,7 @@ SCENARIO_OF = {
     "eps_omitted": "tiny",
 }
 #: entries right on step 1 (the quantity they take from another step coincides there)
-FIRST_STEP = {"step_minus_one": 2, "cos2_of_grad_sq": 2}
+FIRST_STEP = {"step_minus_one": 2, "step_frozen": 2, "cos2_of_grad_sq": 2}
 #: entries whose effect is a few budgets only (a relative 1e-12 in float64): named, not by far
 WEAK = {"w_guard_1e-16", "update_guard_1e-16"}
 #: entries that a re-synced step shows in the port's state only (its parameters are right)
