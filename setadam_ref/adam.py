@@ -2,6 +2,7 @@ r"""One Adam step in any torch.optim / optax convention, as written in docs/src/
 
 $$g_t = \sigma\nabla_t + \lambda_{\texttt{l2}}\theta_{t-1},\quad
   m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,$$
+
 $$\hat v_t = \frac{v_t}{1-\beta_2^t},\quad
   \text{denom} = \sqrt{\hat v_t + \epsilon_\text{root}} + \epsilon,\quad
   \theta_t = \rho\,\theta_{t-1} - \frac{\text{lr}}{1-\beta_1^t}\,\frac{m_t}{\text{denom}} .$$

@@ -3,9 +3,11 @@ r"""One SET-Adam step, as written in docs/src/algorithms/setadam.md: the moments
 
 $$g_t = \sigma\nabla_t + \lambda_{\texttt{l2}}\theta_{t-1},\quad
   m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,$$
+
 $$\text{(S)}\ c_l = \frac{(\sum_i v_{l,i})^2}{d_l \sum_i v_{l,i}^2},\ vs_l = c_l v_l,\qquad
   \text{(E)}\ w_l = \sqrt{\frac{vs_l}{1-\beta_2^t} + \epsilon},\qquad
   \text{(T)}\ \tilde w_l = w_l - \tau \min_i w_{l,i},$$
+
 $$\theta_t = \rho\,\theta_{t-1} - \frac{\text{lr}}{1-\beta_1^t}\,\frac{m_t}{\tilde w}.$$
 
 The step is a composition of named stage functions held in a :class:`SETAdamStages` record;

@@ -2,6 +2,7 @@ r"""The stage functions Adam and SET-Adam share: effective gradient, the two mom
 
 $$g \leftarrow \sigma g + \lambda_{\texttt{l2}}\,\theta_{t-1},\qquad
   m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,$$
+
 $$\theta_t = \rho\,\theta_{t-1} - a_t\, m_t / \text{denom},\qquad a_t = \text{lr} / (1-\beta_1^t),$$
 
 with $\sigma = -1$ for ``maximize``; ``denom`` is SET-Adam's $\tilde w$ or Adam's

@@ -1,8 +1,11 @@
-"""Our torch SET-Adam (conformance.ports.torch_setadam.SETAdam) in every path, stages recorded.
+"""Our torch SET-Adam (conformance.ports.torch_setadam.SETAdam) in every path, stages recorded
+where the path records them.
 
 Paths: ``single`` (foreach=False), ``foreach``, ``fused`` (CUDA; float32 / bfloat16 with float32
 state). Every SETAdamConfig is expressible: tau, weight-decay mode (``decoupled_weight_decay``),
-maximize. One layer per parameter tensor (the reference's default layering).
+maximize. One layer per parameter tensor (the reference's default layering). The fused path
+records no stages (its kernels keep no per-coordinate intermediates), so it is judged on
+parameters and state alone.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def supports(cfg: Config) -> str | None:
 
 def factory(path: str, dtype: str, device: str) -> Callable[[Config], Any]:
     def make_port(cfg: Config) -> TorchOptimizerPort:
-        from ..ports.torch_setadam import SETAdam
+        from ..ports.torch_setadam import SETAdam, records_stages
 
         assert isinstance(cfg, SETAdamConfig)
         kw: dict[str, Any] = dict(
@@ -49,7 +52,7 @@ def factory(path: str, dtype: str, device: str) -> Callable[[Config], Any]:
             lambda groups: SETAdam(groups, **kw),
             dtype,
             device,
-            record_stages=True,
+            record_stages=records_stages(path),
         )
 
     return make_port

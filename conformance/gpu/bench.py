@@ -187,9 +187,10 @@ def torch_rows(args: argparse.Namespace, shapes: Sequence[tuple[int, ...]]) -> l
     data = [p.detach() for p in params]
     grads: list[Any] = [p.grad for p in params]
     layer_of = list(range(len(params)))
+    from conformance.ports.cuda import nvrtc
     from conformance.ports.cuda import torch_fused as tf
 
-    default_chunk = tf.CHUNK
+    default_chunk = nvrtc.CHUNK
     data16: list[Any] = []
     grads16: list[Any] = []
 
@@ -213,13 +214,13 @@ def torch_rows(args: argparse.Namespace, shapes: Sequence[tuple[int, ...]]) -> l
                 tf.fused_adam_(ps, gs, m, v, step=t[0], **hp)
 
         try:
-            tf.CHUNK = chunk
+            nvrtc.CHUNK = chunk
             _fill(row, time_torch(torch, step, steps, warm, cuda), n)
         except Exception as exc:
             row.note = f"failed: {type(exc).__name__}: {exc}"[:300]
             traceback.print_exc()
         finally:
-            tf.CHUNK = default_chunk
+            nvrtc.CHUNK = default_chunk
         rows.append(row)
         _progress(row)
 

@@ -1,10 +1,13 @@
 """Tests of the CUDA port (conformance/ports/cuda).
 
 Without a GPU: every kernel source compiles with nvcc (skipped when nvcc is absent), the NVRTC
-text is self-contained, and the fused entry points refuse CPU tensors with a clear RuntimeError.
+text is self-contained, the fused entry points refuse CPU tensors with a clear RuntimeError, and
+the torch package's fused path keeps its launcher semantics and records no stages (driven on CPU
+through a stand-in kernel).
 With a GPU (``-m gpu``): results against a float64 torch computation written here from the
 mathematics, bitwise determinism, overflow / underflow safety of the layer statistics, bfloat16
-params, moving grad pointers, and the missing-CuPy error.
+params, moving grad pointers, and the missing-CuPy error. (``SETAdam(fused=True)`` on a GPU is
+judged by the shared oracle in test_port_torch_setadam_device.py.)
 """
 
 from __future__ import annotations
@@ -113,6 +116,69 @@ def test_mismatched_lists_raise() -> None:
     p, g, m, v = _cpu_group()
     with pytest.raises(ValueError, match="layer_of"):
         fused_setadam_(p, g, m, v, [0], step=1, tau=0.5, decoupled=False, maximize=False, **HYPER)
+
+
+# ---- SETAdam(fused=True): launcher semantics on CPU through a stand-in kernel; no stages --------
+
+
+@pytest.fixture
+def fake_kernel(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Let the fused path run on CPU tensors: its CUDA check passes and ``fused_setadam_`` is a
+    stand-in that records its calls and moves every parameter by -1."""
+    import conformance.ports.cuda.torch_fused as tf
+    import conformance.ports.torch_setadam.fused as fz
+    import conformance.ports.torch_setadam.single_tensor as st
+
+    calls: list[dict[str, Any]] = []
+
+    def kernel(params: list[torch.Tensor], grads: Any, m: Any, v: Any, layer_of: list[int],
+               **kw: Any) -> None:  # fmt: skip
+        calls.append(dict(kw, n=len(params), layer_of=list(layer_of)))
+        for p in params:
+            p.sub_(1.0)
+
+    def no_shadow(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the fused path ran the single-tensor path")
+
+    monkeypatch.setattr(fz, "_require_cuda", lambda params: None)
+    monkeypatch.setattr(tf, "fused_setadam_", kernel)
+    monkeypatch.setattr(st, "step", no_shadow)
+    return calls
+
+
+def test_fused_records_no_stages_and_runs_no_shadow_path(fake_kernel: list[dict[str, Any]]) -> None:
+    from conformance.ports.torch_setadam import SETAdam, records_stages
+
+    assert not records_stages("fused") and records_stages("single") and records_stages("foreach")
+    p, q = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
+    opt = SETAdam([{"params": [p], "fused": True}, {"params": [q], "foreach": True}], lr=0.1)
+    opt.record_stages = True
+    p.grad, q.grad = torch.ones(3), torch.ones(2)
+    opt.step()
+    assert opt.last_stages is None  # one group ran the fused path: no record for this step
+    assert torch.equal(p, torch.full((3,), -1.0)) and len(fake_kernel) == 1
+    assert fake_kernel[0]["step"] == 1 and fake_kernel[0]["lr"] == 0.1
+
+
+def test_fused_launcher_groups_by_step_count(fake_kernel: list[dict[str, Any]]) -> None:
+    from conformance.ports.torch_setadam import SETAdam
+
+    ps = [torch.nn.Parameter(torch.zeros(2)) for _ in range(3)]
+    opt = SETAdam(ps, fused=True, tau=0.3, weight_decay=0.1, decoupled_weight_decay=True)
+    ps[0].grad = torch.ones(2)
+    opt.step()
+    for p in ps:
+        p.grad = torch.ones(2)
+    opt.step()  # tensor 0 takes step 2, tensors 1 and 2 their step 1: two kernel calls
+    assert [(c["step"], c["n"], c["layer_of"]) for c in fake_kernel] == [
+        (1, 1, [0]), (2, 1, [0]), (1, 2, [0, 1])
+    ]  # fmt: skip
+    assert fake_kernel[-1]["tau"] == 0.3 and fake_kernel[-1]["decoupled"] is True
+    grouped = SETAdam(ps, fused=True)
+    grouped.load_state_dict(opt.state_dict())
+    grouped.param_groups[0]["layer"] = "group"  # one layer whose tensors differ in step count
+    with pytest.raises(RuntimeError, match="differ in step count"):
+        grouped.step()
 
 
 # ---- float64 computation from the mathematics (for the GPU tests) --------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _imports(module: str, path: Path) -> set[str]:
+def _imports(module: str, path: Path, known: Collection[str]) -> set[str]:
     """Absolute names of the modules ``module`` imports."""
     tree = ast.parse(path.read_text(), str(path))
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
@@ -53,9 +54,10 @@ def _imports(module: str, path: Path) -> set[str]:
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            found.add(mod)
-            # ``from . import x`` / ``from pkg import submodule``
-            found.update(f"{mod}.{a.name}" for a in node.names)
+            # ``from pkg import submodule`` depends on the submodule; ``from mod import name`` on mod
+            for a in node.names:
+                sub = f"{mod}.{a.name}"
+                found.add(sub if sub in known else mod)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -69,7 +71,7 @@ def graph() -> dict[str, set[str]]:
     g: dict[str, set[str]] = {}
     for name, path in mods.items():
         deps = set()
-        for imp in _imports(name, path):
+        for imp in _imports(name, path, mods):
             if imp in mods and imp != name:
                 deps.add(imp)
             elif not imp.startswith(PACKAGES):

@@ -1,0 +1,88 @@
+"""The functional SET-Adam step ``setadam(...)`` (like ``torch.optim.adam.adam``) and the table of
+paths it dispatches to.
+
+A path is a module with ``step(group_tensors, layer_of, hyper, *, record)`` and a constant
+``RECORDS_STAGES``. A new path (a ``torch.compile``-based one, or a
+sharded one that all-gathers the layer partials between
+:func:`~conformance.ports.torch_setadam.layer_stats.partials` and
+:func:`~conformance.ports.torch_setadam.layer_stats.combine`) is one more row of ``PATHS``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from torch import Tensor
+
+from . import fused as _fused
+from . import multi_tensor as _multi_tensor
+from . import single_tensor as _single_tensor
+from .group import GroupTensors
+from .hyper import Hyper
+from .stages import Stages
+
+
+class PathModule(Protocol):
+    """What a path module provides."""
+
+    RECORDS_STAGES: bool
+
+    def step(
+        self, g: GroupTensors, layer_of: list[int], hyper: Hyper, *, record: bool
+    ) -> Stages | None: ...
+
+
+PATHS: dict[str, PathModule] = {
+    "single": _single_tensor,
+    "foreach": _multi_tensor,
+    "fused": _fused,
+}
+"""The implementations by name: ``single`` (for-loop), ``foreach`` (multi-tensor), ``fused``."""
+
+
+def path_name(*, foreach: bool, fused: bool) -> str:
+    """The path of the flags; ValueError when both are set."""
+    if foreach and fused:
+        raise ValueError("SETAdam: foreach=True and fused=True are mutually exclusive")
+    return "fused" if fused else "foreach" if foreach else "single"
+
+
+def records_stages(path: str) -> bool:
+    """Whether path ``path`` records stages (``False`` for ``fused``)."""
+    return PATHS[path].RECORDS_STAGES
+
+
+def setadam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    layer_of: list[int],
+    *,
+    foreach: bool = False,
+    fused: bool = False,
+    beta1: float,
+    beta2: float,
+    lr: float,
+    eps: float,
+    tau: float,
+    weight_decay: float,
+    decoupled: bool,
+    maximize: bool,
+    record: bool = False,
+) -> Stages | None:
+    """Functional SET-Adam step on lists of tensors (in place), like ``torch.optim.adam.adam``.
+
+    ``layer_of[i]`` is the layer id of tensor ``i`` (tensors with equal ids form one layer).
+    Returns the recorded stages when ``record`` is True and the path records stages, else None.
+    The hyperparameters are not validated here (``SETAdam`` does that).
+    """
+    path = path_name(foreach=foreach, fused=fused)
+    if not (len(params) == len(grads) == len(exp_avgs) == len(exp_avg_sqs) == len(state_steps)):
+        raise ValueError("SETAdam: params, grads and state lists differ in length")
+    if len(layer_of) != len(params):
+        raise ValueError("SETAdam: layer_of must give one layer index per tensor")
+    hyper = Hyper(lr, beta1, beta2, eps, tau, weight_decay, decoupled, maximize)
+    g = GroupTensors(params, grads, exp_avgs, exp_avg_sqs, state_steps)
+    return PATHS[path].step(g, layer_of, hyper, record=record)
