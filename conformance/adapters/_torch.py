@@ -26,6 +26,7 @@ from .state_discovery import (
     StateLayout,
     discover,
     gather,
+    probe_dtypes,
     probe_gradients,
     probe_shapes,
     scatter,
@@ -134,12 +135,12 @@ class TorchOptimizerPort:
             return self._make(groups[:1])
 
     def _discover(self, shapes: list[tuple[int, ...]]) -> StateLayout:
-        """The state layout, from a probe optimizer's two steps (float64 where it allows it)."""
+        """The state layout, from a probe optimizer's two steps (``probe_dtypes``)."""
         torch = self._torch
         pshapes = probe_shapes(shapes)
         g1, g2 = probe_gradients(pshapes)
         failure = ""
-        for dt in dict.fromkeys(("float64", self.dtype)):
+        for dt in probe_dtypes(self.dtype):
             tdt = torch_dtype(dt)
             try:
                 params = [

@@ -19,8 +19,8 @@ two probe steps; this module decides from the values alone:
 
 The probe's parameters are zero, so coupled weight decay adds nothing to the gradient; its
 arrays have at least 3 coordinates, so a linear and a quadratic dependence on $g_1$ cannot be
-confused; and it runs in float64 where the port allows it, so that v's decay by $\beta_2$ over
-one step (a relative $10^{-3}$, lost in bfloat16) tells it from an unchanged maximum. A leaf found
+confused; and it runs in float32 or float64 (``probe_dtypes``), so that v's decay by $\beta_2$
+over one step (a relative $10^{-3}$, lost in bfloat16) tells it from an unchanged maximum. A leaf found
 on the probe is found by its path on the real port. ``--state-map
 m=KEY,v=KEY,vmax=KEY,step=KEY`` names entries by the end of their path instead (``none``: treat
 the state as unreadable). Nothing here imports a framework.
@@ -89,6 +89,7 @@ class StateLayout:
     notes: list[str] = field(default_factory=list)
     state_dtype: str | None = None
     hidden: bool = False  # declared unreadable (--state-map none)
+    root: str = "opt"  # how a path's first attribute is shown (the optimizer, or "state")
 
     @property
     def readable(self) -> bool:
@@ -114,16 +115,19 @@ class StateLayout:
         if not self.readable:
             return f"state not found ({self.why_not()}): diagnosed from the parameters only"
         parts = [
-            f"{r} = {_views_text(getattr(self, r))}" for r in ("m", "v", "vmax") if getattr(self, r)
+            f"{r} = {_views_text(getattr(self, r), self.root)}"
+            for r in ("m", "v", "vmax")
+            if getattr(self, r)
         ]
         if self.counters:
-            parts.append("step = " + ", ".join(_counter_text(c) for c in self.counters[:2]))
+            texts = [_counter_text(c, self.root) for c in self.counters[:2]]
+            parts.append("step = " + ", ".join(texts))
         return "; ".join(parts) + ("; " + "; ".join(self.notes) if self.notes else "")
 
 
-def path_text(path: Path) -> str:
+def path_text(path: Path, root: str = "opt") -> str:
     """A path as a user reads it: ``state[p0]['exp_avg_var']``, ``opt.momentums[1]``, ..."""
-    out = ""
+    out = "" if path and path[0][0] in ("state", "group", "attr") else root
     for kind, key in path:
         if kind == "state":
             out += f"state[p{key}]"
@@ -136,24 +140,30 @@ def path_text(path: Path) -> str:
         elif kind == "idx":
             out += f"[{key}]"
         elif kind == "attr":
-            out += f".{key}" if out else f"opt.{key}"
+            out += f".{key}" if out else f"{root}.{key}"
         elif kind == "cell":
             out += f".<closure {key}>"
     return out
 
 
-def _views_text(views: Sequence[View]) -> str:
+def _views_text(views: Sequence[View], root: str) -> str:
     v = views[0]
     sub = f"[{v.sub}]" if v.sub is not None else ""
-    where = path_text(v.path) + sub
+    where = path_text(v.path, root) + sub
     if v.array is None:
         return f"{where} (all arrays, concatenated)"
     return where + (f" (and {len(views) - 1} more)" if len(views) > 1 else "")
 
 
-def _counter_text(c: Counter) -> str:
+def _counter_text(c: Counter, root: str) -> str:
     form = "t" if (c.scale, c.offset) == (1, 0) else f"{c.scale} t + {c.offset}"
-    return f"{path_text(c.path)} ({form})"
+    return f"{path_text(c.path, root)} ({form})"
+
+
+def probe_dtypes(dtype: str) -> tuple[str, ...]:
+    """The dtypes to probe in, in order: the port's own when it resolves one step of v's decay
+    (float32, float64; it then shares the port's compiled code), else float64 first."""
+    return (dtype,) if dtype in ("float32", "float64") else ("float64", dtype)
 
 
 def probe_shapes(shapes: Sequence[tuple[int, ...]]) -> list[tuple[int, ...]]:
@@ -308,16 +318,17 @@ def discover(
     after1: Mapping[Path, Leaf],
     after2: Mapping[Path, Leaf],
     override: Mapping[str, str] | None = None,
+    root: str = "opt",
 ) -> StateLayout:
     """The layout of a port's state from snapshots of a probe port (``shapes``: the probe's,
     ``probe_shapes``; gradients ``probe_gradients(shapes)``) before any step and after each of
     its two steps. ``override``: role -> KEY from ``--state-map`` (see ``parse_state_map``)."""
     if override is not None and override.get("none") is not None:
-        return StateLayout(hidden=True)
+        return StateLayout(hidden=True, root=root)
     sizes = [math.prod(s) for s in shapes]
     g1, g2 = probe_gradients(shapes)
     zero = [np.asarray(x == 0.0) for x in g2]
-    layout = StateLayout()
+    layout = StateLayout(root=root)
     linear = _families(after1, sizes, g1, positive=False)
     square = _families(after1, sizes, [x * x for x in g1], positive=True)
     if linear:

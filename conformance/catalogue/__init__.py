@@ -15,6 +15,7 @@ from __future__ import annotations
 from .blackbox import FreeRun, free_run_of, rank_free
 from .deviation import Deviation, Relayout, entry
 from .evidence import StepEvidence, step_evidence
+from .explain import Explanation, explain
 from .ranking import CLEARLY_BETTER, Cause, rank, tied
 from .replay import Replay, free_run, replay
 from .tables import ADAM_CATALOGUE, CATALOGUE
@@ -25,12 +26,14 @@ __all__ = [
     "CLEARLY_BETTER",
     "Cause",
     "Deviation",
+    "Explanation",
     "FreeRun",
     "Relayout",
     "Replay",
     "StepEvidence",
     "by_name",
     "entry",
+    "explain",
     "free_run",
     "free_run_of",
     "rank",

@@ -2,8 +2,11 @@
 
 Nothing here is imported by ``conformance`` itself, and this module imports no framework: the
 ports live in ``torch_ports`` (torch.optim.Optimizer subclasses) and ``jax_ports`` (optax
-transformations), which import their framework at import time. They are written from the
-mathematics and share nothing with ``setadam_ref``.
+transformations), which import their framework at import time, and in ``outside_torch`` /
+``outside_jax``: ports as outside implementers write them, with their own state names and
+containers (none uses torch's ``exp_avg``/``exp_avg_sq``/``step`` or optax's ``count``/``mu``/
+``nu``), one for every catalogue entry in a readable style and again with the state hidden. They
+are written from the mathematics and share nothing with ``setadam_ref``.
 
 :data:`WRONG_PORTS` lists every port as data: where it lives, its bug class, the stage where the
 harness should catch it (for ports that expose m/v and stage intermediates), the inputs that
@@ -15,6 +18,7 @@ controls).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["WRONG_PORTS", "WrongPort", "by_target"]
 
@@ -33,7 +37,8 @@ class WrongPort:
     non-trivial gradient), ``"multi_array"``, ``"matrix"`` (an array of rank >= 2), ``"tiny"``
     (v << eps), ``"zero_layer"``, ``"l2"`` / ``"decoupled"`` (weight decay > 0 in that mode),
     ``"maximize"``, ``"multi_group"`` (side effects on other param groups). ``algorithm``: "setadam", or "adam" for
-    the Adam ports (checked against the Adam reference and ``ADAM_CATALOGUE``).
+    the Adam ports (checked against the Adam reference and ``ADAM_CATALOGUE``). ``first_step``
+    0: not asserted (hidden state: the first failure is a free-running one).
     """
 
     target: str
@@ -46,6 +51,12 @@ class WrongPort:
     must_accept: bool = False
     kind: str = "tolerance"
     algorithm: str = "setadam"
+    #: the state container (``outside_torch.STYLES``; "" for the torch-named ports) and whether
+    #: it is out of the harness's reach (black-box diagnosis)
+    style: str = ""
+    hidden: bool = False
+    #: base hyperparameters the exposing scenario is checked on top of (e.g. eps_root)
+    base: tuple[tuple[str, Any], ...] = ()
 
     @property
     def attr(self) -> str:
@@ -219,6 +230,85 @@ WRONG_PORTS: tuple[WrongPort, ...] = (
         algorithm="adam",
     ),
 )
+
+
+_O = "conformance.wrong_ports.outside_torch:"
+_OJ = "conformance.wrong_ports.outside_jax:"
+
+#: the inputs that expose each outside-style mistake (``WrongPort.exposed_by``; "any" otherwise)
+EXPOSED_BY: dict[str, str] = {
+    **dict.fromkeys(
+        ("eps_omitted", "cos2_guard_1e-16", "cos2_guard_eps", "cos2_guard_1e-20",
+         "cos2_sum_sq_guard_1e-20", "cos2_sum_sq_guard_1e-16", "cos2_sum_sq_guard_eps",
+         "cos2_sum_guard_1e-16", "cos2_norm_clamp_eps", "sqrt_arg_guard_1e-16", "w_guard_1e-16",
+         "update_guard_1e-16", "adam_eps_inside_sqrt", "adam_eps_twice", "adam_update_guard_eps",
+         "adam_eps_root_ignored"),
+        "tiny",
+    ),
+    **dict.fromkeys(("weight_decay_ignored", "wd_mode_swapped", "l2_in_m_only",
+                     "adam_weight_decay_ignored", "adam_wd_mode_swapped", "adam_l2_in_m_only"), "l2"),
+    **dict.fromkeys(("decoupled_without_lr", "adam_decoupled_without_lr"), "decoupled"),
+    **dict.fromkeys(("maximize_ignored", "adam_maximize_ignored"), "maximize"),
+    **dict.fromkeys(("cos2_zero_layer_nan", "min_over_nonzero"), "zero_layer"),
+    **dict.fromkeys(("adam_amsgrad_mode_swapped", "adam_amsgrad_ignored"), "amsgrad"),
+    "tau_fixed_half": "tau",
+}  # fmt: skip
+#: first failing re-synced step, where it is not step 1 (None: the re-synced steps pass)
+_FIRST = {"step_minus_one": 2, "adam_step_minus_one": 2, "step_frozen": 2, "adam_step_frozen": 2,
+          "cos2_of_grad_sq": 2, "adam_amsgrad_mode_swapped": 2, "adam_amsgrad_ignored": 2,
+          "amsgrad_not_asked": None}  # fmt: skip
+#: mistakes whose state has no second moment at all (Lion): never re-synced as Adam's
+_NO_V = ("lion",)
+def _readable_stage(entry_stage: str) -> str:
+    """The first quantity a harness reading the state sees differ: a wrong gradient shows in m."""
+    return "m" if entry_stage == "grad" else entry_stage
+
+
+def outside_rows(stages: dict[str, str], setadam_bugs: list[str], adam_bugs: list[str]) -> tuple[WrongPort, ...]:
+    """Rows for every outside-style planted port (``outside_torch.PORTS``): each mistake in its
+    readable style (re-synced diagnosis) and hidden (black-box). ``stages``: entry -> the stage
+    of its catalogue entry (``conformance.catalogue``), passed in so that this module imports
+    nothing of the harness."""
+    styles = ("Dict", "Attr", "Closure", "Stacked")
+    out = []
+    for alg, bugs in (("setadam", setadam_bugs), ("adam", adam_bugs)):
+        label = "Adam" if alg == "adam" else "SETAdam"
+        for i, bug in enumerate(bugs):
+            exposed = EXPOSED_BY.get(bug, "any")
+            base = (("eps_root", 1e-8),) if bug == "adam_eps_root_ignored" else ()
+            kind = "nonfinite" if bug == "cos2_zero_layer_nan" else "tolerance"
+            style = styles[i % len(styles)]
+            no_v = bug in _NO_V  # read as no state at all: black-box in either style
+            out.append(WrongPort(
+                f"{_O}{style}{label}_{bug}", "torch", f"outside-style: {bug}",
+                stages[bug] if no_v else _readable_stage(stages[bug]), bug, exposed,
+                0 if no_v else _FIRST.get(bug, 1) or 0, kind=kind, algorithm=alg, style=style,
+                hidden=no_v, base=base,
+            ))
+            out.append(WrongPort(
+                f"{_O}Hidden{label}_{bug}", "torch", f"outside-style, state hidden: {bug}",
+                stages[bug], bug, exposed, 0, kind=kind, algorithm=alg, style="Hidden",
+                hidden=True, base=base,
+            ))  # fmt: skip
+    return tuple(out)
+
+
+#: the JAX outside-style ports, one per stage (their state in other field names and containers)
+OUTSIDE_JAX: tuple[WrongPort, ...] = (
+    WrongPort(_OJ + "moments_v_eps_in_place", "jax", "eps added to the stored v", "v", "v_eps_in_place", style="jax"),
+    WrongPort(_OJ + "scaling_unbiased_var", "jax", "cos^2 with torch.var's d - 1", "down_scaling", "cos2_unbiased_var", style="jax"),
+    WrongPort(_OJ + "embedding_tf_style", "jax", "TF-style eps", "epsilon_embedding", "tf_style_eps", style="jax"),
+    WrongPort(_OJ + "translating_min_before_scaling", "jax", "min from unscaled v", "down_translating", "min_before_scaling", style="jax"),
+    WrongPort(_OJ + "update_bias_corrections_float32", "jax", "float32 bias corrections", "epsilon_embedding", "bias_corrections_float32", style="jax"),
+    WrongPort(_OJ + "outside_control", "jax", "control (outside-style state)", None, None, must_accept=True, style="jax"),
+)  # fmt: skip
+#: the SET-Adam authors' public port as the issue describes it (state read, and hidden)
+AUTHORS: tuple[WrongPort, ...] = (
+    WrongPort(_O + "AuthorsStyleSETAdam", "torch", "authors' port: guard 1e-20 on sum(v^2)", "down_scaling",
+              "cos2_sum_sq_guard_1e-20", "tiny", style="Dict"),
+    WrongPort(_O + "AuthorsStyleSETAdamHidden", "torch", "authors' port, state hidden", "down_scaling",
+              "cos2_sum_sq_guard_1e-20", "tiny", first_step=0, style="Hidden", hidden=True),
+)  # fmt: skip
 
 
 def by_target(target: str) -> WrongPort:

@@ -27,6 +27,10 @@ def _advance_plus_one(t: int) -> tuple[int, int]:
     return t + 1, t + 2
 
 
+def _advance_stale(t: int) -> tuple[int, int]:
+    return t + 1, max(t, 1)  # incremented after use (and clamped so that step 1 works)
+
+
 def _advance_frozen(t: int) -> tuple[int, int]:
     t = 1 if t == 0 else t  # a misplaced `if`: the counter only moves on the first step
     return t, t
@@ -195,7 +199,8 @@ def _one_layer(f: Frame) -> list[Segment]:
 
 
 def _rows(f: Frame) -> list[Segment]:
-    out, start = [], 0
+    out: list[Segment] = []
+    start = 0
     for s in f.shapes:
         n = int(torch.Size(s).numel())
         if len(s) >= 2 and s[0] > 0:
@@ -280,7 +285,7 @@ SETADAM_BUGS: dict[str, dict[str, Hook]] = {
         "embed": _embed(lambda f, vs, v, c: torch.sqrt(vs + f.hp.eps)), "apply": _apply_lr,
     },
     "step_plus_one": {"advance": _advance_plus_one},
-    "step_minus_one": {"advance": _advance_frozen},
+    "step_minus_one": {"advance": _advance_stale},
     "step_frozen": {"advance": _advance_frozen},
     "adabelief_v": {"moments": _moments_adabelief},
     "swapped_betas": {"moments": _moments_swapped},
@@ -411,7 +416,7 @@ ADAM_BUGS: dict[str, dict[str, Hook]] = {
     "adam_no_bias_correction1": {"apply": _apply_lr},
     "adam_no_bias_correction2": {"denom": _denom(lambda f, v: torch.sqrt(v + f.hp.eps_root) + f.hp.eps)},
     "adam_step_plus_one": {"advance": _advance_plus_one},
-    "adam_step_minus_one": {"advance": _advance_frozen},
+    "adam_step_minus_one": {"advance": _advance_stale},
     "adam_step_frozen": {"advance": _advance_frozen},
     "adam_adabelief_v": {"moments": _moments_adabelief},
     "adam_swapped_betas": {"moments": _moments_swapped},

@@ -215,4 +215,3 @@ class AdamMath:
             h["decay"](f, p)
             h["apply"](f, p, m, h["denom"](f, used))
         return int(t_stored)
-
