@@ -7,9 +7,11 @@ the port's state, which only covers the entries the harness found (m, v, vmax, t
 port that also keeps something else (a cached minimum, a schedule's product) is re-synced
 inexactly. A free-running run rests on nothing but the port's parameters. Hence:
 
-1. an entry named by both rankings explains everything: its distance is the larger of the two;
-2. when no entry is named by both, the free-running ranking is reported (it cannot have been
-   misled by the state), with a note saying the re-synced steps are explained by none of them;
+1. when the free-running ranking also names the re-synced ranking's best entry, the evidence
+   agrees: the entries named by both are reported, each at the larger of its two distances;
+2. when the free-running runs contradict the re-synced best entry, the free-running ranking is
+   reported (it cannot have been misled by the state), with a note saying so. An entry that
+   half-explains both is no compromise worth reporting over one that explains the runs;
 3. when only one kind of evidence exists (state unreadable; or the port passes free-running),
    its ranking is reported.
 
@@ -66,7 +68,8 @@ def explain(
     n_r = len(runs)
     ex = Explanation()
     if resync and free:
-        both = _both(resync, free)
+        confirmed = {c.name for c in tied(resync)} & {c.name for c in free}
+        both = _both(resync, free) if confirmed else []
         if both:
             ex.causes = both
             ex.basis = f"re-synced steps ({n_s} scenario(s)) and free-running runs ({n_r})"
@@ -74,9 +77,9 @@ def explain(
             ex.causes = free
             ex.basis = f"free-running runs ({n_r} scenario(s))"
             ex.notes.append(
-                "no catalogued deviation explains both the re-synced steps and the free-running "
-                "runs: the port may keep state the harness did not find (its re-synced steps "
-                "start from a state that is incomplete), so the free-running evidence is used"
+                f"the free-running runs contradict {resync[0].name}, the best explanation of the "
+                "re-synced steps: the port may keep state the harness did not find (its re-synced "
+                "steps then start from an incomplete state), so the free-running evidence is used"
             )
     elif resync:
         ex.causes = resync

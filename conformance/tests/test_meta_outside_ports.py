@@ -78,7 +78,13 @@ def _torch_factory(cls: Any, dtype: str) -> Any:
 
 
 @functools.cache
-def _check(target: str, algorithm: str, scenario: str, base: tuple[tuple[str, Any], ...], dtype: str = "float64") -> PortResult:
+def _check(
+    target: str,
+    algorithm: str,
+    scenario: str,
+    base: tuple[tuple[str, Any], ...],
+    dtype: str = "float64",
+) -> PortResult:
     config: Config | None = None
     if base:
         config = (AdamConfig if algorithm == "adam" else SETAdamConfig)(**dict(base))
@@ -102,7 +108,10 @@ def _top(r: PortResult, slack: float = 0.01) -> set[str]:
 def _explain(r: PortResult) -> str:
     head = [f"{f.kind} {f.scenario} {f.mode} step {f.step} {f.stage}" for f in r.failures[:4]]
     diag = {k: v for k, v in (r.diagnosis or {}).items() if k != "measures"}
-    return f"{r.verdict}: {r.message}\n  stage={r.stage}\n  causes={r.likely_causes[:3]}\n  diag={diag}\n  " + "\n  ".join(head)
+    return (
+        f"{r.verdict}: {r.message}\n  stage={r.stage}\n  causes={r.likely_causes[:3]}\n  diag={diag}\n  "
+        + "\n  ".join(head)
+    )
 
 
 def test_every_catalogue_entry_is_planted_in_an_outside_style_port() -> None:
@@ -207,6 +216,12 @@ def test_jax_outside_control_is_accepted() -> None:
         )  # fmt: skip
         return OptaxPort("outside_control", lambda: outside_control(**kw), "float64", "cpu")
 
-    r = check_port(make, "setadam", scenarios=["normal", "zero_layers", "weight_decay_decoupled"], quick=True, dtype="float64")
+    r = check_port(
+        make,
+        "setadam",
+        scenarios=["normal", "zero_layers", "weight_decay_decoupled"],
+        quick=True,
+        dtype="float64",
+    )
     assert r.verdict == "pass", _explain(r)
     assert r.exposes_state

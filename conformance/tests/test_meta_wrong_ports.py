@@ -176,13 +176,14 @@ def test_wrong_port_is_rejected_for_the_right_reason(w: WrongPort) -> None:
         expected = "gradient" if "Grads" in w.attr else "param group"
         assert expected in msgs or "without gradient" in msgs, msgs
         return
-    # the right stage, where the port exposes its state and stages (torch ports do)
+    # the right stage, where the port exposes its state and stages (torch ports do); the
+    # stage of the best-explaining entry where it exposes nothing closer than its parameters
     if w.stage is not None:
-        if w.algorithm == "adam":  # state, no stages: m, v right, so the parameters
+        if w.algorithm == "adam":  # state, no stages: m, v right, so inferred from the cause
             assert r.exposes_state and not r.exposes_stages
         elif w.framework == "torch":  # state and stages: the stage that disagrees first
             assert r.exposes_state and r.exposes_stages
-        else:  # optax: state (mu, nu) but no stages, so the parameters are the first to disagree
+        else:  # optax: state (mu, nu) but no stages: inferred from the cause
             assert r.exposes_state and not r.exposes_stages
         assert r.stage == w.stage, _explain(r)
     # from the right step (re-synced comparison)

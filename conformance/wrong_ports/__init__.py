@@ -29,7 +29,8 @@ class WrongPort:
     ``stage``: the first quantity, in the harness's computation order (m, v, cos2, down_scaling,
     epsilon_embedding, down_translating, update, params), at which a harness that reads the
     port's m/v state and stage intermediates should see it differ (``cos2`` is the layer's c,
-    the first output of down-scaling); ``None`` for side-effect ports and for ports that must be
+    the first output of down-scaling), or, for a port that exposes nothing closer than its
+    parameters, the stage of the catalogue entry that explains it; ``None`` for side-effect ports and for ports that must be
     accepted. ``kind``: the kind of the failure ("tolerance", "nonfinite", "side_effect").
     ``cause``: the catalogue entry that should come first (ties allowed) in ``catalogue.rank``;
     ``None`` where no catalogue entry applies. ``first_step``: first failing re-synced step.
@@ -165,12 +166,14 @@ WRONG_PORTS: tuple[WrongPort, ...] = (
         kind="side_effect",
     ),
     # JAX / optax
-    WrongPort(_J + "eps_outside_sqrt", "jax", "eps outside the sqrt", "params", "eps_outside_sqrt"),
+    WrongPort(
+        _J + "eps_outside_sqrt", "jax", "eps outside the sqrt", "epsilon_embedding", "eps_outside_sqrt"
+    ),
     WrongPort(
         _J + "whole_model_one_layer",
         "jax",
         "whole model one layer",
-        "params",
+        "down_scaling",
         "whole_model_one_layer",
         "multi_array",
     ),
@@ -178,7 +181,7 @@ WRONG_PORTS: tuple[WrongPort, ...] = (
         _J + "no_bias_correction1",
         "jax",
         "lr not divided by 1 - beta1^t",
-        "params",
+        "update",
         "no_bias_correction1",
     ),
     # Adam (torch), against the Adam reference; no stages, so caught at params
@@ -186,7 +189,7 @@ WRONG_PORTS: tuple[WrongPort, ...] = (
         _A + "AdamEpsInsideSqrt",
         "torch",
         "Adam: eps inside the sqrt",
-        "params",
+        "denom",
         "adam_eps_inside_sqrt",
         "tiny",
         algorithm="adam",
@@ -195,7 +198,7 @@ WRONG_PORTS: tuple[WrongPort, ...] = (
         _A + "AdamNoBiasCorrection2",
         "torch",
         "Adam: v not bias-corrected",
-        "params",
+        "denom",
         "adam_no_bias_correction2",
         algorithm="adam",
     ),
@@ -203,7 +206,7 @@ WRONG_PORTS: tuple[WrongPort, ...] = (
         _A + "AdamDecoupledWithoutLr",
         "torch",
         "AdamW: decay without lr",
-        "params",
+        "update",
         "adam_decoupled_without_lr",
         "decoupled",
         algorithm="adam",
