@@ -98,6 +98,7 @@ class OptaxPort:
         *,
         jit: bool = True,
         state_map: dict[str, str] | None = None,
+        betas: tuple[float, float] | None = None,
     ) -> None:
         jax = setup_jax()
         import optax
@@ -113,6 +114,8 @@ class OptaxPort:
         self._state: Any = None
         self._init_state: Any = None
         self._state_map = state_map
+        # the configuration's betas: the state is re-synced only in the reference's convention
+        self._betas = None if betas is None else (float(betas[0]), float(betas[1]))
         self._layouts: dict[tuple[tuple[int, ...], ...], StateLayout] = {}
         self._layout: StateLayout | None = None
 
@@ -151,7 +154,8 @@ class OptaxPort:
             except Exception as exc:  # this dtype is refused: try the port's own
                 failure = f"{type(exc).__name__}: {exc}"
                 continue
-            return discover(pshapes, snaps[0], snaps[1], snaps[2], self._state_map, "state")
+            before, after1, after2 = snaps
+            return discover(pshapes, before, after1, after2, self._state_map, "state", self._betas)
         layout = StateLayout()
         layout.notes.append(f"the probe transformation could not update ({failure})")
         return layout

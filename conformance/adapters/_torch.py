@@ -91,6 +91,7 @@ class TorchOptimizerPort:
         sentinel: bool = True,
         record_stages: bool = False,
         state_map: dict[str, str] | None = None,
+        betas: tuple[float, float] | None = None,
     ) -> None:
         import torch
 
@@ -109,6 +110,8 @@ class TorchOptimizerPort:
         self._sentinel_before: Any = None
         self._effects: list[str] = []
         self._state_map = state_map
+        # the configuration's betas: the state is re-synced only in the reference's convention
+        self._betas = None if betas is None else (float(betas[0]), float(betas[1]))
         self._layouts: dict[tuple[tuple[int, ...], ...], StateLayout] = {}
         self._layout: StateLayout | None = None
         self.state_dtype = dtype
@@ -157,7 +160,8 @@ class TorchOptimizerPort:
             except Exception as exc:  # this dtype is refused: try the port's own
                 failure = f"{type(exc).__name__}: {exc}"
                 continue
-            return discover(pshapes, snaps[0], snaps[1], snaps[2], self._state_map)
+            before, after1, after2 = snaps
+            return discover(pshapes, before, after1, after2, self._state_map, betas=self._betas)
         layout = StateLayout()
         layout.notes.append(f"the probe optimizer could not step ({failure})")
         return layout

@@ -46,6 +46,9 @@ ROLES: tuple[str, ...] = ("m", "v", "vmax", "step")
 TOL = 3e-2
 #: smallest probe array: a linear and a quadratic dependence are told apart from 3 coordinates
 MIN_PROBE_SIZE = 3
+#: relative tolerance of the convention check: (1 - beta) g rounded in float32 is off by ~1e-7;
+#: a bias-corrected moment is off by a factor 1/(1 - beta), a swapped beta by 10 to 1000
+CONVENTION_TOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -89,11 +92,12 @@ class StateLayout:
     notes: list[str] = field(default_factory=list)
     state_dtype: str | None = None
     hidden: bool = False  # declared unreadable (--state-map none)
+    convention: str = ""  # why m or v is not in the reference's convention (empty: it is)
     root: str = "opt"  # how a path's first attribute is shown (the optimizer, or "state")
 
     @property
     def readable(self) -> bool:
-        return bool(self.m and self.v) and not self.hidden
+        return bool(self.m and self.v) and not self.hidden and not self.convention
 
     @property
     def writable(self) -> bool:
@@ -103,6 +107,8 @@ class StateLayout:
         """Why the state cannot be re-synced, in one plain sentence (empty when it can)."""
         if self.hidden:
             return "the state is declared unreadable (--state-map none)"
+        if self.convention:
+            return self.convention
         if not self.readable:
             missing = " and ".join(r for r in ("m", "v") if not getattr(self, r))
             return f"no entry of the port's state behaves like {missing} after two probe steps"
@@ -112,6 +118,8 @@ class StateLayout:
 
     def describe(self) -> str:
         """One line for the report: where m, v, vmax and the counter were found."""
+        if self.convention:
+            return f"state not used ({self.convention}): diagnosed from the parameters only"
         if not self.readable:
             return f"state not found ({self.why_not()}): diagnosed from the parameters only"
         parts = [
@@ -273,7 +281,7 @@ def _on_zero_g2(
     leaves2: Mapping[Path, Leaf],
     zero: Sequence[np.ndarray],
 ) -> float:
-    """The largest relative change of a family's values over the probe's second step on the
+    r"""The largest relative change of a family's values over the probe's second step on the
     coordinates where $g_2 = 0$: exactly 0 for a running maximum, $1-\beta$ for a moment, 1 for
     a stored gradient (inf when unreadable)."""
     worst = 0.0
@@ -319,10 +327,12 @@ def discover(
     after2: Mapping[Path, Leaf],
     override: Mapping[str, str] | None = None,
     root: str = "opt",
+    betas: tuple[float, float] | None = None,
 ) -> StateLayout:
     """The layout of a port's state from snapshots of a probe port (``shapes``: the probe's,
     ``probe_shapes``; gradients ``probe_gradients(shapes)``) before any step and after each of
-    its two steps. ``override``: role -> KEY from ``--state-map`` (see ``parse_state_map``)."""
+    its two steps. ``override``: role -> KEY from ``--state-map`` (see ``parse_state_map``).
+    ``betas``: the configuration's, to check that m and v are in the reference's convention."""
     if override is not None and override.get("none") is not None:
         return StateLayout(hidden=True, root=root)
     sizes = [math.prod(s) for s in shapes]
@@ -347,7 +357,45 @@ def discover(
         _apply_override(layout, override, after1, sizes, before, after2)
     if layout.m:
         layout.state_dtype = after1[layout.m[0].path].dtype
+    if betas is not None and layout.m and layout.v:
+        _check_convention(layout, after1, g1, betas)
     return layout
+
+
+def _coefficient(
+    leaves: Mapping[Path, Leaf], views: Sequence[View], arrays: Sequence[np.ndarray]
+) -> float:
+    x = np.concatenate([_values(leaves[v.path], v) for v in views])
+    y = np.concatenate([_target(v, arrays) for v in views])
+    return float(np.dot(x, y) / np.dot(y, y))
+
+
+def _check_convention(
+    layout: StateLayout,
+    after1: Mapping[Path, Leaf],
+    g1: Sequence[np.ndarray],
+    betas: tuple[float, float],
+) -> None:
+    r"""Re-syncing writes the reference's m and v: only sound when the port's entries hold the
+    same quantities. After one step from zero they are $\pm(1-\beta_1) g_1$ (the sign is
+    maximize's) and $(1-\beta_2) g_1^2$ to the rounding of a product; anything else (a
+    bias-corrected $\hat m$, a scaled or differently averaged $v$) is another convention, and a
+    correct port in another convention must not fail for the harness's writing into it."""
+    b1, b2 = betas
+    checks = (
+        ("m", layout.m, g1, abs(_coefficient(after1, layout.m, g1)), 1.0 - b1, "(1 - beta1) g"),
+        ("v", layout.v, [x * x for x in g1], _coefficient(after1, layout.v, [x * x for x in g1]),
+         1.0 - b2, "(1 - beta2) g^2"),
+    )  # fmt: skip
+    for role, views, _, got, want, form in checks:
+        if not math.isclose(got, want, rel_tol=CONVENTION_TOL):
+            layout.convention = (
+                f"{role} was found at {_views_text(views, layout.root)}, but after one step from "
+                f"zero it holds {got:.6g} x the gradient{'' if role == 'm' else ' squared'}, not "
+                f"{form} = {want:.6g}: the port keeps its state in another convention, so it is "
+                "neither compared nor re-synced"
+            )
+            return
 
 
 def parse_state_map(text: str | None) -> dict[str, str] | None:

@@ -171,6 +171,45 @@ def lion(params: Any, grads: Any, st: State, cfg: Config, layers: Any = None) ->
     return _done(params, out, tuple(m), tuple(np.ravel(v0) for v0 in st.v))
 
 
+def _weight_f32(beta: float, t: int) -> float:
+    """$1/w_t$ with $w_t = \\beta w_{t-1} + 1$, $w_0 = 0$, every operation in float32."""
+    b, w = np.float32(beta), np.float32(0.0)
+    for _ in range(t):
+        w = np.float32(np.float32(w * b) + np.float32(1.0))
+    return float(np.float32(1.0) / w)
+
+
+def _lerp(a: F64Array, b: F64Array, weight: float) -> F64Array:
+    """``torch.lerp``'s two-sided form (exact at both ends)."""
+    if weight < 0.5:
+        r: F64Array = a + weight * (b - a)
+        return r
+    r = b - (b - a) * (1.0 - weight)
+    return r
+
+
+def corrected_moments_f32(
+    params: Any, grads: Any, st: State, cfg: Config, layers: Any = None
+) -> Step:
+    """Adam with the bias-corrected moments kept in the state (QHAdam with $\\nu = 1$, Ma and
+    Yarats 2019, as pytorch_optimizer writes it): $\\hat m_t = \\mathrm{lerp}(\\hat m_{t-1}, g,
+    1/w_t)$, $\\hat v_t$ likewise with $g^2$, where $w_t = \\beta w_{t-1} + 1$ (so that $1/w_t =
+    (1-\\beta)/(1-\\beta^t)$) is kept in **float32**; $\\theta \\mathrel{-}= \\text{lr}\\,
+    \\hat m_t/(\\sqrt{\\hat v_t} + \\epsilon)$. In exact arithmetic this is Adam; the float32
+    weights are off by up to a float32 rounding, relative, at every step. Its state holds
+    $\\hat m$, $\\hat v$, not $m$, $v$."""
+    b1, b2 = cfg.betas
+    t = int(st.step) + 1
+    theta, g, _ = _prepare(params, grads, cfg)
+    r1, r2 = _weight_f32(b1, t), _weight_f32(b2, t)
+    m = tuple(_lerp(np.ravel(m0), x, r1) for m0, x in zip(st.m, g, strict=True))
+    v = tuple(_lerp(np.ravel(v0), x * x, r2) for v0, x in zip(st.v, g, strict=True))
+    out = [
+        p - cfg.lr * (mi / (np.sqrt(vi) + cfg.eps)) for p, mi, vi in zip(theta, m, v, strict=True)
+    ]
+    return _done(params, out, m, v)
+
+
 def adam_as_setadam(params: Any, grads: Any, st: State, cfg: Config, layers: Any = None) -> Step:
     """Plain Adam (torch.optim's convention, eps outside the square root) with SET-Adam's
     hyperparameters: the reference's own Adam step (``setadam_ref.adam``)."""
@@ -202,6 +241,12 @@ ADAM: tuple[Deviation, ...] = (
     _w("radam", "RAdam", "update", "rectified Adam, plain momentum while rho_t <= 5 (torch.optim.RAdam)", radam),
     _w("adabelief", "AdaBelief", "v", "second moment of g - m, eps added to the stored s", adabelief),
     _w("lion", "Lion", "m", "sign of the interpolated momentum, no second moment", lion),
+    entry(
+        "adam_corrected_moments_float32", "lower precision", "denom",
+        "bias-corrected moments kept in the state, their weights 1/w_t (w_t = beta w_{t-1} + 1) "
+        "in float32 (pytorch_optimizer's QHAdam with nus = (1, 1))",
+        "float64, from step 2", algorithm="adam", whole=corrected_moments_f32,
+    ),
     entry(
         "amsgrad_not_asked", _ALG, "vmax",
         "this behaves like AMSGrad, not Adam: a running maximum of v where amsgrad is off",

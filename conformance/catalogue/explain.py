@@ -12,7 +12,9 @@ inexactly. A free-running run rests on nothing but the port's parameters. Hence:
 2. when the free-running runs contradict the re-synced best entry, the free-running ranking is
    reported (it cannot have been misled by the state), with a note saying so. An entry that
    half-explains both is no compromise worth reporting over one that explains the runs;
-3. when only one kind of evidence exists (state unreadable; or the port passes free-running),
+3. when the runs name nothing, nothing is reported: the re-synced best is not confirmed by
+   the port's own behaviour (a note names it);
+4. when only one kind of evidence exists (state unreadable; or the port passes free-running),
    its ranking is reported.
 
 ``Explanation.basis`` says which, in words, for the report; ties at the best distance are
@@ -81,6 +83,11 @@ def explain(
                 "re-synced steps: the port may keep state the harness did not find (its re-synced "
                 "steps then start from an incomplete state), so the free-running evidence is used"
             )
+    elif resync and runs:
+        ex.notes.append(
+            f"the re-synced steps resemble {resync[0].name}, but no catalogued deviation "
+            f"explains the free-running runs ({n_r} scenario(s)), that one included"
+        )
     elif resync:
         ex.causes = resync
         ex.basis = f"re-synced steps ({n_s} scenario(s))"

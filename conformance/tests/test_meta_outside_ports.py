@@ -72,7 +72,9 @@ def _torch_factory(cls: Any, dtype: str) -> Any:
             kw.update(amsgrad=cfg.amsgrad, eps_root=cfg.eps_root)
         kw = {k: v for k, v in kw.items() if k in accepted}
         name = getattr(cls, "__name__", "port")
-        return TorchOptimizerPort(name, lambda groups: cls(groups, **kw), dtype, "cpu")
+        return TorchOptimizerPort(
+            name, lambda groups: cls(groups, **kw), dtype, "cpu", betas=cfg.betas
+        )
 
     return make
 
@@ -193,7 +195,7 @@ def test_jax_outside_port_per_stage(w: WrongPort) -> None:
         assert isinstance(cfg, SETAdamConfig)
         b1, b2 = cfg.betas
         kw = dict(learning_rate=cfg.lr, b1=b1, b2=b2, eps=cfg.eps, tau=cfg.tau)
-        return OptaxPort(w.attr, lambda: fn(**kw), "float64", "cpu")
+        return OptaxPort(w.attr, lambda: fn(**kw), "float64", "cpu", betas=cfg.betas)
 
     r = check_port(make, "setadam", scenarios=["normal"], quick=True, dtype="float64", name=w.attr)
     assert r.verdict == "fail", _explain(r)
@@ -214,7 +216,9 @@ def test_jax_outside_control_is_accepted() -> None:
             learning_rate=cfg.lr, b1=b1, b2=b2, eps=cfg.eps, tau=cfg.tau,
             weight_decay=cfg.weight_decay, weight_decay_mode=cfg.weight_decay_mode,
         )  # fmt: skip
-        return OptaxPort("outside_control", lambda: outside_control(**kw), "float64", "cpu")
+        return OptaxPort(
+            "outside_control", lambda: outside_control(**kw), "float64", "cpu", betas=cfg.betas
+        )
 
     r = check_port(
         make,

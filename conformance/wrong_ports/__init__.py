@@ -96,8 +96,10 @@ WRONG_PORTS: tuple[WrongPort, ...] = (
         first=2,
     ),
     # moments
-    _t("AdaBeliefV", "AdaBelief-style v", "v", "adabelief_v"),
-    _t("SwappedBetas", "betas swapped between m and v", "m", "swapped_betas"),
+    # their v (m) after one step is not (1 - beta2) g^2 ((1 - beta1) g): another convention,
+    # so never re-synced; diagnosed from the parameters
+    WrongPort(_T + "AdaBeliefV", "torch", "AdaBelief-style v", "v", "adabelief_v", hidden=True),
+    WrongPort(_T + "SwappedBetas", "torch", "betas swapped", "m", "swapped_betas", hidden=True),
     # down-scaling and layers
     _t("Cos2EpsGuard", "guard eps in the cos^2 denominator", "cos2", "cos2_guard_eps", "tiny"),
     _t(
@@ -260,8 +262,11 @@ EXPOSED_BY: dict[str, str] = {
 _FIRST = {"step_minus_one": 2, "adam_step_minus_one": 2, "step_frozen": 2, "adam_step_frozen": 2,
           "cos2_of_grad_sq": 2, "adam_amsgrad_mode_swapped": 2, "adam_amsgrad_ignored": 2,
           "amsgrad_not_asked": None}  # fmt: skip
-#: mistakes whose state has no second moment at all (Lion): never re-synced as Adam's
-_NO_V = ("lion",)
+#: mistakes whose state is not in the reference's convention after one step from zero (a v of
+#: residuals, swapped betas, a bias-corrected m) or has no v at all (Lion): never re-synced, so
+#: diagnosed black-box whatever the container
+BLACK_BOX = ("adabelief_v", "swapped_betas", "m_bias_corrected_in_place", "adam_adabelief_v",
+             "adam_swapped_betas", "adam_m_bias_corrected_in_place", "adabelief", "lion")  # fmt: skip
 def _readable_stage(entry_stage: str) -> str:
     """The first quantity a harness reading the state sees differ: a wrong gradient shows in m."""
     return "m" if entry_stage == "grad" else entry_stage
@@ -281,7 +286,7 @@ def outside_rows(stages: dict[str, str], setadam_bugs: list[str], adam_bugs: lis
             base = (("eps_root", 1e-8),) if bug == "adam_eps_root_ignored" else ()
             kind = "nonfinite" if bug == "cos2_zero_layer_nan" else "tolerance"
             style = styles[i % len(styles)]
-            no_v = bug in _NO_V  # read as no state at all: black-box in either style
+            no_v = bug in BLACK_BOX
             out.append(WrongPort(
                 f"{_O}{style}{label}_{bug}", "torch", f"outside-style: {bug}",
                 stages[bug] if no_v else _readable_stage(stages[bug]), bug, exposed,
