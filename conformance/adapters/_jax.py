@@ -18,18 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..interface import PortState
-from .state_discovery import (
-    Leaf,
-    Path,
-    StateLayout,
-    discover,
-    gather,
-    probe_dtypes,
-    probe_gradients,
-    probe_shapes,
-    scatter,
-    step_of,
-)
+from .state_discovery import LayoutCache, Leaf, Path, StateLayout, gather, scatter, step_of
 
 JAX_DTYPES = ("float64", "float32", "bfloat16", "float16")
 _x64 = False
@@ -113,11 +102,8 @@ class OptaxPort:
         self._params: list[Any] = []
         self._state: Any = None
         self._init_state: Any = None
-        self._state_map = state_map
-        # the configuration's betas: the state is re-synced only in the reference's convention
-        self._betas = None if betas is None else (float(betas[0]), float(betas[1]))
-        self._layouts: dict[tuple[tuple[int, ...], ...], StateLayout] = {}
-        self._layout: StateLayout | None = None
+        # betas (the configuration's): the state is re-synced only in the reference's convention
+        self._discovery = LayoutCache(self._snapshots, dtype, state_map, betas, root="state")
 
         def update(grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
             updates, new_state = self._tx.update(grads, state, params)
@@ -136,41 +122,28 @@ class OptaxPort:
         x = jnp.asarray(np.asarray(a, dtype=np.float64), dtype=dtype or self._dt)
         return self._jax.device_put(x, self._dev())
 
-    def _discover(self, shapes: list[tuple[int, ...]]) -> StateLayout:
-        """The state layout, from two probe updates of zero parameters (``probe_dtypes``)."""
-        pshapes = probe_shapes(shapes)
-        g1, g2 = probe_gradients(pshapes)
-        failure = ""
-        for dt in probe_dtypes(self.dtype):
-            ndt = np.dtype(jnp_dtype(dt))
-            try:
-                params: Any = [np.zeros(s, dtype=ndt) for s in pshapes]
-                with self._jax.default_device(self._dev()):
-                    st = self._tx.init(params)
-                    snaps = [_leaves(st)]
-                    for g in (g1, g2):  # compiled as the port runs (the same shapes, mostly)
-                        params, st = self._update([x.astype(ndt) for x in g], st, params)
-                        snaps.append(_leaves(st))
-            except Exception as exc:  # this dtype is refused: try the port's own
-                failure = f"{type(exc).__name__}: {exc}"
-                continue
-            before, after1, after2 = snaps
-            return discover(pshapes, before, after1, after2, self._state_map, "state", self._betas)
-        layout = StateLayout()
-        layout.notes.append(f"the probe transformation could not update ({failure})")
-        return layout
+    def _snapshots(
+        self, dt: str, shapes: list[tuple[int, ...]], g1: list[np.ndarray], g2: list[np.ndarray]
+    ) -> list[dict[Any, Any]]:
+        """The probe for ``state_discovery``: the state's leaves from ``init`` of zero parameters
+        and after each of two updates (compiled as the port runs: mostly the same shapes)."""
+        ndt = np.dtype(jnp_dtype(dt))
+        params: Any = [np.zeros(s, dtype=ndt) for s in shapes]
+        with self._jax.default_device(self._dev()):
+            st = self._tx.init(params)
+            snaps = [_leaves(st)]
+            for g in (g1, g2):
+                params, st = self._update([x.astype(ndt) for x in g], st, params)
+                snaps.append(_leaves(st))
+        return snaps
 
     def layout(self, shapes: Sequence[tuple[int, ...]]) -> StateLayout:
         """Where this transformation keeps its state, for parameters of these shapes (cached)."""
-        key = tuple(tuple(s) for s in shapes)
-        if key not in self._layouts:
-            self._layouts[key] = self._discover(list(key))
-        self._layout = self._layouts[key]
-        return self._layout
+        return self._discovery.get(shapes)
 
     def state_layout(self) -> str:
         """One line for the report: where the state was found, or why it could not be."""
-        layout = self._layout or self.layout([tuple(np.shape(p)) for p in self._params])
+        layout = self._discovery.current or self.layout([np.shape(p) for p in self._params])
         return layout.describe()
 
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
@@ -213,7 +186,7 @@ class OptaxPort:
         return tuple(_to_numpy(p) for p in self._params)
 
     def state(self) -> PortState | None:
-        layout = self._layout
+        layout = self._discovery.current
         if layout is None or not layout.readable or self._state is None:
             return None
         found = _leaves(self._state)

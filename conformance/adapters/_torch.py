@@ -22,16 +22,7 @@ import numpy as np
 
 from ..interface import PortState
 from . import _torch_state as TS
-from .state_discovery import (
-    StateLayout,
-    discover,
-    gather,
-    probe_dtypes,
-    probe_gradients,
-    probe_shapes,
-    scatter,
-    step_of,
-)
+from .state_discovery import LayoutCache, StateLayout, gather, scatter, step_of
 
 
 def torch_dtype(name: str) -> Any:
@@ -109,11 +100,8 @@ class TorchOptimizerPort:
         self._sentinel: Any = None
         self._sentinel_before: Any = None
         self._effects: list[str] = []
-        self._state_map = state_map
-        # the configuration's betas: the state is re-synced only in the reference's convention
-        self._betas = None if betas is None else (float(betas[0]), float(betas[1]))
-        self._layouts: dict[tuple[tuple[int, ...], ...], StateLayout] = {}
-        self._layout: StateLayout | None = None
+        # betas (the configuration's): the state is re-synced only in the reference's convention
+        self._discovery = LayoutCache(self._snapshots, dtype, state_map, betas)
         self.state_dtype = dtype
 
     # -- helpers
@@ -137,46 +125,32 @@ class TorchOptimizerPort:
             self._sentinel = None
             return self._make(groups[:1])
 
-    def _discover(self, shapes: list[tuple[int, ...]]) -> StateLayout:
-        """The state layout, from a probe optimizer's two steps (``probe_dtypes``)."""
+    def _snapshots(
+        self, dt: str, shapes: list[tuple[int, ...]], g1: list[np.ndarray], g2: list[np.ndarray]
+    ) -> list[dict[Any, Any]]:
+        """The probe for ``state_discovery``: a fresh optimizer on zero parameters, its state's
+        leaves before the first step and after each of two steps."""
         torch = self._torch
-        pshapes = probe_shapes(shapes)
-        g1, g2 = probe_gradients(pshapes)
-        failure = ""
-        for dt in probe_dtypes(self.dtype):
-            tdt = torch_dtype(dt)
-            try:
-                params = [
-                    torch.zeros(s, dtype=tdt, device=self.device).requires_grad_(True)
-                    for s in pshapes
-                ]
-                opt = self._make([{"params": params}])
-                snaps = [TS.leaves(TS.slots(opt, params))]
-                for g in (g1, g2):
-                    for p, x in zip(params, g, strict=True):
-                        p.grad = self._tensor(x, tdt)
-                    opt.step()
-                    snaps.append(TS.leaves(TS.slots(opt, params)))
-            except Exception as exc:  # this dtype is refused: try the port's own
-                failure = f"{type(exc).__name__}: {exc}"
-                continue
-            before, after1, after2 = snaps
-            return discover(pshapes, before, after1, after2, self._state_map, betas=self._betas)
-        layout = StateLayout()
-        layout.notes.append(f"the probe optimizer could not step ({failure})")
-        return layout
+        tdt = torch_dtype(dt)
+        params = [
+            torch.zeros(s, dtype=tdt, device=self.device).requires_grad_(True) for s in shapes
+        ]
+        opt = self._make([{"params": params}])
+        snaps = [TS.leaves(TS.slots(opt, params))]
+        for g in (g1, g2):
+            for p, x in zip(params, g, strict=True):
+                p.grad = self._tensor(x, tdt)
+            opt.step()
+            snaps.append(TS.leaves(TS.slots(opt, params)))
+        return snaps
 
     def layout(self, shapes: Sequence[tuple[int, ...]]) -> StateLayout:
         """Where this optimizer keeps its state, for parameters of these shapes (cached)."""
-        key = tuple(tuple(s) for s in shapes)
-        if key not in self._layouts:
-            self._layouts[key] = self._discover(list(key))
-        self._layout = self._layouts[key]
-        return self._layout
+        return self._discovery.get(shapes)
 
     def state_layout(self) -> str:
         """One line for the report: where the state was found, or why it could not be."""
-        layout = self._layout or self.layout([tuple(p.shape) for p in self._params])
+        layout = self._discovery.current or self.layout([tuple(p.shape) for p in self._params])
         return layout.describe()
 
     def _extras(self) -> list[Any]:
@@ -238,7 +212,7 @@ class TorchOptimizerPort:
         return tuple(to_numpy(p) for p in self._params)
 
     def state(self) -> PortState | None:
-        layout = self._layout
+        layout = self._discovery.current
         if layout is None or not layout.readable or self._opt is None:
             return None
         found = TS.leaves(TS.slots(self._opt, self._params, self._extras()))

@@ -29,7 +29,7 @@ the state as unreadable). Nothing here imports a framework.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -495,3 +495,55 @@ def scatter(views: Sequence[View], arrays: Sequence[np.ndarray]) -> list[tuple[V
         for v in views
         if v.array is not None
     ]
+
+
+#: (probe dtype, probe shapes, g1, g2) -> leaves before the first step and after each of two
+Snapshots = Callable[
+    [str, list[tuple[int, ...]], list[np.ndarray], list[np.ndarray]], list[dict[Path, Leaf]]
+]
+
+
+class LayoutCache:
+    """The discovered layout of one port, per parameter shapes: runs the probe (``snapshots``,
+    written by the framework's adapter) in ``probe_dtypes`` order and keeps the result."""
+
+    def __init__(
+        self,
+        snapshots: Snapshots,
+        dtype: str,
+        state_map: Mapping[str, str] | None = None,
+        betas: tuple[float, float] | None = None,
+        root: str = "opt",
+    ) -> None:
+        self._snapshots = snapshots
+        self._dtype = dtype
+        self._state_map = state_map
+        self._betas = None if betas is None else (float(betas[0]), float(betas[1]))
+        self._root = root
+        self._found: dict[tuple[tuple[int, ...], ...], StateLayout] = {}
+        self.current: StateLayout | None = None
+
+    def get(self, shapes: Sequence[tuple[int, ...]]) -> StateLayout:
+        """The layout for parameters of ``shapes`` (probed on first use)."""
+        key = tuple(tuple(int(n) for n in s) for s in shapes)
+        if key not in self._found:
+            self._found[key] = self._probe(list(key))
+        self.current = self._found[key]
+        return self.current
+
+    def _probe(self, shapes: list[tuple[int, ...]]) -> StateLayout:
+        pshapes = probe_shapes(shapes)
+        g1, g2 = probe_gradients(pshapes)
+        failure = ""
+        for dt in probe_dtypes(self._dtype):
+            try:
+                before, after1, after2 = self._snapshots(dt, pshapes, g1, g2)
+            except Exception as exc:  # this dtype is refused: try the port's own
+                failure = f"{type(exc).__name__}: {exc}"
+                continue
+            return discover(
+                pshapes, before, after1, after2, self._state_map, self._root, self._betas
+            )
+        layout = StateLayout(root=self._root)
+        layout.notes.append(f"the probe port could not step ({failure})")
+        return layout

@@ -13,7 +13,6 @@ port per stage with other field names, torch.optim.NAdam / RAdam checked as Adam
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ pytest.importorskip("torch")
 from conformance import catalogue as cat
 from conformance.results import PortResult
 from conformance.runner import check_port
+from conformance.tests._factories import torch_factory
 from conformance.wrong_ports import AUTHORS, OUTSIDE_JAX, WrongPort, outside_rows
 from conformance.wrong_ports.outside_bugs import ADAM_BUGS, SETADAM_BUGS
 from setadam_ref import AdamConfig, Config, SETAdamConfig
@@ -52,33 +52,6 @@ def _load(target: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-def _torch_factory(cls: Any, dtype: str) -> Any:
-    from conformance.adapters._torch import TorchOptimizerPort
-
-    accepted = inspect.signature(cls).parameters
-
-    def make(cfg: Config) -> Any:
-        kw: dict[str, Any] = {
-            "lr": cfg.lr,
-            "betas": cfg.betas,
-            "eps": cfg.eps,
-            "weight_decay": cfg.weight_decay,
-            "decoupled_weight_decay": cfg.weight_decay_mode == "decoupled",
-            "maximize": cfg.maximize,
-        }
-        if isinstance(cfg, SETAdamConfig):
-            kw["tau"] = cfg.tau
-        else:
-            kw.update(amsgrad=cfg.amsgrad, eps_root=cfg.eps_root)
-        kw = {k: v for k, v in kw.items() if k in accepted}
-        name = getattr(cls, "__name__", "port")
-        return TorchOptimizerPort(
-            name, lambda groups: cls(groups, **kw), dtype, "cpu", betas=cfg.betas
-        )
-
-    return make
-
-
 @functools.cache
 def _check(
     target: str,
@@ -91,7 +64,7 @@ def _check(
     if base:
         config = (AdamConfig if algorithm == "adam" else SETAdamConfig)(**dict(base))
     return check_port(
-        _torch_factory(_load(target), dtype), algorithm, config, [scenario], quick=True,
+        torch_factory(_load(target), dtype), algorithm, config, [scenario], quick=True,
         dtype=dtype, name=target.rsplit(":", 1)[1],
     )  # fmt: skip
 
@@ -156,7 +129,7 @@ def test_outside_controls_are_accepted(style: str, alg: str, dtype: str) -> None
     if alg == "adam":
         scenarios.append("amsgrad")
     r = check_port(
-        _torch_factory(_load(f"conformance.wrong_ports.outside_torch:{style}{label}"), dtype),
+        torch_factory(_load(f"conformance.wrong_ports.outside_torch:{style}{label}"), dtype),
         alg, scenarios=scenarios, quick=True, dtype=dtype, name=f"{style}{label}",
     )  # fmt: skip
     assert r.verdict == "pass", _explain(r)

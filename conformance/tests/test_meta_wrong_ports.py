@@ -11,7 +11,6 @@ likely cause. Each check runs a --quick-sized selection: the one scenario that e
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from conformance.tests._factories import torch_factory
 from conformance.wrong_ports import WRONG_PORTS, WrongPort
 
 pytest.importorskip("torch")
@@ -68,32 +68,7 @@ def _load(target: str) -> Any:
 
 
 def _torch_factory(cls: Any, dtype: str) -> Any:
-    from conformance.adapters._torch import TorchOptimizerPort
-
-    def make(cfg: Config) -> Any:
-        kw: dict[str, Any] = {
-            "lr": cfg.lr,
-            "betas": cfg.betas,
-            "eps": cfg.eps,
-            "weight_decay": cfg.weight_decay,
-            "decoupled_weight_decay": cfg.weight_decay_mode == "decoupled",
-            "maximize": cfg.maximize,
-        }
-        if isinstance(cfg, SETAdamConfig):
-            kw["tau"] = cfg.tau
-        accepted = inspect.signature(cls).parameters
-        kw = {k: v for k, v in kw.items() if k in accepted}  # e.g. a port without a tau argument
-        name = getattr(cls, "__name__", "port")
-        return TorchOptimizerPort(
-            name,
-            lambda groups: cls(groups, **kw),
-            dtype,
-            "cpu",
-            record_stages=True,
-            betas=cfg.betas,
-        )
-
-    return make
+    return torch_factory(cls, dtype, record_stages=True)
 
 
 def _jax_factory(fn: Any, dtype: str, jit: bool = True) -> Any:

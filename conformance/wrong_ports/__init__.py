@@ -266,7 +266,8 @@ _FIRST = {"step_minus_one": 2, "adam_step_minus_one": 2, "step_frozen": 2, "adam
 #: residuals, swapped betas, a bias-corrected m) or has no v at all (Lion): never re-synced, so
 #: diagnosed black-box whatever the container
 BLACK_BOX = ("adabelief_v", "swapped_betas", "m_bias_corrected_in_place", "adam_adabelief_v",
-             "adam_swapped_betas", "adam_m_bias_corrected_in_place", "adabelief", "lion")  # fmt: skip
+             "adam_swapped_betas", "adam_m_bias_corrected_in_place", "adabelief", "lion",
+             "adam_corrected_moments_float32")  # fmt: skip
 def _readable_stage(entry_stage: str) -> str:
     """The first quantity a harness reading the state sees differ: a wrong gradient shows in m."""
     return "m" if entry_stage == "grad" else entry_stage

@@ -401,6 +401,19 @@ def _denom_belief(f: Frame, v: Tensor) -> Tensor:
     return torch.sqrt(v) / math.sqrt(f.bc2) + f.hp.eps
 
 
+def _qh_weight(beta: float, t: int) -> float:
+    """1 / w_t with w_t = beta w_{t-1} + 1 kept as a float32 tensor (QHAdam's bias correction)."""
+    w = torch.zeros((), dtype=torch.float32)
+    for _ in range(t):
+        w.mul_(beta).add_(1.0)
+    return float(w.reciprocal())
+
+
+def _moments_corrected_lerp(f: Frame, m: Tensor, v: Tensor, gm: Tensor, gv: Tensor) -> None:
+    m.lerp_(gm, _qh_weight(f.hp.b1, f.t))
+    v.lerp_(gv * gv, _qh_weight(f.hp.b2, f.t))
+
+
 def _moments_lion(f: Frame, m: Tensor, v: Tensor, gm: Tensor, gv: Tensor) -> None:
     f.extra["c"] = m * f.hp.b1 + gm * (1 - f.hp.b1)
     m.mul_(f.hp.b2).add_(gm, alpha=1 - f.hp.b2)
@@ -442,4 +455,9 @@ ADAM_BUGS: dict[str, dict[str, Hook]] = {
     "adabelief": {"moments": _moments_belief, "denom": _denom_belief},
     "lion": {"moments": _moments_lion, "apply": _apply_lion},
     "amsgrad_not_asked": {"vmax": _vmax_always},
+    "adam_corrected_moments_float32": {  # m-hat, v-hat kept, lr and eps on them directly
+        "moments": _moments_corrected_lerp,
+        "apply": _apply_lr,
+        "denom": _denom(lambda f, v: torch.sqrt(v) + f.hp.eps),
+    },
 }  # fmt: skip

@@ -240,36 +240,28 @@ for _alg, _bugs in (("setadam", SETADAM_BUGS), ("adam", ADAM_BUGS)):
 globals().update(PORTS)
 
 
-class AuthorsStyleSETAdam(_Dict):
+class _AuthorsConstructor(_Outside):
+    """The public port's constructor: ``(params, lr, betas, eps, weight_decay)``, no ``tau``."""
+
+    BUG = "cos2_sum_sq_guard_1e-20"
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+
+class AuthorsStyleSETAdam(_AuthorsConstructor, _Dict):
     """The public SET-Adam of the issue, in its authors' style: ``exp_avg`` / ``exp_avg_var`` /
     int ``step`` in ``self.state[p]``, the constructor ``(params, lr, betas, eps, weight_decay)``
     with no ``tau`` (fixed at 0.5), and a guard of 1e-20 added to sum(v^2) in the down-scaling,
     c = S1^2 / (d * (S2 + 1e-20)). Catalogue: ``cos2_sum_sq_guard_1e-20``."""
 
-    BUG = "cos2_sum_sq_guard_1e-20"
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-    ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay)
-
-
-class AuthorsStyleSETAdamHidden(_Hidden):
+class AuthorsStyleSETAdamHidden(_AuthorsConstructor, _Hidden):
     """``AuthorsStyleSETAdam`` with its state out of the harness's reach (black-box diagnosis)."""
-
-    BUG = "cos2_sum_sq_guard_1e-20"
-
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-    ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay)
