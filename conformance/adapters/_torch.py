@@ -171,11 +171,17 @@ class TorchOptimizerPort:
         self._opt.step()
         found = TS.slots(self._opt, self._params, self._extras())
         vmax = state.vmax if state.vmax is not None else [np.zeros(np.shape(p)) for p in params]
-        for role, values in (("m", state.m), ("v", state.v), ("vmax", vmax)):
-            for view, flat in scatter(getattr(layout, role), values):
-                TS.write(found, view, flat)
-        for c in layout.counters:
-            TS.write_number(found, c.path, c.scale * int(state.step) + c.offset)
+        try:
+            for role, values in (("m", state.m), ("v", state.v), ("vmax", vmax)):
+                for view, flat in scatter(getattr(layout, role), values):
+                    TS.write(found, view, flat)
+            for c in layout.counters:
+                TS.write_number(found, c.path, c.scale * int(state.step) + c.offset)
+        except KeyError as exc:  # a path that names the probe's objects only (an id as a key)
+            raise NotImplementedError(
+                f"cannot continue from a given state: {exc} found on the probe is not in this "
+                "instance of the port"
+            ) from None
         with torch.no_grad():
             for p, a in zip(self._params, params, strict=True):
                 p.copy_(self._tensor(a).reshape(p.shape))

@@ -88,11 +88,13 @@ WRONG_PORTS: tuple[WrongPort, ...] = (
     _t("NoBiasCorrection1", "lr not divided by 1 - beta1^t", "update", "no_bias_correction1"),
     _t("NoBiasCorrection2", "v not bias-corrected", "epsilon_embedding", "no_bias_correction2"),
     _t("StepPlusOne", "step counter t + 1", "epsilon_embedding", "step_plus_one"),
+    # re-synced it reads as a stale counter (step_minus_one); its free run, t = 1 for ever,
+    # contradicts that, and the free-running evidence names it: step_frozen
     _t(
         "FrozenStepCounter",
         "step counter frozen after step 1",
         "epsilon_embedding",
-        "step_minus_one",
+        "step_frozen",
         first=2,
     ),
     # moments

@@ -363,12 +363,12 @@ def _vmax_ignored(f: Frame, v: Tensor, v_max: Tensor | None) -> Tensor:
 
 def _vmax_always(f: Frame, v: Tensor, v_max: Tensor | None) -> Tensor:
     """amsgrad kept on whatever the flag says (the container keeps the maximum)."""
-    store = f.extra.setdefault("vmax", {})
-    key = id(v)
-    if key not in store:
-        store[key] = torch.zeros_like(v)
-    torch.maximum(store[key], v, out=store[key])
-    return store[key]  # type: ignore[no-any-return]
+    store = f.extra.setdefault("vmax", [])
+    i = f.extra["index"]
+    if len(store) <= i:
+        store.append(torch.zeros_like(v))
+    torch.maximum(store[i], v, out=store[i])
+    return store[i]  # type: ignore[no-any-return]
 
 
 def _denom(fn: Any) -> Hook:

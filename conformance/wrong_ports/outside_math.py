@@ -209,6 +209,7 @@ class AdamMath:
         t_stored, f.t = h["advance"](t_stored)
         f.bc1, f.bc2 = h["bias"](f)
         for i, (p, g, m, v) in enumerate(zip(params, grads, ms, vs, strict=True)):
+            f.extra["index"] = i  # which array the hooks below are working on
             gm, gv = h["grad"](f, p, g)
             h["moments"](f, m, v, gm, gv)
             used = h["vmax"](f, v, vmaxes[i] if vmaxes is not None else None)
