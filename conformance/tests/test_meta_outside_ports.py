@@ -202,3 +202,32 @@ def test_jax_outside_control_is_accepted() -> None:
     )
     assert r.verdict == "pass", _explain(r)
     assert r.exposes_state
+
+
+@pytest.mark.parametrize(
+    "state_map,read", [("none", False), ("m=exp_avg,v=exp_avg_var,step=step", True)]
+)
+def test_cli_state_map(tmp_path: Any, state_map: str, read: bool) -> None:
+    """``check --state-map``: ``none`` diagnoses black-box; naming the entries re-syncs."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    target = "conformance.wrong_ports.outside_torch:AuthorsStyleSETAdam"
+    p = subprocess.run(
+        [sys.executable, "-m", "conformance", "check", target, "--framework", "torch",
+         "--algorithm", "setadam", "--scenario", "tiny_gradients", "--quick", "--no-progress",
+         "--state-map", state_map, "--report", str(tmp_path)],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = p.stdout + p.stderr
+    assert p.returncode == 1, out[-3000:]
+    assert "cos2_sum_sq_guard_1e-20" in out, out[-3000:]
+    port = json.loads((tmp_path / "report.json").read_text())["ports"][0]
+    assert port["likely_causes"][0]["cause"] == "cos2_sum_sq_guard_1e-20"
+    assert port["stage"] == "down_scaling"
+    assert bool(port["state_note"]) != read and bool(port["exposes_state"]) == read
