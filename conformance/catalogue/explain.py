@@ -4,18 +4,20 @@ free-running trajectories, over all failing scenarios.
 Two rankings can speak (``ranking.rank`` on re-synced steps, ``blackbox.rank_free`` on
 free-running runs). Re-synced steps are sharper (one step, tight budgets) but rest on writing
 the port's state, which only covers the entries the harness found (m, v, vmax, the counter): a
-port that also keeps something else (a cached minimum, a schedule's product) is re-synced
-inexactly. A free-running run rests on nothing but the port's parameters. Hence:
+port that also keeps something else (a cached minimum, a schedule's product) is re-synced from
+an incomplete state, and its re-synced steps can look like another entry's. A free-running run
+rests on nothing but the port's parameters. Hence:
 
-1. when the free-running ranking also names the re-synced ranking's best entry, the evidence
-   agrees: the entries named by both are reported, each at the larger of its two distances;
-2. when the free-running runs contradict the re-synced best entry, the free-running ranking is
-   reported (it cannot have been misled by the state), with a note saying so. An entry that
-   half-explains both is no compromise worth reporting over one that explains the runs;
-3. when the runs name nothing, nothing is reported: the re-synced best is not confirmed by
-   the port's own behaviour (a note names it);
-4. when only one kind of evidence exists (state unreadable; or the port passes free-running),
-   its ranking is reported.
+1. when the port fails free-running, the free-running ranking decides: entries are reported in
+   the order of their free-running distance, with that distance. Where free-running distances
+   tie (inside the budget every entry that reproduces the port scores the floor), the re-synced
+   distance orders them, and the re-synced step at which an entry shows is its ``first_step``.
+   When the two rankings' best entries differ, a note says so;
+2. when the port fails free-running but no entry explains its runs, nothing is reported (a note
+   names what the re-synced steps resemble): the cause would not be confirmed by the port's own
+   behaviour;
+3. when the port fails only re-synced (its runs are within budget), the re-synced ranking is
+   reported; when its state cannot be read, the free-running one (black-box).
 
 ``Explanation.basis`` says which, in words, for the report; ties at the best distance are
 reported as ties.
@@ -30,7 +32,7 @@ from setadam_ref.config import Config
 
 from .blackbox import FreeRun, rank_free
 from .evidence import StepEvidence
-from .ranking import Cause, rank, tied
+from .ranking import TIE, Cause, rank, tied
 
 
 @dataclass
@@ -43,15 +45,26 @@ class Explanation:
     notes: list[str] = field(default_factory=list)
 
 
-def _both(resync: list[Cause], free: list[Cause]) -> list[Cause]:
-    by_name = {c.name: c for c in free}
-    out = []
-    for c in resync:
-        f = by_name.get(c.name)
-        if f is not None:
-            first = c.first_step if c.first_step is not None else f.first_step
-            out.append(replace(c, distance=max(c.distance, f.distance), first_step=first))
-    out.sort(key=lambda c: (c.distance, c.name))
+def _ordered(free: list[Cause], resync: list[Cause]) -> list[Cause]:
+    """``free`` in its order, ties in free-running distance broken by the re-synced distance
+    (an entry the re-synced steps do not name comes after those they do)."""
+    by_name = {c.name: c for c in resync}
+    out: list[Cause] = []
+    group: list[Cause] = []
+
+    def flush() -> None:
+        group.sort(key=lambda c: (by_name[c.name].distance if c.name in by_name else 2.0, c.name))
+        out.extend(group)
+        group.clear()
+
+    for c in free:
+        if group and c.distance > group[0].distance * (1.0 + TIE):
+            flush()
+        s = by_name.get(c.name)
+        group.append(
+            c if s is None or s.first_step is None else replace(c, first_step=s.first_step)
+        )
+    flush()
     return out
 
 
@@ -62,26 +75,29 @@ def explain(
     layers: Sequence[Sequence[int]] | None,
     dtype: str,
 ) -> Explanation:
-    """Rank the catalogue on re-synced ``steps`` and free-running ``runs`` (either may be empty)
-    and combine the two as the module says."""
+    """Rank the catalogue on re-synced ``steps`` and free-running ``runs`` (either may be empty;
+    ``runs`` are those of scenarios where the port fails free-running) and combine the two as
+    the module says."""
     resync = rank(steps, config, layers, dtype) if steps else []
     free = rank_free(runs, dtype) if runs else []
     n_s = len({s.scenario for s in steps})
     n_r = len(runs)
     ex = Explanation()
-    if resync and free:
-        confirmed = {c.name for c in tied(resync)} & {c.name for c in free}
-        both = _both(resync, free) if confirmed else []
-        if both:
-            ex.causes = both
-            ex.basis = f"re-synced steps ({n_s} scenario(s)) and free-running runs ({n_r})"
+    if free:
+        ex.causes = _ordered(free, resync)
+        if resync:
+            ex.basis = f"free-running runs ({n_r} scenario(s)), ties by re-synced steps ({n_s})"
+            best_s = {c.name for c in tied(resync)}
+            if not best_s & {c.name for c in tied(ex.causes)}:
+                ex.notes.append(
+                    f"the re-synced steps are best explained by {resync[0].name}, the "
+                    f"free-running runs by {ex.causes[0].name}: the port may keep state the "
+                    "harness did not find (its re-synced steps then start from an incomplete "
+                    "state), so the free-running evidence decides"
+                )
         else:
-            ex.causes = free
-            ex.basis = f"free-running runs ({n_r} scenario(s))"
-            ex.notes.append(
-                f"the free-running runs contradict {resync[0].name}, the best explanation of the "
-                "re-synced steps: the port may keep state the harness did not find (its re-synced "
-                "steps then start from an incomplete state), so the free-running evidence is used"
+            ex.basis = f"free-running runs ({n_r} scenario(s))" + (
+                "" if steps else ": black-box, from the parameters only"
             )
     elif resync and runs:
         ex.notes.append(
@@ -91,8 +107,5 @@ def explain(
     elif resync:
         ex.causes = resync
         ex.basis = f"re-synced steps ({n_s} scenario(s))"
-    elif free:
-        ex.causes = free
-        ex.basis = f"free-running runs ({n_r} scenario(s)): black-box, from the parameters only"
     ex.best = tied(ex.causes)
     return ex

@@ -4,6 +4,7 @@ explanation (``catalogue.explain``), on synthetic ports: a catalogue entry run f
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 
 import numpy as np
@@ -162,7 +163,33 @@ def test_explain_prefers_free_running_when_the_resync_was_misled() -> None:
     free = _port(cat.by_name("stale_min"), rr, "float64")
     misled = _resync(None, rr, cat.by_name("no_down_translating"))
     ex = cat.explain(misled, [free], rr.config, rr.layers, "float64")
-    assert ex.causes[0].name == "stale_min" and ex.notes and "free-running" in ex.basis
+    assert ex.causes[0].name == "stale_min" and "free-running" in ex.basis
+    assert ex.notes and "no_down_translating" in ex.notes[0]
+
+
+def test_explain_reports_nothing_the_free_runs_do_not_confirm() -> None:
+    rr = _reference("normal", SETAdamConfig(), "float64")
+    run = _port(None, rr, "float64")
+    rng = np.random.default_rng(4)
+    garbage = run._replace(port=[p + 1e-4 * rng.normal(size=p.shape) for p in run.port])
+    steps = _resync(cat.by_name("translate_mean"), rr)
+    ex = cat.explain(steps, [garbage], rr.config, rr.layers, "float64")
+    assert ex.causes == [] and "translate_mean" in ex.notes[0]
+    only = cat.explain(steps, [], rr.config, rr.layers, "float64")  # runs within budget
+    assert only.causes[0].name == "translate_mean" and only.basis.startswith("re-synced")
+
+
+def test_free_running_ties_are_ordered_by_the_resynced_steps() -> None:
+    def c(name: str, d: float, step: int | None = None) -> cat.Cause:
+        return cat.Cause(name, "", d, first_step=step)
+
+    free = [c("a", 0.1, 3), c("b", 0.1, 3), c("z", 0.3)]
+    resync = [c("b", 0.01, 1), c("a", 0.2, 2)]
+    explain_module = importlib.import_module("conformance.catalogue.explain")
+    out = explain_module._ordered(free, resync)
+    assert [x.name for x in out] == ["b", "a", "z"]
+    assert [x.distance for x in out] == [0.1, 0.1, 0.3]  # the free-running distances
+    assert [x.first_step for x in out] == [1, 2, None]  # the re-synced onset where known
 
 
 def test_explain_black_box_and_ties() -> None:
@@ -176,11 +203,11 @@ def test_explain_black_box_and_ties() -> None:
     assert nothing.causes == [] and nothing.basis == ""
 
 
-def test_cause_distance_is_the_worse_of_both() -> None:
+def test_cause_distance_is_the_free_running_one() -> None:
     d = cat.by_name("translate_mean")
     rr = _reference("normal", SETAdamConfig(), "float64")
     steps, runs = _resync(d, rr), [_port(d, rr, "float64")]
     both = cat.explain(steps, runs, rr.config, rr.layers, "float64").causes[0]
     a = cat.rank(steps, rr.config, rr.layers, "float64")[0]
     b = cat.rank_free(runs, "float64")[0]
-    assert both == replace(a, distance=max(a.distance, b.distance))
+    assert both == replace(b, first_step=a.first_step)
