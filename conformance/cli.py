@@ -165,16 +165,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .adapters import third_party
+    from .adapters.state_discovery import parse_state_map
     from .scenarios import select
 
     try:
         hyper = third_party.parse_hyper(args.hyper)
+        state_map = parse_state_map(args.state_map)
         if args.scenario:
             select(args.scenario)
         spec = third_party.remote_spec(
             args.target, args.framework, args.algorithm, hyper=hyper,
             weight_decay_mode=args.weight_decay_mode, dtype=args.dtype, device=args.device,
-            timeout_s=args.timeout or 60.0,
+            timeout_s=args.timeout or 60.0, state_map=state_map,
         )  # fmt: skip
     except (ValueError, TypeError, KeyError) as exc:
         raise _UsageError(str(exc.args[0] if exc.args else exc)) from None
@@ -186,6 +188,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         "algorithm": args.algorithm,
         "hyper": {k: repr(v) for k, v in hyper.items()},
         "weight_decay_mode": args.weight_decay_mode,
+        "state_map": args.state_map,
         "dtype": spec.dtype,
         "device": args.device,
         "quick": args.quick,
@@ -244,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--algorithm", required=True, choices=("adam", "setadam"))
     c.add_argument("--hyper", action="append", help="NAME=VALUE for the target (repeatable)")
     c.add_argument("--weight-decay-mode", choices=("l2", "decoupled"), default=None)
+    c.add_argument(
+        "--state-map",
+        default=None,
+        help="m=KEY,v=KEY,vmax=KEY,step=KEY: the entries of the target's state (KEY: the end of "
+        "an entry's path, e.g. exp_avg_var); 'none': do not read the state (default: found "
+        "from their values)",
+    )
     c.add_argument("--dtype", default=None, choices=DTYPES)
     c.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     c.add_argument("--scenario", action="append")

@@ -12,8 +12,11 @@ session (:mod:`conformance.session`), then
    closed-loop runs are reported, not judged: the gradient's feedback on errors is unbounded).
 
 Every comparison is :func:`conformance.compare.compare_quantity`; what goes wrong is written as a
-:class:`~conformance.results.Failure` and the first failing re-synced step is kept as
-:class:`~conformance.results.Evidence` for the diagnosis.
+:class:`~conformance.results.Failure`. For the diagnosis the driver keeps the first failing
+re-synced step of every failing scenario (with a few steps around it) as
+:class:`~conformance.results.Evidence`, the port's free-running parameters in every failing
+open-loop scenario (at most ``_FREE_STEPS`` steps, as a ``catalogue.FreeRun``), and, once, why the
+port's state could not be re-synced when it could not.
 
 A scenario ends ``pass`` only when at least one comparison was judged and none failed;
 ``not_judged`` (with the reason) when nothing was: a port that cannot be re-synced on a
@@ -24,6 +27,7 @@ it was in, and the driver stops (``lost`` says why); a port that cannot be set u
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +37,7 @@ import numpy as np
 from setadam_ref import Config
 from setadam_ref import stage_names as N
 
+from .catalogue import FreeRun, free_run_of
 from .channel import Opaque
 from .compare import compare_quantity
 from .formats import representable
@@ -55,6 +60,10 @@ STATE_QUANTITIES: tuple[str, ...] = (N.M, N.V)
 #: step-onset bugs apart with them)
 _HISTORY = 3
 _AFTER = 2
+#: failing scenarios whose re-synced evidence is kept besides the first, and free-running steps
+#: kept per failing scenario (the black-box diagnosis needs no more: an entry is ruled out early)
+_OTHER_SCENARIOS = 8
+_FREE_STEPS = 64
 _UNJUDGED_STATE = "m and v reported, not judged (the target's state convention is not assumed)"
 
 
@@ -113,6 +122,12 @@ class ScenarioDriver:
         self.cache = cache
         self.max_failures = max_failures
         self.evidence: Evidence | None = None
+        #: the first failing re-synced step of each other failing scenario (with its history)
+        self.other_evidence: list[Evidence] = []
+        #: the port's free-running parameters in each failing open-loop scenario
+        self.free_runs: list[FreeRun] = []
+        #: why the port's state cannot be re-synced (the first time it said so), else None
+        self.state_note: str | None = None
         #: why the port is no longer driven (it hung, died or cannot be set up), else None
         self.lost: str | None = None
         self.setup_error = False
@@ -338,14 +353,20 @@ class ScenarioDriver:
         flat = rr.flat
         shapes = flat.shapes
         recent: list[Evidence] = []
+        first: Evidence | None = None
         after = 0
         for t in sorted(rr.resync):
             rs = rr.resync[t]
             grads = tuple(np.array(g, copy=True) for g in rs.grads)
             try:
                 out = self.session.reset_step(rs.params, rs.state, grads, True)
-            except NotImplementedError:
+            except NotImplementedError as exc:
                 sr.reason = "port cannot continue from a given state: compared free-running only"
+                if self.state_note is None:
+                    self.state_note = (
+                        f"the port's state cannot be re-synced ({_plain(exc)}): it is compared "
+                        "and diagnosed from its free-running parameters only (black-box)"
+                    )
                 return
             except PortLost as exc:
                 self._lost(sc, "resync", t, f"step {t} (re-synced)", exc, sr)
@@ -389,18 +410,26 @@ class ScenarioDriver:
                 judged = q not in STATE_QUANTITIES or self.judge_state
                 bad_any |= self._record(sc, sr, "resync", t, q, meas, judged)
             ev = Evidence(sc, rr, rs, p64, out.state, out.stages, measures)
-            if bad_any and self.evidence is None:
+            if bad_any and first is None:
                 ev.history = recent[-_HISTORY:]
-                self.evidence = ev
+                first = ev
+                self._keep(ev)
                 after = _AFTER
-            elif self.evidence is not None and self.evidence.scenario is sc and after > 0:
-                self.evidence.history.append(ev)
+            elif first is not None and after > 0:
+                first.history.append(ev)
                 after -= 1
-            elif self.evidence is None:
+            elif first is None:
                 recent.append(ev)
                 del recent[:-_HISTORY]
             if self._full():
                 return
+
+    def _keep(self, ev: Evidence) -> None:
+        """Keep a failing scenario's evidence: the first as ``evidence``, a few more besides."""
+        if self.evidence is None:
+            self.evidence = ev
+        elif len(self.other_evidence) < _OTHER_SCENARIOS:
+            self.other_evidence.append(ev)
 
     def _stages(
         self,
@@ -440,8 +469,6 @@ class ScenarioDriver:
             )
 
     def _free(self, sc: Scenario, rr: ReferenceRun, sr: ScenarioResult) -> None:
-        flat = rr.flat
-        shapes = flat.shapes
         judged = not rr.problem.closed_loop
         sr.free_judged = judged
         if not judged:
@@ -456,6 +483,26 @@ class ScenarioDriver:
             self.fail(Failure(sc.name, "free", 0, None, "exception", msg), sr)
             return
         current = rr.params[0]
+        trajectory: list[np.ndarray] = []
+        failed = [False]
+        try:
+            self._free_steps(sc, rr, sr, judged, current, trajectory, failed)
+        finally:
+            if judged and failed[0] and trajectory:  # the free run is off: evidence to explain
+                self.free_runs.append(free_run_of(rr, trajectory))
+
+    def _free_steps(
+        self,
+        sc: Scenario,
+        rr: ReferenceRun,
+        sr: ScenarioResult,
+        judged: bool,
+        current: Any,
+        trajectory: list[np.ndarray],
+        failed: list[bool],
+    ) -> None:
+        flat = rr.flat
+        shapes = flat.shapes
         for t in range(1, rr.steps + 1):
             if rr.problem.closed_loop:
                 try:
@@ -485,6 +532,8 @@ class ScenarioDriver:
                 )
                 return
             current = p64
+            if len(trajectory) < _FREE_STEPS:
+                trajectory.append(flat.cat(p64))
             b = rr.free_bounds[t - 1]
             mp = compare_quantity(
                 N.PARAMS,
@@ -498,7 +547,7 @@ class ScenarioDriver:
             )
             sr.free_series.append(mp.worst.fraction)
             sr.free_ulps.append(mp.max_ulps)
-            self._record(sc, sr, "free", t, N.PARAMS, mp, judged)
+            failed[0] |= self._record(sc, sr, "free", t, N.PARAMS, mp, judged)
             if out.state is not None and judged:
                 refs = {
                     q: flat.cat(a)
@@ -511,3 +560,11 @@ class ScenarioDriver:
                     self._record(sc, sr, "free", t, q, meas, self.judge_state)
             if self._full():
                 return
+
+
+def _plain(exc: BaseException) -> str:
+    """A port's reason for refusing a state, without the exception's type and source line."""
+    text = str(exc).strip()
+    text = re.sub(r"^NotImplementedError: ", "", text)
+    text = re.sub(r"^cannot continue from a given state: ", "", text)
+    return re.sub(r" \([^()]*\.py:\d+\)$", "", text)

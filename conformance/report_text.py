@@ -71,7 +71,8 @@ def dash_notes(r: PortResult) -> list[str]:
     fig = figures(r)
     if fig["resync"] is None:
         whys = sorted({s.reason for s in ran if s.reason and not _judged(s, "resync")})
-        out.append("resync -: no re-synced comparison was judged" + (f": {whys[0]}" if whys else ""))
+        why = f": {r.state_note}" if r.state_note else (f": {whys[0]}" if whys else "")
+        out.append("resync -: no re-synced comparison was judged" + why)
     if fig["free"] is None:
         loops = [s.closed_loop for s in ran if s.steps]
         if loops and all(loops):
@@ -123,11 +124,29 @@ def table(results: Sequence[PortResult]) -> str:
     return "\n".join(lines + notes)
 
 
+def cause_notes(r: PortResult) -> list[str]:
+    """What the diagnosis says besides the causes: ties, the evidence they rest on, the state,
+    or that nothing known explains the port."""
+    d = r.diagnosis or {}
+    out = []
+    if d.get("tied"):
+        out.append("tie: " + ", ".join(d["tied"]))
+    if d.get("cause_basis"):
+        out.append(f"causes from {d['cause_basis']}")
+    out += list(d.get("cause_notes", []))
+    if d.get("no_known_deviation"):
+        out.append(d["no_known_deviation"])
+    if r.state_note:
+        out.append(f"state: {r.state_note}")
+    return out
+
+
 def failure_listing(r: PortResult) -> list[str]:
     """Every failure of ``r``, grouped by scenario: the first in full, the others one line each."""
     out = [f"{term_text(r.label)}: {r.verdict}: {term_text(r.message)}"]
     for c, s, d in r.likely_causes[:3]:
         out.append(f"  likely cause: {c} (distance {s:.3g}): {d}")
+    out += [f"  {term_text(n)}" for n in cause_notes(r)]
     by_scenario: dict[str, list[str]] = {}
     for f in r.failures:
         step = f" step {f.step}" if f.step is not None else ""
@@ -205,6 +224,7 @@ def _md_failures(r: PortResult) -> list[str]:
             out.append(f"- {k}: {md_text(d[k])}")
     for c, s, desc in r.likely_causes[:3]:
         out.append(f"- likely cause: **{md_text(c)}** (distance {s:.3g}): {md_text(desc)}")
+    out += [f"- {md_text(n)}" for n in cause_notes(r)]
     for f in r.failures:
         out.append(f"- {md_text(f.scenario)} {f.mode} step {f.step} [{f.kind}] {md_text(f.message)}")
     if r.failures_not_listed:

@@ -180,6 +180,8 @@ class PortResult:
     likely_causes: list[tuple[str, float, str]] = field(default_factory=list)
     exposes_state: bool | None = None
     exposes_stages: bool | None = None
+    #: why the port's state could not be read or re-synced (said once per port), else ""
+    state_note: str = ""
     duration_s: float = 0.0
 
     @property
@@ -222,6 +224,7 @@ class PortResult:
             "stage": self.stage,
             "exposes_state": self.exposes_state,
             "exposes_stages": self.exposes_stages,
+            "state_note": self.state_note,
             "duration_s": round(self.duration_s, 3),
             "worst_fraction": None if (wf := self.worst_fraction()) is None else json_float(wf),
             "worst": {
@@ -255,7 +258,7 @@ class PortLocator:
 
     ``kind`` ``"registry"``: ``name`` is a port of :mod:`conformance.adapters.registry` (in
     ``dtype`` on ``device``); ``"third_party"``: ``name`` is ``MODULE:ATTR`` and ``options`` holds
-    ``framework``, ``algorithm``, ``hyper`` and ``weight_decay_mode`` for
+    ``framework``, ``algorithm``, ``hyper``, ``weight_decay_mode`` and ``state_map`` for
     :func:`conformance.adapters.third_party.spec`. ``framework`` (``"torch"``, ``"jax"`` or None)
     is imported before the target, under the start-up allowance rather than the per-step timeout.
     """

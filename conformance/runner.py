@@ -147,11 +147,18 @@ def check_port(
         session.close()
         result.output = session.output()
     _decide(result)
+    result.state_note = driver.state_note or ""
     if diagnose and result.failures:
         from .diagnose import diagnose as _diagnose
 
         try:
-            _diagnose(result, driver.evidence)
+            _diagnose(
+                result,
+                driver.evidence,
+                others=driver.other_evidence,
+                free_runs=driver.free_runs,
+                state_note=driver.state_note,
+            )
         except Exception as exc:  # the diagnosis must never lose a verdict
             result.diagnosis = {"error": f"diagnosis failed: {describe_exception(exc)}"}
     if not result.message:

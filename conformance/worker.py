@@ -62,6 +62,7 @@ def resolve(locator: PortLocator) -> PortSpec:
             weight_decay_mode=o.get("weight_decay_mode"),
             dtype=locator.dtype,
             device=locator.device,
+            state_map=dict(o.get("state_map") or {}) or None,
         )
     raise ValueError(f"unknown port locator kind {locator.kind!r}")
 

@@ -220,8 +220,10 @@ def torch_factory(
     dtype: str = "float64",
     device: str = "cpu",
     name: str | None = None,
+    state_map: Mapping[str, str] | None = None,
 ) -> tuple[Callable[[Config], Any], Callable[[Config], str | None], Config]:
-    """(factory, supports, base config) for a torch optimizer class."""
+    """(factory, supports, base config) for a torch optimizer class; ``state_map``: the roles
+    of its state entries (``--state-map``, ``state_discovery.parse_state_map``)."""
     from ._torch import TorchOptimizerPort
 
     hyper = dict(hyper or {})
@@ -235,7 +237,7 @@ def torch_factory(
         kw = _torch_kwargs(cfg, hyper)
         return TorchOptimizerPort(
             label, lambda groups: _construct(label, form, cls, groups, **kw), dtype, device,
-            record_stages=True,
+            record_stages=True, state_map=_roles(state_map), betas=cfg.betas,
         )  # fmt: skip
 
     return make_port, _supports(base, accepted, weight_decay_mode), base
@@ -250,8 +252,10 @@ def jax_factory(
     dtype: str = "float32",
     device: str = "cpu",
     name: str | None = None,
+    state_map: Mapping[str, str] | None = None,
 ) -> tuple[Callable[[Config], Any], Callable[[Config], str | None], Config]:
-    """(factory, supports, base config) for a function returning an optax transformation."""
+    """(factory, supports, base config) for a function returning an optax transformation;
+    ``state_map`` as for ``torch_factory``."""
     from ._jax import OptaxPort
 
     hyper = dict(hyper or {})
@@ -265,7 +269,10 @@ def jax_factory(
 
     def make_port(cfg: Config) -> Any:
         kw = _jax_kwargs(cfg, hyper)
-        return OptaxPort(label, lambda: _construct(label, form, fn, **kw), dtype, device)
+        return OptaxPort(
+            label, lambda: _construct(label, form, fn, **kw), dtype, device,
+            state_map=_roles(state_map), betas=cfg.betas,
+        )  # fmt: skip
 
     return make_port, _supports(base, accepted, weight_decay_mode), base
 
@@ -280,6 +287,7 @@ def spec(
     dtype: str | None = None,
     device: str = "cpu",
     timeout_s: float = 60.0,
+    state_map: Mapping[str, str] | None = None,
 ) -> PortSpec:
     """A PortSpec for a third-party target (``MODULE:ATTR`` or the object itself), imported here.
 
@@ -293,11 +301,16 @@ def spec(
     name = target if isinstance(target, str) else None
     make = torch_factory if framework == "torch" else jax_factory
     fac, sup, base = make(
-        obj, algorithm, hyper=hyper, weight_decay_mode=wdm, dtype=dt, device=device, name=name
-    )
+        obj, algorithm, hyper=hyper, weight_decay_mode=wdm, dtype=dt, device=device, name=name,
+        state_map=state_map,
+    )  # fmt: skip
     label = name or str(getattr(obj, "__qualname__", "target"))
     return PortSpec(label, algorithm, dt, device, fac, sup, base, judge_state=False,
                     timeout_s=timeout_s)  # fmt: skip
+
+
+def _roles(state_map: Mapping[str, str] | None) -> dict[str, str] | None:
+    return dict(state_map) if state_map else None
 
 
 def _defaults(
@@ -321,6 +334,7 @@ def remote_spec(
     dtype: str | None = None,
     device: str = "cpu",
     timeout_s: float = 60.0,
+    state_map: Mapping[str, str] | None = None,
 ) -> PortSpec:
     """A PortSpec for ``MODULE:ATTR`` checked in a worker process: nothing of the target (nor
     its framework) is imported here; the worker calls :func:`spec` with the same arguments.
@@ -331,7 +345,7 @@ def remote_spec(
     hyper = dict(hyper or {})
     base = base_config(algorithm, hyper, wdm)
     options = {"framework": framework, "algorithm": algorithm, "hyper": hyper,
-               "weight_decay_mode": wdm}  # fmt: skip
+               "weight_decay_mode": wdm, "state_map": dict(state_map or {})}  # fmt: skip
     loc = PortLocator("third_party", target, dt, device, framework, options)
     return PortSpec(target, algorithm, dt, device, None, None, base, judge_state=False,
                     timeout_s=timeout_s, locator=loc)  # fmt: skip
