@@ -12,7 +12,10 @@ import torch
 
 
 class HiddenStateAdam(torch.optim.Optimizer):
-    """torch.optim.Adam's arithmetic (eps outside the root), state under names of its own."""
+    """torch.optim.Adam's arithmetic (eps outside the root), its state kept as 2m and 4v under
+    names of its own: scaling by a power of two is exact, so the step is torch's, but state
+    discovery cannot map the state to m and v (after one step it is not (1 - beta) g), so the
+    harness can neither re-sync nor compare it."""
 
     def __init__(
         self,
@@ -36,11 +39,11 @@ class HiddenStateAdam(torch.optim.Optimizer):
                     g = g.add(p, alpha=group["weight_decay"])
                 st = self.state[p]
                 if not st:
-                    st["t"], st["mu"], st["nu"] = 0, torch.zeros_like(p), torch.zeros_like(p)
+                    st["t"], st["mu2"], st["nu4"] = 0, torch.zeros_like(p), torch.zeros_like(p)
                 st["t"] += 1
-                st["mu"].lerp_(g, 1 - b1)
-                st["nu"].mul_(b2).addcmul_(g, g, value=1 - b2)
+                st["mu2"].lerp_(g * 2, 1 - b1)
+                st["nu4"].mul_(b2).addcmul_(g, g, value=4 * (1 - b2))
                 bc1, bc2 = 1 - b1 ** st["t"], 1 - b2 ** st["t"]
-                denom = (st["nu"].sqrt() / bc2**0.5).add_(group["eps"])
-                p.addcdiv_(st["mu"], denom, value=-group["lr"] / bc1)
+                denom = (st["nu4"].sqrt() / 2 / bc2**0.5).add_(group["eps"])
+                p.addcdiv_(st["mu2"] / 2, denom, value=-group["lr"] / bc1)
         return None
