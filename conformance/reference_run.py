@@ -9,6 +9,7 @@ input rounding is never counted as port error) with its one-step bounds. The bou
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,10 +90,18 @@ class FreeRunningBudget:
     a golden vector starts from the rounding errors of its float64 inputs.
     """
 
-    def __init__(self, config: Config, flat: Flat, dtype: str, port_inputs: InputErrors) -> None:
+    def __init__(
+        self,
+        config: Config,
+        flat: Flat,
+        dtype: str,
+        port_inputs: InputErrors,
+        state_dtype: str | None = None,
+    ) -> None:
         self.config = config
         self.flat = flat
         self.dtype = dtype
+        self.state_dtype = state_dtype or dtype
         self._port = port_inputs
         self._ref = InputErrors.zeros(flat.size, port_inputs.vmax is not None)
 
@@ -100,7 +109,10 @@ class FreeRunningBudget:
         """The budget of the step ``ref``; ``grad_error`` bounds the port's gradient's error."""
         if grad_error is not None:
             self._port.grad = grad_error
-        total, bp, br = comparison_bounds(self.config, ref, self.flat, self.dtype, self._port, self._ref)
+        total, bp, br = comparison_bounds(
+            self.config, ref, self.flat, self.dtype, self._port, self._ref,
+            state_dtype=self.state_dtype,
+        )  # fmt: skip
         self._port, self._ref = bp.next_inputs(), br.next_inputs()
         return total
 
@@ -138,7 +150,9 @@ def build_reference_for(
     st = R.init(p, config)
     rr.params.append(p)
     rr.states.append(st)
-    budget = FreeRunningBudget(config, flat, dtype, InputErrors.zeros(flat.size, st.vmax is not None))
+    budget = FreeRunningBudget(
+        config, flat, dtype, InputErrors.zeros(flat.size, st.vmax is not None), sdt
+    )
     sched = set(resync_schedule(problem.steps))
     try:
         for t in range(1, problem.steps + 1):
@@ -153,7 +167,7 @@ def build_reference_for(
                 rp, rst, rtr = R.step(cp, g, cst, config, problem.layers, trace=True)
                 assert rtr is not None
                 rref = StepRef.from_trace(flat, cp, cst, rp, rtr)
-                rb = comparison_bounds(config, rref, flat, dtype)[0]
+                rb = comparison_bounds(config, rref, flat, dtype, state_dtype=sdt)[0]
                 rr.resync[t] = ResyncStep(t, cp, cst, g, rp, rst, rref, rb, rtr)
             rr.grads.append(g)
             rr.free_bounds.append(b)
@@ -166,23 +180,41 @@ def build_reference_for(
 
 
 class ReferenceCache:
-    """LRU cache of ``ReferenceRun`` keyed by (scenario, quick, config, dtype, state dtype)."""
+    """LRU cache of ``ReferenceRun`` keyed by (scenario, quick, config, dtype, state dtype).
+
+    Thread-safe: ports checked concurrently from threads share it, and a run that one thread is
+    building is waited for by the others instead of being built twice."""
 
     def __init__(self, capacity: int = 64) -> None:
         self.capacity = capacity
         self._d: OrderedDict[tuple[Any, ...], ReferenceRun] = OrderedDict()
+        self._lock = threading.Lock()
+        self._building: dict[tuple[Any, ...], threading.Event] = {}
 
     def get(
         self, scenario: Scenario, config: Config, dtype: str, state_dtype: str | None, quick: bool
     ) -> ReferenceRun:
         key = (scenario.name, scenario.seed, quick, config, dtype, state_dtype or dtype)
-        if key in self._d:
-            self._d.move_to_end(key)
-            return self._d[key]
-        rr = build_reference(scenario, config, dtype, state_dtype, quick)
-        self._d[key] = rr
-        if len(self._d) > self.capacity:
-            self._d.popitem(last=False)
+        while True:
+            with self._lock:
+                if key in self._d:
+                    self._d.move_to_end(key)
+                    return self._d[key]
+                done = self._building.get(key)
+                if done is None:
+                    done = self._building[key] = threading.Event()
+                    break
+            done.wait()  # another thread builds it; take it from the cache (or build on failure)
+        try:
+            rr = build_reference(scenario, config, dtype, state_dtype, quick)
+            with self._lock:
+                self._d[key] = rr
+                if len(self._d) > self.capacity:
+                    self._d.popitem(last=False)
+        finally:
+            with self._lock:
+                del self._building[key]
+            done.set()
         return rr
 
 
