@@ -162,19 +162,28 @@ def _dense_strides(t: Tensor) -> bool:
 def _flat(
     p: Tensor, g: Tensor, m: Tensor, v: Tensor
 ) -> tuple[list[Tensor], list[tuple[Tensor, Tensor]]]:
-    """1-D views of ``p, g, m, v`` in one memory order, and the (original, stand-in) pairs to copy
-    back after the step where a tensor had to be replaced by a copy in that order."""
+    """1-D aliases of ``p, g, m, v`` in one memory order, and the (original, stand-in) pairs to
+    copy back after the step where a tensor had to be replaced by a copy in that order.
+
+    Each alias is ``view(...).detach()``: it shares storage and version counter with the tensor
+    but is not a view, so the graphs guard on it alone (a view's base is a guard of its own, and
+    a view of a parameter requires grad even under no_grad)."""
     if p.is_contiguous() and g.is_contiguous() and m.is_contiguous() and v.is_contiguous():
-        return [p.view(-1), g.view(-1), m.view(-1), v.view(-1)], []
+        return [
+            p.view(-1).detach(),
+            g.view(-1).detach(),
+            m.view(-1).detach(),
+            v.view(-1).detach(),
+        ], []
     n = p.numel()
     ref = p.stride() if _dense_strides(p) else None
     out: list[Tensor] = []
     back: list[tuple[Tensor, Tensor]] = []
     for j, t in enumerate((p, g, m, v)):
         if ref is not None and t.stride() == ref:
-            out.append(t.as_strided((n,), (1,), t.storage_offset()))
+            out.append(t.as_strided((n,), (1,), t.storage_offset()).detach())
         elif ref is None and t.is_contiguous():
-            out.append(t.view(-1))
+            out.append(t.view(-1).detach())
         else:
             like = (
                 torch.empty_like(p, dtype=t.dtype)
@@ -182,7 +191,7 @@ def _flat(
                 else torch.empty(p.shape, dtype=t.dtype)
             )
             like.copy_(t)
-            out.append(like.as_strided((n,), (1,), like.storage_offset()))
+            out.append(like.as_strided((n,), (1,), like.storage_offset()).detach())
             if j != 1:  # the gradient is only read
                 back.append((t, like))
     return out, back
@@ -256,25 +265,33 @@ def step(g: GroupTensors, layer_of: list[int], hyper: Hyper, *, record: bool) ->
     """One step over the tensors of a group, in place. Returns None: nothing is recorded, whatever
     ``record`` says."""
     del record  # the kernels keep no per-coordinate stages
+    # grad mode is a guard of the graphs too; ``setadam(...)`` may be called with grad enabled
+    with torch.no_grad():
+        _step(g, layer_of, hyper)
+    return None
+
+
+def _step(g: GroupTensors, layer_of: list[int], hyper: Hyper) -> None:
     params, grads, exp_avgs, exp_avg_sqs, state_steps = g
     if not params:
-        return None
+        return
     _require_cpu([*params, *grads])
     torch._foreach_add_(state_steps, 1)
     keys = [(p.dtype, m.dtype) for p, m in zip(params, exp_avgs)]
     plan = make_plan([p.numel() for p in params], layer_of, keys)
     if not plan.live:
-        return None
+        return
     steps = torch.stack([state_steps[i] for i in plan.live]).tolist()
-    per_t = {t: (hyper.step_size(t), hyper.bias2(t)) for t in set(steps)}
+    # float(): a tensor lr set on the group after construction gives tensor scalars
+    per_t = {t: (float(hyper.step_size(t)), float(hyper.bias2(t))) for t in set(steps)}
     size = np.array([per_t[t][0] for t in steps])
     bias2 = np.array([per_t[t][1] for t in steps])
+    b1, b2 = float(hyper.beta1), float(hyper.beta2)
     gsc = torch.tensor(
-        [1.0 - hyper.beta1, hyper.beta2, 1.0 - hyper.beta2, -1.0 if hyper.maximize else 1.0,
-         hyper.weight_decay],
+        [1.0 - b1, b2, 1.0 - b2, -1.0 if hyper.maximize else 1.0, float(hyper.weight_decay)],
         dtype=torch.float64,
-    )  # fmt: skip
-    decay = hyper.decay_factor() if hyper.decays_params else 1.0
+    )
+    decay = float(hyper.decay_factor()) if hyper.decays_params else 1.0
     parts = np.zeros((len(plan.live), 8))
     scal = np.zeros((len(plan.live), 2))  # SCALE, SHIFT per live tensor
     flats: list[list[list[Tensor]]] = []
@@ -317,4 +334,3 @@ def step(g: GroupTensors, layer_of: list[int], hyper: Hyper, *, record: bool) ->
             _call("update", (jkey,), ps, ms, vs, torch.from_numpy(table))
     for orig, stand_in in back:
         orig.copy_(stand_in)
-    return None
