@@ -354,3 +354,16 @@ def test_selection_stages_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     r.grad = torch.ones(3, dtype=torch.float64)
     with pytest.raises(RuntimeError, match=r"torch.compile of moments failed \(OSError"):
         SETAdam([r], compiled=True).step()
+
+
+def test_registry_leaves_the_compiled_port_out_of_the_default_run_only() -> None:
+    """Its compilation would take the default run past 3 minutes: out of ``run`` with a note, in
+    with ``--port``, and resolvable by name in a worker."""
+    from conformance.adapters.registry import COMPILED_NOTE, available_ports, find_spec
+
+    name = "ours.torch.SETAdam[compiled]"
+    specs, notes = available_ports("cpu")
+    assert name not in {s.name for s in specs} and COMPILED_NOTE in notes
+    specs, _ = available_ports("cpu", None, ["ours.torch.SETAdam[[]compiled[]]*"])
+    assert sorted(s.dtype for s in specs) == ["float32", "float64"]
+    assert find_spec(name, "float64", "cpu").name == name
