@@ -2,15 +2,16 @@
 where the path records them.
 
 Paths: ``single`` (foreach=False), ``foreach``, ``fused`` (CUDA; float32 / bfloat16 with float32
-state). Every SETAdamConfig is expressible: tau, weight-decay mode (``decoupled_weight_decay``),
-maximize. One layer per parameter tensor (the reference's default layering). The fused path
-records no stages (its kernels keep no per-coordinate intermediates), so it is judged on
-parameters and state alone.
+state), ``compiled`` (CPU; ``torch.compile`` kernels, float64 and float32). Every SETAdamConfig is
+expressible: tau, weight-decay mode (``decoupled_weight_decay``), maximize. One layer per parameter
+tensor (the reference's default layering). The fused and compiled paths record no stages (their
+kernels keep no per-coordinate intermediates), so they are judged on parameters and state alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from setadam_ref import Config, SETAdamConfig
@@ -18,7 +19,12 @@ from setadam_ref import Config, SETAdamConfig
 from ..results import PortSpec
 from ._torch import TorchOptimizerPort
 
-PATHS = ("single", "foreach", "fused")
+PATHS = ("single", "foreach", "fused", "compiled")
+#: dtypes of the compiled path's ports (each dtype compiles its own kernels on first use)
+COMPILED_DTYPES = ("float64", "float32")
+#: per-call timeout of the compiled ports: their first step traces and compiles (tens of seconds
+#: on a loaded 2-core machine with a cold inductor cache)
+COMPILED_TIMEOUT_S = 600.0
 
 
 def supports(cfg: Config) -> str | None:
@@ -45,6 +51,8 @@ def factory(path: str, dtype: str, device: str) -> Callable[[Config], Any]:
             kw.update(foreach=False, fused=False)
         elif path == "foreach":
             kw.update(foreach=True, fused=False)
+        elif path == "compiled":
+            kw.update(compiled=True)
         else:
             kw.update(fused=True)
         return TorchOptimizerPort(
@@ -61,11 +69,16 @@ def factory(path: str, dtype: str, device: str) -> Callable[[Config], Any]:
 
 def specs(device: str, dtypes: tuple[str, ...]) -> list[PortSpec]:
     out = []
-    paths = ("single", "foreach") + (("fused",) if device == "cuda" else ())
+    paths = ("single", "foreach") + (("fused",) if device == "cuda" else ("compiled",))
     for path in paths:
         for dt in dtypes:
             if path == "fused" and dt not in ("float32", "bfloat16"):
                 continue
+            if path == "compiled" and dt not in COMPILED_DTYPES:
+                continue
             name = f"ours.torch.SETAdam[{path}]" + ("@cuda" if device == "cuda" else "")
-            out.append(PortSpec(name, "setadam", dt, device, factory(path, dt, device), supports))
+            spec = PortSpec(name, "setadam", dt, device, factory(path, dt, device), supports)
+            if path == "compiled":
+                spec = replace(spec, timeout_s=COMPILED_TIMEOUT_S)
+            out.append(spec)
     return out

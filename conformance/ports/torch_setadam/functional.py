@@ -2,8 +2,7 @@
 paths it dispatches to.
 
 A path is a module with ``step(group_tensors, layer_of, hyper, *, record)`` and a constant
-``RECORDS_STAGES``. A new path (a ``torch.compile``-based one, or a
-sharded one that all-gathers the layer partials between
+``RECORDS_STAGES``. A new path (a sharded one that all-gathers the layer partials between
 :func:`~conformance.ports.torch_setadam.layer_stats.partials` and
 :func:`~conformance.ports.torch_setadam.layer_stats.combine`) is one more row of ``PATHS``.
 """
@@ -14,6 +13,7 @@ from typing import Protocol
 
 from torch import Tensor
 
+from . import compiled as _compiled
 from . import fused as _fused
 from . import multi_tensor as _multi_tensor
 from . import single_tensor as _single_tensor
@@ -36,19 +36,23 @@ PATHS: dict[str, PathModule] = {
     "single": _single_tensor,
     "foreach": _multi_tensor,
     "fused": _fused,
+    "compiled": _compiled,
 }
-"""The implementations by name: ``single`` (for-loop), ``foreach`` (multi-tensor), ``fused``."""
+"""The implementations by name: ``single`` (for-loop), ``foreach`` (multi-tensor), ``fused``
+(CUDA kernels), ``compiled`` (``torch.compile`` CPU kernels)."""
 
 
-def path_name(*, foreach: bool, fused: bool) -> str:
-    """The path of the flags; ValueError when both are set."""
-    if foreach and fused:
-        raise ValueError("SETAdam: foreach=True and fused=True are mutually exclusive")
-    return "fused" if fused else "foreach" if foreach else "single"
+def path_name(*, foreach: bool, fused: bool, compiled: bool = False) -> str:
+    """The path of the flags; ValueError when more than one is set."""
+    if foreach + fused + compiled > 1:
+        raise ValueError(
+            "SETAdam: foreach=True, fused=True and compiled=True are mutually exclusive"
+        )
+    return "compiled" if compiled else "fused" if fused else "foreach" if foreach else "single"
 
 
 def records_stages(path: str) -> bool:
-    """Whether path ``path`` records stages (``False`` for ``fused``)."""
+    """Whether path ``path`` records stages (``False`` for ``fused`` and ``compiled``)."""
     return PATHS[path].RECORDS_STAGES
 
 
@@ -62,6 +66,7 @@ def setadam(
     *,
     foreach: bool = False,
     fused: bool = False,
+    compiled: bool = False,
     beta1: float,
     beta2: float,
     lr: float,
@@ -78,7 +83,7 @@ def setadam(
     Returns the recorded stages when ``record`` is True and the path records stages, else None.
     The hyperparameters are not validated here (``SETAdam`` does that).
     """
-    path = path_name(foreach=foreach, fused=fused)
+    path = path_name(foreach=foreach, fused=fused, compiled=compiled)
     if not (len(params) == len(grads) == len(exp_avgs) == len(exp_avg_sqs) == len(state_steps)):
         raise ValueError("SETAdam: params, grads and state lists differ in length")
     if len(layer_of) != len(params):

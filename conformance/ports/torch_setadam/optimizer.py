@@ -29,7 +29,7 @@ class SETAdam(torch.optim.Optimizer):
     Args:
         params: iterable of parameters or of param-group dicts. A group may set its own ``lr``,
             ``betas``, ``eps``, ``weight_decay``, ``tau``, ``decoupled_weight_decay``,
-            ``maximize``, ``foreach``, ``fused`` and ``layer``: ``"tensor"`` (default, one layer
+            ``maximize``, ``foreach``, ``fused``, ``compiled`` and ``layer``: ``"tensor"`` (default, one layer
             per parameter tensor) or ``"group"`` (all parameters of the group with a gradient
             form one layer, e.g. a weight and its bias).
         lr: learning rate, finite and > 0.
@@ -43,10 +43,12 @@ class SETAdam(torch.optim.Optimizer):
             for-loop (torch's default rule; on CPU the foreach ops gain nothing).
         fused: True runs the CUDA kernels of ``conformance.ports.cuda.torch_fused`` (CUDA
             float32/bfloat16 only). Mutually exclusive with ``foreach=True``.
+        compiled: True runs the ``torch.compile`` CPU kernels of :mod:`.compiled` (CPU only;
+            the first step of a new model compiles). Mutually exclusive with the other two.
 
     Stage recording: with ``record_stages = True``, ``last_stages`` maps each name of
     ``STAGE_KEYS`` to one tensor per parameter in ``param_groups`` order after every step, or is
-    ``None`` when a group ran a path that records no stages (``fused``).
+    ``None`` when a group ran a path that records no stages (``fused``, ``compiled``).
     """
 
     record_stages: bool
@@ -65,9 +67,10 @@ class SETAdam(torch.optim.Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
+        compiled: bool = False,
     ) -> None:
         lr_f, betas_f, eps_f, wd_f, tau_f = validate(lr, betas, eps, weight_decay, tau)
-        path_name(foreach=bool(foreach), fused=bool(fused))
+        path_name(foreach=bool(foreach), fused=bool(fused), compiled=bool(compiled))
         defaults: dict[str, Any] = {
             "lr": lr_f,
             "betas": betas_f,
@@ -78,6 +81,7 @@ class SETAdam(torch.optim.Optimizer):
             "maximize": bool(maximize),
             "foreach": foreach,
             "fused": fused,
+            "compiled": bool(compiled),
             "layer": "tensor",
         }
         self.record_stages = False
@@ -95,7 +99,11 @@ class SETAdam(torch.optim.Optimizer):
             raise ValueError(
                 f"SETAdam: invalid layer={group['layer']!r}; need one of {_LAYER_MODES}"
             )
-        path_name(foreach=bool(group["foreach"]), fused=bool(group["fused"]))
+        path_name(
+            foreach=bool(group["foreach"]),
+            fused=bool(group["fused"]),
+            compiled=bool(group["compiled"]),
+        )
         for p in group["params"]:
             if not (p.is_floating_point() and not p.is_complex()):
                 raise ValueError(
@@ -113,6 +121,7 @@ class SETAdam(torch.optim.Optimizer):
                 ("maximize", False),
                 ("foreach", None),
                 ("fused", None),
+                ("compiled", False),
                 ("layer", "tensor"),
             ):
                 group.setdefault(key, val)
@@ -166,7 +175,12 @@ class SETAdam(torch.optim.Optimizer):
         return GroupTensors(params, grads, exp_avgs, exp_avg_sqs, steps)
 
     def _path(self, group: dict[str, Any]) -> str:
-        """The group's path: ``fused`` when asked, else torch's default rule for ``foreach``."""
+        """The group's path: ``compiled`` or ``fused`` when asked, else torch's default rule for
+        ``foreach``."""
+        if group.get("compiled"):
+            return path_name(
+                foreach=bool(group["foreach"]), fused=bool(group["fused"]), compiled=True
+            )
         fused = bool(group["fused"])
         foreach = group["foreach"]
         if foreach is None:
