@@ -4,8 +4,10 @@
 one interpreter that imported torch once, instead of N cold imports on a 2-core machine), each
 joining one gloo process group on a free localhost port with a bounded timeout, and then
 answering calls ``(op, *args)`` in order. Every call goes to every rank and waits for all of
-them under a deadline; a rank that raises is reported with its traceback, a call past its
-deadline kills every rank, so a test never hangs. ``destroy_process_group`` runs in each rank's
+them under a deadline; a rank that raises is reported with its traceback, and the ranks that
+do not answer soon after are killed (they are waiting in a collective the failed rank left, and
+the process group is no longer usable); a call past its deadline kills every rank, so a test
+never hangs. A killed pool answers every later call with :class:`RankError`. ``destroy_process_group`` runs in each rank's
 ``finally``.
 
 :class:`PooledPort` is a harness port (:class:`conformance.interface.Port`) whose optimizer lives
@@ -17,6 +19,7 @@ its stage diagnosis and its verdict.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import os
 import socket
@@ -36,6 +39,8 @@ from setadam_ref import Config, SETAdamConfig
 PRELOAD = ["torch", "torch.distributed.tensor", "conformance.adapters.sharded_torch"]
 #: gloo's own timeout inside the ranks: a collective some rank never joins fails after this
 GLOO_TIMEOUT_S = 30.0
+#: how long the other ranks may still take to answer once one rank raised
+ERROR_GRACE_S = 3.0
 
 
 def free_port() -> int:
@@ -150,6 +155,12 @@ class RankPool:
                 conn = self._conns[r]
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    failed = [a for a in answers if a is not None and a[0] == "err"]
+                    if failed:
+                        # the other ranks wait in a collective the failed rank left: the
+                        # process group cannot be trusted any more
+                        self.kill(f"a rank raised during {what}; the others were stopped")
+                        return answers
                     self.kill(f"no answer from rank {r} to {what} in time")
                     raise PoolTimeout(self.dead)
                 try:
@@ -168,6 +179,8 @@ class RankPool:
                     self.kill(f"rank {r} closed its connection during {what}")
                     raise RankError(self.dead) from None
                 pending.discard(r)
+                if answers[r][0] == "err":
+                    deadline = min(deadline, time.monotonic() + ERROR_GRACE_S)
         return answers
 
     def call(self, op: str, *args: Any, timeout_s: float | None = None) -> list[Any]:
@@ -178,11 +191,15 @@ class RankPool:
             conn.send((op, *args))
         deadline = time.monotonic() + (timeout_s or self.timeout_s)
         answers = self._wait(deadline, op)
-        errors = [(r, a[1]) for r, a in enumerate(answers) if a[0] == "err"]
+        errors = [(r, a[1]) for r, a in enumerate(answers) if a is not None and a[0] == "err"]
         if errors:
             r, text = errors[0]
             raise RankError(f"rank {r} raised during {op}:\n{text}")
         return [a[1] for a in answers]
+
+    @property
+    def alive(self) -> bool:
+        return self.dead is None
 
     def kill(self, why: str) -> None:
         self.dead = self.dead or why
@@ -202,6 +219,24 @@ class RankPool:
             for p in self._procs:
                 p.join(timeout=10)
         self.kill("closed")
+
+
+_SHARED: dict[int, RankPool] = {}
+
+
+def shared(nprocs: int) -> RankPool:
+    """The test session's pool of ``nprocs`` ranks, started on first use (again where an earlier
+    test's failure killed it) and closed at exit: starting ranks is the expensive part."""
+    p = _SHARED.get(nprocs)
+    if p is None or not p.alive:
+        p = _SHARED[nprocs] = RankPool(nprocs)
+    return p
+
+
+@atexit.register
+def _close_shared() -> None:
+    for p in _SHARED.values():
+        p.close()
 
 
 class PooledPort:
