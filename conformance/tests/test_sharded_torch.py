@@ -130,3 +130,13 @@ def test_unsupported_layouts_are_refused() -> None:
         assert "1-D mesh" in o["mesh_2d"], o
         assert "placement" in o["partial"], o
         assert "placements" in o["grad_layout"], o
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_group_layers_spread_over_ranks(foreach: bool) -> None:
+    """A ``layer="group"`` layer (a weight and its bias) sharded over 4 ranks: the tensors'
+    partials are merged across ranks first, then over the layer; one collective per group."""
+    out = shared(4).call("job", JOBS + "group_layers", 4, foreach, timeout_s=60)[0]
+    assert out["collectives"] == [2] * 4
+    assert_within_budget(SETAdamConfig(lr=1e-2), out["params0"], out["grads"], out["params"],
+                         "float64", layers=[[0, 1], [2]], label="group layers")  # fmt: skip

@@ -205,3 +205,32 @@ def layouts() -> dict[str, Any]:
             lambda: step_with(ps, distribute_tensor(x, mesh, [Replicate()], src_data_rank=None))
         ),
     )
+
+
+def group_layers(steps: int, foreach: bool) -> dict[str, Any]:
+    """SETAdam with ``layer="group"`` on DTensors: a weight (7 rows) and its bias (7) as one layer
+    spread over every rank, beside a 3-row tensor of its own group; fixed gradients."""
+    import torch
+    import torch.distributed as dist
+
+    from conformance.adapters.sharded_torch import count_collectives, mesh_for
+    from conformance.ports.torch_setadam import SETAdam
+
+    mesh = mesh_for("cpu", dist.get_world_size())
+    gen = torch.Generator().manual_seed(11)
+    full = [torch.randn(s, generator=gen, dtype=torch.float64) for s in ((7, 5), (7,), (3, 2))]
+    ps = [_sharded(mesh, x.clone()).requires_grad_(True) for x in full]
+    opt = SETAdam(
+        [{"params": ps[:2], "layer": "group"}, {"params": ps[2:]}], lr=1e-2, foreach=foreach
+    )
+    grads, params, colls = [], [], []
+    for t in range(steps):
+        g = [torch.randn(x.shape, generator=gen, dtype=torch.float64) * (t + 1) for x in full]
+        for p, x in zip(ps, g):
+            p.grad = _sharded(mesh, x)
+        grads.append([x.numpy().copy() for x in g])
+        colls.append(count_collectives(torch, opt.step))
+        params.append([_full(p) for p in ps])
+    return dict(
+        params0=[x.numpy().copy() for x in full], grads=grads, params=params, collectives=colls
+    )
