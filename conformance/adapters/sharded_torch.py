@@ -7,23 +7,21 @@ communicating (``distribute_tensor(..., src_data_rank=None)``): its shard is the
 local tensor, so uneven splits and ranks holding no row are the DTensor's business, not the
 harness's. Gradients are sharded the same way, set on ``.grad``, and ``step()`` is called.
 
-What a rank answers is its *local* pieces (:data:`Piece`: the shard dimension, or ``None`` for a
-replicated or plain tensor, and the local values); the parent assembles the full arrays with
-:func:`assemble`, which needs no framework and no collective, so reading a step's results can
-never hang on a rank that misbehaves. Per step a rank also reports how many collectives the
-optimizer issued (:func:`count_collectives`: ``torch.distributed`` calls, functional
-collectives and DTensor redistributions alike) and the side
-effects it saw (gradients mutated in place, a sentinel param group touched).
+What a rank answers (``params()``, ``state()``, ``stages()``) are its *local* arrays: its shard
+of a ``Shard`` DTensor, the whole of a replicated or plain tensor; the harness assembles the full
+arrays (:mod:`conformance.distributed.assemble`) without a collective, so reading a step's
+results can never hang on a rank that misbehaves. Every ``step()`` runs under
+:func:`count_collectives`; more collectives than the optimizer has param groups is reported as a
+side effect (the contract: at most one collective per param group and step), as are gradients
+mutated in place and a sentinel param group touched.
 
 Parameters are dealt round-robin into ``groups`` param groups (default 2) plus the sentinel's,
-so every check also exercises several groups. torch is imported lazily: the parent imports this
-module for :func:`assemble` without loading a framework.
+so every check also exercises several groups. torch is imported lazily.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,38 +29,8 @@ import numpy as np
 from ..interface import PortState
 from ._torch import MakeOptimizer, dtype_name, torch_dtype
 
-Piece = tuple[int | None, np.ndarray]
-"""One rank's part of a tensor: the dimension it is split along (None: the whole tensor)."""
-
 #: operators of the collective namespaces that are bookkeeping, not communication
 NOT_COLLECTIVES = frozenset({"wait_tensor", "_wrap_tensor_autograd"})
-
-
-@dataclass
-class LocalOutputs:
-    """What one rank reports after a step (plain data: NumPy arrays, ints and strings)."""
-
-    params: list[Piece]
-    m: list[Piece] | None
-    v: list[Piece] | None
-    step: int | None
-    stages: dict[str, list[Piece]] | None
-    effects: list[str]
-    collectives: int
-    groups: int  # param groups of the optimizer (the collective contract: at most one each)
-
-
-def assemble(pieces: Sequence[Piece], rank_pieces: Sequence[Sequence[Piece]]) -> list[np.ndarray]:
-    """The full arrays from every rank's pieces (``pieces`` is rank 0's, in ``rank_pieces`` too):
-    shards concatenated in rank order along their dimension; a whole tensor from rank 0."""
-    out = []
-    for j, (dim, local) in enumerate(pieces):
-        if dim is None:
-            out.append(np.asarray(local, dtype=np.float64))
-        else:
-            parts = [np.asarray(rp[j][1], dtype=np.float64) for rp in rank_pieces]
-            out.append(np.concatenate(parts, axis=dim))
-    return out
 
 
 def count_collectives(torch: Any, fn: Callable[[], Any]) -> int:
@@ -103,15 +71,12 @@ def mesh_for(device: str, world: int) -> Any:
     return _MESHES[key]
 
 
-def _piece(torch: Any, t: Any) -> Piece:
-    """A tensor's local piece (its shard dimension for a ``Shard`` DTensor)."""
-    from torch.distributed.tensor import DTensor, Shard
+def _local_numpy(t: Any) -> np.ndarray:
+    """A tensor's local values as float64 NumPy (the shard of a DTensor)."""
+    from torch.distributed.tensor import DTensor
 
-    if isinstance(t, DTensor):
-        (pl,) = t.placements
-        local = t.to_local().detach().to("cpu", copy=True).double().numpy()
-        return (pl.dim if isinstance(pl, Shard) else None), local
-    return None, t.detach().to("cpu", copy=True).double().numpy()
+    x = t.to_local() if isinstance(t, DTensor) else t
+    return np.array(x.detach().to("cpu").double().numpy(), dtype=np.float64, copy=True)
 
 
 class ShardedOptimizerPort:
@@ -242,31 +207,43 @@ class ShardedOptimizerPort:
             if len(self._opt.state.get(self._sentinel, {})) > 0:
                 self._effects.append("step() created state for a parameter without gradient")
 
-    def local_outputs(self, want_stages: bool) -> LocalOutputs:
-        torch = self._torch
-        params = [_piece(torch, p) for p in self._params]
+    def params(self) -> tuple[np.ndarray, ...]:
+        return tuple(_local_numpy(p) for p in self._params)
+
+    def state(self) -> PortState | None:
         sts = [self._opt.state.get(p, {}) for p in self._params]
-        m = v = None
-        step: int | None = None
-        if sts and all("exp_avg" in s and "exp_avg_sq" in s for s in sts):
-            m = [_piece(torch, s["exp_avg"]) for s in sts]
-            v = [_piece(torch, s["exp_avg_sq"]) for s in sts]
-            raw = sts[0].get("step", 0)
-            step = int(float(raw.item() if hasattr(raw, "item") else raw))
-        stages: dict[str, list[Piece]] | None = None
-        last = getattr(self._opt, "last_stages", None) if want_stages else None
-        if last:
-            # the record is in param_groups order; the harness's arrays are in reset() order
-            order = {
-                id(p): j
-                for j, p in enumerate(q for g in self._opt.param_groups for q in g["params"])
-            }
-            pos = [order[id(p)] for p in self._params]
-            stages = {str(k): [_piece(torch, list(ts)[j]) for j in pos] for k, ts in last.items()}
-        return LocalOutputs(
-            params, m, v, step, stages, list(self._effects), self._collectives,
-            len(self._opt.param_groups),
-        )  # fmt: skip
+        if not sts or any("exp_avg" not in s or "exp_avg_sq" not in s for s in sts):
+            return None
+        raw = sts[0].get("step", 0)
+        return PortState(
+            int(float(raw.item() if hasattr(raw, "item") else raw)),
+            tuple(_local_numpy(s["exp_avg"]) for s in sts),
+            tuple(_local_numpy(s["exp_avg_sq"]) for s in sts),
+        )
+
+    def stages(self) -> dict[str, tuple[np.ndarray, ...]] | None:
+        last = getattr(self._opt, "last_stages", None) if self._record_stages else None
+        if not last:
+            return None
+        # the record is in param_groups order; the harness's arrays are in reset() order
+        flat = [q for g in self._opt.param_groups for q in g["params"]]
+        order = {id(p): j for j, p in enumerate(flat)}
+        pos = [order[id(p)] for p in self._params]
+        return {str(k): tuple(_local_numpy(list(ts)[j]) for j in pos) for k, ts in last.items()}
+
+    def side_effects(self) -> list[str]:
+        effects = list(self._effects)
+        groups = len(self._opt.param_groups)
+        if self._collectives > groups:
+            effects.append(
+                f"step() issued {self._collectives} collectives; the contract is at most one "
+                f"per param group ({groups})"
+            )
+        return effects
+
+    def collectives(self) -> int:
+        """Collectives the last ``step()`` issued on this rank."""
+        return self._collectives
 
 
 def _nan_equal(torch: Any, a: Any, b: Any) -> bool:
@@ -274,31 +251,3 @@ def _nan_equal(torch: Any, a: Any, b: Any) -> bool:
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
     return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
-
-
-def merged_state(outs: Sequence[LocalOutputs]) -> PortState | None:
-    """The full m/v state from every rank's outputs (None where rank 0 exposes none)."""
-    first = outs[0]
-    if first.m is None or first.v is None or any(o.m is None or o.v is None for o in outs):
-        return None
-    m = assemble(first.m, [o.m for o in outs if o.m is not None])
-    v = assemble(first.v, [o.v for o in outs if o.v is not None])
-    return PortState(first.step or 0, tuple(m), tuple(v))
-
-
-def rank_effects(outs: Sequence[LocalOutputs]) -> list[str]:
-    """Side effects seen on any rank, plus what only the ranks together show: step counts that
-    differ between ranks, and more collectives in one step than the optimizer has param groups."""
-    effects: list[str] = []
-    for r, o in enumerate(outs):
-        effects.extend(f"rank {r}: {e}" for e in o.effects if f"rank {r}: {e}" not in effects)
-    steps = [o.step for o in outs]
-    if len(set(steps)) > 1:
-        effects.append(f"the ranks' step counts differ after step(): {steps}")
-    worst = max(outs, key=lambda o: o.collectives)
-    if worst.collectives > worst.groups:
-        effects.append(
-            f"step() issued {worst.collectives} collectives on a rank; the contract is at most "
-            f"one per param group ({worst.groups})"
-        )
-    return effects

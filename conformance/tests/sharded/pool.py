@@ -7,13 +7,13 @@ answering calls ``(op, *args)`` in order. Every call goes to every rank and wait
 them under a deadline; a rank that raises is reported with its traceback, and the ranks that
 do not answer soon after are killed (they are waiting in a collective the failed rank left, and
 the process group is no longer usable); a call past its deadline kills every rank, so a test
-never hangs. A killed pool answers every later call with :class:`RankError`. ``destroy_process_group`` runs in each rank's
-``finally``.
+never hangs. A killed pool answers every later call with :class:`RankError`.
+``destroy_process_group`` runs in each rank's ``finally``.
 
 :class:`PooledPort` is a harness port (:class:`conformance.interface.Port`) whose optimizer lives
 in the pool: each rank hosts a :class:`~conformance.adapters.sharded_torch.ShardedOptimizerPort`
-and the full arrays are assembled here from the ranks' local pieces. ``check_port`` drives it
-like any port, so a sharded optimizer gets the harness's re-synced and free-running comparisons,
+and the full arrays are assembled here from the ranks' local ones
+(:func:`conformance.distributed.assemble.merge`). ``check_port`` drives it like any port, so a sharded optimizer gets the harness's re-synced and free-running comparisons,
 its stage diagnosis and its verdict.
 """
 
@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.sharded_torch import LocalOutputs, assemble, merged_state, rank_effects
+from conformance.distributed.assemble import merge
 from conformance.interface import PortState
+from conformance.session import StepOutputs, read_outputs
 from setadam_ref import Config, SETAdamConfig
 
 PRELOAD = ["torch", "torch.distributed.tensor", "conformance.adapters.sharded_torch"]
@@ -108,7 +109,9 @@ def _serve(rank: int, world: int, port: int, conn: Connection) -> None:
                 elif op == "job":
                     value = load(args[0])(*args[1:])
                 elif op == "outputs":
-                    value = hosted.local_outputs(*args)
+                    value = read_outputs(hosted, *args)
+                elif op == "collectives":
+                    value = hosted.collectives()
                 else:
                     value = getattr(hosted, op)(*args)
                 conn.send(("ok", value))
@@ -257,42 +260,36 @@ class PooledPort:
         self.state_dtype = dtype
         self.device = "cpu"
         self._pool = pool
-        self._outs: list[LocalOutputs] | None = None
+        self._shapes: list[tuple[int, ...]] = []
+        self._out: StepOutputs | None = None
         pool.call("make", target, dict(options or {}), cfg, dtype)
 
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
-        self._outs = None
+        self._out = None
+        self._shapes = [np.shape(p) for p in params]
         self._pool.call("reset", tuple(params), state)
 
     def step(self, grads: Sequence[np.ndarray]) -> None:
-        self._outs = None
+        self._out = None
         self._pool.call("step", tuple(grads))
 
-    def outputs(self) -> list[LocalOutputs]:
-        if self._outs is None:
-            self._outs = self._pool.call("outputs", True)
-        return self._outs
+    def outputs(self) -> StepOutputs:
+        if self._out is None:
+            self._out = merge(self._pool.call("outputs", True), self._shapes)
+        return self._out
 
     def params(self) -> tuple[np.ndarray, ...]:
-        outs = self.outputs()
-        return tuple(assemble(outs[0].params, [o.params for o in outs]))
+        return tuple(self.outputs().params)
 
     def state(self) -> PortState | None:
-        return merged_state(self.outputs())
+        return self.outputs().state
 
     def stages(self) -> dict[str, tuple[np.ndarray, ...]] | None:
-        outs = self.outputs()
-        first = outs[0].stages
-        if first is None or any(o.stages is None for o in outs):
-            return None
-        return {
-            k: tuple(assemble(first[k], [o.stages[k] for o in outs if o.stages is not None]))
-            for k in first
-        }
+        return self.outputs().stages
 
     def side_effects(self) -> list[str]:
-        return rank_effects(self.outputs())
+        return list(self.outputs().side_effects)
 
     def collectives(self) -> list[int]:
         """Collectives each rank issued in the last step."""
-        return [o.collectives for o in self.outputs()]
+        return [int(c) for c in self._pool.call("collectives")]
