@@ -343,10 +343,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from .scenarios import SCENARIOS, table
+    from .scenarios import SCENARIOS, SHARDING, table
 
     print(table())
-    print(f"VERDICT: listed {len(SCENARIOS)} scenarios (nothing run)")
+    print(f"VERDICT: listed {len(SCENARIOS) + len(SHARDING)} scenarios (nothing run)")
     return EXIT_OK
 
 

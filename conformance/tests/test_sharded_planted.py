@@ -17,8 +17,8 @@ pytest.importorskip("torch")
 
 from conformance.results import PortResult
 from conformance.runner import check_port
+from conformance.scenarios import SHARDING, get
 from conformance.tests.sharded.pool import PooledPort, shared
-from conformance.tests.sharded.scenarios import BY_NAME, SHARDING
 from conformance.tests.sharded_wrong import PLANTED, Planted
 
 WRONG = [w for w in PLANTED if not w.must_accept]
@@ -29,7 +29,7 @@ ON_FOUR = ("PaddedStats", "MeanPartials", "SkipZeroShardStep")
 
 def _check(n: int, w: Planted, scenarios: list[str]) -> PortResult:
     p = shared(n)
-    scs = [BY_NAME[s] for s in scenarios]
+    scs = [get(s) for s in scenarios]
     return check_port(lambda cfg: PooledPort(p, w.target, cfg), "setadam", scenarios=scs,
                       quick=True, name=w.attr)  # fmt: skip
 

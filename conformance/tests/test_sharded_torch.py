@@ -25,9 +25,9 @@ import pytest
 pytest.importorskip("torch")
 
 from conformance.runner import check_port
+from conformance.scenarios import SHARDING, get
 from conformance.tests.oracle import assert_within_budget
 from conformance.tests.sharded.pool import PooledPort, RankPool, shared
-from conformance.tests.sharded.scenarios import BY_NAME, SHARDING
 from setadam_ref import SETAdamConfig
 
 OURS = "conformance.ports.torch_setadam:SETAdam"
@@ -68,7 +68,7 @@ def test_ours_passes_the_general_scenarios_sharded() -> None:
 def test_one_collective_per_param_group() -> None:
     """Two param groups of sharded tensors plus the sentinel group (no gradient, sharded too):
     three collectives per step on every rank, however many layers."""
-    sc = BY_NAME["shard_groups"]
+    sc = get("shard_groups")
     prob = sc.problem(True)
     for foreach in (False, True):
         port = ours(shared(2), foreach, "float64")(SETAdamConfig(lr=1e-2))

@@ -27,7 +27,6 @@ import numpy as np
 from conformance.adapters.sharded_jax import MeshOptaxPort
 from conformance.runner import check_port
 from conformance.scenarios import Scenario, get
-from conformance.tests.sharded.scenarios import BY_NAME
 from setadam_ref import Config, SETAdamConfig
 
 
@@ -65,7 +64,7 @@ def main() -> None:
     ap.add_argument("--scenarios", nargs="+", required=True)
     ap.add_argument("--compare", type=int, default=1, help="scenarios also run unsharded")
     args = ap.parse_args()
-    scs = [BY_NAME[n] if n in BY_NAME else get(n) for n in args.scenarios]
+    scs = [get(n) for n in args.scenarios]
     out: dict[str, Any] = {}
     compare = scs[: args.compare]
     base = {sc.name: final_params(1, sc) for sc in compare}
