@@ -89,10 +89,18 @@ class FreeRunningBudget:
     a golden vector starts from the rounding errors of its float64 inputs.
     """
 
-    def __init__(self, config: Config, flat: Flat, dtype: str, port_inputs: InputErrors) -> None:
+    def __init__(
+        self,
+        config: Config,
+        flat: Flat,
+        dtype: str,
+        port_inputs: InputErrors,
+        state_dtype: str | None = None,
+    ) -> None:
         self.config = config
         self.flat = flat
         self.dtype = dtype
+        self.state_dtype = state_dtype or dtype
         self._port = port_inputs
         self._ref = InputErrors.zeros(flat.size, port_inputs.vmax is not None)
 
@@ -100,7 +108,10 @@ class FreeRunningBudget:
         """The budget of the step ``ref``; ``grad_error`` bounds the port's gradient's error."""
         if grad_error is not None:
             self._port.grad = grad_error
-        total, bp, br = comparison_bounds(self.config, ref, self.flat, self.dtype, self._port, self._ref)
+        total, bp, br = comparison_bounds(
+            self.config, ref, self.flat, self.dtype, self._port, self._ref,
+            state_dtype=self.state_dtype,
+        )  # fmt: skip
         self._port, self._ref = bp.next_inputs(), br.next_inputs()
         return total
 
@@ -138,7 +149,9 @@ def build_reference_for(
     st = R.init(p, config)
     rr.params.append(p)
     rr.states.append(st)
-    budget = FreeRunningBudget(config, flat, dtype, InputErrors.zeros(flat.size, st.vmax is not None))
+    budget = FreeRunningBudget(
+        config, flat, dtype, InputErrors.zeros(flat.size, st.vmax is not None), sdt
+    )
     sched = set(resync_schedule(problem.steps))
     try:
         for t in range(1, problem.steps + 1):
@@ -153,7 +166,7 @@ def build_reference_for(
                 rp, rst, rtr = R.step(cp, g, cst, config, problem.layers, trace=True)
                 assert rtr is not None
                 rref = StepRef.from_trace(flat, cp, cst, rp, rtr)
-                rb = comparison_bounds(config, rref, flat, dtype)[0]
+                rb = comparison_bounds(config, rref, flat, dtype, state_dtype=sdt)[0]
                 rr.resync[t] = ResyncStep(t, cp, cst, g, rp, rst, rref, rb, rtr)
             rr.grads.append(g)
             rr.free_bounds.append(b)

@@ -27,13 +27,35 @@ def _c_tol(d: int) -> float:
 @example(v=np.array([5e-324, 1e300]))  # extreme spread: c = 1/d up to rounding (clamped)
 @example(v=np.array([1.0, math.nextafter(1.0, 2.0)]))  # exact c < 1 but rounds to 1
 def test_cos2_bounds(v: np.ndarray) -> None:
-    """1/d <= c <= 1 for every layer (the reference clamps rounding back into the interval).
+    """fl(1/d) <= c <= 1 for every layer: the reference clamps rounding back into [fl(1/d), 1]
+    (the exact 1/d <= c holds for the exact c; the float64 c can be fl(1/d) < 1/d, see
+    ``test_cos2_lower_clamp_is_the_float64_one_over_d``).
 
     Proof: docs/src/theory/invariants.md#cos2-bounds
     """
     d = v.size
     c = stages.cos2(v)
-    assert 1.0 / d <= c <= 1.0
+    assert 1.0 / d <= c <= 1.0  # 1.0 / d is fl(1/d)
+
+
+@given(d=st.integers(1, 64), index=st.integers(0, 63))
+@example(d=3, index=0)  # issue 16: v = e1, d = 3 gives c = fl(1/3) < 1/3
+@example(d=6, index=5)
+@example(d=7, index=2)
+def test_cos2_lower_clamp_is_the_float64_one_over_d(d: int, index: int) -> None:
+    """For one non-zero entry the reference returns c = fl(1/d) exactly, which is below the exact
+    1/d whenever fl(1/d) rounds down (d = 3, 6, 7, ...): "1/d <= c exactly" is false in float64;
+    fl(1/d) <= c is what holds.
+
+    Proof: docs/src/theory/invariants.md#cos2-bounds
+    """
+    v = np.zeros(d)
+    v[index % d] = 1.0
+    c = stages.cos2(v)
+    assert c == 1.0 / d
+    assert (Fraction(c) < Fraction(1, d)) == (Fraction(1.0 / d) < Fraction(1, d))
+    if d in (3, 6, 7):
+        assert Fraction(c) < Fraction(1, d)
 
 
 @given(v=S.v_layers(max_size=200, nonzero=True))

@@ -250,12 +250,114 @@ def test_reduction_to_adam(
     assert _all_equal(a.states[-1].v, b.states[-1].v)
 
 
+def _corollary_3_adam(config: sr.SETAdamConfig) -> sr.AdamConfig:
+    """Corollary 3's Adam for singleton layers: eps inside the root, lr / (1 - tau), and with
+    decoupled decay lambda (1 - tau), so that the decay factor 1 - lr lambda is unchanged."""
+    decay = config.weight_decay
+    if config.weight_decay_mode == "decoupled":
+        decay = config.weight_decay * (1 - config.tau)
+    return sr.AdamConfig(
+        lr=config.lr / (1 - config.tau),
+        betas=config.betas,
+        eps=0.0,
+        eps_root=config.eps,
+        weight_decay=decay,
+        weight_decay_mode=config.weight_decay_mode,
+        maximize=config.maximize,
+    )
+
+
+def _check_corollary_3(
+    config: sr.SETAdamConfig,
+    params: tuple[np.ndarray, ...],
+    state: sr.State,
+    grads: tuple[np.ndarray, ...],
+) -> None:
+    adam = _corollary_3_adam(config)
+    p_s, _, tr = sr.step(params, grads, state, config, trace=True)
+    p_a, _, tra = sr.step(params, grads, state, adam, trace=True)
+    assert isinstance(tr, sr.SETAdamTrace) and isinstance(tra, sr.AdamTrace)
+    lam = config.weight_decay if config.weight_decay_mode == "decoupled" else 0.0
+    lr_lam = config.lr * lam
+    # below the normal range every rounding adds up to 2^-1075 absolute instead (here 2^-1074,
+    # the smallest float64), and m/denom is multiplied by s = lr/b1 afterwards: the two sides'
+    # quotients m/wt and m/w can be subnormal with very different relative precision
+    s_max = adam.lr / tr.bias_correction1
+    tiny = 2.0**-1074 * (2 * s_max + 8)
+    for th, ps, pa, us in zip(params, p_s, p_a, tr.update, strict=True):
+        adaptive = np.abs(us + lr_lam * th)  # |U|, the update without the decay term
+        tol = (gamma(7) + 2 * U / (1 - config.tau)) * adaptive * (1 + gamma(7))
+        tol += np.abs(th) * (lr_lam * gamma(5) + 4 * U * abs(1 - lr_lam))
+        tol += U * (np.abs(ps) + np.abs(pa)) + tiny
+        assert np.all(np.abs(ps - pa) <= tol)
+
+
+@given(
+    n_arrays=st.integers(1, 8),
+    scalar=st.booleans(),
+    config=S.setadam_configs(),
+    data=st.data(),
+)
+def test_corollary_3_translation_is_a_learning_rate(
+    n_arrays: int, scalar: bool, config: sr.SETAdamConfig, data: st.DataObject
+) -> None:
+    """With every coordinate its own layer and any tau, one SET-Adam step equals one step of Adam
+    with eps_root = eps, eps = 0, learning rate lr/(1 - tau) and, for decoupled decay, lambda
+    (1 - tau): wt = (1 - tau) w. Not bitwise: w - fl(tau w) is (1 - tau) w within u/(1 - tau),
+    and lr/(1 - tau), lambda (1 - tau) are rounded. Bound: the updates U differ by at most
+    (gamma_7 + 2u/(1 - tau)) |U|, the decayed parameters by |theta| (lr lambda gamma_5
+    + 4u (1 - lr lambda)), each side rounds theta_t once, and subnormal intermediates add their
+    absolute term amplified by lr/(1 - tau).
+
+    Proof: docs/src/algorithms/setadam.md (Corollary 3)
+    """
+    structure = S.Structure(tuple(() if scalar else (1,) for _ in range(n_arrays)), None)
+    params = data.draw(S.parameters(structure), label="theta0")
+    state = _random_state(data, structure, config, params)
+    grads = data.draw(S.gradients(structure), label="grads")
+    _check_corollary_3(config, params, state, grads)
+
+
+def test_corollary_3_with_subnormal_moments() -> None:
+    """Found by the thorough profile: beta1 = 5e-324 makes m subnormal, and Adam's m/w
+    (1.5e-323, three subnormal units) times lr/(1 - tau) = 100 differs from SET-Adam's m/wt by 16
+    units; the tolerance needs the underflow term, amplified by lr/(1 - tau).
+
+    Proof: docs/src/algorithms/setadam.md (Corollary 3)
+    """
+    cfg = sr.SETAdamConfig(lr=1.0, betas=(5e-324, 0.0), eps=0.1, tau=0.99)
+    theta = (np.array([-1.0]), np.array([0.0]))
+    _, state, _ = sr.step(theta, (np.array([-1.0]), np.array([-1.0])), sr.init(theta, cfg), cfg)
+    _check_corollary_3(cfg, theta, state, (np.array([-1.0]), np.array([0.0])))
+
+
+def test_corollary_3_needs_the_decay_scaled_by_one_minus_tau() -> None:
+    """Issue 16's counterexample to the unqualified Corollary 3: lr = 0.1, tau = 0.5, decoupled
+    lambda = 0.5, theta = 2, g = 0.3: SET-Adam gives 1.7, Adam with lr/(1 - tau) = 0.2 and the
+    same lambda gives 1.6 (decay 1 - 0.2 * 0.5 instead of 1 - 0.1 * 0.5); with lambda (1 - tau)
+    Adam gives 1.7 too.
+
+    Proof: docs/src/algorithms/setadam.md (Corollary 3)
+    """
+    cfg = sr.SETAdamConfig(lr=0.1, tau=0.5, weight_decay=0.5, weight_decay_mode="decoupled")
+    theta, g = (np.array([2.0]),), (np.array([0.3]),)
+    p_s, _, _ = sr.step(theta, g, sr.init(theta, cfg), cfg)
+    wrong = sr.AdamConfig(
+        lr=0.2, eps=0.0, eps_root=cfg.eps, weight_decay=0.5, weight_decay_mode="decoupled"
+    )
+    p_w, _, _ = sr.step(theta, g, sr.init(theta, wrong), wrong)
+    right = _corollary_3_adam(cfg)
+    p_r, _, _ = sr.step(theta, g, sr.init(theta, right), right)
+    assert abs(p_s[0][0] - 1.7) < 1e-6 and abs(p_w[0][0] - 1.6) < 1e-6
+    assert abs(p_r[0][0] - p_s[0][0]) < 1e-15
+
+
 @given(structure=_small(), config=S.setadam_configs(), data=st.data())
 def test_update_bound(
     structure: S.Structure, config: sr.SETAdamConfig, data: st.DataObject
 ) -> None:
     """|dtheta_i| <= lr/(1-beta1^t) |m_i| / ((1-tau) sqrt(eps)) for the adaptive part of the update
-    (checked from theta = 0, where the decoupled decay term vanishes), up to 4u/(1-tau).
+    (checked from theta = 0, where the decoupled decay term vanishes), up to 6u/(1-tau).
 
     Proof: docs/src/theory/invariants.md#update-bound
     """
@@ -270,6 +372,26 @@ def test_update_bound(
     for p, m, a in zip(p1, s1.m, tr.stepsize, strict=True):
         assert np.all(a <= bound_a * slack)
         assert np.all(np.abs(p) <= bound_a * np.abs(m) * slack)
+
+
+def test_update_bound_is_attained_exactly_where_v_is_zero() -> None:
+    """At a coordinate with v_i = 0 (here g = 0 after a momentum step) w_i = sqrt(eps) = w_min and
+    wt_i = (1 - tau) sqrt(eps): the update bound holds with equality, up to the rounding of the
+    step (6u/(1 - tau)), not only in a limit.
+
+    Proof: docs/src/theory/invariants.md#update-bound
+    """
+    cfg = sr.SETAdamConfig(lr=0.1, betas=(0.9, 0.999), eps=1e-6, tau=0.9)
+    theta = (np.zeros(3),)
+    state = sr.State(step=4, m=(np.array([1e-3, -2e-3, 5e-4]),), v=(np.array([0.0, 1e-4, 0.0]),))
+    g = (np.array([0.0, 1e-2, 0.0]),)
+    p, s, tr = sr.step(theta, g, state, cfg, trace=True)
+    assert isinstance(tr, sr.SETAdamTrace) and s.v[0][0] == 0.0 and s.v[0][2] == 0.0
+    bound = cfg.lr / tr.bias_correction1 * np.abs(s.m[0]) / ((1 - cfg.tau) * math.sqrt(cfg.eps))
+    ratio = np.abs(p[0]) / bound
+    slack = 6 * U / (1 - cfg.tau)
+    assert abs(ratio[0] - 1) <= slack and abs(ratio[2] - 1) <= slack  # equality where v = 0
+    assert ratio[1] < 0.5  # strictly below where v is large against eps
 
 
 def test_update_bound_is_attained() -> None:

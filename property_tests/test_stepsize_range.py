@@ -16,12 +16,13 @@ from collections.abc import Callable
 
 import mpmath
 import numpy as np
+import pytest
 from hypothesis import assume, example, given, target
 from hypothesis import strategies as st
 
 import setadam_ref as sr
 from property_tests import strategies as S
-from property_tests._exact import DPS, U, cos2_mp, mp
+from property_tests._exact import DPS, U, cos2_mp, gamma, mp
 from setadam_ref import stages, stepsize
 
 mpmath.mp.dps = DPS
@@ -61,8 +62,8 @@ def adam_ratio(M: mpmath.mpf, m: mpmath.mpf, eps: float, eps_root: float) -> mpm
 
 def rounding_slack(d: int, tau: float) -> float:
     """Relative float64 error of a computed stepsize ratio (docs: numerics/reference-error.md,
-    #stepsize-ratio): two stepsizes, each within (3d + 24) u (1 + tau)/(1 - tau)."""
-    return 2 * (3 * d + 24) * U * (1 + tau) / (1 - tau)
+    #stepsize-ratio): two stepsizes, each within gamma_{1.5d + 19.5} (1 + tau)/(1 - tau)."""
+    return 2 * gamma(1.5 * d + 19.5) * (1 + tau) / (1 - tau)
 
 
 def api_ratio(a: np.ndarray) -> float:
@@ -88,7 +89,10 @@ def run(inner: Callable[[], None]) -> None:
 # ------------------------------------------------------------------------------------------
 # Theorem A: down-scaling never increases the range after epsilon-embedding
 
-CONSTRUCTIVE_A = np.concatenate([np.ones(9_999), [4.0]])  # c = 0.99910.., R_u = 2: R_s/R_u ~ 1
+# c = 0.99910..; with eps = 1 (comparable to vhat, so that c matters) R_u = sqrt(5/2) and
+# R_s/R_u = 0.99987: the score comes from c -> 1. (With eps -> 0 both ratios tend to sqrt(M/m)
+# for every c, a trivial way to approach the supremum that says nothing about c.)
+CONSTRUCTIVE_A = np.concatenate([np.ones(9_999), [4.0]])
 
 
 def test_theorem_a_down_scaling_never_increases_range() -> None:
@@ -106,7 +110,7 @@ def test_theorem_a_down_scaling_never_increases_range() -> None:
         eps=S.epsilons(),
         tau=S.taus(),
     )
-    @example(v=CONSTRUCTIVE_A, bc2=1.0, eps=1e-30, tau=0.5)  # constructive: ratio -> 1
+    @example(v=CONSTRUCTIVE_A, bc2=1.0, eps=1.0, tau=0.5)  # constructive: c -> 1, ratio -> 1
     def inner(v: np.ndarray, bc2: float, eps: float, tau: float) -> None:
         assume(v.min() < v.max())
         _, vs = stages.down_scale(v)
@@ -353,6 +357,31 @@ def test_unconditional_suppression_claim_is_false() -> None:
     assert r_set > r_adam
 
 
+@pytest.mark.parametrize("d", [2, 10_000])
+def test_per_layer_advantage_reaches_sqrt_d(d: int) -> None:
+    """Issue 16 item 5: per layer R_A / R_SET is not bounded by (1 - tau) sqrt(eps)/eps_A (5e3 with
+    the defaults) but reaches (1 - tau) sqrt(d eps)/eps_A, because c = 1/d for one dominant
+    coordinate: vhat = e1 gives 7.1e3 for d = 2 and 5.0e5 for d = 1e4.
+
+    Proof: docs/src/theory/stepsize-range.md#adam-unbounded
+    """
+    cfg = sr.SETAdamConfig(betas=(0.9, 0.0))  # beta2 = 0: vhat = v at t = 1
+    adam = sr.AdamConfig(betas=(0.9, 0.0))
+    v = np.zeros(d)
+    v[0] = 1.0
+    r_set = api_ratio(stepsize.setadam_stepsizes(v, 1, cfg))
+    r_adam = api_ratio(stepsize.adam_stepsizes(v, 1, adam))
+    limit = (1 - cfg.tau) * math.sqrt(d * cfg.eps) / adam.eps
+    # at M = 1 the ratio is above its limit by the factor 1 + O(tau sqrt(d eps) / sqrt(M)):
+    # 0.5 % for d = 1e4
+    assert limit <= r_adam / r_set <= limit * (1 + 1e-2)
+    assert r_adam / r_set > (1 - cfg.tau) * math.sqrt(cfg.eps) / adam.eps  # the old claim fails
+    exact = (1 - mp(cfg.tau)) * (1 + 1 / mp(adam.eps)) / (
+        mpmath.sqrt(1 + 1 / (d * mp(cfg.eps))) - mp(cfg.tau)
+    )
+    assert math.isclose(r_adam / r_set, float(exact), rel_tol=1e3 * rounding_slack(d, cfg.tau))
+
+
 def test_translation_factor_claim_against_adam_is_false() -> None:
     """'SET-Adam's range is at most 1/(1 - tau) times Adam's' is false when Adam's eps (outside the
     root) is larger than SET-Adam's: vhat = (1, 1, 16), eps = 0.1 c min(vhat), eps_A = 1, tau = 0.5
@@ -373,7 +402,8 @@ def test_translation_factor_claim_against_adam_is_false() -> None:
 
 def test_theorem_d0_against_adam_with_eps_inside() -> None:
     """Against Adam with the same eps inside the root (eps_root = eps, eps_A = 0), whose ratio is
-    R_root = sqrt((M + eps)/(m + eps)): R_SET <= (R_root - tau)/(1 - tau) < R_root / (1 - tau).
+    R_root = sqrt((M + eps)/(m + eps)): R_SET <= (R_root - tau)/(1 - tau) <= R_root / (1 - tau),
+    the second with equality iff tau = 0 (or R_root = infinity, never).
     Tight: sup R_SET (1 - tau) / R_root = 1 (worst found within 1e-3; constructive layer
     (1, ..., 1, 0) of 10^4 entries with M/eps = 1e12).
 

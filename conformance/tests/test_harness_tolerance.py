@@ -57,11 +57,19 @@ def test_gamma_and_scalar_terms() -> None:
     assert gamma(0, 1e-3) == 0.0
     assert gamma(2, 0.25) == 1.0
     assert gamma(4, 0.25) == float("inf")
-    # 1 - beta from a rounded beta: relative error u/(1-beta) for float32 with beta = 0.999
-    assert rho_one_minus(0.999, FORMATS["float32"]) == pytest.approx(2**-24 * (1 + 999), rel=1e-12)
-    # half formats form scalars in float32: bf16's 1 - 0.999 error is u_bf16 + u_f32 * 999
-    assert rho_one_minus(0.999, FORMATS["bfloat16"]) == pytest.approx(2**-8 + 2**-24 * 999)
-    assert rho_bias_correction(0.9, 1000, FORMATS["float32"]) < 2e-7  # beta^t vanished
+    # 1 - beta from a rounded beta: the rounding of beta = 0.999 to float32 (1.3e-8, exactly
+    # known) divided by 1 - beta; 1 - fl(beta) is exact (Sterbenz). Worst case u/(1-beta) would be
+    # 4.6 times larger.
+    b32 = float(np.float32(0.999))
+    assert rho_one_minus(0.999, FORMATS["float32"]) == pytest.approx(abs(b32 - 0.999) / 0.001)
+    assert rho_one_minus(0.999, FORMATS["float32"]) < 2**-24 * 999 / 4
+    # half formats form scalars in float32, and the result may be rounded once into bfloat16
+    x16 = float(round_to(np.array([1.0 - b32]), "bfloat16")[0])
+    want = max(abs(b32 - 0.999), abs(x16 - 0.001)) / 0.001
+    assert rho_one_minus(0.999, FORMATS["bfloat16"]) == pytest.approx(want, rel=1e-6)
+    assert rho_one_minus(0.0, FORMATS["float16"]) == 0.0  # 1 - 0 = 1 exactly
+    # beta^t vanished: the subtraction's rounding u_32 and float64 slack only
+    assert rho_bias_correction(0.9, 1000, FORMATS["float32"]) < 2**-24 * 1.001
 
 
 def _one_step(cfg, params, grads, layers=None):
@@ -134,7 +142,10 @@ def test_budget_of_float64_covers_both_sides_and_scales_with_u() -> None:
     total64 = comparison_bounds(cfg, ref, flat, "float64")[0]["params"]
     np.testing.assert_allclose(total64, 2 * b64)
     ratio = b32 / b64
-    assert np.all(ratio > 2.0**28) and np.all(ratio < 2.0**31)  # ~ u32/u64 = 2^29
+    # ~ u32/u64 = 2^29 times the ratio of the operation counts, and the float32 budget carries
+    # the exact rounding errors of the constants (beta2 = 0.999 to float32: 0.2 u32 / (1 - beta2))
+    # that float64 does not have (beta2 is a float64 number): between 2^28 and 2^32
+    assert np.all(ratio > 2.0**28) and np.all(ratio < 2.0**32)
     # at least the final rounding: u |theta|
     assert np.all(b64 >= 2.0**-53 * np.abs(ref.theta1))
 
@@ -145,8 +156,8 @@ def test_zero_layer_cos2_not_judged_and_vs_zero() -> None:
     grads = [np.zeros(4), np.arange(3.0)]
     flat, ref = _one_step(cfg, params, grads)
     b = step_bounds(cfg, ref, flat, "float32")
-    assert b["cos2"][0] == 0.0  # all-zero layer: convention, not compared
-    assert np.all(b["down_scaling"][:4] <= 8 * FORMATS["float32"].eta)  # a few absolute roundings
+    assert b["cos2"][0] == np.inf  # all-zero layer: c is a convention, unresolved (not judged)
+    assert np.all(b["down_scaling"][:4] == 0.0)  # c' * 0 = 0 exactly, whatever c' is
 
 
 def test_float16_eps_underflow_is_unresolvable_not_a_failure() -> None:
@@ -176,9 +187,10 @@ def test_compare_quantity_fractions() -> None:
 def test_free_running_budget_grows_with_steps() -> None:
     rr = build_reference(get("long_run"), get("long_run").config("setadam"), "float32", quick=True)
     assert rr.error is None
+    # the median over coordinates (the maximum is set by whichever theta is near zero)
     b = [
-        float(np.max(x["params"] / np.maximum(np.abs(rr.flat.cat(rr.params[t + 1])), 1e-30)))
+        float(np.median(x["params"] / np.maximum(np.abs(rr.flat.cat(rr.params[t + 1])), 1e-30)))
         for t, x in enumerate(rr.free_bounds)
     ]
-    assert b[-1] > b[0]
+    assert b[-1] > 10 * b[0]
     assert len(rr.resync) > 0

@@ -1,0 +1,167 @@
+r"""The tolerance model's entry points: the bounds of one step, and the comparison budget.
+
+:func:`step_bounds` composes the stages (:mod:`~conformance.tolerance.moments`,
+:mod:`~conformance.tolerance.statistics`, :mod:`~conformance.tolerance.stages`,
+:mod:`~conformance.tolerance.update`) for one step in a dtype: the gradient and the parameters in
+the parameter format, $m$, $v$ (and $v^{\max}$) in the *state* format, every intermediate of the
+denominator and the update in the coarser of the two (a port may compute them in either).
+:func:`comparison_bounds` adds the reference's own float64 bound (triangle inequality):
+$B = B_\text{port} + B_\text{ref}$.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from setadam_ref import AdamConfig, Config, SETAdamConfig
+
+from ..formats import Format, fmt
+from ..layout import Flat
+from .moments import grad_bound, m_bound, v_bound, vhat_max_bound
+from .records import Bounds, InputErrors, StepRef
+from .scalars import rho_bias_correction
+from .stages import adam_denominator, down_scaling, embedding, translation
+from .statistics import RangeNote, statistics_bounds
+from .update import UpdateInputs, params_bound
+
+F = np.ndarray
+
+
+def coarser(a: Format, b: Format) -> Format:
+    """The format with the larger unit roundoff (on a tie, the one with the smaller range)."""
+    if a.p != b.p:
+        return a if a.p < b.p else b
+    return a if a.emin >= b.emin else b
+
+
+def step_bounds(
+    config: Config,
+    ref: StepRef,
+    flat: Flat,
+    dtype: str,
+    inputs: InputErrors | None = None,
+    state_dtype: str | None = None,
+) -> Bounds:
+    """Absolute error bounds of every quantity of the step ``ref`` computed in ``dtype``, with the
+    moments kept in ``state_dtype`` (default: ``dtype``)."""
+    fp = fmt(dtype)
+    fs = fmt(state_dtype or dtype)
+    fx = coarser(fp, fs)
+    n = ref.theta0.size
+    ein = inputs if inputs is not None else InputErrors.zeros(n)
+    b1, b2 = config.betas
+    t = ref.t
+    wd = config.weight_decay
+    l2 = wd > 0 and config.weight_decay_mode == "l2"
+    decoupled = wd > 0 and config.weight_decay_mode == "decoupled"
+    bc2 = ref.bias_correction2
+    out: dict[str, F] = {}
+    with np.errstate(all="ignore"):
+        eg_in = np.zeros(n) if ein.grad is None else ein.grad
+        eg = grad_bound(ref.grad, ref.theta0, eg_in, ein.theta, wd, l2, fp)
+        out["grad"] = eg
+        em = m_bound(ref.m0, ein.m, ref.grad, eg, ref.m, b1, fs)
+        ev = v_bound(ref.v0, ein.v, ref.grad, eg, ref.v, b2, fs)
+        out["m"], out["v"] = em, ev
+        rho2 = rho_bias_correction(b2, t, fx)
+        if isinstance(config, AdamConfig):
+            assert ref.denom is not None
+            src, esrc, hat = ref.v, ev, False
+            if config.amsgrad:
+                assert ref.vmax is not None and ref.vmax0 is not None
+                evmax0 = ein.vmax if ein.vmax is not None else np.zeros(n)
+                if config.amsgrad_mode == "torch":
+                    evmax = np.maximum(evmax0, ev)
+                else:  # optax: the maximum is over bias-corrected v
+                    rs2 = rho_bias_correction(b2, t, fs)
+                    evmax = vhat_max_bound(ref.v, ev, evmax0, bc2, rs2, fs)
+                    hat = True
+                out["vmax"] = evmax
+                src, esrc = ref.vmax, evmax
+            eden = adam_denominator(src, esrc, bc2, rho2, config.eps, config.eps_root, hat, fx)
+            out["denom"] = eden
+            den = ref.denom
+        else:
+            assert isinstance(config, SETAdamConfig)
+            assert ref.cos2 is not None and ref.v_scaled is not None
+            assert ref.w is not None and ref.w_translated is not None
+            sb = statistics_bounds(ref.v, ev, ref.cos2, flat, fx)
+            out["cos2"] = sb.ec
+            lid = flat.layer_id
+            evs = down_scaling(
+                ref.v, ev, ref.cos2[lid], sb.ecq[lid], sb.c_hi[lid], ref.v_scaled, fx
+            )
+            out["down_scaling"] = evs
+            ew = embedding(ref.v_scaled, evs, ref.w, bc2, rho2, config.eps, fx)
+            out["epsilon_embedding"] = ew
+            ewt = translation(ref.w, ew, ref.w_translated, config.tau, flat, fx)
+            out["down_translating"] = ewt
+            den, eden = ref.w_translated, ewt
+        x = UpdateInputs(ref.m, em, den, eden, ref.theta0, ein.theta, ref.theta1, ref.update)
+        eth, eup = params_bound(x, config.lr, b1, t, wd, decoupled, fx, fp)
+        out["params"], out["update"] = eth, eup
+    for k, val in out.items():
+        out[k] = np.where(np.isnan(val), np.inf, val)
+    return Bounds(out)
+
+
+def comparison_bounds(
+    config: Config,
+    ref: StepRef,
+    flat: Flat,
+    dtype: str,
+    port_inputs: InputErrors | None = None,
+    ref_inputs: InputErrors | None = None,
+    state_dtype: str | None = None,
+) -> tuple[Bounds, Bounds, Bounds]:
+    """Budget of |port - reference|: the port's bound in ``dtype`` (moments in ``state_dtype``)
+    plus the reference's own float64 rounding (triangle inequality). Returns (total, port part,
+    reference part); the parts feed the next step of a free-running recursion."""
+    bp = step_bounds(config, ref, flat, dtype, port_inputs, state_dtype)
+    if dtype == "float64" and (state_dtype or dtype) == "float64":  # both sides round alike
+        return bp.scaled(2.0), bp, bp
+    br = step_bounds(config, ref, flat, "float64", ref_inputs)
+    return bp + br, bp, br
+
+
+def statistics_range(
+    config: Config,
+    ref: StepRef,
+    flat: Flat,
+    dtype: str,
+    inputs: InputErrors | None = None,
+    state_dtype: str | None = None,
+) -> list[RangeNote]:
+    """Layers whose statistics an unscaled (or narrow) evaluation cannot keep in range.
+
+    The model covers such an evaluation only where its intermediates stay normal and finite;
+    elsewhere a port must rescale its layer sums (the stated assumption, docs/numerics/
+    tolerance.md). A failure of a port in a layer listed here, for the evaluation named, is
+    "unscaled statistics" rather than a budget failure. Empty for Adam.
+    """
+    if not isinstance(config, SETAdamConfig) or ref.cos2 is None:
+        return []
+    fp = fmt(dtype)
+    fs = fmt(state_dtype or dtype)
+    fx = coarser(fp, fs)
+    n = ref.theta0.size
+    ein = inputs if inputs is not None else InputErrors.zeros(n)
+    with np.errstate(all="ignore"):
+        eg_in = np.zeros(n) if ein.grad is None else ein.grad
+        wd = config.weight_decay
+        l2 = wd > 0 and config.weight_decay_mode == "l2"
+        eg = grad_bound(ref.grad, ref.theta0, eg_in, ein.theta, wd, l2, fp)
+        ev = v_bound(ref.v0, ein.v, ref.grad, eg, ref.v, config.betas[1], fs)
+        notes = statistics_bounds(ref.v, ev, ref.cos2, flat, fx).notes
+    b2 = config.betas[1]
+    out = []
+    for nt in notes:
+        msg = nt.message
+        if nt.v_needed == nt.v_needed and nt.v_needed > 0 and b2 < 1:  # not nan
+            g = float(np.sqrt(nt.v_needed / (1.0 - b2)))
+            side = "underflow for |g| below" if "underflow" in msg else "overflow for |g| above"
+            msg += f" (from zero state, v = (1 - beta2) g^2: {side} {g:.2g})"
+        out.append(dataclasses.replace(nt, message=msg))
+    return out
