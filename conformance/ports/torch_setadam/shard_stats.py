@@ -17,7 +17,8 @@ the table of :func:`~conformance.ports.torch_setadam.layer_stats.partials` plus 
 count $t$ ($-1$ without a gradient). An empty local shard (fewer rows than ranks, a zero-size
 tensor) packs the neutral column $(0, 0, +\infty, e_{\min}, t)$; uneven shards are the
 DTensor's local tensors, without padding, so padding is never counted. The ``(5, k)`` float64
-tables of all ranks are exchanged in **one** ``all_gather_into_tensor`` (``40 k`` bytes sent and
+tables of all ranks are exchanged in **one** all-gather (``all_gather_single``, or
+``all_gather_into_tensor`` before it; ``40 k`` bytes sent and
 ``40 k N`` received per rank and step), and every rank merges them in the same order, so every
 rank gets the same bits of $c_l$ and $\min_l w$ whatever the backend's reduction order:
 
@@ -141,7 +142,9 @@ def exchange(table: Tensor, layout: ShardedGroup) -> Tensor:
     mine = table.index_select(1, cols).reshape(-1)
     # flat buffers: backends differ in which stacked shapes they accept (gloo wants dim 0 x N)
     out = torch.empty(layout.world * mine.numel(), dtype=mine.dtype, device=mine.device)
-    dist.all_gather_into_tensor(out, mine, group=layout.process_group)
+    # all_gather_single where torch has it (it deprecates all_gather_into_tensor, the same op)
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    gather(out, mine, group=layout.process_group)
     return table.index_copy(1, cols, merge(out.view(layout.world, ROWS, len(layout.sharded))))
 
 

@@ -3,7 +3,7 @@
 Written from the mathematics (ALGORITHM.md) for parameters that are DTensors sharded over a 1-D
 mesh, sharing nothing with our port or the reference: per step and param group each rank
 computes, per parameter, the local $\\sum v$, $\\sum v^2$ and $\\min v$ of its shard, the ranks
-exchange them in one ``all_gather_into_tensor``, and every rank sums and minimises what it
+exchange them in one all-gather, and every rank sums and minimises what it
 received (no exponent scaling: float64 sums, fine for the ranges of the sharding scenarios).
 One layer per parameter. The planted bugs in :mod:`.ports` each override one hook of
 :class:`ShardedSETAdam`, which is itself checked as the control that must be accepted.
@@ -23,6 +23,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch.distributed.tensor import DTensor, Replicate
+
+
+def _gather(out: Tensor, x: Tensor, group: Any) -> None:
+    fn = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    fn(out, x, group=group)
 
 
 def local(t: Tensor) -> Tensor:
@@ -81,7 +86,7 @@ class ShardedSETAdam(torch.optim.Optimizer):
             return stats
         world = dist.get_world_size(pg)
         out = torch.empty(world * stats.numel(), dtype=stats.dtype)
-        dist.all_gather_into_tensor(out, stats.reshape(-1).contiguous(), group=pg)
+        _gather(out, stats.reshape(-1).contiguous(), group=pg)
         every = out.view(world, *stats.shape)
         total = torch.stack([every[:, 0].sum(0), every[:, 1].sum(0), every[:, 2].amin(0)])
         rep = torch.tensor([replicated(p) for p in ps])

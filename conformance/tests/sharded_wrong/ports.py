@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.distributed.tensor import DTensor
 
-from .base import ShardedSETAdam, local, replicated
+from .base import ShardedSETAdam, _gather, local, replicated
 
 
 class LocalStats(ShardedSETAdam):
@@ -56,7 +56,7 @@ class MaxForSums(ShardedSETAdam):
             return stats
         world = dist.get_world_size(pg)
         out = torch.empty(world * stats.numel(), dtype=stats.dtype)
-        dist.all_gather_into_tensor(out, stats.reshape(-1).contiguous(), group=pg)
+        _gather(out, stats.reshape(-1).contiguous(), group=pg)
         every = out.view(world, *stats.shape)
         return torch.stack([every[:, 0].amax(0), every[:, 1].amax(0), every[:, 2].amin(0)])
 
@@ -70,7 +70,7 @@ class SumForMin(ShardedSETAdam):
             return stats
         world = dist.get_world_size(pg)
         out = torch.empty(world * stats.numel(), dtype=stats.dtype)
-        dist.all_gather_into_tensor(out, stats.reshape(-1).contiguous(), group=pg)
+        _gather(out, stats.reshape(-1).contiguous(), group=pg)
         every = out.view(world, *stats.shape)
         total = every.sum(0)
         rep = torch.tensor([replicated(p) for p in ps])
