@@ -1,27 +1,33 @@
 """Command line: ``setadam-conformance run | check | scenarios | vectors`` (also python -m conformance).
 
-Exit codes: 0 conformant, 1 not conformant, 2 usage, import or environment error. The last line
-printed is a one-line verdict.
+Exit codes: 0 conformant; 1 not conformant (a port was judged and failed, or crashed or hung
+while judged); 2 usage, import or environment error (a bad option value, a target that cannot be
+imported or rejects the calling convention, a missing device, nothing judged). The last line
+printed is a one-line verdict. ``run`` and ``check`` always check ports in worker processes
+(:mod:`conformance.batch`); this process imports no third-party target.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import math
 import os
+import re
 import sys
-import time
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import report as rep
+from .batch import Limits, check_specs
 from .interface import DTYPES
-from .results import PortResult, PortSpec
-from .runner import check_port, error_result
 from .vectors import cli as vectors_cli
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+#: below this a per-step timeout fails correct ports (a step is never that fast end to end)
+MIN_TIMEOUT_S = 0.1
+_SIZE = re.compile(r"(?i)^\s*([0-9]+(?:\.[0-9]*)?)\s*([kmgt]?)i?b?\s*$")
 
 
 class _UsageError(Exception):
@@ -36,219 +42,92 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_ERROR)
 
 
-class Progress:
-    """A plain-text progress bar on stderr (carriage returns on a terminal, lines otherwise)."""
-
-    def __init__(self, total: int, enabled: bool = True) -> None:
-        self.total = max(total, 1)
-        self.enabled = enabled
-        self.tty = sys.stderr.isatty()
-        self.done = 0
-        self.t0 = time.perf_counter()
-        self.label = ""
-
-    def _bar(self, extra: str) -> str:
-        width = 24
-        filled = int(width * self.done / self.total)
-        el = time.perf_counter() - self.t0
-        return (
-            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {el:5.0f}s {extra}"
-        )
-
-    def start(self, label: str) -> None:
-        self.label = label
-        if self.enabled and self.tty:
-            sys.stderr.write("\r\033[K" + self._bar(label)[:120])
-            sys.stderr.flush()
-
-    def scenario(self, name: str) -> None:
-        if self.enabled and self.tty:
-            sys.stderr.write("\r\033[K" + self._bar(f"{self.label} · {name}")[:120])
-            sys.stderr.flush()
-
-    def finish(self, r: PortResult) -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        line = self._bar(f"{r.label}: {r.verdict}")
-        if self.tty:
-            sys.stderr.write("\r\033[K" + line[:120] + ("\n" if r.verdict == "fail" else ""))
-        else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-
-def _worker_check(
-    key: tuple[str, Sequence[str] | None, Sequence[str] | None, bool],
-    name: str,
-    dtype: str,
-    scenarios: Sequence[str] | None,
-    timeout_s: float | None,
-) -> PortResult:
-    """Check one port in a worker process (the spec is rebuilt from the registry by name)."""
-    from .adapters.registry import available_ports
-
-    device, dtypes, patterns, quick = key
+def _seconds(text: str) -> float:
+    """An option's value in seconds: finite and at least MIN_TIMEOUT_S."""
     try:
-        specs, _ = available_ports(device, dtypes, patterns, quick)
-        spec = next(s for s in specs if s.name == name and s.dtype == dtype)
-        return check_port(
-            spec, scenarios=list(scenarios) if scenarios else None, quick=quick, timeout_s=timeout_s
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want seconds, got {text!r}") from None
+    if not math.isfinite(x) or x < MIN_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"want a finite number of seconds >= {MIN_TIMEOUT_S:g}, got {text!r}"
         )
-    except Exception as exc:
-        return error_result(
-            name, "adam", dtype, "cpu", f"worker error: {type(exc).__name__}: {exc}"
-        )
+    return x
+
+
+def _jobs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want a whole number of jobs, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"want at least 1 job, got {text!r}")
+    return n
+
+
+def _bytes(text: str) -> int:
+    """``4G``, ``512M``, ``1.5GiB`` or a number of bytes."""
+    m = _SIZE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"want a size such as 4G or 512M, got {text!r}")
+    scale = 1024 ** " kmgt".index((m.group(2) or " ").lower())
+    n = int(float(m.group(1)) * scale)
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"want a size > 0, got {text!r}")
+    return n
+
+
+def _writable_dir(path: Path) -> Path:
+    """``path`` created if needed and proven writable; a _UsageError naming --report if not."""
+    if path.exists() and not path.is_dir():
+        raise _UsageError(f"--report {path} is not a directory (a file of that name exists)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise _UsageError(
+            f"--report {path} is not a writable directory: {exc.strerror or exc}"
+        ) from None
+    return path
 
 
 def _report_dir(arg: str | None) -> Path:
+    """The report directory: ``--report`` as given, else a fresh ``reports/<timestamp>[-k]``
+    (created atomically, so two checks started in the same second never share one)."""
     if arg:
-        return Path(arg)
+        return _writable_dir(Path(arg))
+    base = _writable_dir(Path("reports"))
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("reports") / stamp
-
-
-def _check_specs(
-    specs: Sequence[PortSpec],
-    *,
-    scenarios: Sequence[str] | None,
-    quick: bool,
-    outdir: Path,
-    options: dict[str, Any],
-    notes: list[str],
-    progress: bool,
-    timeout_s: float | None,
-    jobs: int = 1,
-    registry_key: tuple[str, Sequence[str] | None, Sequence[str] | None, bool] | None = None,
-) -> int:
-    outdir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = outdir / "report.json", outdir / "report.md"
-    results: list[PortResult] = []
-    bar = Progress(len(specs), progress)
-    t0 = time.perf_counter()
-
-    def write(complete: bool) -> None:
-        report = rep.build(
-            results, options=options, notes=notes, complete=complete,
-            duration_s=time.perf_counter() - t0, series=complete,
-        )  # fmt: skip
-        rep.write_json(json_path, report)
-        md_path.write_text(rep.markdown(report, results))
-
-    def done(r: PortResult) -> None:
-        results.append(r)
-        bar.finish(r)
+    for k in range(1, 10_000):
+        path = base / (stamp if k == 1 else f"{stamp}-{k}")
         try:
-            write(False)
-        except Exception as exc:  # pragma: no cover - disk full etc.
-            notes.append(f"could not write the report incrementally: {exc}")
-
-    if jobs > 1 and registry_key is not None and len(specs) > 1:
-        _parallel(specs, registry_key, scenarios, timeout_s, jobs, bar, done)
-        order = {(s.name, s.dtype): i for i, s in enumerate(specs)}
-        results.sort(key=lambda r: order.get((r.name, r.dtype), len(order)))
-    else:
-        for spec in specs:
-            bar.start(f"{spec.name} {spec.dtype}")
-            try:
-                r = check_port(
-                    spec,
-                    scenarios=list(scenarios) if scenarios else None,
-                    quick=quick,
-                    timeout_s=timeout_s,
-                    progress=bar.scenario,
-                )
-            except Exception as exc:  # the harness itself must not die on one port
-                r = error_result(spec.name, spec.algorithm, spec.dtype, spec.device,
-                                 f"harness error while checking: {type(exc).__name__}: {exc}")  # fmt: skip
-            done(r)
-    bar.close()
-    notes.extend(rep.plots(results, outdir / "plots"))
-    write(True)
-    print(rep.table(results))
-    for r in results:
-        if r.verdict in ("fail", "error"):
-            print(f"\n{r.label}: {r.verdict}: {r.message}")
-            for c, s, d in r.likely_causes[:3]:
-                print(f"  likely cause: {c} (distance {s:.3g}): {d}")
-    for n in notes:
-        print(f"note: {n}")
-    print(f"reports: {json_path}, {md_path}")
-    _, code = rep.overall(results) if results else ("error", EXIT_ERROR)
-    print(rep.verdict_line(results, outdir))
-    return code
+            path.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _UsageError(f"cannot create {path}: {exc.strerror or exc}") from None
+        return path
+    raise _UsageError(f"cannot find a free report directory under {base}")
 
 
-def _parallel(
-    specs: Sequence[PortSpec],
-    key: tuple[str, Sequence[str] | None, Sequence[str] | None, bool],
-    scenarios: Sequence[str] | None,
-    timeout_s: float | None,
-    jobs: int,
-    bar: Progress,
-    done: Any,
-) -> None:
-    """Check ports in ``jobs`` worker processes. Lanes are formed by dtype (each process keeps
-    its own reference cache, and references depend on the dtype only through the rounding of
-    the inputs): float64 with float16, float32 with bfloat16 for two processes (the full
-    scenario sets run in float64 and float32, the half dtypes use the quick subset). Results
-    arrive as they finish; the reports are rewritten each time."""
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-
-    pairs = {"float64": 0, "float16": 0, "float32": 1, "bfloat16": 1}
-    order = ("float64", "float32", "bfloat16", "float16")
-    if jobs >= 4:
-        lane_of = {d: i for i, d in enumerate(order)}
-    else:
-        lane_of = {d: pairs[d] % jobs for d in order}
-    n = max(lane_of.values()) + 1
-    lanes: list[list[PortSpec]] = [[] for _ in range(n)]
-    for s in specs:
-        lanes[lane_of.get(s.dtype, 0)].append(s)
-    lanes = [lane for lane in lanes if lane]
-    ctx = mp.get_context("spawn")
-    pools = [ProcessPoolExecutor(max_workers=1, mp_context=ctx) for _ in lanes]
-    pending: dict[Future[PortResult], PortSpec] = {}
-    try:
-        for pool, lane in zip(pools, lanes, strict=True):
-            for s in lane:
-                fut = pool.submit(_worker_check, key, s.name, s.dtype, scenarios, timeout_s)
-                pending[fut] = s
-        bar.start(f"{len(pending)} port checks in {len(lanes)} processes")
-        while pending:
-            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for fut in finished:
-                s = pending.pop(fut)
-                try:
-                    r = fut.result()
-                except Exception as exc:  # a worker process died (segfault, OOM)
-                    r = error_result(s.name, s.algorithm, s.dtype, s.device,
-                                     f"worker process failed: {type(exc).__name__}: {exc}")  # fmt: skip
-                done(r)
-    finally:
-        for pool in pools:
-            pool.shutdown(wait=False, cancel_futures=True)
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(args.timeout, args.deadline, args.max_memory)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .adapters.registry import available_ports
+    from .adapters.registry import available_ports, cuda_available
     from .scenarios import select
 
     dtypes = args.dtype or None
-    for d in dtypes or []:
-        if d not in DTYPES:
-            raise _UsageError(f"unknown dtype {d!r}; choose from {', '.join(DTYPES)}")
     try:
         if args.scenario:
             select(args.scenario)
     except KeyError as exc:
         raise _UsageError(str(exc.args[0])) from None
+    if args.device == "cuda" and not cuda_available():
+        print("VERDICT: error: --device cuda, but torch.cuda.is_available() is False here")
+        return EXIT_ERROR
     specs, notes = available_ports(args.device, dtypes, args.port, args.quick)
     if args.list:
         for s in specs:
@@ -262,6 +141,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"note: {n}")
         print("VERDICT: error: no port matches on this machine")
         return EXIT_ERROR
+    outdir = _report_dir(args.report)
+    jobs = args.jobs if args.jobs is not None else min(2, os.cpu_count() or 1)
     options = {
         "command": "run",
         "quick": args.quick,
@@ -269,55 +150,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         "dtypes": list(dtypes) if dtypes else None,
         "ports": args.port,
         "scenarios": args.scenario,
+        "timeout_s": args.timeout,
+        "deadline_s": args.deadline,
+        "max_memory": args.max_memory,
+        "jobs": jobs,
+        "fresh_workers": args.fresh_workers,
     }
-    return _check_specs(
-        specs,
-        scenarios=args.scenario,
-        quick=args.quick,
-        outdir=_report_dir(args.report),
-        options=options,
-        notes=notes,
-        progress=not args.no_progress,
-        timeout_s=args.timeout,
-        jobs=args.jobs if args.jobs is not None else min(2, os.cpu_count() or 1),
-        registry_key=(args.device, dtypes, args.port, args.quick),
-    )
+    return check_specs(
+        specs, scenarios=args.scenario, quick=args.quick, outdir=outdir, options=options,
+        notes=notes, progress=not args.no_progress, limits=_limits(args), jobs=jobs,
+        reuse=not args.fresh_workers,
+    )  # fmt: skip
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .adapters import third_party
+    from .adapters.state_discovery import parse_state_map
     from .scenarios import select
 
     try:
         hyper = third_party.parse_hyper(args.hyper)
+        state_map = parse_state_map(args.state_map)
         if args.scenario:
             select(args.scenario)
-    except (ValueError, KeyError) as exc:
-        raise _UsageError(str(exc.args[0] if exc.args else exc)) from None
-    if args.dtype and args.dtype not in DTYPES:
-        raise _UsageError(f"unknown dtype {args.dtype!r}; choose from {', '.join(DTYPES)}")
-    device = args.device or "cpu"
-    if device not in ("cpu", "cuda"):
-        raise _UsageError(f"--device must be cpu or cuda, got {device!r}")
-    if device == "cuda" and args.framework == "torch":
-        from .adapters.registry import cuda_available
-
-        if not cuda_available():
-            print("VERDICT: error: --device cuda but torch.cuda.is_available() is False here")
-            return EXIT_ERROR
-    try:
-        spec = third_party.spec(
+        spec = third_party.remote_spec(
             args.target, args.framework, args.algorithm, hyper=hyper,
-            weight_decay_mode=args.weight_decay_mode, dtype=args.dtype, device=device,
-            timeout_s=args.timeout or 60.0,
+            weight_decay_mode=args.weight_decay_mode, dtype=args.dtype, device=args.device,
+            timeout_s=args.timeout or 60.0, state_map=state_map,
         )  # fmt: skip
-    except (ImportError, AttributeError, ValueError) as exc:
-        print(f"cannot load {args.target}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print(f"VERDICT: error: cannot load {args.target} ({type(exc).__name__}: {exc})")
-        return EXIT_ERROR
-    except Exception as exc:  # importing user code can raise anything
-        print(f"VERDICT: error: importing {args.target} raised {type(exc).__name__}: {exc}")
-        return EXIT_ERROR
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _UsageError(str(exc.args[0] if exc.args else exc)) from None
+    outdir = _report_dir(args.report)
     options = {
         "command": "check",
         "target": args.target,
@@ -325,21 +188,19 @@ def cmd_check(args: argparse.Namespace) -> int:
         "algorithm": args.algorithm,
         "hyper": {k: repr(v) for k, v in hyper.items()},
         "weight_decay_mode": args.weight_decay_mode,
+        "state_map": args.state_map,
         "dtype": spec.dtype,
-        "device": device,
+        "device": args.device,
         "quick": args.quick,
         "scenarios": args.scenario,
+        "timeout_s": args.timeout,
+        "deadline_s": args.deadline,
+        "max_memory": args.max_memory,
     }
-    return _check_specs(
-        [spec],
-        scenarios=args.scenario,
-        quick=args.quick,
-        outdir=_report_dir(args.report),
-        options=options,
-        notes=[],
-        progress=not args.no_progress,
-        timeout_s=args.timeout,
-    )
+    return check_specs(
+        [spec], scenarios=args.scenario, quick=args.quick, outdir=outdir, options=options,
+        notes=[], progress=not args.no_progress, limits=_limits(args),
+    )  # fmt: skip
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
@@ -350,39 +211,54 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _limit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--report", help="report directory (default: a fresh ./reports/<timestamp>)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--timeout", type=_seconds, default=None,
+                   help="per-call timeout in seconds (default 60): a port call that takes longer "
+                   "is a hang and its worker is killed")  # fmt: skip
+    p.add_argument("--deadline", type=_seconds, default=None,
+                   help="wall-clock limit of one port's whole check in seconds (default none)")
+    p.add_argument("--max-memory", type=_bytes, default=None, metavar="SIZE",
+                   help="address-space limit of each worker process (RLIMIT_AS), e.g. 4G; "
+                   "frameworks count towards it")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="setadam-conformance", description=__doc__)
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     r = sub.add_parser("run", help="check every port available on this machine")
     r.add_argument("--quick", action="store_true", help="a fast subset of ports and scenarios")
     r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    r.add_argument("--dtype", action="append", help="dtype to check (repeatable)")
+    r.add_argument("--dtype", action="append", choices=DTYPES, help="dtype to check (repeatable)")
     r.add_argument("--port", action="append", help="port name glob (repeatable)")
     r.add_argument("--scenario", action="append", help="scenario name glob (repeatable)")
     r.add_argument("--list", action="store_true", help="list the port checks and exit")
-    r.add_argument("--report", help="report directory (default ./reports/<timestamp>)")
-    r.add_argument("--no-progress", action="store_true")
-    r.add_argument("--timeout", type=float, default=None, help="per-step timeout in seconds")
-    r.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        help="worker processes (default: min(2, CPUs); 1: in-process)",
-    )
+    _limit_options(r)
+    r.add_argument("--jobs", type=_jobs, default=None,
+                   help="ports checked at once, each in a worker process (default: min(2, CPUs))")
+    r.add_argument("--fresh-workers", action="store_true",
+                   help="a new worker process for every port (default: a worker is reused for "
+                   "the next port until one kills it)")  # fmt: skip
     r.set_defaults(func=cmd_run)
     c = sub.add_parser("check", help="check a third-party implementation MODULE:ATTR")
-    c.add_argument("target", help="MODULE:ATTR")
+    c.add_argument("target", help="MODULE:ATTR (imported in the worker process only)")
     c.add_argument("--framework", required=True, choices=("torch", "jax"))
     c.add_argument("--algorithm", required=True, choices=("adam", "setadam"))
     c.add_argument("--hyper", action="append", help="NAME=VALUE for the target (repeatable)")
     c.add_argument("--weight-decay-mode", choices=("l2", "decoupled"), default=None)
-    c.add_argument("--dtype", default=None)
-    c.add_argument("--device", default=None)
+    c.add_argument(
+        "--state-map",
+        default=None,
+        help="m=KEY,v=KEY,vmax=KEY,step=KEY: the entries of the target's state (KEY: the end of "
+        "an entry's path, e.g. exp_avg_var); 'none': do not read the state (default: found "
+        "from their values)",
+    )
+    c.add_argument("--dtype", default=None, choices=DTYPES)
+    c.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     c.add_argument("--scenario", action="append")
     c.add_argument("--quick", action="store_true")
-    c.add_argument("--report")
-    c.add_argument("--no-progress", action="store_true")
-    c.add_argument("--timeout", type=float, default=None, help="per-step timeout in seconds")
+    _limit_options(c)
     c.set_defaults(func=cmd_check)
     s = sub.add_parser("scenarios", help="list the scenarios")
     s.set_defaults(func=cmd_scenarios)
@@ -390,7 +266,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _cwd_importable() -> None:
+    """As ``python -m conformance`` does: the working directory first on ``sys.path`` (the
+    worker processes inherit it), so ``check mymodule:MyOpt`` finds ``./mymodule.py``."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (the console script calls it with ``argv=None``)."""
+    if argv is None:
+        _cwd_importable()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -411,11 +298,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def console_main() -> None:  # pragma: no cover - the console script
-    code = main()
-    # a hung port leaves a daemon thread behind; do not let interpreter shutdown wait on it
-    os._exit(code)
-
-
 if __name__ == "__main__":  # pragma: no cover
-    console_main()
+    raise SystemExit(main())

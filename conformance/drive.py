@@ -12,12 +12,22 @@ session (:mod:`conformance.session`), then
    closed-loop runs are reported, not judged: the gradient's feedback on errors is unbounded).
 
 Every comparison is :func:`conformance.compare.compare_quantity`; what goes wrong is written as a
-:class:`~conformance.results.Failure` and the first failing re-synced step is kept as
-:class:`~conformance.results.Evidence` for the diagnosis.
+:class:`~conformance.results.Failure`. For the diagnosis the driver keeps the first failing
+re-synced step of every failing scenario (with a few steps around it) as
+:class:`~conformance.results.Evidence`, the port's free-running parameters in every failing
+open-loop scenario (at most ``_FREE_STEPS`` steps, as a ``catalogue.FreeRun``), and, once, why the
+port's state could not be re-synced when it could not.
+
+A scenario ends ``pass`` only when at least one comparison was judged and none failed;
+``not_judged`` (with the reason) when nothing was: a port that cannot be re-synced on a
+closed-loop scenario. A port that hangs or whose process dies is a failure of the scenario
+it was in, and the driver stops (``lost`` says why); a port that cannot be set up here
+(import, calling convention, device) makes the scenario ``error`` and stops the driver too.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +37,8 @@ import numpy as np
 from setadam_ref import Config
 from setadam_ref import stage_names as N
 
+from .catalogue import FreeRun, free_run_of
+from .channel import Opaque
 from .compare import compare_quantity
 from .formats import representable
 from .interface import DTYPES, PortState
@@ -34,23 +46,37 @@ from .layout import Flat
 from .reference_run import ReferenceCache, ReferenceRun, ResyncStep, cast_arrays, stage_reference
 from .results import Evidence, Failure, Measure, PortResult, ScenarioResult, Supports
 from .scenarios import Scenario
-from .session import PortHung, PortInterfaceError, PortSession, describe_exception
+from .session import (
+    PortDied,
+    PortInterfaceError,
+    PortLost,
+    PortSession,
+    PortSetupError,
+    describe_exception,
+)
 
 STATE_QUANTITIES: tuple[str, ...] = (N.M, N.V)
 #: steps of evidence kept before and after the first failing re-synced step (the diagnosis tells
 #: step-onset bugs apart with them)
 _HISTORY = 3
 _AFTER = 2
+#: failing scenarios whose re-synced evidence is kept besides the first, and free-running steps
+#: kept per failing scenario (the black-box diagnosis needs no more: an entry is ruled out early)
+_OTHER_SCENARIOS = 8
+_FREE_STEPS = 64
+_UNJUDGED_STATE = "m and v reported, not judged (the target's state convention is not assumed)"
 
 
 class _Abort(Exception):
-    """Stop driving this port (it hung)."""
+    """Stop driving this port (it was lost, or cannot be set up here)."""
 
 
 def validate_arrays(
     what: str, arrays: Any, shapes: Sequence[tuple[int, ...]], dtype: str | None
 ) -> tuple[tuple[np.ndarray, ...] | None, str | None]:
     """Arrays as a float64 tuple, or an error message naming the first interface violation."""
+    if isinstance(arrays, Opaque):
+        return None, f"{what} returned {arrays.description}, not a sequence of arrays"
     try:
         seq = list(arrays)
     except TypeError:
@@ -59,6 +85,8 @@ def validate_arrays(
         return None, f"{what} returned {len(seq)} arrays, expected {len(shapes)}"
     out = []
     for i, (a, s) in enumerate(zip(seq, shapes, strict=True)):
+        if isinstance(a, Opaque):
+            return None, f"{what}[{i}] is {a.description}, not an array of numbers"
         arr = np.asarray(a)
         if arr.shape != tuple(s):
             return None, f"{what}[{i}] has shape {arr.shape}, expected {tuple(s)}"
@@ -94,6 +122,15 @@ class ScenarioDriver:
         self.cache = cache
         self.max_failures = max_failures
         self.evidence: Evidence | None = None
+        #: the first failing re-synced step of each other failing scenario (with its history)
+        self.other_evidence: list[Evidence] = []
+        #: the port's free-running parameters in each failing open-loop scenario
+        self.free_runs: list[FreeRun] = []
+        #: why the port's state cannot be re-synced (the first time it said so), else None
+        self.state_note: str | None = None
+        #: why the port is no longer driven (it hung, died or cannot be set up), else None
+        self.lost: str | None = None
+        self.setup_error = False
         self._seen: set[tuple[str, str, str, str]] = set()
         self._state_dtype = result.dtype
 
@@ -102,18 +139,31 @@ class ScenarioDriver:
         if sr is not None:
             sr.status = "fail"
         key = (f.scenario, f.mode, f.stage or "", f.kind)
-        if key in self._seen:
+        if key in self._seen or len(self.r.failures) >= self.max_failures:
+            self.r.failures_not_listed += 1
             return
         self._seen.add(key)
-        if len(self.r.failures) < self.max_failures:
-            self.r.failures.append(f)
+        self.r.failures.append(f)
 
     def _full(self) -> bool:
         return len(self.r.failures) >= self.max_failures
 
-    def _hung(self, sc: Scenario, mode: str, t: int | None, msg: str, sr: ScenarioResult) -> None:
-        sr.reason = f"port hung: {msg}"
-        self.fail(Failure(sc.name, mode, t, None, "timeout", sr.reason), sr)
+    def _lost(
+        self, sc: Scenario, mode: str, t: int | None, what: str, exc: PortLost, sr: ScenarioResult
+    ) -> None:
+        """The port hung or its process died during ``what``: a failure; stop driving it."""
+        died = isinstance(exc, PortDied)
+        msg = f"{exc} during {what} of scenario {sc.name}"
+        sr.reason = msg if died else f"port hung: {msg}"
+        self.lost = sr.reason
+        self.fail(Failure(sc.name, mode, t, None, "crash" if died else "timeout", sr.reason), sr)
+        raise _Abort
+
+    def _setup_error(self, exc: PortSetupError, sr: ScenarioResult) -> None:
+        """The port cannot be set up here (not its arithmetic): an error; stop driving it."""
+        sr.status, sr.reason = "error", str(exc)
+        self.lost = str(exc)
+        self.setup_error = True
         raise _Abort
 
     # -- one scenario
@@ -126,26 +176,48 @@ class ScenarioDriver:
         except (ValueError, TypeError) as exc:
             sr.status, sr.reason = "skip", f"config not expressible: {exc}"
             return sr
-        if self.supports is not None:
-            why = self.supports(cfg)
-            if why:
-                sr.status, sr.reason = "skip", why
-                return sr
         if not sc.applies_to(alg, self.r.dtype if self.r.dtype in DTYPES else None):
             sr.status, sr.reason = "skip", f"scenario does not apply to {alg} in {self.r.dtype}"
             return sr
         try:
+            why = self._supports(sc, cfg, sr)
+            if why:
+                sr.status, sr.reason = "skip", why
+                return sr
             self._scenario(sc, cfg, sr)
         except _Abort:
             pass
+        except Exception as exc:  # the harness's own code: never blamed on the port
+            sr.status = "error"
+            sr.reason = f"harness error while judging: {describe_exception(exc)}"
+        if sr.status == "pass" and not sr.judged:
+            sr.status = "not_judged"
+            sr.reason = "; ".join(n for n in (sr.reason, *sr.notes) if n) or "nothing compared"
         sr.duration_s = time.perf_counter() - t0
         return sr
+
+    def not_run(self, sc: Scenario) -> ScenarioResult:
+        """The record of a scenario not run because the port was lost earlier."""
+        return ScenarioResult(sc.name, "not_judged", f"not run: {self.lost}")
+
+    def _supports(self, sc: Scenario, cfg: Config, sr: ScenarioResult) -> str | None:
+        try:
+            if self.supports is not None:
+                return self.supports(cfg)
+            return self.session.supports(cfg)
+        except PortSetupError as exc:
+            self._setup_error(exc, sr)
+        except PortLost as exc:
+            self._lost(sc, "setup", None, "the check of what the port supports", exc, sr)
+        return None  # pragma: no cover - both handlers raise
 
     def _make_port(self, sc: Scenario, cfg: Config, sr: ScenarioResult) -> bool:
         try:
             info = self.session.make(cfg)
-        except PortHung as exc:
-            self._hung(sc, "setup", None, f"constructing the port: {exc}", sr)
+        except PortLost as exc:
+            self._lost(sc, "setup", None, "the construction of the port", exc, sr)
+        except PortSetupError as exc:
+            self._setup_error(exc, sr)
         except PortInterfaceError as exc:
             sr.reason = str(exc)
             self.fail(Failure(sc.name, "setup", None, None, "interface", sr.reason), sr)
@@ -165,18 +237,22 @@ class ScenarioDriver:
     def _scenario(self, sc: Scenario, cfg: Config, sr: ScenarioResult) -> None:
         if not self._make_port(sc, cfg, sr):
             return
-        dtype, sdt = self.r.dtype, self._state_dtype
-        rr = self.cache.get(sc, cfg, dtype, sdt if sdt in DTYPES else dtype, self.quick)
-        sr.steps = rr.steps
-        sr.closed_loop = rr.problem.closed_loop
-        if rr.error:
-            sr.status, sr.reason = "skip", rr.error
-            return
         try:
+            dtype, sdt = self.r.dtype, self._state_dtype
+            rr = self.cache.get(sc, cfg, dtype, sdt if sdt in DTYPES else dtype, self.quick)
+            sr.steps = rr.steps
+            sr.closed_loop = rr.problem.closed_loop
+            if rr.error:
+                sr.status, sr.reason = "skip", rr.error
+                return
             self._resync(sc, rr, sr)
             self._free(sc, rr, sr)
         finally:
-            self.session.release()
+            if self.lost is None:
+                try:
+                    self.session.release()
+                except PortLost as exc:
+                    self._lost(sc, "setup", None, "the release of the port", exc, sr)
 
     def _record(
         self,
@@ -189,10 +265,13 @@ class ScenarioDriver:
         judged: bool,
     ) -> bool:
         book = sr.resync if mode == "resync" else sr.free
+        meas.worst.judged = judged
         old = book.get(q)
         if old is None or (meas.worst.fraction, meas.worst.ulps) > (old.fraction, old.ulps):
             book[q] = meas.worst
-        sr.unresolved += meas.n_unresolved
+        if judged:
+            sr.judged += 1
+            sr.unresolved += meas.n_unresolved
         bad = meas.n_fail > 0 or meas.n_nonfinite > 0
         if bad and judged:
             w = meas.worst
@@ -274,19 +353,23 @@ class ScenarioDriver:
         flat = rr.flat
         shapes = flat.shapes
         recent: list[Evidence] = []
+        first: Evidence | None = None
         after = 0
         for t in sorted(rr.resync):
             rs = rr.resync[t]
             grads = tuple(np.array(g, copy=True) for g in rs.grads)
             try:
-                self.session.reset(rs.params, rs.state)
-                self.session.step(grads)
-                out = self.session.outputs(True)
-            except NotImplementedError:
+                out = self.session.reset_step(rs.params, rs.state, grads, True)
+            except NotImplementedError as exc:
                 sr.reason = "port cannot continue from a given state: compared free-running only"
+                if self.state_note is None:
+                    self.state_note = (
+                        f"the port's state cannot be re-synced ({_plain(exc)}): it is compared "
+                        "and diagnosed from its free-running parameters only (black-box)"
+                    )
                 return
-            except PortHung as exc:
-                self._hung(sc, "resync", t, f"step {t}: {exc}", sr)
+            except PortLost as exc:
+                self._lost(sc, "resync", t, f"step {t} (re-synced)", exc, sr)
             except Exception as exc:
                 msg = f"step {t} (re-synced) raised {describe_exception(exc)}"
                 sr.reason = msg
@@ -320,23 +403,33 @@ class ScenarioDriver:
             self.r.exposes_stages = out.stages is not None
             if out.stages is not None:
                 self._stages(out.stages, rs, rr, measures, t)
+            if out.state is not None and not self.judge_state and _UNJUDGED_STATE not in sr.notes:
+                sr.notes.append(_UNJUDGED_STATE)
             bad_any = False
             for q, meas in measures.items():
                 judged = q not in STATE_QUANTITIES or self.judge_state
                 bad_any |= self._record(sc, sr, "resync", t, q, meas, judged)
             ev = Evidence(sc, rr, rs, p64, out.state, out.stages, measures)
-            if bad_any and self.evidence is None:
+            if bad_any and first is None:
                 ev.history = recent[-_HISTORY:]
-                self.evidence = ev
+                first = ev
+                self._keep(ev)
                 after = _AFTER
-            elif self.evidence is not None and self.evidence.scenario is sc and after > 0:
-                self.evidence.history.append(ev)
+            elif first is not None and after > 0:
+                first.history.append(ev)
                 after -= 1
-            elif self.evidence is None:
+            elif first is None:
                 recent.append(ev)
                 del recent[:-_HISTORY]
             if self._full():
                 return
+
+    def _keep(self, ev: Evidence) -> None:
+        """Keep a failing scenario's evidence: the first as ``evidence``, a few more besides."""
+        if self.evidence is None:
+            self.evidence = ev
+        elif len(self.other_evidence) < _OTHER_SCENARIOS:
+            self.other_evidence.append(ev)
 
     def _stages(
         self,
@@ -376,20 +469,40 @@ class ScenarioDriver:
             )
 
     def _free(self, sc: Scenario, rr: ReferenceRun, sr: ScenarioResult) -> None:
-        flat = rr.flat
-        shapes = flat.shapes
         judged = not rr.problem.closed_loop
         sr.free_judged = judged
+        if not judged:
+            sr.notes.append("free-running is a closed loop here: reported, not judged")
         try:
             self.session.reset(rr.params[0], None)
-        except PortHung as exc:
-            self._hung(sc, "free", 0, f"reset: {exc}", sr)
+        except PortLost as exc:
+            self._lost(sc, "free", 0, "the reset before free-running", exc, sr)
         except Exception as exc:
             msg = f"reset() raised {describe_exception(exc)}"
             sr.reason = msg
             self.fail(Failure(sc.name, "free", 0, None, "exception", msg), sr)
             return
         current = rr.params[0]
+        trajectory: list[np.ndarray] = []
+        failed = [False]
+        try:
+            self._free_steps(sc, rr, sr, judged, current, trajectory, failed)
+        finally:
+            if judged and failed[0] and trajectory:  # the free run is off: evidence to explain
+                self.free_runs.append(free_run_of(rr, trajectory))
+
+    def _free_steps(
+        self,
+        sc: Scenario,
+        rr: ReferenceRun,
+        sr: ScenarioResult,
+        judged: bool,
+        current: Any,
+        trajectory: list[np.ndarray],
+        failed: list[bool],
+    ) -> None:
+        flat = rr.flat
+        shapes = flat.shapes
         for t in range(1, rr.steps + 1):
             if rr.problem.closed_loop:
                 try:
@@ -402,10 +515,9 @@ class ScenarioDriver:
                 g = rr.grads[t - 1]
             grads = tuple(np.array(a, copy=True) for a in g)
             try:
-                self.session.step(grads)
-                out = self.session.outputs(False)
-            except PortHung as exc:
-                self._hung(sc, "free", t, f"step {t}: {exc}", sr)
+                out = self.session.step_outputs(grads, False)
+            except PortLost as exc:
+                self._lost(sc, "free", t, f"step {t} (free-running)", exc, sr)
             except Exception as exc:
                 msg = f"step {t} (free-running) raised {describe_exception(exc)}"
                 sr.reason = msg
@@ -420,6 +532,8 @@ class ScenarioDriver:
                 )
                 return
             current = p64
+            if len(trajectory) < _FREE_STEPS:
+                trajectory.append(flat.cat(p64))
             b = rr.free_bounds[t - 1]
             mp = compare_quantity(
                 N.PARAMS,
@@ -433,7 +547,7 @@ class ScenarioDriver:
             )
             sr.free_series.append(mp.worst.fraction)
             sr.free_ulps.append(mp.max_ulps)
-            self._record(sc, sr, "free", t, N.PARAMS, mp, judged)
+            failed[0] |= self._record(sc, sr, "free", t, N.PARAMS, mp, judged)
             if out.state is not None and judged:
                 refs = {
                     q: flat.cat(a)
@@ -446,3 +560,11 @@ class ScenarioDriver:
                     self._record(sc, sr, "free", t, q, meas, self.judge_state)
             if self._full():
                 return
+
+
+def _plain(exc: BaseException) -> str:
+    """A port's reason for refusing a state, without the exception's type and source line."""
+    text = str(exc).strip()
+    text = re.sub(r"^NotImplementedError: ", "", text)
+    text = re.sub(r"^cannot continue from a given state: ", "", text)
+    return re.sub(r" \([^()]*\.py:\d+\)$", "", text)

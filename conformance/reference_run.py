@@ -9,6 +9,7 @@ input rounding is never counted as port error) with its one-step bounds. The bou
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,23 +180,41 @@ def build_reference_for(
 
 
 class ReferenceCache:
-    """LRU cache of ``ReferenceRun`` keyed by (scenario, quick, config, dtype, state dtype)."""
+    """LRU cache of ``ReferenceRun`` keyed by (scenario, quick, config, dtype, state dtype).
+
+    Thread-safe: ports checked concurrently from threads share it, and a run that one thread is
+    building is waited for by the others instead of being built twice."""
 
     def __init__(self, capacity: int = 64) -> None:
         self.capacity = capacity
         self._d: OrderedDict[tuple[Any, ...], ReferenceRun] = OrderedDict()
+        self._lock = threading.Lock()
+        self._building: dict[tuple[Any, ...], threading.Event] = {}
 
     def get(
         self, scenario: Scenario, config: Config, dtype: str, state_dtype: str | None, quick: bool
     ) -> ReferenceRun:
         key = (scenario.name, scenario.seed, quick, config, dtype, state_dtype or dtype)
-        if key in self._d:
-            self._d.move_to_end(key)
-            return self._d[key]
-        rr = build_reference(scenario, config, dtype, state_dtype, quick)
-        self._d[key] = rr
-        if len(self._d) > self.capacity:
-            self._d.popitem(last=False)
+        while True:
+            with self._lock:
+                if key in self._d:
+                    self._d.move_to_end(key)
+                    return self._d[key]
+                done = self._building.get(key)
+                if done is None:
+                    done = self._building[key] = threading.Event()
+                    break
+            done.wait()  # another thread builds it; take it from the cache (or build on failure)
+        try:
+            rr = build_reference(scenario, config, dtype, state_dtype, quick)
+            with self._lock:
+                self._d[key] = rr
+                if len(self._d) > self.capacity:
+                    self._d.popitem(last=False)
+        finally:
+            with self._lock:
+                del self._building[key]
+            done.set()
         return rr
 
 

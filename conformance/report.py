@@ -1,8 +1,9 @@
-"""Reports: terminal summary table, JSON (versioned schema), Markdown, error-versus-step plots.
+"""Reports for machines: the JSON report (versioned schema), the overall verdict, the plots.
 
-The JSON report follows ``conformance/schema/report.schema.json`` (``schema_version`` "1.0"); it is
+The JSON report follows ``conformance/schema/report.schema.json`` (``schema_version`` "1.1"); it is
 rewritten after every port, so an interrupted run keeps the ports already checked
-(``"complete": false`` until the end).
+(``"complete": false`` until the end). The terminal table and report.md are
+:mod:`conformance.report_text`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .results import PortResult
+from .results import STATUSES, PortResult
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SCHEMA_PATH = Path(__file__).with_name("schema") / "report.schema.json"
 
 
@@ -44,10 +45,11 @@ def host_info() -> dict[str, Any]:
 
 
 def overall(results: Sequence[PortResult]) -> tuple[str, int]:
-    """(verdict, exit code): any fail -> not conformant (1); else any error -> error (2)."""
+    """(verdict, exit code): any fail -> not conformant (1); else any port that could not be set
+    up or had nothing judged, or no port passing -> error (2); else conformant (0)."""
     if any(r.verdict == "fail" for r in results):
         return "not conformant", 1
-    if any(r.verdict == "error" for r in results):
+    if any(r.verdict in ("error", "not_judged") for r in results):
         return "error", 2
     if not any(r.verdict == "pass" for r in results):
         return "error", 2
@@ -110,9 +112,7 @@ def build(
     series: bool = False,
 ) -> dict[str, Any]:
     verdict, code = overall(results) if results else ("error", 2)
-    counts = {
-        v: sum(1 for r in results if r.verdict == v) for v in ("pass", "fail", "error", "skip")
-    }
+    counts = {v: sum(1 for r in results if r.verdict == v) for v in STATUSES}
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": "setadam-conformance",
@@ -143,161 +143,6 @@ def validate(report: dict[str, Any]) -> None:
 
     schema = json.loads(SCHEMA_PATH.read_text())
     jsonschema.validate(report, schema)
-
-
-# ----------------------------------------------------------------------------- text
-
-
-def _fmt(x: float) -> str:
-    if not math.isfinite(x):
-        return "inf" if x > 0 else "nan"
-    if x == 0:
-        return "0"
-    return f"{x:.3g}"
-
-
-def table(results: Sequence[PortResult]) -> str:
-    """Plain-text summary table, one row per port and dtype."""
-    head = (
-        "port",
-        "dtype",
-        "verdict",
-        "scen.",
-        "resync",
-        "params ulps",
-        "free",
-        "stage / note",
-        "s",
-    )
-    rows = [head]
-    for r in results:
-        ran = [s for s in r.scenarios if s.status != "skip"]
-        ok = sum(1 for s in ran if s.status == "pass")
-        rs, fr = r.worst("resync"), r.worst("free")
-        rs_f = max((w.fraction for w in rs.values()), default=0.0)
-        rs_u = rs["params"].ulps if "params" in rs else 0.0
-        fr_f = max((w.fraction for w in fr.values()), default=0.0)
-        note = ""
-        if r.verdict == "fail":
-            note = r.stage or (r.failures[0].kind if r.failures else "")
-            if r.likely_causes:
-                note += f" ({r.likely_causes[0][0]})"
-        elif r.verdict in ("error", "skip"):
-            note = r.message[:40]
-        rows.append(
-            (
-                r.name,
-                r.dtype,
-                r.verdict.upper() if r.verdict == "fail" else r.verdict,
-                f"{ok}/{len(ran)}",
-                _fmt(rs_f),
-                _fmt(rs_u),
-                _fmt(fr_f),
-                note,
-                f"{r.duration_s:.1f}",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def verdict_line(results: Sequence[PortResult], report_dir: Path | None = None) -> str:
-    verdict, _ = overall(results) if results else ("error", 2)
-    n = len(results)
-    fails = [r.label for r in results if r.verdict == "fail"]
-    errors = [r.label for r in results if r.verdict == "error"]
-    worst = max((r.worst_fraction() for r in results if r.verdict == "pass"), default=0.0)
-    where = f" [report: {report_dir}]" if report_dir else ""
-    if verdict == "conformant":
-        passed = sum(1 for r in results if r.verdict == "pass")
-        return (
-            f"VERDICT: conformant: {passed} of {n} port checks pass "
-            f"(worst error {_fmt(worst)} x budget){where}"
-        )
-    if verdict == "not conformant":
-        shown = ", ".join(fails[:4]) + (", ..." if len(fails) > 4 else "")
-        return f"VERDICT: NOT conformant: {len(fails)} of {n} port checks fail: {shown}{where}"
-    if not results:
-        return "VERDICT: error: no port could be checked"
-    return f"VERDICT: error: {len(errors)} of {n} port checks could not run: {', '.join(errors[:4])}{where}"
-
-
-def markdown(report: dict[str, Any], results: Sequence[PortResult]) -> str:
-    out = [
-        "# setadam-conformance report",
-        "",
-        f"- created: {report['created']}",
-        f"- verdict: **{report['verdict']}** (exit code {report['exit_code']})",
-        f"- ports: {report['summary']}",
-        f"- duration: {report['duration_s']} s",
-        f"- complete: {report['complete']}",
-        "",
-        "Errors are given as fractions of the tolerance budget (<= 1 passes; docs: numerics/",
-        "tolerance.md) and in ulps of the port's dtype at the reference value.",
-        "",
-        "## Summary",
-        "",
-        "| port | dtype | verdict | scenarios passed | worst re-synced (x budget) | params ulps | "
-        "worst free-running (x budget) | stage / cause |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in results:
-        ran = [s for s in r.scenarios if s.status != "skip"]
-        ok = sum(1 for s in ran if s.status == "pass")
-        rs, fr = r.worst("resync"), r.worst("free")
-        note = r.stage or ""
-        if r.likely_causes:
-            note += f" / {r.likely_causes[0][0]}"
-        out.append(
-            f"| {r.name} | {r.dtype} | {r.verdict} | {ok}/{len(ran)} | "
-            f"{_fmt(max((w.fraction for w in rs.values()), default=0.0))} | "
-            f"{_fmt(rs['params'].ulps if 'params' in rs else 0.0)} | "
-            f"{_fmt(max((w.fraction for w in fr.values()), default=0.0))} | {note} |"
-        )
-    out += ["", "## Worst error per dtype", "", "| dtype | x budget | ulps | port | mode | quantity |",
-            "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for dt, w in report["worst_by_dtype"].items():
-        out.append(
-            f"| {dt} | {w['fraction']} | {w['ulps']} | {w['port']} | {w['mode']} | {w['quantity']} |"
-        )
-    bad = [r for r in results if r.verdict in ("fail", "error")]
-    if bad:
-        out += ["", "## Failures", ""]
-        for r in bad:
-            out += [f"### {r.label}: {r.verdict}", "", r.message, ""]
-            if r.diagnosis:
-                d = r.diagnosis
-                if "first_failure" in d:
-                    out.append(f"- first failure: `{json.dumps(d['first_failure'])}`")
-                if d.get("stage"):
-                    out.append(
-                        f"- first disagreeing stage: **{d['stage']}** ({d.get('stage_basis')})"
-                    )
-                for k in ("side_effects", "nonfinite", "errors"):
-                    if k in d:
-                        out.append(f"- {k}: {d[k]}")
-            for c, s, desc in r.likely_causes[:3]:
-                out.append(f"- likely cause: **{c}** (distance {s:.3g}): {desc}")
-            for f in r.failures[:8]:
-                out.append(f"- `{f.scenario}` {f.mode} step {f.step} [{f.kind}] {f.message}")
-            out.append("")
-    if report["notes"]:
-        out += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
-    skipped = sorted(
-        {(s.scenario, s.reason) for r in results for s in r.scenarios if s.status == "skip"}
-    )
-    if skipped:
-        out += ["", "## Skipped scenario/port combinations (reasons)", ""]
-        reasons: dict[str, set[str]] = {}
-        for name, why in skipped:
-            reasons.setdefault(why, set()).add(name)
-        for why, names in sorted(reasons.items()):
-            out.append(f"- {why}: {', '.join(sorted(names))}")
-    return "\n".join(out) + "\n"
 
 
 def plots(results: Sequence[PortResult], outdir: Path) -> list[str]:

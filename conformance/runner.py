@@ -4,13 +4,19 @@ The stable Python API (used by the CLI and by the meta-tests of deliberately wro
 
     from conformance.runner import check_port
     result = check_port(factory, "setadam")            # factory(config) -> Port
-    result.verdict        # "pass" | "fail" | "error" | "skip"
+    result.verdict        # "pass" | "fail" | "error" | "skip" | "not_judged"
     result.failures       # list[Failure]: scenario, mode, step, stage, array, index, ulps, fraction
     result.stage          # the first stage that disagrees (diagnosis), or None
     result.likely_causes  # [(cause, score, description)], best first (conformance.catalogue)
 
 ``check_port`` never raises for a misbehaving port: exceptions, wrong shapes or dtypes, hangs
-(per-call timeout) and non-finite values become failures with a clear message. The pipeline's
+(per-call timeout) and non-finite values become failures with a clear message. A factory runs
+in this process (:class:`~conformance.session.ThreadSession`); ``isolate=True``, or a spec with
+a locator and no factory, runs the port in a worker process of its own
+(:class:`~conformance.process_session.ProcessSession`), which also survives a port that kills
+its interpreter. The verdict: ``fail`` when a scenario failed; else ``error`` when one could not
+be set up (import, calling convention, device: exit 2); else ``pass`` when at least one
+scenario was judged; else ``not_judged`` or ``skip``, with the reasons. The pipeline's
 stages live in their own modules: :mod:`conformance.scenarios`, :mod:`conformance.reference_run`,
 :mod:`conformance.drive` (the port run and its comparisons), :mod:`conformance.diagnose`.
 """
@@ -26,7 +32,7 @@ from .drive import ScenarioDriver
 from .reference_run import DEFAULT_CACHE, ReferenceCache
 from .results import DEFAULT_TIMEOUT_S, PortFactory, PortResult, PortSpec, Supports
 from .scenarios import Scenario, select
-from .session import ThreadSession, describe_exception
+from .session import PortSession, ThreadSession, describe_exception
 
 
 def _as_scenarios(scenarios: Sequence[str | Scenario] | None, quick: bool) -> list[Scenario]:
@@ -57,6 +63,10 @@ def check_port(
     cache: ReferenceCache | None = None,
     progress: Callable[[str], None] | None = None,
     max_failures: int = 50,
+    isolate: bool = False,
+    session: PortSession | None = None,
+    deadline_s: float | None = None,
+    max_memory: int | None = None,
 ) -> PortResult:
     """Check one port against the reference on ``scenarios`` (default: all, or the quick subset).
 
@@ -64,13 +74,21 @@ def check_port(
     (``config`` is the base the scenarios' hyperparameters are applied to). ``supports(config)``
     returns None when the port can express the config, else the reason (the scenario is skipped).
     A ``PortSpec`` carries all of these. Never raises for a misbehaving port.
+
+    ``isolate``: run the port in a worker process (the spec needs a ``locator``); ``session``:
+    a session to drive instead (the caller closes nothing: ``check_port`` closes it);
+    ``deadline_s``: wall-clock limit of the whole check (worker processes only);
+    ``max_memory``: address-space limit of the worker in bytes.
     """
+    spec: PortSpec | None = None
+    factory: PortFactory | None
+    local_supports = supports  # what the port supports: asked where the port is built
     if isinstance(port_factory, PortSpec):
         spec = port_factory
-        factory: PortFactory = spec.factory
+        factory = spec.factory
         algorithm = algorithm or spec.algorithm
         config = config if config is not None else spec.base_config
-        supports = supports or spec.supports
+        local_supports = supports or spec.supports
         name = name or spec.name
         dtype = dtype or spec.dtype
         device = device or spec.device
@@ -95,12 +113,18 @@ def check_port(
         device or "cpu",
     )
     t0 = time.perf_counter()
-    session = ThreadSession(
-        factory,
-        result.dtype,
-        timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S,
-        result.name,
-    )
+    timeout = timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S
+    if session is None:
+        if isolate or factory is None:
+            from .process_session import ProcessSession
+
+            if spec is None or spec.locator is None:
+                raise ValueError("isolate=True needs a PortSpec with a locator")
+            session = ProcessSession(
+                spec.locator, timeout, deadline_s=deadline_s, max_memory=max_memory
+            )
+        else:
+            session = ThreadSession(factory, result.dtype, timeout, result.name, local_supports)
     driver = ScenarioDriver(
         session,
         result,
@@ -113,27 +137,28 @@ def check_port(
     )
     try:
         for sc in _as_scenarios(scenarios, quick):
+            if driver.lost is not None:
+                result.scenarios.append(driver.not_run(sc))
+                continue
             if progress is not None:
                 progress(sc.name)
             result.scenarios.append(driver.run(sc))
-            if session.hung:
-                break
     finally:
         session.close()
-    ran = [s for s in result.scenarios if s.status != "skip"]
-    if result.failures:
-        result.verdict = "fail"
-    elif not ran:
-        result.verdict = "skip"
-        reasons = sorted({s.reason for s in result.scenarios})
-        result.message = "no scenario applies: " + "; ".join(reasons)[:300]
-    else:
-        result.verdict = "pass"
+        result.output = session.output()
+    _decide(result)
+    result.state_note = driver.state_note or ""
     if diagnose and result.failures:
         from .diagnose import diagnose as _diagnose
 
         try:
-            _diagnose(result, driver.evidence)
+            _diagnose(
+                result,
+                driver.evidence,
+                others=driver.other_evidence,
+                free_runs=driver.free_runs,
+                state_note=driver.state_note,
+            )
         except Exception as exc:  # the diagnosis must never lose a verdict
             result.diagnosis = {"error": f"diagnosis failed: {describe_exception(exc)}"}
     if not result.message:
@@ -142,10 +167,35 @@ def check_port(
     return result
 
 
+def _reasons(r: PortResult, status: str) -> str:
+    return "; ".join(sorted({s.reason for s in r.scenarios if s.status == status}))[:300]
+
+
+def _decide(r: PortResult) -> None:
+    """The port's verdict from its scenarios (module docstring); the message for error,
+    not judged and skip."""
+    statuses = {s.status for s in r.scenarios}
+    if "fail" in statuses or r.failures:
+        r.verdict = "fail"
+    elif "error" in statuses:
+        r.verdict = "error"
+        r.message = _reasons(r, "error")
+    elif "pass" in statuses:
+        r.verdict = "pass"
+    elif "not_judged" in statuses:
+        r.verdict = "not_judged"
+        r.message = "nothing judged: " + _reasons(r, "not_judged")
+    else:
+        r.verdict = "skip"
+        r.message = "no scenario applies: " + (_reasons(r, "skip") or "no scenario selected")
+
+
 def _summary_message(r: PortResult) -> str:
     if r.verdict == "pass":
-        n = sum(1 for s in r.scenarios if s.status == "pass")
-        return f"{n} scenarios within budget (worst {r.worst_fraction():.3g} x budget)"
+        n = r.count("pass")
+        text = f"{n} scenarios within budget (worst {r.worst_fraction() or 0.0:.3g} x budget)"
+        extra = [f"{r.count(st)} {st.replace('_', ' ')}" for st in ("not_judged", "skip") if r.count(st)]
+        return text + (f"; {', '.join(extra)} (reasons in the report)" if extra else "")
     if r.verdict == "fail" and r.failures:
         f = r.failures[0]
         where = f"{f.scenario}, {f.mode} step {f.step}" if f.step is not None else f.scenario

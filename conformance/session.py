@@ -3,13 +3,18 @@
 A :class:`PortSession` builds a port for a scenario's config and forwards ``reset``, ``step`` and
 the read-back of a step's outputs, each under a timeout. The driver (:mod:`conformance.drive`)
 only ever talks to a session, so where the port actually runs (a thread of this process, or a
-worker process of its own) is the session's business. :class:`ThreadSession` runs the port in a
-daemon thread of this process: a port that hangs is abandoned (Python cannot kill a thread) and
-reported, but a port that kills the interpreter takes the harness with it.
+worker process of its own, :mod:`conformance.process_session`) is the session's business.
+:class:`ThreadSession` runs the port in a daemon thread of this process: a port that hangs is
+abandoned (Python cannot kill a thread) and reported, but a port that kills the interpreter takes
+the harness with it; the command line therefore always uses worker processes.
 
-A session raises :class:`PortHung` when a call does not return in time (the session is then
-dead: ``hung`` is True and every later call raises at once), ``NotImplementedError`` when the
-port cannot continue from a given state, and re-raises any other exception of the port.
+A session raises :class:`PortLost` when the port is gone: :class:`PortHung` when a call does not
+return in time, :class:`PortDied` when its process ended (the session is then dead: ``hung`` is
+True and every later call raises at once); :class:`PortSetupError` when the port cannot be set
+up here for a reason that is not its arithmetic (not importable, calling convention, missing
+device); ``NotImplementedError`` when the port cannot continue from a given state; and any other
+exception of the port as itself (in-process) or as :class:`PortRaised` (from a worker, or an
+exception such as ``SystemExit`` that must not end the harness).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 from setadam_ref import Config, State
 
 from .interface import Port, PortState
+from .results import PortOutput
 
 T = TypeVar("T")
 
@@ -33,8 +39,29 @@ T = TypeVar("T")
 PORT_METHODS: tuple[str, ...] = ("reset", "step", "params", "state", "stages")
 
 
-class PortHung(Exception):
-    """A port call did not return within the per-call timeout."""
+class PortLost(Exception):
+    """The port can no longer be driven: it hung or its process died."""
+
+
+class PortHung(PortLost):
+    """A port call did not return within the per-call timeout (or the whole-check deadline)."""
+
+
+class PortDied(PortLost):
+    """The port's worker process ended while the harness was waiting for it."""
+
+
+class PortSetupError(Exception):
+    """The port cannot be set up here for a reason that is not its arithmetic: the target cannot
+    be imported, it rejects the harness's calling convention, or its device is missing (exit 2)."""
+
+
+class PortRaised(Exception):
+    """An exception of the port, carried as its description (``Type: message (file:line)``)."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
 
 
 class PortInterfaceError(Exception):
@@ -64,7 +91,13 @@ class PortSession(Protocol):
     """A port of one scenario behind a call boundary."""
 
     @property
-    def hung(self) -> bool: ...
+    def hung(self) -> bool:
+        """True once the port is lost (hung or died): every later call raises at once."""
+        ...
+
+    def supports(self, config: Config) -> str | None:
+        """None when the port can express ``config``, else the reason (the scenario is skipped)."""
+        ...
 
     def make(self, config: Config) -> PortInfo:
         """Build the port for ``config`` (replacing any earlier one)."""
@@ -76,6 +109,21 @@ class PortSession(Protocol):
 
     def outputs(self, want_stages: bool) -> StepOutputs: ...
 
+    def reset_step(
+        self,
+        params: Sequence[np.ndarray],
+        state: State | None,
+        grads: Sequence[np.ndarray],
+        want_stages: bool,
+    ) -> StepOutputs:
+        """``reset``, ``step`` and ``outputs`` of one re-synced step, in one exchange where the
+        port lives elsewhere (each still under the per-call timeout)."""
+        ...
+
+    def step_outputs(self, grads: Sequence[np.ndarray], want_stages: bool) -> StepOutputs:
+        """``step`` then ``outputs`` of one free-running step, in one exchange."""
+        ...
+
     def release(self) -> None:
         """Let the current port release its resources (``close()`` when it has one)."""
         ...
@@ -84,11 +132,18 @@ class PortSession(Protocol):
         """End the session for good."""
         ...
 
+    def output(self) -> PortOutput | None:
+        """What the port wrote to stdout/stderr where the session can tell (a worker), else None."""
+        ...
+
 
 def describe_exception(exc: BaseException) -> str:
     """``Type: first line of the message (file:line of the innermost frame)``."""
-    tb = traceback.extract_tb(exc.__traceback__)
-    where = f" ({tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+    if isinstance(exc, PortRaised):
+        return exc.description
+    # the innermost frame of real source (an import error's last frames are importlib's)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
+    where = f" ({frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}{where}"
 
@@ -129,8 +184,10 @@ class _Worker:
             fn, box = job
             try:
                 box.put((True, fn()))
-            except BaseException as exc:
+            except Exception as exc:
                 box.put((False, exc))
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt: must not end the harness
+                box.put((False, PortRaised(describe_exception(exc))))
 
     def call(self, fn: Callable[[], T], timeout: float | None) -> T:
         if self.hung:
@@ -141,7 +198,7 @@ class _Worker:
             ok, value = box.get(timeout=timeout)
         except queue.Empty:
             self.hung = True
-            raise PortHung(f"no answer within {timeout:g} s") from None
+            raise PortHung(f"no answer within {timeout:g} s (the thread is abandoned)") from None
         if ok:
             return value  # type: ignore[no-any-return]
         raise value
@@ -155,9 +212,15 @@ class ThreadSession:
     """A session whose port lives in a daemon thread of this process (``factory(config)``)."""
 
     def __init__(
-        self, factory: Callable[[Config], Port], dtype: str, timeout_s: float, name: str = "port"
+        self,
+        factory: Callable[[Config], Port],
+        dtype: str,
+        timeout_s: float,
+        name: str = "port",
+        supports: Callable[[Config], str | None] | None = None,
     ) -> None:
         self._factory = factory
+        self._supports = supports
         self._dtype = dtype
         self._timeout = timeout_s
         self._worker = _Worker(f"port:{name}")
@@ -174,6 +237,9 @@ class ThreadSession:
         if self._port is None:
             raise RuntimeError("no port: call make() first")
         return self._port
+
+    def supports(self, config: Config) -> str | None:
+        return None if self._supports is None else self._supports(config)
 
     def make(self, config: Config) -> PortInfo:
         self._port = None
@@ -194,15 +260,34 @@ class ThreadSession:
         port = self._current()
         return self._call(lambda: read_outputs(port, want_stages))
 
+    def reset_step(
+        self,
+        params: Sequence[np.ndarray],
+        state: State | None,
+        grads: Sequence[np.ndarray],
+        want_stages: bool,
+    ) -> StepOutputs:
+        self.reset(params, state)
+        return self.step_outputs(grads, want_stages)
+
+    def step_outputs(self, grads: Sequence[np.ndarray], want_stages: bool) -> StepOutputs:
+        self.step(grads)
+        return self.outputs(want_stages)
+
     def release(self) -> None:
         port, self._port = self._port, None
         close = getattr(port, "close", None)
         if callable(close) and not self.hung:
             try:
                 self._call(close)
+            except PortLost:
+                raise
             except Exception:  # a port that cannot close has still been judged
                 return
 
     def close(self) -> None:
         self.release()
         self._worker.close()
+
+    def output(self) -> PortOutput | None:
+        return None  # the port shares this process's stdout and stderr

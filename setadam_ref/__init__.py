@@ -10,7 +10,7 @@ from . import stages, stepsize
 from .config import AdamConfig, Config, SETAdamConfig
 from .errors import NonFiniteError
 from .layers import Layers, default_layers, validate_layers
-from .state import STATE_SCHEMA_VERSION, State, init, load_state, save_state
+from .state import STATE_SCHEMA_VERSION, State, StateFileError, init, load_state, save_state
 from .step import step
 from .trace import ADAM_STAGES, STAGES, AdamTrace, LayerStats, SETAdamTrace, Trace
 from .trajectory import Trajectory, run
@@ -30,6 +30,7 @@ __all__ = [
     "SETAdamConfig",
     "SETAdamTrace",
     "State",
+    "StateFileError",
     "Trace",
     "Trajectory",
     "__version__",

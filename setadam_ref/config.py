@@ -6,14 +6,19 @@ $$\hat v_t = v_t / (1-\beta_2^t),\qquad
   \text{denom} = \sqrt{\hat v_t + \epsilon_\text{root}} + \epsilon .$$
 
 ``SETAdamConfig`` holds the hyperparameters of SET-Adam (docs: algorithms/setadam.md).
-A bad value raises ``ValueError`` naming the field, the value and the allowed range.
+A bad value raises ``ValueError`` naming the field, the value and the allowed range. Numbers may be
+any real scalar (Python or NumPy, e.g. ``np.float32(1e-3)``, ``np.int64(0)``); they are stored as
+Python floats. ``bool`` is refused where a number is meant.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
 
 WeightDecayMode = Literal["l2", "decoupled"]
 AmsgradMode = Literal["torch", "optax"]
@@ -23,13 +28,21 @@ AMSGRAD_MODES: tuple[str, ...] = ("torch", "optax")
 
 
 def _real(name: str, value: object) -> float:
-    # bool is an int subclass; True as a learning rate is a caller's mistake, not 1.0.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # Every real number type counts (NumPy's float32, int64, ... register as numbers.Real);
+    # bool does too in Python, but True as a learning rate is a caller's mistake, not 1.0.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     x = float(value)
     if not math.isfinite(x):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return x
+
+
+def _as_floats(record: object, names: tuple[str, ...]) -> None:
+    """Store the (validated) numeric fields ``names`` of a frozen record as Python floats, so a
+    NumPy scalar given for one compares, hashes and prints like the float it is."""
+    for name in names:
+        object.__setattr__(record, name, float(getattr(record, name)))
 
 
 def _check_lr(lr: object) -> None:
@@ -79,7 +92,8 @@ class AdamConfig:
     - ``maximize``: $g \\leftarrow -g$ (before coupled weight decay, as torch does).
 
     ``eps = eps_root = 0`` is allowed, as torch allows it: the update is then $0/0$ (NaN) at
-    every coordinate whose $v$ is exactly zero, and the step reports it like any NaN.
+    every coordinate whose $v$ is exactly zero, and the step's ``NonFiniteError`` says so (with
+    ``nonfinite="ieee"`` the NaN propagates).
     """
 
     lr: float = 1e-3
@@ -103,6 +117,7 @@ class AdamConfig:
         _check_bool("amsgrad", self.amsgrad)
         _check_mode("amsgrad_mode", self.amsgrad_mode, AMSGRAD_MODES)
         _check_bool("maximize", self.maximize)
+        _as_floats(self, ("lr", "eps", "eps_root", "weight_decay"))
 
 
 @dataclass(frozen=True)
@@ -135,6 +150,7 @@ class SETAdamConfig:
         _check_nonneg("weight_decay", self.weight_decay)
         _check_mode("weight_decay_mode", self.weight_decay_mode, WEIGHT_DECAY_MODES)
         _check_bool("maximize", self.maximize)
+        _as_floats(self, ("lr", "eps", "tau", "weight_decay"))
 
 
 Config = AdamConfig | SETAdamConfig

@@ -43,14 +43,39 @@ def raise_if_nonfinite(
     new_v: Sequence[F64Array],
     new_params: Sequence[F64Array],
     t: int,
+    state_in: Sequence[tuple[str, Sequence[F64Array] | None]] = (),
+    zero_over_zero: Sequence[F64Array] | None = None,
 ) -> None:
-    """Raise for the first bad array among ``suspects``: inputs first (so the error names the bad
-    input rather than its consequence), then overflow of $v_t$ or $\\theta_t$; return if none."""
+    """Raise for the first bad array among ``suspects``; return if none.
+
+    In order, so that the error names the cause rather than its consequence: a non-finite input
+    (gradients, parameters, then the state given as ``state_in``: it already held NaN or an
+    infinity); Adam's $0/0$ when $\\epsilon = \\epsilon_{root} = 0$ meets a zero second moment
+    (``zero_over_zero`` is the second moment the step divided by, given only in that case); only
+    then float64 overflow of $v_t$ or $\\theta_t$ from finite inputs."""
     arrays = sorted(set(suspects))
     for i in arrays:
         for what, a in (("grads", grads[i]), ("params", params[i])):
             if bad := _count(a):
                 raise NonFiniteError(what, i, t, bad, int(a.size))
+        for name, held in state_in:
+            if held is not None and (bad := _count(held[i])):
+                kind = "NaN" if np.isnan(held[i]).any() else "an infinity"
+                size = int(held[i].size)
+                raise NonFiniteError(
+                    f"state.{name}", i, t, bad, size,
+                    f"state holds {kind} in {name} of array {i} ({bad} of {size} entries) "
+                    f"before step t={t}",
+                )  # fmt: skip
+    if zero_over_zero is not None:
+        for i in arrays:
+            out = new_params[i]
+            if bad := int(np.count_nonzero(~np.isfinite(out) & (zero_over_zero[i] == 0.0))):
+                raise NonFiniteError(
+                    "params after the step", i, t, bad, int(out.size),
+                    f"Adam with eps = eps_root = 0 divides 0 by 0 at step t={t}: params[{i}] "
+                    f"has {bad} coordinates whose second moment is zero (a zero gradient)",
+                )  # fmt: skip
     for i in arrays:
         # Finite inputs, non-finite result: float64 itself overflowed.
         for what, a in (

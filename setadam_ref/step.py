@@ -112,7 +112,13 @@ def step(
             adam_v = isinstance(config, AdamConfig)
             suspects = screen(new_p, new_st.v, adam_v) if check else []
     if suspects:
-        raise_if_nonfinite(suspects, p64, g64, new_st.v, new_p, new_st.step)
+        adam_zero = isinstance(config, AdamConfig) and config.eps == 0.0 == config.eps_root
+        second = new_st.vmax if new_st.vmax is not None else new_st.v
+        raise_if_nonfinite(
+            suspects, p64, g64, new_st.v, new_p, new_st.step,
+            state_in=(("m", st.m), ("v", st.v), ("vmax", st.vmax)),
+            zero_over_zero=second if adam_zero else None,
+        )  # fmt: skip
     return new_p, new_st, tr
 
 

@@ -2,10 +2,12 @@
 
 Parameters are a list of jax arrays (one pytree leaf per array) of the port's dtype; each step runs
 ``updates, state = tx.update(grads, state, params); params = optax.apply_updates(params, updates)``
-under ``jax.jit`` (compiled once per port, i.e. per scenario), as users run it. A re-synced step
-continues from a given state by replacing, in the transformation's state pytree, the first
-node with fields ``count``, ``mu`` and ``nu`` (``ScaleByAdamState``, our ``ScaleBySETAdamState``)
-and, for amsgrad, ``nu_max``. float64 needs ``jax_enable_x64``, which this module turns on.
+under ``jax.jit`` (compiled once per port, i.e. per scenario), as users run it. Which leaves of
+the state pytree are m, v, vmax and the step counter is not assumed (optax's ``count``/``mu``/
+``nu`` are one naming among many): ``state_discovery`` finds them from their values after two
+probe updates, whatever the field names and nesting (NamedTuples, dicts, ``optax.chain`` tuples,
+``inject_hyperparams`` wrappers); a re-synced step writes the given state into those leaves of
+the transformation's initial state. float64 needs ``jax_enable_x64``, which this module turns on.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..interface import PortState
+from .state_discovery import LayoutCache, Leaf, Path, StateLayout, gather, scatter, step_of
 
 JAX_DTYPES = ("float64", "float32", "bfloat16", "float16")
 _x64 = False
@@ -46,33 +49,30 @@ def _to_numpy(a: Any) -> np.ndarray:
     return np.asarray(np.asarray(a).astype(np.float64), dtype=np.float64)
 
 
-def _find_moments(state: Any) -> Any:
-    """The first NamedTuple node with count/mu/nu fields in an optax state pytree, or None."""
-    fields = getattr(state, "_fields", None)
-    if fields is not None and {"count", "mu", "nu"} <= set(fields):
-        return state
-    if isinstance(state, (tuple, list)):
-        for s in state:
-            found = _find_moments(s)
-            if found is not None:
-                return found
-    inner = getattr(state, "inner_state", None)
-    if inner is not None:
-        return _find_moments(inner)
-    return None
+def _part(key: Any) -> tuple[str, Any]:
+    """A jax key-path entry as a ``state_discovery`` path part."""
+    for attr, kind in (("idx", "idx"), ("key", "key"), ("name", "attr")):
+        if hasattr(key, attr):
+            return (kind, getattr(key, attr))
+    return ("key", str(key))
 
 
-def _replace_moments(state: Any, new: Any) -> Any:
-    fields = getattr(state, "_fields", None)
-    if fields is not None and {"count", "mu", "nu"} <= set(fields):
-        return new
-    if fields is not None:  # other NamedTuples (e.g. InjectHyperparamsState): recurse by field
-        return type(state)(*(_replace_moments(getattr(state, f), new) for f in fields))
-    if isinstance(state, tuple):
-        return tuple(_replace_moments(s, new) for s in state)
-    if isinstance(state, list):
-        return [_replace_moments(s, new) for s in state]
-    return state
+def _flatten(state: Any) -> tuple[list[tuple[Path, Any]], Any]:
+    import jax
+
+    pairs, treedef = jax.tree_util.tree_flatten_with_path(state)
+    return [(tuple(_part(k) for k in kp), leaf) for kp, leaf in pairs], treedef
+
+
+def _leaves(state: Any) -> dict[Path, Leaf]:
+    out = {}
+    for path, leaf in _flatten(state)[0]:
+        value = np.array(np.asarray(leaf).astype(np.float64), dtype=np.float64, copy=True)
+        if np.issubdtype(np.asarray(leaf).dtype, np.bool_):
+            continue
+        dtype = str(getattr(leaf, "dtype", type(leaf).__name__))
+        out[path] = Leaf(path, value, dtype, value.size == 1 and value.ndim <= 1)
+    return out
 
 
 class OptaxPort:
@@ -86,6 +86,8 @@ class OptaxPort:
         device: str = "cpu",
         *,
         jit: bool = True,
+        state_map: dict[str, str] | None = None,
+        betas: tuple[float, float] | None = None,
     ) -> None:
         jax = setup_jax()
         import optax
@@ -100,6 +102,8 @@ class OptaxPort:
         self._params: list[Any] = []
         self._state: Any = None
         self._init_state: Any = None
+        # betas (the configuration's): the state is re-synced only in the reference's convention
+        self._discovery = LayoutCache(self._snapshots, dtype, state_map, betas, root="state")
 
         def update(grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
             updates, new_state = self._tx.update(grads, state, params)
@@ -118,34 +122,56 @@ class OptaxPort:
         x = jnp.asarray(np.asarray(a, dtype=np.float64), dtype=dtype or self._dt)
         return self._jax.device_put(x, self._dev())
 
+    def _snapshots(
+        self, dt: str, shapes: list[tuple[int, ...]], g1: list[np.ndarray], g2: list[np.ndarray]
+    ) -> list[dict[Any, Any]]:
+        """The probe for ``state_discovery``: the state's leaves from ``init`` of zero parameters
+        and after each of two updates (compiled as the port runs: mostly the same shapes)."""
+        ndt = np.dtype(jnp_dtype(dt))
+        params: Any = [np.zeros(s, dtype=ndt) for s in shapes]
+        with self._jax.default_device(self._dev()):
+            st = self._tx.init(params)
+            snaps = [_leaves(st)]
+            for g in (g1, g2):
+                params, st = self._update([x.astype(ndt) for x in g], st, params)
+                snaps.append(_leaves(st))
+        return snaps
+
+    def layout(self, shapes: Sequence[tuple[int, ...]]) -> StateLayout:
+        """Where this transformation keeps its state, for parameters of these shapes (cached)."""
+        return self._discovery.get(shapes)
+
+    def state_layout(self) -> str:
+        """One line for the report: where the state was found, or why it could not be."""
+        layout = self._discovery.current or self.layout([np.shape(p) for p in self._params])
+        return layout.describe()
+
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         cpu = self.device == "cpu"
         self._params = [self._np(p) if cpu else self._arr(p) for p in params]
+        layout = self.layout([np.shape(p) for p in params])
+        if state is not None and not layout.writable:
+            raise NotImplementedError(f"cannot continue from a given state: {layout.why_not()}")
         if self._init_state is None or state is None:
             with self._jax.default_device(self._dev()):
                 self._init_state = self._tx.init(self._params)
         self._state = self._init_state
         if state is None:
             return
-        node = _find_moments(self._state)
-        if node is None:
-            raise NotImplementedError("no count/mu/nu node in the optax state")
-
-        def conv(a: np.ndarray, like: Any) -> Any:
-            return (
-                np.asarray(a, dtype=np.float64).astype(like.dtype)
-                if cpu
-                else self._arr(a, like.dtype)
-            )
-
-        repl: dict[str, Any] = {
-            "count": np.asarray(state.step, dtype=node.count.dtype),
-            "mu": [conv(m, old) for m, old in zip(state.m, node.mu, strict=True)],
-            "nu": [conv(v, old) for v, old in zip(state.v, node.nu, strict=True)],
-        }
-        if "nu_max" in node._fields and state.vmax is not None:
-            repl["nu_max"] = [conv(v, old) for v, old in zip(state.vmax, node.nu_max, strict=True)]
-        self._state = _replace_moments(self._state, node._replace(**repl))
+        pairs, treedef = _flatten(self._state)
+        index = {path: k for k, (path, _) in enumerate(pairs)}
+        values = [np.array(np.asarray(leaf), copy=True) for _, leaf in pairs]
+        vmax = state.vmax if state.vmax is not None else [np.zeros(np.shape(p)) for p in params]
+        for role, arrays in (("m", state.m), ("v", state.v), ("vmax", vmax)):
+            for view, flat in scatter(getattr(layout, role), arrays):
+                k = index[view.path]
+                target = values[k] if view.sub is None else values[k][view.sub]
+                target[...] = flat.reshape(np.shape(target)).astype(values[k].dtype)
+        for c in layout.counters:
+            k = index[c.path]
+            values[k] = np.asarray(c.scale * int(state.step) + c.offset, dtype=values[k].dtype)
+        leaves = [v if cpu else self._arr(v, v.dtype) for v in values]
+        self._state = self._jax.tree_util.tree_unflatten(treedef, leaves)
 
     def _np(self, a: np.ndarray) -> np.ndarray:
         """Host array in the port's dtype (jit transfers it with the call)."""
@@ -160,13 +186,15 @@ class OptaxPort:
         return tuple(_to_numpy(p) for p in self._params)
 
     def state(self) -> PortState | None:
-        node = _find_moments(self._state)
-        if node is None:
+        layout = self._discovery.current
+        if layout is None or not layout.readable or self._state is None:
             return None
+        found = _leaves(self._state)
+        shapes = [tuple(np.shape(p)) for p in self._params]
         return PortState(
-            int(np.asarray(node.count)),
-            tuple(_to_numpy(m) for m in node.mu),
-            tuple(_to_numpy(v) for v in node.nu),
+            step_of(found, layout.counters),
+            gather(found, layout.m, shapes),
+            gather(found, layout.v, shapes),
         )
 
     def stages(self) -> dict[str, tuple[np.ndarray, ...]] | None:

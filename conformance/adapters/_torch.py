@@ -1,11 +1,13 @@
 """Generic torch.optim.Optimizer port (torch imported lazily, only here and in torch adapters).
 
 ``TorchOptimizerPort`` drives any optimizer built as ``make(param_groups)``: parameters are leaf
-tensors of the port's dtype/device, gradients are set on ``.grad`` and ``.step()`` is called. The
-state convention of torch.optim (``state[p]["step"]``, ``"exp_avg"``, ``"exp_avg_sq"``,
-``"max_exp_avg_sq"``) is detected with a one-element probe, so a re-synced step can continue from
-a given state in exactly the representation the optimizer itself uses (step as a float tensor
-on the CPU, or on the device for fused/capturable paths, or a Python number).
+tensors of the port's dtype/device, gradients are set on ``.grad`` and ``.step()`` is called.
+Where the optimizer keeps m, v, vmax and its step counter is not assumed: a probe optimizer takes
+two steps from zero state and ``state_discovery`` finds them by their values, under any keys, in
+attributes, closures or nested containers (``state_map`` names them instead). A re-synced step
+builds the optimizer, lets it create its state with one zero-gradient step, then writes the given
+state into the entries found, in the representation the optimizer itself uses (a tensor in
+place, on its device and in its dtype, or a Python number through its container).
 
 Side effects are watched: every gradient is compared after ``step()`` with a copy taken before,
 and a sentinel parameter in a second param group (no gradient) must stay untouched and stateless.
@@ -19,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..interface import PortState
+from . import _torch_state as TS
+from .state_discovery import LayoutCache, StateLayout, gather, scatter, step_of
 
 
 def torch_dtype(name: str) -> Any:
@@ -77,6 +81,8 @@ class TorchOptimizerPort:
         *,
         sentinel: bool = True,
         record_stages: bool = False,
+        state_map: dict[str, str] | None = None,
+        betas: tuple[float, float] | None = None,
     ) -> None:
         import torch
 
@@ -94,7 +100,8 @@ class TorchOptimizerPort:
         self._sentinel: Any = None
         self._sentinel_before: Any = None
         self._effects: list[str] = []
-        self._probe: dict[str, Any] | None = None
+        # betas (the configuration's): the state is re-synced only in the reference's convention
+        self._discovery = LayoutCache(self._snapshots, dtype, state_map, betas)
         self.state_dtype = dtype
 
     # -- helpers
@@ -118,51 +125,70 @@ class TorchOptimizerPort:
             self._sentinel = None
             return self._make(groups[:1])
 
-    def _probe_state(self) -> dict[str, Any]:
-        """State layout of the optimizer after one step on a one-element parameter."""
-        if self._probe is None:
-            p = self._tensor(np.array([0.5])).requires_grad_(True)
-            opt = self._make([{"params": [p]}])
-            p.grad = self._tensor(np.array([0.25]))
+    def _snapshots(
+        self, dt: str, shapes: list[tuple[int, ...]], g1: list[np.ndarray], g2: list[np.ndarray]
+    ) -> list[dict[Any, Any]]:
+        """The probe for ``state_discovery``: a fresh optimizer on zero parameters, its state's
+        leaves before the first step and after each of two steps."""
+        torch = self._torch
+        tdt = torch_dtype(dt)
+        params = [
+            torch.zeros(s, dtype=tdt, device=self.device).requires_grad_(True) for s in shapes
+        ]
+        opt = self._make([{"params": params}])
+        snaps = [TS.leaves(TS.slots(opt, params))]
+        for g in (g1, g2):
+            for p, x in zip(params, g, strict=True):
+                p.grad = self._tensor(x, tdt)
             opt.step()
-            st = dict(opt.state[p])
-            self._probe = st
-            ea = st.get("exp_avg")
-            if ea is not None and hasattr(ea, "dtype"):
-                self.state_dtype = dtype_name(ea.dtype)
-        return self._probe
+            snaps.append(TS.leaves(TS.slots(opt, params)))
+        return snaps
+
+    def layout(self, shapes: Sequence[tuple[int, ...]]) -> StateLayout:
+        """Where this optimizer keeps its state, for parameters of these shapes (cached)."""
+        return self._discovery.get(shapes)
+
+    def state_layout(self) -> str:
+        """One line for the report: where the state was found, or why it could not be."""
+        layout = self._discovery.current or self.layout([tuple(p.shape) for p in self._params])
+        return layout.describe()
+
+    def _extras(self) -> list[Any]:
+        return [self._sentinel] if self._sentinel is not None else []
 
     # -- Port interface
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         torch = self._torch
         self._params = [self._tensor(p).requires_grad_(True) for p in params]
-        if state is not None:
-            probe = self._probe_state()
-            if "exp_avg" not in probe or "exp_avg_sq" not in probe or "step" not in probe:
-                raise NotImplementedError(
-                    f"unknown state layout {sorted(probe)}: cannot continue from a given state"
-                )
+        layout = self.layout([np.shape(p) for p in params])
+        if state is not None and not layout.writable:
+            raise NotImplementedError(f"cannot continue from a given state: {layout.why_not()}")
         self._opt = self._build(self._params)
         if state is None:
             return
-        probe = self._probe_state()
-        step0 = probe["step"]
-        for i, p in enumerate(self._params):
-            st: dict[str, Any] = {}
-            if isinstance(step0, torch.Tensor):
-                st["step"] = torch.full_like(step0, float(state.step))
-            else:
-                st["step"] = type(step0)(state.step)
-            sdt = probe["exp_avg"].dtype
-            st["exp_avg"] = self._tensor(state.m[i], sdt).reshape(p.shape)
-            st["exp_avg_sq"] = self._tensor(state.v[i], sdt).reshape(p.shape)
-            if "max_exp_avg_sq" in probe:
-                vmax = state.vmax[i] if state.vmax is not None else np.zeros(p.shape)
-                st["max_exp_avg_sq"] = self._tensor(vmax, sdt).reshape(p.shape)
-            for k, val in probe.items():  # unknown extra entries: fresh copies of the probe's
-                if k not in st:
-                    st[k] = val.clone() if isinstance(val, torch.Tensor) and val.dim() == 0 else val
-            self._opt.state[p] = st
+        for p in self._params:  # the optimizer creates its state on its first step
+            p.grad = torch.zeros_like(p)
+        self._opt.step()
+        found = TS.slots(self._opt, self._params, self._extras())
+        vmax = state.vmax if state.vmax is not None else [np.zeros(np.shape(p)) for p in params]
+        try:
+            for role, values in (("m", state.m), ("v", state.v), ("vmax", vmax)):
+                for view, flat in scatter(getattr(layout, role), values):
+                    TS.write(found, view, flat)
+            for c in layout.counters:
+                TS.write_number(found, c.path, c.scale * int(state.step) + c.offset)
+        except KeyError as exc:  # a path that names the probe's objects only (an id as a key)
+            raise NotImplementedError(
+                f"cannot continue from a given state: {exc} found on the probe is not in this "
+                "instance of the port"
+            ) from None
+        with torch.no_grad():
+            for p, a in zip(self._params, params, strict=True):
+                p.copy_(self._tensor(a).reshape(p.shape))
+                p.grad = None
+        first = found.get(layout.m[0].path)
+        if first is not None and hasattr(first.get(), "dtype"):
+            self.state_dtype = dtype_name(first.get().dtype)
 
     def step(self, grads: Sequence[np.ndarray]) -> None:
         torch = self._torch
@@ -192,16 +218,17 @@ class TorchOptimizerPort:
         return tuple(to_numpy(p) for p in self._params)
 
     def state(self) -> PortState | None:
-        sts = [self._opt.state.get(p, {}) for p in self._params]
-        if not sts or any("exp_avg" not in s or "exp_avg_sq" not in s for s in sts):
+        layout = self._discovery.current
+        if layout is None or not layout.readable or self._opt is None:
             return None
-        step = sts[0].get("step", 0)
-        step_i = int(float(step.item() if hasattr(step, "item") else step))
-        return PortState(
-            step_i,
-            tuple(to_numpy(s["exp_avg"]) for s in sts),
-            tuple(to_numpy(s["exp_avg_sq"]) for s in sts),
-        )
+        found = TS.leaves(TS.slots(self._opt, self._params, self._extras()))
+        shapes = [tuple(p.shape) for p in self._params]
+        try:
+            m = gather(found, layout.m, shapes)
+            v = gather(found, layout.v, shapes)
+        except KeyError:  # not created yet (no step taken)
+            return None
+        return PortState(step_of(found, layout.counters), m, v)
 
     def stages(self) -> dict[str, tuple[np.ndarray, ...]] | None:
         last = getattr(self._opt, "last_stages", None) if self._record_stages else None

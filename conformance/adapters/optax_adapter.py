@@ -45,12 +45,15 @@ def factory(kind: str, dtype: str, device: str) -> Callable[[Config], Any]:
             learning_rate=cfg.lr, b1=b1, b2=b2, eps=cfg.eps, eps_root=cfg.eps_root
         )
         if kind == "adam":
-            return OptaxPort("optax.adam", lambda: optax.adam(**kw), dtype, device)
+            return OptaxPort(
+                "optax.adam", lambda: optax.adam(**kw), dtype, device, betas=cfg.betas
+            )
         return OptaxPort(
             "optax.adamw",
             lambda: optax.adamw(weight_decay=cfg.weight_decay, **kw),
             dtype,
             device,
+            betas=cfg.betas,
         )
 
     return make_port

@@ -38,6 +38,7 @@ def factory(dtype: str, device: str) -> Callable[[Config], Any]:
             ),
             dtype,
             device,
+            betas=cfg.betas,
         )
 
     return make_port

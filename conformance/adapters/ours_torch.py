@@ -53,6 +53,7 @@ def factory(path: str, dtype: str, device: str) -> Callable[[Config], Any]:
             dtype,
             device,
             record_stages=records_stages(path),
+            betas=cfg.betas,
         )
 
     return make_port

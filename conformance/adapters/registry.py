@@ -1,7 +1,9 @@
 """Which ports ``setadam-conformance run`` checks on this machine.
 
 Availability is probed lazily: a framework that is not installed (or a CUDA device that is not
-present) removes its ports with a note instead of an error.
+present) removes its ports with a note instead of an error. Every spec carries a
+:class:`~conformance.results.PortLocator` (``"registry"``, name, dtype, device), which a worker
+process resolves with :func:`find_spec` to rebuild the same port.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import importlib.util
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ..results import PortSpec
+from ..results import PortLocator, PortSpec
 
 DEFAULT_DTYPES = ("float64", "float32", "bfloat16", "float16")
 #: dtypes whose default run uses the quick scenario subset (their budgets are wide; the full set
@@ -56,6 +58,29 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def _framework(name: str) -> str | None:
+    if name.startswith(("torch.", "ours.torch.")):
+        return "torch"
+    if name.startswith(("optax.", "ours.jax.")):
+        return "jax"
+    return None
+
+
+def _locate(s: PortSpec) -> PortSpec:
+    loc = PortLocator("registry", s.name, s.dtype, s.device, _framework(s.name))
+    return replace(s, locator=loc)
+
+
+def find_spec(name: str, dtype: str, device: str) -> PortSpec:
+    """The registry's port ``name`` in ``dtype`` on ``device`` (KeyError when there is none)."""
+    specs, notes = available_ports(device, (dtype,))
+    for s in specs:
+        if s.name == name and s.dtype == dtype:
+            return s
+    why = f" ({'; '.join(notes)})" if notes else ""
+    raise KeyError(f"no port {name!r} in {dtype} on {device} here{why}")
+
+
 def available_ports(
     device: str = "auto",
     dtypes: Sequence[str] | None = None,
@@ -89,7 +114,7 @@ def available_ports(
     if have("jax") and have("optax"):
         from . import optax_adapter, ours_jax
 
-        jdt = tuple(d for d in want if d in JAX_DTYPES)
+        jdt = tuple(d for d in want if d in JAX_DTYPES) if "cpu" in devices else ()
         specs.extend(optax_adapter.specs("cpu", jdt))
         specs.extend(ours_jax.specs("cpu", jdt))
     else:
@@ -110,5 +135,5 @@ def available_ports(
             if s.dtype not in QUICK_JAX[0]:
                 continue
             s = replace(s, scenarios=QUICK_JAX[1])
-        out.append(s)
+        out.append(_locate(s))
     return out, notes

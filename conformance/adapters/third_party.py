@@ -11,9 +11,16 @@ that name, to the reference config too (so ``--hyper tau=0.3`` checks against ta
 scenario that changes a hyperparameter the target does not take (tau, maximize, amsgrad, the
 weight-decay mode, ...) is skipped for that target, with the reason in the report.
 
+Loading checks the calling convention before anything is judged: a target whose signature
+cannot take the harness's arguments (or whose constructor says so with a ``TypeError`` about an
+unexpected or missing argument), ``--device cuda`` without a CUDA device, and torch's
+``capturable=True`` on the CPU raise :class:`~conformance.session.PortSetupError` naming the
+argument or device (exit 2: the target was not judged).
+
 Python API for scripts and meta-tests: ``torch_factory(cls, ...)`` / ``jax_factory(fn, ...)``
 return ``(factory, supports, base_config)`` for ``conformance.runner.check_port``;
-``spec(target, framework, algorithm, ...)`` returns a ``PortSpec``.
+``spec(target, framework, algorithm, ...)`` returns a ``PortSpec`` (the target imported here);
+``remote_spec(...)`` returns one whose target is imported only by a worker process.
 """
 
 from __future__ import annotations
@@ -21,12 +28,15 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
+import inspect
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from setadam_ref import AdamConfig, Config, SETAdamConfig
 
-from ..results import PortSpec
+from ..results import PortLocator, PortSpec
+from ..session import PortSetupError
 
 #: hyperparameters every target takes by the calling convention
 _TORCH_BASE = frozenset({"lr", "betas", "eps", "weight_decay"})
@@ -84,8 +94,6 @@ def base_config(algorithm: str, hyper: Mapping[str, Any], weight_decay_mode: str
 
 def _accepts(fn: Any, name: str) -> bool:
     """Whether ``fn`` takes a keyword argument ``name`` (True when it cannot be told)."""
-    import inspect
-
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -119,6 +127,90 @@ def _supports(
     return check
 
 
+#: how a constructor says it does not take the harness's arguments
+_CONVENTION_TYPEERROR = re.compile(
+    r"unexpected keyword argument|missing \d+ required|required positional argument|"
+    r"takes \d+ positional argument|got multiple values for|takes no keyword"
+)
+
+
+def _calling_convention(label: str, form: str, fn: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+    """Raise PortSetupError when ``fn(*args, **kw)`` cannot bind (the argument named)."""
+    if not callable(fn):
+        raise PortSetupError(f"{label} is a {type(fn).__name__}, not callable as {form}")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a builtin or an object without a signature: the call itself will tell
+    try:
+        sig.bind(*args, **kw)
+    except TypeError as exc:
+        raise PortSetupError(_convention_text(label, form, exc)) from None
+
+
+def _convention_text(label: str, form: str, exc: TypeError) -> str:
+    return (
+        f"{label} rejects the harness's calling convention: {exc} (it is called as {form}; "
+        "pass --hyper NAME=VALUE only for arguments it takes)"
+    )
+
+
+def _construct(label: str, form: str, fn: Any, *args: Any, **kw: Any) -> Any:
+    """``fn(*args, **kw)``; a TypeError about the arguments themselves is a PortSetupError."""
+    try:
+        return fn(*args, **kw)
+    except TypeError as exc:
+        if _CONVENTION_TYPEERROR.search(str(exc)):
+            raise PortSetupError(_convention_text(label, form, exc)) from None
+        raise
+
+
+def _torch_form(hyper: Mapping[str, Any]) -> str:
+    extra = "".join(f", {k}=..." for k in hyper)
+    return f"cls(params, lr=..., betas=(b1, b2), eps=..., weight_decay=...{extra})"
+
+
+def _jax_form(hyper: Mapping[str, Any]) -> str:
+    extra = "".join(f", {k}=..." for k in hyper)
+    return f"fn(learning_rate=..., b1=..., b2=..., eps=...{extra})"
+
+
+def _torch_kwargs(cfg: Config, hyper: Mapping[str, Any]) -> dict[str, Any]:
+    kw: dict[str, Any] = {k: getattr(cfg, k) if hasattr(cfg, k) else v for k, v in hyper.items()}
+    kw.update(lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return kw
+
+
+def _jax_kwargs(cfg: Config, hyper: Mapping[str, Any]) -> dict[str, Any]:
+    b1, b2 = cfg.betas
+    kw: dict[str, Any] = {k: getattr(cfg, k) if hasattr(cfg, k) else v for k, v in hyper.items()}
+    kw.update(learning_rate=cfg.lr, b1=b1, b2=b2, eps=cfg.eps)
+    if cfg.weight_decay > 0:
+        kw["weight_decay"] = cfg.weight_decay
+    return kw
+
+
+def _check_device(framework: str, device: str, hyper: Mapping[str, Any]) -> None:
+    """Raise PortSetupError when the device the target is to run on is not here."""
+    if framework == "torch":
+        import torch
+
+        if device == "cuda" and not torch.cuda.is_available():
+            raise PortSetupError("--device cuda, but torch.cuda.is_available() is False here")
+        if hyper.get("capturable") is True and device == "cpu":
+            raise PortSetupError(
+                "capturable=True needs a CUDA device (torch's capturable path refuses CPU "
+                "tensors) but --device is cpu: check it with --device cuda on a GPU machine"
+            )
+    elif framework == "jax" and device == "cuda":
+        from ._jax import setup_jax
+
+        try:
+            setup_jax().devices("gpu")
+        except RuntimeError as exc:
+            raise PortSetupError(f"--device cuda, but JAX has no GPU here ({exc})") from None
+
+
 def torch_factory(
     cls: Any,
     algorithm: str = "setadam",
@@ -128,23 +220,25 @@ def torch_factory(
     dtype: str = "float64",
     device: str = "cpu",
     name: str | None = None,
+    state_map: Mapping[str, str] | None = None,
 ) -> tuple[Callable[[Config], Any], Callable[[Config], str | None], Config]:
-    """(factory, supports, base config) for a torch optimizer class."""
+    """(factory, supports, base config) for a torch optimizer class; ``state_map``: the roles
+    of its state entries (``--state-map``, ``state_discovery.parse_state_map``)."""
     from ._torch import TorchOptimizerPort
 
     hyper = dict(hyper or {})
     base = base_config(algorithm, hyper, weight_decay_mode)
     accepted = _TORCH_BASE | frozenset(hyper)
     label = name or f"{getattr(cls, '__module__', '?')}:{getattr(cls, '__qualname__', cls)}"
+    form = _torch_form(hyper)
+    _calling_convention(label, form, cls, ([{"params": []}],), _torch_kwargs(base, hyper))
 
     def make_port(cfg: Config) -> Any:
-        kw: dict[str, Any] = {}
-        for k, v in hyper.items():
-            kw[k] = getattr(cfg, k) if hasattr(cfg, k) else v
-        kw.update(lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+        kw = _torch_kwargs(cfg, hyper)
         return TorchOptimizerPort(
-            label, lambda groups: cls(groups, **kw), dtype, device, record_stages=True
-        )
+            label, lambda groups: _construct(label, form, cls, groups, **kw), dtype, device,
+            record_stages=True, state_map=_roles(state_map), betas=cfg.betas,
+        )  # fmt: skip
 
     return make_port, _supports(base, accepted, weight_decay_mode), base
 
@@ -158,8 +252,10 @@ def jax_factory(
     dtype: str = "float32",
     device: str = "cpu",
     name: str | None = None,
+    state_map: Mapping[str, str] | None = None,
 ) -> tuple[Callable[[Config], Any], Callable[[Config], str | None], Config]:
-    """(factory, supports, base config) for a function returning an optax transformation."""
+    """(factory, supports, base config) for a function returning an optax transformation;
+    ``state_map`` as for ``torch_factory``."""
     from ._jax import OptaxPort
 
     hyper = dict(hyper or {})
@@ -168,16 +264,15 @@ def jax_factory(
     if _accepts(fn, "weight_decay"):
         accepted |= {"weight_decay"}
     label = name or f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', fn)}"
+    form = _jax_form(hyper)
+    _calling_convention(label, form, fn, (), _jax_kwargs(base, hyper))
 
     def make_port(cfg: Config) -> Any:
-        b1, b2 = cfg.betas
-        kw: dict[str, Any] = {}
-        for k, v in hyper.items():
-            kw[k] = getattr(cfg, k) if hasattr(cfg, k) else v
-        kw.update(learning_rate=cfg.lr, b1=b1, b2=b2, eps=cfg.eps)
-        if cfg.weight_decay > 0:
-            kw["weight_decay"] = cfg.weight_decay
-        return OptaxPort(label, lambda: fn(**kw), dtype, device)
+        kw = _jax_kwargs(cfg, hyper)
+        return OptaxPort(
+            label, lambda: _construct(label, form, fn, **kw), dtype, device,
+            state_map=_roles(state_map), betas=cfg.betas,
+        )  # fmt: skip
 
     return make_port, _supports(base, accepted, weight_decay_mode), base
 
@@ -192,24 +287,65 @@ def spec(
     dtype: str | None = None,
     device: str = "cpu",
     timeout_s: float = 60.0,
+    state_map: Mapping[str, str] | None = None,
 ) -> PortSpec:
-    """A PortSpec for a third-party target (``MODULE:ATTR`` or the object itself)."""
+    """A PortSpec for a third-party target (``MODULE:ATTR`` or the object itself), imported here.
+
+    Raises ImportError/AttributeError when the target cannot be loaded, PortSetupError when it
+    rejects the calling convention or its device is not here (module docstring)."""
+    wdm, dt = _defaults(framework, weight_decay_mode, dtype)
+    if isinstance(target, str) and ":" not in target:
+        raise ValueError(f"target must be MODULE:ATTR, got {target!r}")
+    _check_device(framework, device, hyper or {})
     obj = load_target(target) if isinstance(target, str) else target
     name = target if isinstance(target, str) else None
-    if framework == "torch":
-        dt = dtype or "float64"
-        fac, sup, base = torch_factory(
-            obj, algorithm, hyper=hyper, weight_decay_mode=weight_decay_mode or "l2",
-            dtype=dt, device=device, name=name,
-        )  # fmt: skip
-    elif framework == "jax":
-        dt = dtype or "float32"
-        fac, sup, base = jax_factory(
-            obj, algorithm, hyper=hyper, weight_decay_mode=weight_decay_mode or "decoupled",
-            dtype=dt, device=device, name=name,
-        )  # fmt: skip
-    else:
-        raise ValueError(f"framework must be 'torch' or 'jax', got {framework!r}")
+    make = torch_factory if framework == "torch" else jax_factory
+    fac, sup, base = make(
+        obj, algorithm, hyper=hyper, weight_decay_mode=wdm, dtype=dt, device=device, name=name,
+        state_map=state_map,
+    )  # fmt: skip
     label = name or str(getattr(obj, "__qualname__", "target"))
     return PortSpec(label, algorithm, dt, device, fac, sup, base, judge_state=False,
                     timeout_s=timeout_s)  # fmt: skip
+
+
+def _roles(state_map: Mapping[str, str] | None) -> dict[str, str] | None:
+    return dict(state_map) if state_map else None
+
+
+def _defaults(
+    framework: str, weight_decay_mode: str | None, dtype: str | None
+) -> tuple[str, str]:
+    """(weight-decay mode, dtype) of a target: the given ones, else the framework's defaults."""
+    if framework == "torch":
+        return weight_decay_mode or "l2", dtype or "float64"
+    if framework == "jax":
+        return weight_decay_mode or "decoupled", dtype or "float32"
+    raise ValueError(f"framework must be 'torch' or 'jax', got {framework!r}")
+
+
+def remote_spec(
+    target: str,
+    framework: str,
+    algorithm: str,
+    *,
+    hyper: Mapping[str, Any] | None = None,
+    weight_decay_mode: str | None = None,
+    dtype: str | None = None,
+    device: str = "cpu",
+    timeout_s: float = 60.0,
+    state_map: Mapping[str, str] | None = None,
+) -> PortSpec:
+    """A PortSpec for ``MODULE:ATTR`` checked in a worker process: nothing of the target (nor
+    its framework) is imported here; the worker calls :func:`spec` with the same arguments.
+    Raises ValueError for a malformed target or hyperparameters the reference rejects."""
+    wdm, dt = _defaults(framework, weight_decay_mode, dtype)
+    if ":" not in target or not all(target.split(":", 1)):
+        raise ValueError(f"target must be MODULE:ATTR, got {target!r}")
+    hyper = dict(hyper or {})
+    base = base_config(algorithm, hyper, wdm)
+    options = {"framework": framework, "algorithm": algorithm, "hyper": hyper,
+               "weight_decay_mode": wdm, "state_map": dict(state_map or {})}  # fmt: skip
+    loc = PortLocator("third_party", target, dt, device, framework, options)
+    return PortSpec(target, algorithm, dt, device, None, None, base, judge_state=False,
+                    timeout_s=timeout_s, locator=loc)  # fmt: skip

@@ -61,7 +61,11 @@ def factory(kind: str, path: str, dtype: str, device: str) -> Callable[[Config],
             **path_kwargs(path),
         )
         return TorchOptimizerPort(
-            f"torch.optim.{kind}[{path}]", lambda groups: cls(groups, **kw), dtype, device
+            f"torch.optim.{kind}[{path}]",
+            lambda groups: cls(groups, **kw),
+            dtype,
+            device,
+            betas=cfg.betas,
         )
 
     return make_port

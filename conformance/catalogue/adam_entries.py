@@ -1,4 +1,4 @@
-r"""The Adam catalogue: known deviations of ports from Adam (any torch.optim / optax convention).
+r"""The Adam catalogue's first entries: deviations of ports from Adam (any torch.optim / optax convention).
 
 Variant stage functions have the signature of their field in ``setadam_ref.adam.AdamStages``;
 symbols as in docs/src/algorithms/adam.md: $b_2 = 1-\beta_2^t$,
@@ -54,7 +54,7 @@ def _a(*args: Any, **kw: Any) -> Deviation:
     return entry(*args, algorithm="adam", **kw)
 
 
-ADAM_CATALOGUE: tuple[Deviation, ...] = (
+ENTRIES: tuple[Deviation, ...] = (
     _a(
         "adam_eps_inside_sqrt",
         "epsilon placement",
@@ -102,6 +102,14 @@ ADAM_CATALOGUE: tuple[Deviation, ...] = (
         "stale step counter: t - 1 from step 2 on",
         "from step 2 on, early steps",
         counter=V.counter_minus_one,
+    ),
+    _a(
+        "adam_step_frozen",
+        "step counter",
+        "denom",
+        "step counter advanced on the first step only: every step uses t = 1",
+        "from step 2 on, free-running (re-synced it reads as adam_step_minus_one)",
+        counter=V.counter_frozen,
     ),
     _a(
         "adam_adabelief_v",

@@ -30,7 +30,9 @@ class StepEvidence(NamedTuple):
     float64 arrays; ``port_params``: the port's $\\theta_t$; ``port_m``, ``port_v``: its moments
     after the step, when it exposes them; ``budgets``: flat per-coordinate absolute budgets of
     $|\\text{port} - \\text{reference}|$ for ``"params"``, ``"m"``, ``"v"``
-    (``conformance.tolerance``, as in ``ResyncStep.bounds``).
+    (``conformance.tolerance``, as in ``ResyncStep.bounds``). ``scenario``, ``config`` and
+    ``layers``: where the step comes from, when evidence of several scenarios is ranked together
+    (with ``config`` ``None``, the configuration and layering given to ``rank`` apply).
     """
 
     params: tuple[np.ndarray, ...]
@@ -40,6 +42,9 @@ class StepEvidence(NamedTuple):
     port_m: tuple[np.ndarray, ...] | None
     port_v: tuple[np.ndarray, ...] | None
     budgets: Mapping[str, np.ndarray]
+    scenario: str = ""
+    config: Config | None = None
+    layers: Sequence[Sequence[int]] | None = None
 
 
 def step_evidence(

@@ -3,12 +3,13 @@
 The stage functions are ``setadam_ref.setadam.DEFINITION`` / ``setadam_ref.adam.DEFINITION``
 with the entry's swapped in; the configuration, the step counter and the layout are transformed
 as the entry says. Nothing else is computed here, so a replay of ``None`` (no deviation) is the
-reference itself, bit for bit.
+reference itself, bit for bit. A whole-algorithm entry replays its own published step.
+``free_run`` chains replays from a starting point, as a port runs free.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -17,7 +18,7 @@ from setadam_ref import adam, setadam
 from setadam_ref.arrays import F64Array
 from setadam_ref.config import AdamConfig, Config, SETAdamConfig
 from setadam_ref.layers import validate_layers
-from setadam_ref.state import State
+from setadam_ref.state import State, init
 
 from .deviation import Deviation, Relayout
 
@@ -75,10 +76,16 @@ def replay(
     p, g = _f64(params), _f64(grads)
     vmax = None if state.vmax is None else _f64(state.vmax)
     st = State(int(state.step), _f64(state.m), _f64(state.v), vmax)
+    if deviation is not None and deviation.whole is not None:
+        with np.errstate(all="ignore"):
+            theta, m, v, vm = deviation.whole(p, g, st, config, layers)
+        return Replay(_f64(theta), _f64(m), _f64(v), None if vm is None else _f64(vm))
     cfg = config if deviation is None or deviation.config is None else deviation.config(config)
     if deviation is not None and deviation.counter is not None:
         st = st._replace(step=deviation.counter(st.step + 1) - 1)
     swapped = {} if deviation is None else dict(deviation.stages)
+    if deviation is not None and deviation.from_inputs is not None:
+        swapped.update(deviation.from_inputs(p, g, st))
     if isinstance(cfg, AdamConfig):
         if not cfg.amsgrad:
             st = st._replace(vmax=None)
@@ -94,3 +101,21 @@ def replay(
     cut = State(st.step, _cut(st.m, rl), _cut(st.v, rl))
     theta, new, _ = setadam.setadam_step(_cut(p, rl), _cut(g, rl), cut, cfg, rl.layers, stages)
     return Replay(_join(theta, rl, p), _join(new.m, rl, p), _join(new.v, rl, p))
+
+
+def free_run(
+    deviation: Deviation | None,
+    params0: Sequence[Any],
+    grads: Sequence[Sequence[Any]],
+    config: Config,
+    layers: Sequence[Sequence[int]] | None = None,
+    state: State | None = None,
+) -> Iterator[Replay]:
+    """``deviation`` run free from ``params0`` (and ``state``, default the initial state) over the
+    gradients of consecutive steps: one ``Replay`` per step, each continuing from the last."""
+    p = _f64(params0)
+    st = state if state is not None else init(p, config)
+    for g in grads:
+        r = replay(deviation, p, g, st, config, layers)
+        yield r
+        p, st = r.params, State(st.step + 1, r.m, r.v, r.vmax)

@@ -1,4 +1,4 @@
-r"""The SET-Adam catalogue: known deviations of ports from SET-Adam, as data.
+r"""The SET-Adam catalogue's first entries: eps placement, bias correction, counter, moments, the three stages, weight decay.
 
 Each variant stage function has the signature of its field in ``setadam_ref.setadam.SETAdamStages``
 (per layer: tuples of the layer's flattened arrays; ``ctx`` a ``setadam_ref.context.Context``).
@@ -22,25 +22,12 @@ from setadam_ref.context import Context
 from setadam_ref.layers import Layers
 from setadam_ref.stages import LayerMoments
 
+from . import stagekit as K
 from . import variants as V
 from .deviation import Deviation, Relayout, entry
 
 Arrays = tuple[F64Array, ...]
-Elementwise = Callable[[F64Array, F64Array, float, Context], F64Array]
-
-
-def _each(fn: Elementwise) -> Callable[[Arrays, Arrays, float, Context], Arrays]:
-    """An (E) stage from its element-wise formula ``fn(vs, v, c, ctx)``."""
-
-    def embed(vs: Arrays, v: Arrays, c: float, ctx: Context) -> Arrays:
-        return tuple(fn(x, y, c, ctx) for x, y in zip(vs, v, strict=True))
-
-    return embed
-
-
-def _tau(ctx: Context) -> float:
-    assert isinstance(ctx.config, SETAdamConfig)
-    return ctx.config.tau
+_each, _tau, _with_cos2 = K.each, K.tau_of, K.with_cos2
 
 
 # ----------------------------------------------------------------------------- (E) variants
@@ -87,10 +74,6 @@ def _embed_translated_v(vs: Arrays, v: Arrays, c: float, ctx: Context) -> Arrays
 
 
 # ----------------------------------------------------------------------------- (S) variants
-def _with_cos2(v: Arrays, c: float) -> LayerMoments:
-    return stages.layer_moments(v)._replace(cos2=c)
-
-
 def _unguarded_cos2(guard: float) -> Callable[[Arrays, Context], LayerMoments]:
     """$c = S_1^2 / (d S_2 + \\text{guard})$ in plain sums, without the zero-layer case."""
 
@@ -154,7 +137,7 @@ def _tau_half(cfg: SETAdamConfig) -> SETAdamConfig:
     return replace(cfg, tau=0.5)
 
 
-CATALOGUE: tuple[Deviation, ...] = (
+ENTRIES: tuple[Deviation, ...] = (
     # epsilon embedding
     entry(
         "eps_outside_sqrt",
@@ -230,6 +213,14 @@ CATALOGUE: tuple[Deviation, ...] = (
         "stale step counter: bias corrections use t - 1 from step 2 on (right on step 1)",
         "from step 2 on, early steps",
         counter=V.counter_minus_one,
+    ),
+    entry(
+        "step_frozen",
+        "step counter",
+        "epsilon_embedding",
+        "step counter advanced on the first step only: every step uses t = 1",
+        "from step 2 on, free-running (re-synced it reads as step_minus_one)",
+        counter=V.counter_frozen,
     ),
     # moments
     entry(

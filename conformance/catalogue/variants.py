@@ -86,3 +86,9 @@ def counter_plus_one(t: int) -> int:
 def counter_minus_one(t: int) -> int:
     """A stale counter: right on step 1, one behind from step 2 on."""
     return max(t - 1, 1)
+
+
+def counter_frozen(t: int) -> int:
+    """A counter advanced on the first step only: every step uses t = 1 (seen free-running; a
+    port re-synced to step t - 1 then keeps that value, which is ``counter_minus_one``)."""
+    return 1

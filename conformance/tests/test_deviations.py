@@ -36,6 +36,8 @@ def _inputs(kind: str, seed: int = 0) -> tuple[list[np.ndarray], list[list[np.nd
             g = [0.1 * rng.normal(size=s) * k for s, k in zip(SHAPES, spread, strict=True)]
         if kind == "zero_layer":
             g[1] = np.zeros(SHAPES[1])
+        if kind == "sparse":  # some coordinates of a layer never see a gradient
+            g[0] = np.where(np.arange(g[0].size).reshape(g[0].shape) % 3 == 0, 0.0, g[0])
         grads.append(g)
     return params, grads
 
@@ -51,6 +53,14 @@ def _config(kind: str) -> ref.SETAdamConfig:
 
 
 SCENARIO_OF = {
+    **{
+        d.name: "tiny"
+        for d in cat.CATALOGUE
+        if d.bug_class.startswith("guard constant") and ("1e-16" in d.name or "1e-20" in d.name)
+    },
+    "cos2_norm_clamp_eps": "tiny",
+    "l2_in_m_only": "l2",
+    "min_over_nonzero": "sparse",
     "maximize_ignored": "maximize",
     "weight_decay_ignored": "l2",
     "wd_mode_swapped": "l2",
@@ -60,6 +70,14 @@ SCENARIO_OF = {
     "cos2_zero_layer_nan": "zero_layer",
     "eps_omitted": "tiny",
 }
+#: entries right on step 1 (the quantity they take from another step coincides there)
+FIRST_STEP = {"step_minus_one": 2, "step_frozen": 2, "cos2_of_grad_sq": 2}
+#: entries whose effect is a few budgets only (a relative 1e-12 in float64): named, not by far
+WEAK = {"w_guard_1e-16", "update_guard_1e-16"}
+#: entries that a re-synced step shows in the port's state only (its parameters are right)
+IN_STATE = {"m_bias_corrected_in_place", "adam_m_bias_corrected_in_place"}
+#: entries that only a free-running port shows (tested in test_blackbox.py)
+FREE_ONLY = {"amsgrad_not_asked"}
 
 
 def _rounded(arrays: Sequence[np.ndarray], dtype: str) -> tuple[np.ndarray, ...]:
@@ -104,7 +122,8 @@ def _evidence(
 ) -> tuple[list[cat.StepEvidence], ref.SETAdamConfig]:
     params, grads = _inputs(kind)
     cfg = _config(kind)
-    return _port_steps(d, cfg, params, grads, dtype, layers), cfg
+    state = d is not None and d.name in IN_STATE
+    return _port_steps(d, cfg, params, grads, dtype, layers, with_state=state), cfg
 
 
 def _top(causes: list[cat.Cause]) -> set[str]:
@@ -163,7 +182,7 @@ def test_catalogue_is_well_formed() -> None:
             assert d.stage in stages, d
             assert d.description and d.bug_class and d.shows_when
             assert cat.by_name(d.name) is d
-            changes = (d.stages, d.config, d.counter, d.layout)
+            changes = (d.stages, d.config, d.counter, d.layout, d.from_inputs, d.whole)
             assert sum(bool(x) for x in changes) >= 1, f"{d.name} changes nothing"
     with pytest.raises(KeyError):
         cat.by_name("no such deviation")
@@ -210,9 +229,9 @@ def test_each_deviation_ranks_itself_first(d: cat.Deviation) -> None:
     causes = cat.rank(ev, cfg, None, "float64")
     assert d.name in _top(causes), [(c.name, c.distance) for c in causes[:4]]
     first = next(c for c in causes if c.name == d.name)
-    assert first.distance < 0.01
+    assert first.distance < (cat.CLEARLY_BETTER if d.name in WEAK else 0.01)
     assert (first.stage, first.bug_class) == (d.stage, d.bug_class)
-    assert first.first_step == (2 if d.name == "step_minus_one" else 1)
+    assert first.first_step == FIRST_STEP.get(d.name, 1)
 
 
 @pytest.mark.parametrize("d", [d for d in cat.CATALOGUE if not d.equivalent], ids=lambda d: d.name)
@@ -304,7 +323,8 @@ def test_nan_port_is_explained_by_the_unguarded_cos2() -> None:
     ev, cfg = _evidence(cat.by_name("cos2_zero_layer_nan"), "zero_layer")
     assert any(not np.all(np.isfinite(x)) for x in ev[0].port_params)
     causes = cat.rank(ev, cfg, None, "float64")
-    assert causes and causes[0].name == "cos2_zero_layer_nan"
+    # torch.var's d - 1 form is NaN on an all-zero layer too: an honest tie
+    assert "cos2_zero_layer_nan" in _top(causes)
 
 
 def test_unknown_bug_is_not_forced_onto_the_catalogue() -> None:
@@ -363,6 +383,7 @@ ADAM_SCENARIO_OF = {
     "adam_decoupled_without_lr": ("decoupled", "normal"),
     "adam_amsgrad_mode_swapped": ("amsgrad_torch", "decaying"),
     "adam_amsgrad_ignored": ("amsgrad_optax", "decaying"),
+    "adam_l2_in_m_only": ("l2", "normal"),
 }
 
 
@@ -374,7 +395,8 @@ def _adam_evidence(
         grads = [[g * (10.0 if t == 0 else 0.1) for g in gs] for t, gs in enumerate(grads)]
     else:
         params, grads = _inputs(kind)
-    return _port_steps(d, cfg, params, grads, dtype)
+    state = d is not None and d.name in IN_STATE
+    return _port_steps(d, cfg, params, grads, dtype, with_state=state)
 
 
 @pytest.mark.parametrize("name", sorted(ADAM_CONFIGS))
@@ -393,14 +415,15 @@ def test_adam_baseline_replay_is_the_reference_bit_for_bit(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "d", [d for d in cat.ADAM_CATALOGUE if not d.equivalent], ids=lambda d: d.name
+    "d", [d for d in cat.ADAM_CATALOGUE if not d.equivalent and d.name not in FREE_ONLY],
+    ids=lambda d: d.name,
 )
 def test_each_adam_deviation_ranks_itself_first(d: cat.Deviation) -> None:
     cname, kind = ADAM_SCENARIO_OF.get(d.name, ("plain", "normal"))
     cfg = ADAM_CONFIGS[cname]
     causes = cat.rank(_adam_evidence(d, cfg, kind), cfg, None, "float64")
     assert d.name in _top(causes), [(c.name, c.distance) for c in causes[:4]]
-    assert all(c.name.startswith("adam_") for c in causes)
+    assert {c.name for c in causes} <= {a.name for a in cat.ADAM_CATALOGUE}
 
 
 @pytest.mark.parametrize("d", [d for d in cat.ADAM_CATALOGUE if d.equivalent], ids=lambda d: d.name)

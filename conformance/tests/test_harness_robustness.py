@@ -108,7 +108,8 @@ def test_reports_of_checked_ports_survive_bad_ports(tmp_path) -> None:
     """A raising, a hanging and a correct port in one CLI run: all three reported, exit 1."""
     import json
 
-    from conformance.cli import _check_specs
+    from conformance.batch import Limits
+    from conformance.batch import check_specs as _check_specs
     from conformance.results import PortSpec
 
     def spec(name, cls):
@@ -119,7 +120,7 @@ def test_reports_of_checked_ports_survive_bad_ports(tmp_path) -> None:
     try:
         code = _check_specs(
             specs, scenarios=["normal"], quick=True, outdir=tmp_path, options={}, notes=[],
-            progress=False, timeout_s=0.5,
+            progress=False, limits=Limits(timeout_s=0.5),
         )  # fmt: skip
     finally:
         P.Hangs.release.set()

@@ -18,7 +18,7 @@ REQUIRED = (
     "setadam_ref/py.typed",
     "conformance/cli.py",
     "conformance/runner.py",
-    "conformance/tolerance.py",
+    "conformance/tolerance/__init__.py",
     "conformance/py.typed",
     "conformance/schema/report.schema.json",
     "conformance/vectors/canonical/manifest.json",

@@ -5,15 +5,19 @@ holding the parameters (and optionally m, v, vmax) after every step; the format 
 docs/src/guide/vectors.md. Every value is compared with the expected float64 value against the
 vector's tolerance for the chosen dtype (:mod:`conformance.vectors.tolerance_spec`).
 
-Exit codes, as ``setadam-conformance check``: 0 conformant, 1 not conformant (a value outside
-its budget, a NaN, a missing output file), 2 usage or I/O error (unreadable set, malformed
-output file). One line per vector, then a one-line verdict as the last line.
+Every vector is judged on its own: a malformed output file, or a manifest vector that fails
+its schema or is not what the reference and the tolerance model give for its inputs
+(:mod:`conformance.vectors.verify`), makes that vector ``ERROR`` with a one-line reason naming
+file and record, and the other vectors still get their verdict. The exit code is the worst of
+them, as ``setadam-conformance check``: 1 (not conformant) when any vector fails (a value
+outside its budget, a NaN, a missing output file); else 2 when any vector is in error, when the
+set itself is unusable (unreadable manifest, OUTPUTS not a directory) or when no vector passed
+(nothing judged); else 0. One line per vector, then a one-line verdict as the last line.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,43 +27,29 @@ from typing import Any, TextIO
 import numpy as np
 
 from conformance.compare import compare_quantity
-from conformance.vectors import FORMAT_NAME, OUTPUT_FORMAT_NAME, SCHEMA_VERSION
 from conformance.vectors.catalogue import DTYPES
-from conformance.vectors.encoding import F64Array, decode_array, parse_float
+from conformance.vectors.encoding import F64Array, decode_array
+from conformance.vectors.inputs import (
+    KINDS,
+    Malformed,
+    Output,
+    load_manifest,
+    read_output,
+    vector_problem,
+)
+from conformance.vectors.verify import vector_mismatch
 
-KINDS = ("param", "m", "v", "vmax")
+__all__ = ["check", "expected_arrays", "load_manifest"]
+
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
 
 class UsageError(Exception):
-    """A problem that makes the check impossible (exit 2)."""
+    """A problem that makes the whole check impossible (exit 2)."""
 
 
-class MalformedOutput(UsageError):
-    """An output file that cannot be read as the documented format (exit 2)."""
-
-
-# ------------------------------------------------------------------------------ the set
-
-
-def load_manifest(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / "manifest.json"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{path} is not valid JSON: {e}") from e
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
-        raise UsageError(f"{path} is not a golden-vector manifest (format != {FORMAT_NAME!r})")
-    if obj.get("schema_version") != SCHEMA_VERSION:
-        raise UsageError(
-            f"{path}: schema_version {obj.get('schema_version')!r} is not supported "
-            f"(this checker reads version {SCHEMA_VERSION})"
-        )
-    return obj
+#: a malformed output file or manifest vector: that vector gets ERROR, the others their verdict
+MalformedOutput = Malformed
 
 
 def expected_arrays(vec: dict[str, Any]) -> dict[str, list[tuple[F64Array, ...]] | None]:
@@ -81,138 +71,6 @@ def expected_arrays(vec: dict[str, Any]) -> dict[str, list[tuple[F64Array, ...]]
     return out
 
 
-# ------------------------------------------------------------------------ output files
-
-
-@dataclass
-class Output:
-    path: Path
-    id: str | None = None
-    dtype: str | None = None
-    # kind -> step -> array index -> flat values
-    values: dict[str, dict[int, dict[int, F64Array]]] = field(default_factory=dict)
-
-
-def _put(out: Output, kind: str, step: int, arr: int, vals: F64Array, where: str) -> None:
-    per_step = out.values.setdefault(kind, {}).setdefault(step, {})
-    if arr in per_step:
-        raise MalformedOutput(f"{where}: {kind} of step {step}, array {arr} given twice")
-    per_step[arr] = vals
-
-
-def read_text_output(path: Path) -> Output:
-    out = Output(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise MalformedOutput(f"cannot read {path}: {e}") from e
-    header_seen = ended = False
-    for lineno, line in enumerate(lines, 1):
-        where = f"{path}:{lineno}"
-        tok = line.split()
-        if not tok or tok[0].startswith("#"):
-            continue
-        if ended:
-            raise MalformedOutput(f"{where}: text after 'end'")
-        if not header_seen:
-            if tok != [OUTPUT_FORMAT_NAME, "1"]:
-                raise MalformedOutput(
-                    f"{where}: the first record must be '{OUTPUT_FORMAT_NAME} 1', got {line[:60]!r}"
-                )
-            header_seen = True
-            continue
-        key = tok[0]
-        if key == "end" and len(tok) == 1:
-            ended = True
-        elif key == "id" and len(tok) == 2:
-            out.id = tok[1]
-        elif key == "dtype" and len(tok) == 2:
-            out.dtype = tok[1]
-        elif key in KINDS:
-            if len(tok) < 4:
-                raise MalformedOutput(f"{where}: want '{key} STEP ARRAY COUNT values...'")
-            try:
-                step, arr, count = int(tok[1]), int(tok[2]), int(tok[3])
-            except ValueError as e:
-                raise MalformedOutput(f"{where}: STEP, ARRAY and COUNT must be integers") from e
-            if count != len(tok) - 4:
-                raise MalformedOutput(f"{where}: COUNT is {count} but {len(tok) - 4} values follow")
-            try:
-                vals = np.array([parse_float(x) for x in tok[4:]], dtype=np.float64)
-            except ValueError as e:
-                raise MalformedOutput(f"{where}: {e}") from e
-            _put(out, key, step, arr, vals, where)
-        else:
-            raise MalformedOutput(f"{where}: unknown record {line[:60]!r}")
-    if not header_seen:
-        raise MalformedOutput(f"{path}: empty file (want a first record '{OUTPUT_FORMAT_NAME} 1')")
-    if not ended:
-        raise MalformedOutput(f"{path}: no 'end' record (truncated output?)")
-    return out
-
-
-def read_json_output(path: Path) -> Output:
-    out = Output(path)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise MalformedOutput(f"cannot read {path} as JSON: {e}") from e
-    if (
-        not isinstance(obj, dict)
-        or obj.get("format") != OUTPUT_FORMAT_NAME
-        or obj.get("version") != 1
-    ):
-        raise MalformedOutput(
-            f"{path}: want an object with format {OUTPUT_FORMAT_NAME!r}, version 1"
-        )
-    out.id = obj.get("id")
-    out.dtype = obj.get("dtype")
-    steps = obj.get("steps")
-    if not isinstance(steps, list):
-        raise MalformedOutput(f"{path}: 'steps' must be a list")
-    for n, entry in enumerate(steps):
-        where = f"{path}: steps[{n}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
-            raise MalformedOutput(f"{where}: want an object with an integer 'step'")
-        for key, jkey in (("param", "params"), ("m", "m"), ("v", "v"), ("vmax", "vmax")):
-            arrays = entry.get(jkey)
-            if arrays is None:
-                continue
-            if not isinstance(arrays, list) or not all(isinstance(a, list) for a in arrays):
-                raise MalformedOutput(f"{where}.{jkey}: want a list of arrays")
-            for i, a in enumerate(arrays):
-                try:
-                    vals = np.array(
-                        [
-                            x
-                            if isinstance(x, (int, float)) and not isinstance(x, bool)
-                            else parse_float(str(x))
-                            if isinstance(x, str)
-                            else _bad(x)
-                            for x in a
-                        ],
-                        dtype=np.float64,
-                    )
-                except ValueError as e:
-                    raise MalformedOutput(f"{where}.{jkey}[{i}]: {e}") from e
-                _put(out, key, entry["step"], i, vals, where)
-    return out
-
-
-def _bad(x: object) -> float:
-    raise ValueError(f"not a number: {x!r}")
-
-
-def read_output(outputs: Path, vid: str) -> Output | None:
-    """The output file of vector ``vid`` (txt preferred), None when there is none."""
-    txt, js = outputs / f"{vid}.txt", outputs / f"{vid}.json"
-    if txt.is_file():
-        return read_text_output(txt)
-    if js.is_file():
-        return read_json_output(js)
-    return None
-
-
 # ---------------------------------------------------------------------------- comparison
 
 
@@ -227,11 +85,12 @@ class Worst:
 class VectorResult:
     id: str
     flags: list[str]
-    status: str  # PASS | FAIL | MISSING | SKIP
+    status: str  # PASS | FAIL | MISSING | SKIP | ERROR
     detail: str = ""
     worst: Worst = field(default_factory=Worst)
     first_failure: str | None = None
     unresolved: int = 0  # parameter values with an "inf" budget (not judged)
+    dtype: str | None = None  # the dtype judged in (None: not judged)
 
 
 def _fmt(x: float) -> str:
@@ -261,6 +120,13 @@ def compare_vector(vec: dict[str, Any], out: Output, dtype: str) -> VectorResult
                 f"{out.path}: {kind} for step {min(extra)}, but {vid} has steps "
                 f"{steps[0]}..{steps[-1]}"
             )
+        for t, arrays in out.values[kind].items():
+            unknown = sorted(set(arrays) - set(range(n)))
+            if unknown:
+                raise MalformedOutput(
+                    f"{out.path}: {kind} of step {t} for array {unknown[0]}, but {vid} has "
+                    f"arrays 0..{n - 1}"
+                )
     for k, t in enumerate(steps, 1):
         for kind in KINDS:
             if kind not in given or budgets[kind] is None:
@@ -359,6 +225,76 @@ def select(
     return out
 
 
+def _vector_id(vec: Any, n: int) -> str:
+    vid = vec.get("id") if isinstance(vec, dict) else None
+    return vid if isinstance(vid, str) and vid else f"vectors[{n}]"
+
+
+def _usable(
+    manifest: dict[str, Any],
+    where: Path,
+    patterns: Sequence[str] | None,
+    algorithms: Sequence[str] | None,
+) -> tuple[list[dict[str, Any]], list[VectorResult]]:
+    """The selected vectors of the manifest that pass their schema and are unique, and ERROR
+    results for the others (missing or repeated ids, schema violations). Only selected vectors
+    are checked against the schema (the check of a large set for one vector stays fast)."""
+    ok: list[dict[str, Any]] = []
+    errors: list[VectorResult] = []
+    seen: set[str] = set()
+    for n, vec in enumerate(manifest["vectors"]):
+        vid = _vector_id(vec, n)
+        flags = [str(f) for f in (vec.get("flags") or [])] if isinstance(vec, dict) else []
+        named = not vid.startswith("vectors[")
+        alg = vec.get("algorithm") if isinstance(vec, dict) else None
+        if named and not select([{"id": vid, "algorithm": alg}], patterns, algorithms):
+            seen.add(vid)
+            continue
+        problem = vector_problem(vec)
+        if problem is None and not named:
+            problem = "no 'id'"
+        if problem is None and vid in seen:
+            problem = f"id {vid} given twice"
+        seen.add(vid)
+        if problem is not None:
+            errors.append(VectorResult(vid, flags, "ERROR", f"{where}: vectors[{n}]: {problem}"))
+            continue
+        ok.append(vec)
+    return ok, errors
+
+
+def _check_one(vec: dict[str, Any], out_dir: Path, dtype: str | None, where: str) -> VectorResult:
+    """One vector's verdict; Malformed for a bad output file or manifest record."""
+    vid = vec["id"]
+    try:
+        mismatch = vector_mismatch(vec)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise Malformed(f"{where}: malformed record ({type(e).__name__}: {e})"[:300]) from None
+    if mismatch is not None:
+        raise Malformed(f"{where}: {mismatch}")
+    out = read_output(out_dir, vid)
+    if out is None:
+        return VectorResult(vid, list(vec["flags"]), "MISSING", f"no {vid}.txt or {vid}.json in {out_dir}")
+    d = dtype or out.dtype or "float64"
+    if d not in DTYPES:
+        raise Malformed(f"{out.path}: unknown dtype {d!r}")
+    tol = vec["tolerance"][d]
+    if not tol["applicable"]:
+        return VectorResult(vid, list(vec["flags"]), "SKIP", f"not applicable to {d}: {tol['reason']}")
+    r = compare_vector(vec, out, d)
+    w = r.worst
+    r.detail = (
+        f"{d} {len(vec['expected'])} steps, worst {_fmt(w.ulps)} ulp, "
+        f"{_fmt(w.fraction)} of budget at {w.where}"
+    )
+    if r.unresolved:
+        r.detail += f" ({r.unresolved} parameter values unresolved in {d})"
+    if r.first_failure:
+        r.detail += f"; first failure: {r.first_failure}"
+    r.dtype = d
+    return r
+
+
 def check(
     directory: str | Path,
     outputs: str | Path,
@@ -377,62 +313,59 @@ def check(
         print(s, file=stream, flush=True)
 
     try:
-        manifest = load_manifest(directory)
+        try:
+            manifest = load_manifest(directory)
+        except Malformed as e:
+            raise UsageError(str(e)) from None
         out_dir = Path(outputs)
         if not out_dir.is_dir():
             raise UsageError(f"OUTPUTS {out_dir} is not a directory")
         if dtype is not None and dtype not in DTYPES:
             raise UsageError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
-        chosen = select(manifest["vectors"], vectors, algorithms)
-        if not chosen:
+        where = Path(directory) / "manifest.json"
+        chosen, results = _usable(manifest, where, vectors, algorithms)
+        if not chosen and not results:
             raise UsageError("no vector matches the selection")
-        results: list[VectorResult] = []
-        dtypes_seen: set[str] = set()
-        for vec in chosen:
-            vid = vec["id"]
-            out = read_output(out_dir, vid)
-            if out is None:
-                r = VectorResult(
-                    vid, list(vec["flags"]), "MISSING", f"no {vid}.txt or {vid}.json in {out_dir}"
-                )
-            else:
-                d = dtype or out.dtype or "float64"
-                if d not in DTYPES:
-                    raise MalformedOutput(f"{out.path}: unknown dtype {d!r}")
-                dtypes_seen.add(d)
-                tol = vec["tolerance"][d]
-                if not tol["applicable"]:
-                    r = VectorResult(
-                        vid, list(vec["flags"]), "SKIP", f"not applicable to {d}: {tol['reason']}"
-                    )
-                else:
-                    r = compare_vector(vec, out, d)
-                    w = r.worst
-                    r.detail = (
-                        f"{d} {len(vec['expected'])} steps, worst {_fmt(w.ulps)} ulp, "
-                        f"{_fmt(w.fraction)} of budget at {w.where}"
-                    )
-                    if r.unresolved:
-                        r.detail += f" ({r.unresolved} parameter values unresolved in {d})"
-                    if r.first_failure:
-                        r.detail += f"; first failure: {r.first_failure}"
-            results.append(r)
-            say(f"{r.status:<7} {r.id:<13} [{','.join(r.flags)}] {r.detail}")
     except UsageError as e:
         say(f"ERROR: {e}")
         say(f"VERDICT: error: {e}")
         return EXIT_ERROR
+    for r in results:
+        say(f"{r.status:<7} {r.id:<13} [{','.join(r.flags)}] {r.detail}")
+    index = {id(v): n for n, v in enumerate(manifest["vectors"])}
+    for vec in chosen:
+        label = f"{where}: vectors[{index[id(vec)]}] ({vec['id']})"
+        try:
+            r = _check_one(vec, out_dir, dtype, label)
+        except Malformed as e:
+            r = VectorResult(vec["id"], list(vec["flags"]), "ERROR", str(e))
+        results.append(r)
+        say(f"{r.status:<7} {r.id:<13} [{','.join(r.flags)}] {r.detail}")
+    return _verdict(results, say)
+
+
+def _verdict(results: Sequence[VectorResult], say: Any) -> int:
     failed = [r.id for r in results if r.status in ("FAIL", "MISSING")]
+    errors = [r.id for r in results if r.status == "ERROR"]
     skipped = sum(r.status == "SKIP" for r in results)
     passed = sum(r.status == "PASS" for r in results)
-    dt = ",".join(sorted(dtypes_seen)) or "-"
+    dt = ",".join(sorted({r.dtype for r in results if r.dtype})) or "-"
+    tail = f"; {passed} pass, {skipped} skipped, {len(errors)} in error [{dt}]"
+
+    def names(ids: Sequence[str]) -> str:
+        return ", ".join(ids[:8]) + (", ..." if len(ids) > 8 else "")
+
     if failed:
-        names = ", ".join(failed[:8]) + (", ..." if len(failed) > 8 else "")
-        say(
-            f"VERDICT: NOT conformant: {len(failed)} of {len(results)} vectors fail: "
-            f"{names}; {passed} pass, {skipped} skipped [{dt}]"
-        )
+        say(f"VERDICT: NOT conformant: {len(failed)} of {len(results)} vectors fail: "
+            f"{names(failed)}{tail}")  # fmt: skip
         return EXIT_FAIL
+    if errors:
+        say(f"VERDICT: error: {len(errors)} of {len(results)} vectors could not be judged: "
+            f"{names(errors)}{tail}")  # fmt: skip
+        return EXIT_ERROR
+    if not passed:
+        say(f"VERDICT: error: no vector was judged ({skipped} skipped, not applicable) [{dt}]")
+        return EXIT_ERROR
     say(
         f"VERDICT: conformant: {passed} of {len(results)} vectors pass, {skipped} skipped "
         f"(not applicable) [{dt}]"

@@ -45,24 +45,37 @@ def is_canonical_hex(s: str) -> bool:
     return bool(_HEX_RE.match(s)) and hex_float(float.fromhex(s)) == s
 
 
+_DECIMAL_RE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_HEX_TOKEN_RE = re.compile(r"[+-]?0x([0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(p[+-]?[0-9]+)?")
+
+
 def parse_float(token: str) -> float:
     """Parse a hex (``0x1.8p+1``, as ``%a`` prints) or decimal (``3.0``, ``3e0``) float token.
 
     ``nan``/``inf`` are accepted (a port may produce them; the check then reports them).
-    Raises ValueError on anything else.
+    Raises ValueError on anything else: non-ASCII characters (``float`` would read Arabic-Indic
+    digits), Python-only forms (``1_000``), and finite tokens that overflow float64
+    (``0x1p+99999``, ``1e400``), which no float64 program prints.
     """
     t = token.strip()
     if not t:
         raise ValueError("empty number")
+    if not t.isascii():
+        raise ValueError(f"not a number (non-ASCII characters): {token[:40]!r}")
     low = t.lower()
-    if "0x" in low:
-        return float.fromhex(low)
     if low.lstrip("+-") in ("nan", "inf", "infinity"):
         return float(low)
-    # float() also accepts '1_000' and other Python-only forms; refuse them for neutrality.
-    if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", t):
-        raise ValueError(f"not a number: {token!r}")
-    return float(t)
+    if _HEX_TOKEN_RE.fullmatch(low):
+        try:
+            return float.fromhex(low)
+        except OverflowError:
+            raise ValueError(f"{token[:40]!r} overflows float64") from None
+    if not _DECIMAL_RE.fullmatch(t):
+        raise ValueError(f"not a number: {token[:40]!r}")
+    x = float(t)
+    if math.isinf(x):
+        raise ValueError(f"{token[:40]!r} overflows float64")
+    return x
 
 
 def encode_array(a: npt.ArrayLike) -> list[str]:

@@ -1,0 +1,549 @@
+r"""Find which entries of a port's state are m, v, vmax and the step counter, from their values.
+
+A port's state may live anywhere (torch's ``optimizer.state[p]`` under any keys, attributes of
+the optimizer, closures, a pytree of any field names) and the harness knows none of the names.
+It knows the mathematics: from zero state and zero parameters, one step with a gradient $g_1$
+gives $m_1 = (1-\beta_1) g_1$ and $v_1 = (1-\beta_2) g_1^2$. The framework adapters list every
+numeric entry of a probe port's state (a *leaf*, with a path) before the first step and after
+two probe steps; this module decides from the values alone:
+
+- **m**: one entry per parameter array (or one flat entry for all of them, or a slice of a
+  stacked entry) equal to $a\,g_1$ with one scalar $a \ne 0$ for all arrays, whatever $a$ is
+  (a port with the betas swapped still has an m);
+- **v**: likewise equal to $b\,g_1^2$ with one $b > 0$; when two such families exist, the
+  probe's second gradient $g_2$ is zero on a third of the coordinates, where v decays and the
+  amsgrad maximum **vmax** stays unchanged;
+- **step**: a scalar entry that is an integer after each probe step and grows by $k \ge 1$ per
+  step (stored value $= k t + \text{offset}$), or that becomes 1 on the first step and stays
+  (a frozen counter, written as $t$).
+
+The probe's parameters are zero, so coupled weight decay adds nothing to the gradient; its
+arrays have at least 3 coordinates, so a linear and a quadratic dependence on $g_1$ cannot be
+confused; and it runs in float32 or float64 (``probe_dtypes``), so that v's decay by $\beta_2$
+over one step (a relative $10^{-3}$, lost in bfloat16) tells it from an unchanged maximum. A leaf found
+on the probe is found by its path on the real port. ``--state-map
+m=KEY,v=KEY,vmax=KEY,step=KEY`` names entries by the end of their path instead (``none``: treat
+the state as unreadable). Nothing here imports a framework.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: one step of a path: (kind, key); kinds: "state" (torch per-parameter state, key = array
+#: index), "param" (a mapping keyed by a parameter or its id, key = array index), "group" (a
+#: param group), "key" (mapping key), "idx" (sequence index), "attr" (attribute or field),
+#: "cell" (a closure variable)
+Part = tuple[str, Any]
+Path = tuple[Part, ...]
+ROLES: tuple[str, ...] = ("m", "v", "vmax", "step")
+#: relative tolerance of a probe fit (bfloat16 rounding of a few operations stays far below)
+TOL = 3e-2
+#: smallest probe array: a linear and a quadratic dependence are told apart from 3 coordinates
+MIN_PROBE_SIZE = 3
+#: relative tolerance of the convention check: (1 - beta) g rounded in float32 is off by ~1e-7;
+#: a bias-corrected moment is off by a factor 1/(1 - beta), a swapped beta by 10 to 1000
+CONVENTION_TOL = 1e-3
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One numeric entry of a port's state: its path, value (float64 copy) and dtype name."""
+
+    path: Path
+    value: np.ndarray
+    dtype: str
+    scalar: bool  # a Python number or a one-element entry (a counter candidate)
+
+
+@dataclass(frozen=True)
+class View:
+    """Where one role's values for one array live: the leaf at ``path`` (``sub``: the index along
+    a stacking first axis), holding array ``array`` or, with ``array`` None, all arrays
+    concatenated."""
+
+    path: Path
+    array: int | None
+    sub: int | None = None
+
+
+@dataclass(frozen=True)
+class Counter:
+    """A step counter: stored value $= \\text{scale}\\, t + \\text{offset}$ after $t$ steps."""
+
+    path: Path
+    scale: int = 1
+    offset: int = 0
+
+
+@dataclass
+class StateLayout:
+    """What was found: views per role (one per array, or one flat view), counters, notes."""
+
+    m: list[View] = field(default_factory=list)
+    v: list[View] = field(default_factory=list)
+    vmax: list[View] = field(default_factory=list)
+    counters: list[Counter] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    state_dtype: str | None = None
+    hidden: bool = False  # declared unreadable (--state-map none)
+    convention: str = ""  # why m or v is not in the reference's convention (empty: it is)
+    root: str = "opt"  # how a path's first attribute is shown (the optimizer, or "state")
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.m and self.v) and not self.hidden and not self.convention
+
+    @property
+    def writable(self) -> bool:
+        return self.readable and bool(self.counters)
+
+    def why_not(self) -> str:
+        """Why the state cannot be re-synced, in one plain sentence (empty when it can)."""
+        if self.hidden:
+            return "the state is declared unreadable (--state-map none)"
+        if self.convention:
+            return self.convention
+        if not self.readable:
+            missing = " and ".join(r for r in ("m", "v") if not getattr(self, r))
+            return f"no entry of the port's state behaves like {missing} after two probe steps"
+        if not self.counters:
+            return "no entry of the port's state counts the steps"
+        return ""
+
+    def describe(self) -> str:
+        """One line for the report: where m, v, vmax and the counter were found."""
+        if self.convention:
+            return f"state not used ({self.convention}): diagnosed from the parameters only"
+        if not self.readable:
+            return f"state not found ({self.why_not()}): diagnosed from the parameters only"
+        parts = [
+            f"{r} = {_views_text(getattr(self, r), self.root)}"
+            for r in ("m", "v", "vmax")
+            if getattr(self, r)
+        ]
+        if self.counters:
+            texts = [_counter_text(c, self.root) for c in self.counters[:2]]
+            parts.append("step = " + ", ".join(texts))
+        return "; ".join(parts) + ("; " + "; ".join(self.notes) if self.notes else "")
+
+
+def path_text(path: Path, root: str = "opt") -> str:
+    """A path as a user reads it: ``state[p0]['exp_avg_var']``, ``opt.momentums[1]``, ..."""
+    out = "" if path and path[0][0] in ("state", "group", "attr") else root
+    for kind, key in path:
+        if kind == "state":
+            out += f"state[p{key}]"
+        elif kind == "param":
+            out += f"[p{key}]"
+        elif kind == "group":
+            out += f"param_groups[{key}]"
+        elif kind in ("key",):
+            out += f"[{key!r}]"
+        elif kind == "idx":
+            out += f"[{key}]"
+        elif kind == "attr":
+            out += f".{key}" if out else f"{root}.{key}"
+        elif kind == "cell":
+            out += f".<closure {key}>"
+    return out
+
+
+def _views_text(views: Sequence[View], root: str) -> str:
+    v = views[0]
+    sub = f"[{v.sub}]" if v.sub is not None else ""
+    where = path_text(v.path, root) + sub
+    if v.array is None:
+        return f"{where} (all arrays, concatenated)"
+    return where + (f" (and {len(views) - 1} more)" if len(views) > 1 else "")
+
+
+def _counter_text(c: Counter, root: str) -> str:
+    form = "t" if (c.scale, c.offset) == (1, 0) else f"{c.scale} t + {c.offset}"
+    return f"{path_text(c.path, root)} ({form})"
+
+
+def probe_dtypes(dtype: str) -> tuple[str, ...]:
+    """The dtypes to probe in, in order: the port's own when it resolves one step of v's decay
+    (float32, float64; it then shares the port's compiled code), else float64 first."""
+    return (dtype,) if dtype in ("float32", "float64") else ("float64", dtype)
+
+
+def probe_shapes(shapes: Sequence[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """The probe's array shapes: the port's, with arrays under ``MIN_PROBE_SIZE`` widened."""
+    return [s if math.prod(s) >= MIN_PROBE_SIZE else (MIN_PROBE_SIZE,) for s in shapes]
+
+
+def probe_gradients(shapes: Sequence[tuple[int, ...]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """$(g_1, g_2)$ for the probe: $|g_1| \\in [1/2, 2)$ in multiples of 1/64 (exact in every
+    dtype) with mixed signs, drawn so that no array (or piece of one) is proportional to
+    another; $g_2$ zero on a third of the coordinates."""
+    g1, g2 = [], []
+    for i, s in enumerate(shapes):
+        n = math.prod(s)
+        rng = np.random.default_rng(9001 + i)
+        sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+        g1.append((sign * rng.integers(32, 128, n) / 64.0).reshape(s))
+        mag = rng.integers(48, 112, n) / 64.0
+        g2.append(np.where(np.arange(n) % 3 == i % 3, 0.0, -sign * mag).reshape(s))
+    return g1, g2
+
+
+def _views(leaf: Leaf, sizes: Sequence[int]) -> list[View]:
+    """The ways ``leaf`` could hold one array's values (whole, sliced, or all arrays flat)."""
+    x = leaf.value
+    out = [View(leaf.path, i) for i, n in enumerate(sizes) if x.size == n and n > 0]
+    if x.ndim == 1 and x.size == sum(sizes) and len(sizes) > 1:
+        out.append(View(leaf.path, None))
+    if x.ndim >= 2 and 2 <= x.shape[0] <= 4:
+        per = x.size // x.shape[0]
+        out += [
+            View(leaf.path, i, k)
+            for k in range(x.shape[0])
+            for i, n in enumerate(sizes)
+            if per == n
+        ]
+    return out
+
+
+def _values(leaf: Leaf, view: View) -> np.ndarray:
+    x = leaf.value
+    return np.ravel(x[view.sub] if view.sub is not None else x)
+
+
+def _target(view: View, arrays: Sequence[np.ndarray]) -> np.ndarray:
+    if view.array is None:
+        return np.concatenate([np.ravel(a) for a in arrays])
+    return np.ravel(arrays[view.array])
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> float | None:
+    """$a$ with $x = a y$ to ``TOL`` in every coordinate (``y`` has no zero), else None."""
+    if x.shape != y.shape or not np.all(np.isfinite(x)):
+        return None
+    a = float(np.dot(x, y) / np.dot(y, y))
+    if a == 0.0 or not math.isfinite(a):
+        return None
+    return a if bool(np.all(np.abs(x - a * y) <= TOL * np.abs(a * y))) else None
+
+
+Family = list[View]
+
+
+def _families(
+    leaves: Mapping[Path, Leaf], sizes: Sequence[int], arrays: Sequence[np.ndarray], positive: bool
+) -> list[Family]:
+    """Sets of views, one per array (or one flat view), fitting ``arrays`` with one coefficient."""
+    fits: list[tuple[float, View]] = []
+    for leaf in leaves.values():
+        if leaf.scalar:
+            continue
+        for view in _views(leaf, sizes):
+            a = _fit(_values(leaf, view), _target(view, arrays))
+            if a is not None and (a > 0 or not positive):
+                fits.append((a, view))
+    # a whole entry per array is the usual layout; a flat buffer next; slices of a stack last
+    fits.sort(key=lambda f: (f[1].sub is not None, f[1].array is None))
+    out: list[Family] = []
+    used: set[tuple[Path, int | None]] = set()
+    for a, view in fits:
+        if (view.path, view.sub) in used:
+            continue
+        if view.array is None:
+            out.append([view])
+            used.add((view.path, view.sub))
+            continue
+        family: dict[int, View] = {}
+        for b, other in fits:
+            near = abs(b - a) <= TOL * abs(a)
+            if (
+                near
+                and other.array is not None
+                and other.array not in family
+                and (other.path, other.sub) not in used
+            ):
+                family[other.array] = other
+        if len(family) == len(sizes):
+            chosen = [family[i] for i in range(len(sizes))]
+            out.append(chosen)
+            used.update((v.path, v.sub) for v in chosen)
+    return out
+
+
+def _on_zero_g2(
+    family: Family,
+    leaves1: Mapping[Path, Leaf],
+    leaves2: Mapping[Path, Leaf],
+    zero: Sequence[np.ndarray],
+) -> float:
+    r"""The largest relative change of a family's values over the probe's second step on the
+    coordinates where $g_2 = 0$: exactly 0 for a running maximum, $1-\beta$ for a moment, 1 for
+    a stored gradient (inf when unreadable)."""
+    worst = 0.0
+    for view in family:
+        if view.path not in leaves2:
+            return math.inf
+        x1, x2 = _values(leaves1[view.path], view), _values(leaves2[view.path], view)
+        mask = _target(view, zero) if view.array is None else np.ravel(zero[view.array])
+        if x2.shape != x1.shape:
+            return math.inf
+        d = np.abs(x2 - x1)[mask] / np.maximum(np.abs(x1)[mask], 1e-300)
+        worst = max(worst, float(np.max(d, initial=0.0)))
+    return worst
+
+
+def _counters(
+    before: Mapping[Path, Leaf], after1: Mapping[Path, Leaf], after2: Mapping[Path, Leaf]
+) -> list[Counter]:
+    out = []
+    for path, leaf in after1.items():
+        if not leaf.scalar or path not in after2 or not after2[path].scalar:
+            continue
+        v1, v2 = float(np.ravel(leaf.value)[0]), float(np.ravel(after2[path].value)[0])
+        if not (v1.is_integer() and v2.is_integer()):
+            continue
+        v0 = (
+            float(np.ravel(before[path].value)[0])
+            if path in before and before[path].scalar
+            else None
+        )
+        k = int(v2 - v1)
+        if k >= 1 and (v0 is None or v0 == v1 - k):
+            out.append(Counter(path, k, int(v1) - k))
+        elif k == 0 and v1 == 1.0 and (v0 is None or v0 == 0.0):
+            out.append(Counter(path, 1, 0))  # frozen after step 1: written as the step count
+    return out
+
+
+def discover(
+    shapes: Sequence[tuple[int, ...]],
+    before: Mapping[Path, Leaf],
+    after1: Mapping[Path, Leaf],
+    after2: Mapping[Path, Leaf],
+    override: Mapping[str, str] | None = None,
+    root: str = "opt",
+    betas: tuple[float, float] | None = None,
+) -> StateLayout:
+    """The layout of a port's state from snapshots of a probe port (``shapes``: the probe's,
+    ``probe_shapes``; gradients ``probe_gradients(shapes)``) before any step and after each of
+    its two steps. ``override``: role -> KEY from ``--state-map`` (see ``parse_state_map``).
+    ``betas``: the configuration's, to check that m and v are in the reference's convention."""
+    if override is not None and override.get("none") is not None:
+        return StateLayout(hidden=True, root=root)
+    sizes = [math.prod(s) for s in shapes]
+    g1, g2 = probe_gradients(shapes)
+    zero = [np.asarray(x == 0.0) for x in g2]
+    layout = StateLayout(root=root)
+    linear = _families(after1, sizes, g1, positive=False)
+    square = _families(after1, sizes, [x * x for x in g1], positive=True)
+    if linear:
+        # a stored gradient copy is linear too, but vanishes where g2 = 0; m only decays there
+        linear.sort(key=lambda f: _on_zero_g2(f, after1, after2, zero) >= 1.0)
+        layout.m = linear[0]
+    if square:
+        change = [_on_zero_g2(f, after1, after2, zero) for f in square]
+        moving = [f for f, c in zip(square, change, strict=True) if 0.0 < c < math.inf]
+        still = [f for f, c in zip(square, change, strict=True) if c == 0.0]
+        layout.v = moving[0] if moving else square[0]
+        if moving and still:
+            layout.vmax = still[0]
+    layout.counters = _counters(before, after1, after2)
+    if override:
+        _apply_override(layout, override, after1, sizes, before, after2)
+    if layout.m:
+        layout.state_dtype = after1[layout.m[0].path].dtype
+    if betas is not None and layout.m and layout.v:
+        _check_convention(layout, after1, g1, betas)
+    return layout
+
+
+def _coefficient(
+    leaves: Mapping[Path, Leaf], views: Sequence[View], arrays: Sequence[np.ndarray]
+) -> float:
+    x = np.concatenate([_values(leaves[v.path], v) for v in views])
+    y = np.concatenate([_target(v, arrays) for v in views])
+    return float(np.dot(x, y) / np.dot(y, y))
+
+
+def _check_convention(
+    layout: StateLayout,
+    after1: Mapping[Path, Leaf],
+    g1: Sequence[np.ndarray],
+    betas: tuple[float, float],
+) -> None:
+    r"""Re-syncing writes the reference's m and v: only sound when the port's entries hold the
+    same quantities. After one step from zero they are $\pm(1-\beta_1) g_1$ (the sign is
+    maximize's) and $(1-\beta_2) g_1^2$ to the rounding of a product; anything else (a
+    bias-corrected $\hat m$, a scaled or differently averaged $v$) is another convention, and a
+    correct port in another convention must not fail for the harness's writing into it."""
+    b1, b2 = betas
+    checks = (
+        ("m", layout.m, g1, abs(_coefficient(after1, layout.m, g1)), 1.0 - b1, "(1 - beta1) g"),
+        ("v", layout.v, [x * x for x in g1], _coefficient(after1, layout.v, [x * x for x in g1]),
+         1.0 - b2, "(1 - beta2) g^2"),
+    )  # fmt: skip
+    for role, views, _, got, want, form in checks:
+        if not math.isclose(got, want, rel_tol=CONVENTION_TOL):
+            layout.convention = (
+                f"{role} was found at {_views_text(views, layout.root)}, but after one step from "
+                f"zero it holds {got:.6g} x the gradient{'' if role == 'm' else ' squared'}, not "
+                f"{form} = {want:.6g}: the port keeps its state in another convention, so it is "
+                "neither compared nor re-synced"
+            )
+            return
+
+
+def parse_state_map(text: str | None) -> dict[str, str] | None:
+    """``m=KEY,v=KEY,vmax=KEY,step=KEY`` (any subset) or ``none`` -> role -> KEY."""
+    if text is None or not text.strip():
+        return None
+    if text.strip().lower() == "none":
+        return {"none": ""}
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        role, sep, key = item.partition("=")
+        role, key = role.strip(), key.strip()
+        if not sep or role not in ROLES or not key:
+            raise ValueError(
+                f"--state-map expects ROLE=KEY,... with ROLE in {ROLES} (or 'none'), got {item!r}"
+            )
+        out[role] = key
+    return out
+
+
+def _names(path: Path) -> list[str]:
+    return [str(key) for kind, key in path if kind in ("key", "attr", "cell")]
+
+
+def _matches(path: Path, key: str) -> bool:
+    want = [k for k in key.split(".") if k]
+    names = _names(path)
+    return bool(want) and names[-len(want) :] == want
+
+
+def _apply_override(
+    layout: StateLayout,
+    override: Mapping[str, str],
+    leaves: Mapping[Path, Leaf],
+    sizes: Sequence[int],
+    before: Mapping[Path, Leaf],
+    after2: Mapping[Path, Leaf],
+) -> None:
+    for role, key in override.items():
+        hits = [leaf for path, leaf in leaves.items() if _matches(path, key)]
+        if role == "step":
+            found = {c.path: c for c in _counters(before, leaves, after2)}
+            layout.counters = [
+                found.get(leaf.path, Counter(leaf.path)) for leaf in hits if leaf.scalar
+            ]
+            if not layout.counters:
+                raise ValueError(
+                    f"--state-map step={key}: no scalar entry of the state ends in {key!r}"
+                )
+            continue
+        arrays = [leaf for leaf in hits if not leaf.scalar]
+        if len(arrays) == len(sizes) and all(
+            a.value.size == n for a, n in zip(arrays, sizes, strict=True)
+        ):
+            views = [View(a.path, i) for i, a in enumerate(arrays)]
+        elif len(arrays) == 1 and arrays[0].value.size == sum(sizes):
+            views = [View(arrays[0].path, None)]
+        else:
+            raise ValueError(
+                f"--state-map {role}={key}: {len(arrays)} entries of the state end in {key!r}; "
+                f"expected one per parameter array ({len(sizes)}) or one for all of them"
+            )
+        setattr(layout, role, views)
+    layout.notes.append("roles named by --state-map")
+
+
+def gather(
+    leaves: Mapping[Path, Leaf], views: Sequence[View], shapes: Sequence[tuple[int, ...]]
+) -> tuple[np.ndarray, ...]:
+    """A role's values per array (float64, in ``shapes``) from a port's current leaves."""
+    if len(views) == 1 and views[0].array is None:
+        flat = _values(leaves[views[0].path], views[0])
+        out, start = [], 0
+        for s in shapes:
+            n = math.prod(s)
+            out.append(flat[start : start + n].reshape(s))
+            start += n
+        return tuple(out)
+    return tuple(_values(leaves[v.path], v).reshape(s) for v, s in zip(views, shapes, strict=True))
+
+
+def step_of(leaves: Mapping[Path, Leaf], counters: Sequence[Counter]) -> int:
+    """The number of steps taken, read from the first counter (0 when none is readable)."""
+    for c in counters:
+        if c.path in leaves:
+            value = float(np.ravel(leaves[c.path].value)[0])
+            return round((value - c.offset) / c.scale)
+    return 0
+
+
+def scatter(views: Sequence[View], arrays: Sequence[np.ndarray]) -> list[tuple[View, np.ndarray]]:
+    """(view, flat float64 values) pairs that write ``arrays`` into a role's views."""
+    if len(views) == 1 and views[0].array is None:
+        return [(views[0], np.concatenate([np.ravel(a) for a in arrays]))]
+    return [
+        (v, np.ravel(np.asarray(arrays[v.array], dtype=np.float64)))
+        for v in views
+        if v.array is not None
+    ]
+
+
+#: (probe dtype, probe shapes, g1, g2) -> leaves before the first step and after each of two
+Snapshots = Callable[
+    [str, list[tuple[int, ...]], list[np.ndarray], list[np.ndarray]], list[dict[Path, Leaf]]
+]
+
+
+class LayoutCache:
+    """The discovered layout of one port, per parameter shapes: runs the probe (``snapshots``,
+    written by the framework's adapter) in ``probe_dtypes`` order and keeps the result."""
+
+    def __init__(
+        self,
+        snapshots: Snapshots,
+        dtype: str,
+        state_map: Mapping[str, str] | None = None,
+        betas: tuple[float, float] | None = None,
+        root: str = "opt",
+    ) -> None:
+        self._snapshots = snapshots
+        self._dtype = dtype
+        self._state_map = state_map
+        self._betas = None if betas is None else (float(betas[0]), float(betas[1]))
+        self._root = root
+        self._found: dict[tuple[tuple[int, ...], ...], StateLayout] = {}
+        self.current: StateLayout | None = None
+
+    def get(self, shapes: Sequence[tuple[int, ...]]) -> StateLayout:
+        """The layout for parameters of ``shapes`` (probed on first use)."""
+        key = tuple(tuple(int(n) for n in s) for s in shapes)
+        if key not in self._found:
+            self._found[key] = self._probe(list(key))
+        self.current = self._found[key]
+        return self.current
+
+    def _probe(self, shapes: list[tuple[int, ...]]) -> StateLayout:
+        pshapes = probe_shapes(shapes)
+        g1, g2 = probe_gradients(pshapes)
+        failure = ""
+        for dt in probe_dtypes(self._dtype):
+            try:
+                before, after1, after2 = self._snapshots(dt, pshapes, g1, g2)
+            except Exception as exc:  # this dtype is refused: try the port's own
+                failure = f"{type(exc).__name__}: {exc}"
+                continue
+            return discover(
+                pshapes, before, after1, after2, self._state_map, self._root, self._betas
+            )
+        layout = StateLayout(root=self._root)
+        layout.notes.append(f"the probe port could not step ({failure})")
+        return layout
