@@ -65,6 +65,16 @@ def _jobs(text: str) -> int:
     return n
 
 
+def _ranks(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want a whole number of ranks, got {text!r}") from None
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"want 1 to 64 ranks, got {text!r}")
+    return n
+
+
 def _bytes(text: str) -> int:
     """``4G``, ``512M``, ``1.5GiB`` or a number of bytes."""
     m = _SIZE.match(text)
@@ -176,7 +186,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         spec = third_party.remote_spec(
             args.target, args.framework, args.algorithm, hyper=hyper,
             weight_decay_mode=args.weight_decay_mode, dtype=args.dtype, device=args.device,
-            timeout_s=args.timeout or 60.0, state_map=state_map,
+            timeout_s=args.timeout or 60.0, state_map=state_map, nprocs=args.nprocs,
         )  # fmt: skip
     except (ValueError, TypeError, KeyError) as exc:
         raise _UsageError(str(exc.args[0] if exc.args else exc)) from None
@@ -196,6 +206,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         "timeout_s": args.timeout,
         "deadline_s": args.deadline,
         "max_memory": args.max_memory,
+        "nprocs": args.nprocs,
     }
     return check_specs(
         [spec], scenarios=args.scenario, quick=args.quick, outdir=outdir, options=options,
@@ -258,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     c.add_argument("--scenario", action="append")
     c.add_argument("--quick", action="store_true")
+    c.add_argument("--nprocs", type=_ranks, default=None, metavar="N",
+                   help="torch: check the target sharded on N gloo ranks (parameters, gradients "
+                   "and state DTensors Shard(0) over a 1-D mesh; full tensors compared every "
+                   "step)")  # fmt: skip
     _limit_options(c)
     c.set_defaults(func=cmd_check)
     s = sub.add_parser("scenarios", help="list the scenarios")

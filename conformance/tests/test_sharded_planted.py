@@ -2,7 +2,8 @@
 
 The ports are in ``conformance/tests/sharded_wrong`` (DTensor-aware SET-Adams as an outside
 implementer would write them, one planted bug each, and their correct control). Each runs on
-gloo ranks of this machine through :class:`~conformance.tests.sharded.pool.PooledPort` and is
+gloo ranks of this machine through the spec ``check --nprocs`` builds
+(``third_party.spec(..., nprocs=n)``: :class:`~conformance.adapters.rank_pool.PooledPort`) and is
 checked by ``check_port`` on the sharding scenario that exposes its bug: the harness re-syncs
 it, reads back its sharded state and stage record, and names the first stage that disagrees.
 The bugs that depend on how rows fall on ranks (padding, empty shards, zero shards) run on 4
@@ -15,10 +16,10 @@ import pytest
 
 pytest.importorskip("torch")
 
+from conformance.adapters import third_party
 from conformance.results import PortResult
 from conformance.runner import check_port
 from conformance.scenarios import SHARDING, get
-from conformance.tests.sharded.pool import PooledPort, shared
 from conformance.tests.sharded_wrong import PLANTED, Planted
 
 WRONG = [w for w in PLANTED if not w.must_accept]
@@ -28,10 +29,12 @@ ON_FOUR = ("PaddedStats", "MeanPartials", "SkipZeroShardStep")
 
 
 def _check(n: int, w: Planted, scenarios: list[str]) -> PortResult:
-    p = shared(n)
+    """The pipeline of ``check TARGET --framework torch --algorithm setadam --nprocs n`` (the
+    spec its worker builds: the third-party calling convention, the ranks of ``pool.shared``),
+    here in this process so the tests share the ranks."""
+    spec = third_party.spec(w.target, "torch", "setadam", nprocs=n)
     scs = [get(s) for s in scenarios]
-    return check_port(lambda cfg: PooledPort(p, w.target, cfg), "setadam", scenarios=scs,
-                      quick=True, name=w.attr)  # fmt: skip
+    return check_port(spec, scenarios=scs, quick=True, name=w.attr)
 
 
 def _explain(r: PortResult) -> str:
