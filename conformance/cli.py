@@ -187,6 +187,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             args.target, args.framework, args.algorithm, hyper=hyper,
             weight_decay_mode=args.weight_decay_mode, dtype=args.dtype, device=args.device,
             timeout_s=args.timeout or 60.0, state_map=state_map, nprocs=args.nprocs,
+            devices=args.devices,
         )  # fmt: skip
     except (ValueError, TypeError, KeyError) as exc:
         raise _UsageError(str(exc.args[0] if exc.args else exc)) from None
@@ -207,7 +208,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         "deadline_s": args.deadline,
         "max_memory": args.max_memory,
         "nprocs": args.nprocs,
+        "devices": args.devices,
     }
+    if args.devices and "xla_force_host_platform_device_count" not in os.environ.get(
+        "XLA_FLAGS", ""
+    ):  # the worker imports jax after this: an N-device CPU platform (GPUs are what they are)
+        flag = f"--xla_force_host_platform_device_count={args.devices}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     return check_specs(
         [spec], scenarios=args.scenario, quick=args.quick, outdir=outdir, options=options,
         notes=[], progress=not args.no_progress, limits=_limits(args),
@@ -273,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch: check the target sharded on N gloo ranks (parameters, gradients "
                    "and state DTensors Shard(0) over a 1-D mesh; full tensors compared every "
                    "step)")  # fmt: skip
+    c.add_argument("--devices", type=_ranks, default=None, metavar="N",
+                   help="jax: place parameters, gradients and state with NamedSharding over an "
+                   "N-device mesh and jit the update (on CPU: N host devices)")  # fmt: skip
     _limit_options(c)
     c.set_defaults(func=cmd_check)
     s = sub.add_parser("scenarios", help="list the scenarios")

@@ -66,6 +66,7 @@ def resolve(locator: PortLocator) -> PortSpec:
             device=locator.device,
             state_map=dict(o.get("state_map") or {}) or None,
             nprocs=o.get("nprocs"),
+            devices=o.get("devices"),
             timeout_s=float(o.get("timeout_s", 60.0)),
         )
     raise ValueError(f"unknown port locator kind {locator.kind!r}")

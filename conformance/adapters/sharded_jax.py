@@ -76,9 +76,10 @@ class MeshOptaxPort(OptaxPort):
 
     def __init__(
         self, name: str, make_tx: Callable[[], Any], dtype: str = "float32", device: str = "cpu",
-        *, devices: int,
+        *, devices: int, state_map: dict[str, str] | None = None,
+        betas: tuple[float, float] | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(name, make_tx, dtype, device, jit=False)
+        super().__init__(name, make_tx, dtype, device, jit=False, state_map=state_map, betas=betas)
         import optax
 
         jax = self._jax

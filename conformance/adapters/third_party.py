@@ -288,9 +288,12 @@ def jax_factory(
     device: str = "cpu",
     name: str | None = None,
     state_map: Mapping[str, str] | None = None,
+    devices: int | None = None,
 ) -> tuple[Callable[[Config], Any], Callable[[Config], str | None], Config]:
     """(factory, supports, base config) for a function returning an optax transformation;
-    ``state_map`` as for ``torch_factory``."""
+    ``state_map`` as for ``torch_factory``; ``devices``: its parameters, gradients and state
+    placed with ``NamedSharding`` over a 1-D mesh of that many devices and its update jitted
+    (:class:`~.sharded_jax.MeshOptaxPort`; too few devices is a PortSetupError)."""
     from ._jax import OptaxPort
 
     hyper = dict(hyper or {})
@@ -301,6 +304,23 @@ def jax_factory(
     label = name or f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', fn)}"
     form = _jax_form(hyper)
     _calling_convention(label, form, fn, (), _jax_kwargs(base, hyper))
+
+    if devices is not None:
+        from . import sharded_jax
+
+        try:
+            sharded_jax.mesh(devices, "gpu" if device == "cuda" else "cpu")
+        except RuntimeError as exc:
+            raise PortSetupError(str(exc)) from None
+
+        def make_mesh_port(cfg: Config) -> Any:
+            kw = _jax_kwargs(cfg, hyper)
+            return sharded_jax.MeshOptaxPort(
+                f"{label}@{devices}dev", lambda: _construct(label, form, fn, **kw), dtype,
+                device, devices=devices, state_map=_roles(state_map), betas=cfg.betas,
+            )  # fmt: skip
+
+        return make_mesh_port, _supports(base, accepted, weight_decay_mode), base
 
     def make_port(cfg: Config) -> Any:
         kw = _jax_kwargs(cfg, hyper)
@@ -324,8 +344,10 @@ def spec(
     timeout_s: float = 60.0,
     state_map: Mapping[str, str] | None = None,
     nprocs: int | None = None,
+    devices: int | None = None,
 ) -> PortSpec:
     """A PortSpec for a third-party target (``MODULE:ATTR`` or the object itself), imported here;
+    ``devices``: a JAX target on a mesh of that many devices (:func:`jax_factory`);
     ``nprocs``: a torch target checked sharded on that many gloo ranks (:func:`sharded_torch_factory`).
 
     Raises ImportError/AttributeError when the target cannot be loaded, PortSetupError when it
@@ -345,12 +367,17 @@ def spec(
                         judge_state=False, timeout_s=timeout_s)  # fmt: skip
     obj = load_target(target) if isinstance(target, str) else target
     name = target if isinstance(target, str) else None
-    make = torch_factory if framework == "torch" else jax_factory
+    if devices is not None and framework != "jax":
+        raise ValueError("--devices places a JAX target on a device mesh (torch: --nprocs)")
+    extra: dict[str, Any] = {} if devices is None else {"devices": devices}
+    make: Any = torch_factory if framework == "torch" else jax_factory
     fac, sup, base = make(
         obj, algorithm, hyper=hyper, weight_decay_mode=wdm, dtype=dt, device=device, name=name,
-        state_map=state_map,
+        state_map=state_map, **extra,
     )  # fmt: skip
     label = name or str(getattr(obj, "__qualname__", "target"))
+    if devices is not None:
+        label = f"{label}@{devices}dev"
     return PortSpec(label, algorithm, dt, device, fac, sup, base, judge_state=False,
                     timeout_s=timeout_s)  # fmt: skip
 
@@ -382,6 +409,7 @@ def remote_spec(
     timeout_s: float = 60.0,
     state_map: Mapping[str, str] | None = None,
     nprocs: int | None = None,
+    devices: int | None = None,
 ) -> PortSpec:
     """A PortSpec for ``MODULE:ATTR`` checked in a worker process: nothing of the target (nor
     its framework) is imported here; the worker calls :func:`spec` with the same arguments.
@@ -399,6 +427,11 @@ def remote_spec(
             raise ValueError("--nprocs checks a torch target on the CPU (gloo ranks)")
         options.update(nprocs=nprocs, timeout_s=timeout_s)
         label = f"{target}@{nprocs}ranks"
+    if devices is not None:
+        if framework != "jax":
+            raise ValueError("--devices places a JAX target on a device mesh (torch: --nprocs)")
+        options.update(devices=devices)
+        label = f"{target}@{devices}dev"
     loc = PortLocator("third_party", target, dt, device, framework, options)
     return PortSpec(label, algorithm, dt, device, None, None, base, judge_state=False,
                     timeout_s=timeout_s, locator=loc)  # fmt: skip

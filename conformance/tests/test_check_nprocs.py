@@ -99,3 +99,16 @@ def test_nprocs_usage_errors(tmp_path: Path) -> None:
     r = _cli("m:C", "--framework", "torch", "--algorithm", "setadam", "--nprocs", "0",
              report=tmp_path)  # fmt: skip
     assert r.returncode == 2 and "1 to 64 ranks" in r.stdout + r.stderr, r.stdout
+
+
+def test_devices_usage_and_missing_devices(tmp_path: Path) -> None:
+    """``--devices`` is for JAX targets; a mesh larger than the devices jax has is a setup
+    error naming XLA_FLAGS (the command line sets it for the worker; this process has one)."""
+    pytest.importorskip("jax")
+    from conformance.session import PortSetupError
+
+    r = _cli("m:C", "--framework", "torch", "--algorithm", "setadam", "--devices", "2",
+             report=tmp_path)  # fmt: skip
+    assert r.returncode == 2 and "VERDICT: error: usage" in r.stdout, r.stdout
+    with pytest.raises(PortSetupError, match="XLA_FLAGS"):
+        third_party.spec("conformance.ports.jax_setadam:setadam", "jax", "setadam", devices=64)
