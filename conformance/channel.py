@@ -69,7 +69,8 @@ class RemoteError:
 
     ``category``: ``not_implemented`` (the port cannot continue from a given state),
     ``interface`` (not a port), ``setup`` (calling convention or device: exit 2), ``load``
-    (the target could not be imported), ``port`` (anything else the port raised)."""
+    (the target could not be imported), ``hung`` / ``died`` (processes of the port's own, such
+as sharded ranks, hung or died and were stopped), ``port`` (anything else the port raised)."""
 
     category: str
     type_name: str

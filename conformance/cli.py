@@ -65,6 +65,16 @@ def _jobs(text: str) -> int:
     return n
 
 
+def _ranks(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want a whole number of ranks, got {text!r}") from None
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"want 1 to 64 ranks, got {text!r}")
+    return n
+
+
 def _bytes(text: str) -> int:
     """``4G``, ``512M``, ``1.5GiB`` or a number of bytes."""
     m = _SIZE.match(text)
@@ -176,7 +186,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         spec = third_party.remote_spec(
             args.target, args.framework, args.algorithm, hyper=hyper,
             weight_decay_mode=args.weight_decay_mode, dtype=args.dtype, device=args.device,
-            timeout_s=args.timeout or 60.0, state_map=state_map,
+            timeout_s=args.timeout or 60.0, state_map=state_map, nprocs=args.nprocs,
+            devices=args.devices,
         )  # fmt: skip
     except (ValueError, TypeError, KeyError) as exc:
         raise _UsageError(str(exc.args[0] if exc.args else exc)) from None
@@ -196,7 +207,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         "timeout_s": args.timeout,
         "deadline_s": args.deadline,
         "max_memory": args.max_memory,
+        "nprocs": args.nprocs,
+        "devices": args.devices,
     }
+    if args.devices and "xla_force_host_platform_device_count" not in os.environ.get(
+        "XLA_FLAGS", ""
+    ):  # the worker imports jax after this: an N-device CPU platform (GPUs are what they are)
+        flag = f"--xla_force_host_platform_device_count={args.devices}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     return check_specs(
         [spec], scenarios=args.scenario, quick=args.quick, outdir=outdir, options=options,
         notes=[], progress=not args.no_progress, limits=_limits(args),
@@ -204,10 +222,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from .scenarios import SCENARIOS, table
+    from .scenarios import SCENARIOS, SHARDING, table
 
     print(table())
-    print(f"VERDICT: listed {len(SCENARIOS)} scenarios (nothing run)")
+    print(f"VERDICT: listed {len(SCENARIOS) + len(SHARDING)} scenarios (nothing run)")
     return EXIT_OK
 
 
@@ -258,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     c.add_argument("--scenario", action="append")
     c.add_argument("--quick", action="store_true")
+    c.add_argument("--nprocs", type=_ranks, default=None, metavar="N",
+                   help="torch: check the target sharded on N gloo ranks (parameters, gradients "
+                   "and state DTensors Shard(0) over a 1-D mesh; full tensors compared every "
+                   "step)")  # fmt: skip
+    c.add_argument("--devices", type=_ranks, default=None, metavar="N",
+                   help="jax: place parameters, gradients and state with NamedSharding over an "
+                   "N-device mesh and jit the update (on CPU: N host devices)")  # fmt: skip
     _limit_options(c)
     c.set_defaults(func=cmd_check)
     s = sub.add_parser("scenarios", help="list the scenarios")

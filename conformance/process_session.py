@@ -264,6 +264,10 @@ def _exception(err: Any) -> Exception:
         return PortInterfaceError(err.description)
     if err.category == "setup":
         return PortSetupError(err.description)
+    if err.category == "hung":  # processes of the port's own (sharded ranks) hung: stopped
+        return PortHung(err.description)
+    if err.category == "died":
+        return PortDied(err.description)
     return PortRaised(err.description)
 
 
@@ -348,7 +352,10 @@ class ProcessSession:
                 self._rpc(("framework", loc.framework), timeout_s=start)
                 w.frameworks.add(loc.framework)
             w.loaded = None
-            self._rpc(("load", loc))
+            # a sharded target's ranks start at load: the start-up allowance
+            ranks = bool(loc.options.get("nprocs"))
+            start = max(self._timeout, START_TIMEOUT_S)
+            self._rpc(("load", loc), timeout_s=start if ranks else None)
             w.loaded = loc
         except PortHung as exc:
             self._lost = PortSetupError(f"{what}: importing it did not finish: {exc}")

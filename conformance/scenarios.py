@@ -273,7 +273,54 @@ SCENARIOS: tuple[Scenario, ...] = (
              steps=25, quick_steps=10, seed=19, hyper={"lr": 1e-2}, tags=("closed",)),
 )  # fmt: skip
 
-_BY_NAME = {s.name: s for s in SCENARIOS}
+
+# ----------------------------------------------------------------------------- sharding
+
+
+def _row_scaled(rng: np.random.Generator, s: tuple[int, ...], i: int, t: int) -> np.ndarray:
+    # arrays and rows of different scales, so that the shards' statistics differ
+    g = rng.standard_normal(s) * (0.3 + 0.4 * (i % 3))
+    if len(s) >= 1 and s[0] > 1:
+        g = g * np.geomspace(1.0, 8.0, s[0]).reshape((-1,) + (1,) * (len(s) - 1))
+    return np.asarray(g, dtype=np.float64)
+
+
+def _zero_rows(rng: np.random.Generator, s: tuple[int, ...], i: int, t: int) -> np.ndarray:
+    # the second half of array 0's rows zero at steps 2 and 3: whole shards are zero on some ranks
+    g = _row_scaled(rng, s, i, t)
+    if i == 0 and 2 <= t <= 3:
+        g[s[0] // 2 :] = 0.0
+    return g
+
+
+def _sharding(
+    name: str, description: str, shapes: Sequence[tuple[int, ...]], seed: int,
+    draw: Callable[[np.random.Generator, tuple[int, ...], int, int], np.ndarray] = _row_scaled,
+) -> Scenario:  # fmt: skip
+    return Scenario(
+        name, description, _open(shapes, draw), steps=8, quick_steps=4, seed=seed,
+        hyper={"lr": 1e-2}, dtypes=("float64", "float32"), tags=("open", "sharding"),
+    )  # fmt: skip
+
+
+#: Shapes chosen for how ``Shard(0)`` splits them over 2, 4 and 8 ranks (DTensor gives each rank
+#: ``ceil(n / N)`` rows, the last ones fewer or none). Checked by the sharded ports; not part of
+#: the default selection of the others (the reference does not know about ranks).
+SHARDING: tuple[Scenario, ...] = (
+    _sharding("shard_even", "dim 0 divisible by 8", [(8, 6), (16,), (24, 3)], 101),
+    _sharding("shard_uneven", "dim 0 of 5, 7, 9, 13: the last rank holds fewer rows",
+              [(9, 5), (7,), (13, 2), (5, 3)], 102),
+    _sharding("shard_fewer_rows", "1 to 3 rows and a 0-d array: some ranks hold nothing",
+              [(1, 7), (3, 4), (2,), (1,), ()], 103),
+    _sharding("shard_zero_size", "zero-size arrays among others", [(0, 4), (6,), (0,), (5, 2)], 104),
+    _sharding("shard_big", "a layer of 64k entries", [(1024, 64), (64,)], 105),
+    _sharding("shard_zero_rows", "half of a layer's rows zero at steps 2 and 3",
+              [(8, 3), (6,)], 106, _zero_rows),
+    _sharding("shard_groups", "seven arrays (the sharded ports deal them into two param groups)",
+              [(4, 3), (3,), (6, 2), (5,), (2, 2), (7,), (3, 3)], 107),
+)  # fmt: skip
+
+_BY_NAME = {s.name: s for s in SCENARIOS + SHARDING}
 
 
 def list_scenarios() -> tuple[Scenario, ...]:
@@ -288,12 +335,13 @@ def get(name: str) -> Scenario:
 
 
 def select(names: Sequence[str] | None = None, quick: bool = False) -> list[Scenario]:
-    """Scenarios matching ``names`` (glob patterns); all (or the quick subset) when None."""
+    """Scenarios matching ``names`` (glob patterns, the sharding scenarios included); all but
+    the sharding ones (or the quick subset) when None."""
     if not names:
         return [s for s in SCENARIOS if s.quick or not quick]
     out: list[Scenario] = []
     for pat in names:
-        hits = [s for s in SCENARIOS if fnmatch.fnmatchcase(s.name, pat)]
+        hits = [s for s in SCENARIOS + SHARDING if fnmatch.fnmatchcase(s.name, pat)]
         if not hits:
             raise KeyError(f"no scenario matches {pat!r}; known: {', '.join(_BY_NAME)}")
         out.extend(h for h in hits if h not in out)
@@ -303,7 +351,7 @@ def select(names: Sequence[str] | None = None, quick: bool = False) -> list[Scen
 def table() -> str:
     """A plain-text table of every scenario (for ``setadam-conformance scenarios``)."""
     rows = [("name", "steps", "quick", "algorithms", "dtypes", "hyperparameters", "description")]
-    for s in SCENARIOS:
+    for s in SCENARIOS + SHARDING:
         hyper = ", ".join(f"{k}={v}" for k, v in s.hyper.items()) or "-"
         dts = "all" if s.dtypes == ALL_DTYPES else ",".join(s.dtypes)
         rows.append(

@@ -35,7 +35,9 @@ from .channel import ChannelClosed, Opaque, RemoteError, recv_frame, send_frame
 from .interface import PortState
 from .results import PortLocator, PortSpec
 from .session import (
+    PortHung,
     PortInterfaceError,
+    PortLost,
     PortSetupError,
     StepOutputs,
     describe_exception,
@@ -63,6 +65,9 @@ def resolve(locator: PortLocator) -> PortSpec:
             dtype=locator.dtype,
             device=locator.device,
             state_map=dict(o.get("state_map") or {}) or None,
+            nprocs=o.get("nprocs"),
+            devices=o.get("devices"),
+            timeout_s=float(o.get("timeout_s", 60.0)),
         )
     raise ValueError(f"unknown port locator kind {locator.kind!r}")
 
@@ -114,9 +119,12 @@ def _remote(exc: BaseException, load: bool) -> RemoteError:
         category = "interface"
     elif isinstance(exc, PortSetupError):
         category = "setup"
+    elif isinstance(exc, PortLost) and not load:  # the port's own processes (sharded ranks)
+        category = "hung" if isinstance(exc, PortHung) else "died"
     else:
         category = "load" if load else "port"
-    text = str(exc) if category in ("interface", "setup") else describe_exception(exc)
+    plain = ("interface", "setup", "hung", "died")
+    text = str(exc) if category in plain else describe_exception(exc)
     return RemoteError(category, type(exc).__name__, text)
 
 

@@ -243,6 +243,41 @@ def torch_factory(
     return make_port, _supports(base, accepted, weight_decay_mode), base
 
 
+def sharded_torch_factory(
+    target: str,
+    nprocs: int,
+    algorithm: str = "setadam",
+    *,
+    hyper: Mapping[str, Any] | None = None,
+    weight_decay_mode: str = "l2",
+    dtype: str = "float64",
+    timeout_s: float = 60.0,
+) -> tuple[Callable[[Config], Any], Callable[[Config], str | None], Config]:
+    """(factory, supports, base config) for a torch optimizer class ``MODULE:ATTR`` checked on
+    ``nprocs`` gloo ranks (``check --nprocs``): its parameters are DTensors ``Shard(0)`` over a
+    1-D mesh, built in every rank (:mod:`.rank_pool`, :mod:`.sharded_torch`), and the full arrays
+    are assembled here. The ranks start now (under the worker's start-up allowance) and are
+    shared by the scenarios; a rank that dies or hangs stops every rank and the check
+    (:class:`~.rank_pool.RankLost`, :class:`~.rank_pool.RanksHung`), within ``timeout_s``."""
+    from . import rank_pool
+
+    cls = load_target(target)  # imported here too: the convention is checked before any rank
+    hyper = dict(hyper or {})
+    base = base_config(algorithm, hyper, weight_decay_mode)
+    accepted = _TORCH_BASE | frozenset(hyper)
+    form = _torch_form(hyper)
+    _calling_convention(target, form, cls, ([{"params": []}],), _torch_kwargs(base, hyper))
+    # the ranks answer a hang before the worker's own per-call timeout would kill them unnamed
+    pool = rank_pool.shared(nprocs, timeout_s=0.8 * timeout_s)
+    name = f"{target}@{nprocs}ranks"
+
+    def make_port(cfg: Config) -> Any:
+        opts = {"kwargs": _torch_kwargs(cfg, hyper), "exact": True}
+        return rank_pool.PooledPort(pool, target, cfg, dtype, name=name, options=opts)
+
+    return make_port, _supports(base, accepted, weight_decay_mode), base
+
+
 def jax_factory(
     fn: Any,
     algorithm: str = "setadam",
@@ -253,9 +288,12 @@ def jax_factory(
     device: str = "cpu",
     name: str | None = None,
     state_map: Mapping[str, str] | None = None,
+    devices: int | None = None,
 ) -> tuple[Callable[[Config], Any], Callable[[Config], str | None], Config]:
     """(factory, supports, base config) for a function returning an optax transformation;
-    ``state_map`` as for ``torch_factory``."""
+    ``state_map`` as for ``torch_factory``; ``devices``: its parameters, gradients and state
+    placed with ``NamedSharding`` over a 1-D mesh of that many devices and its update jitted
+    (:class:`~.sharded_jax.MeshOptaxPort`; too few devices is a PortSetupError)."""
     from ._jax import OptaxPort
 
     hyper = dict(hyper or {})
@@ -266,6 +304,23 @@ def jax_factory(
     label = name or f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', fn)}"
     form = _jax_form(hyper)
     _calling_convention(label, form, fn, (), _jax_kwargs(base, hyper))
+
+    if devices is not None:
+        from . import sharded_jax
+
+        try:
+            sharded_jax.mesh(devices, "gpu" if device == "cuda" else "cpu")
+        except RuntimeError as exc:
+            raise PortSetupError(str(exc)) from None
+
+        def make_mesh_port(cfg: Config) -> Any:
+            kw = _jax_kwargs(cfg, hyper)
+            return sharded_jax.MeshOptaxPort(
+                f"{label}@{devices}dev", lambda: _construct(label, form, fn, **kw), dtype,
+                device, devices=devices, state_map=_roles(state_map), betas=cfg.betas,
+            )  # fmt: skip
+
+        return make_mesh_port, _supports(base, accepted, weight_decay_mode), base
 
     def make_port(cfg: Config) -> Any:
         kw = _jax_kwargs(cfg, hyper)
@@ -288,8 +343,12 @@ def spec(
     device: str = "cpu",
     timeout_s: float = 60.0,
     state_map: Mapping[str, str] | None = None,
+    nprocs: int | None = None,
+    devices: int | None = None,
 ) -> PortSpec:
-    """A PortSpec for a third-party target (``MODULE:ATTR`` or the object itself), imported here.
+    """A PortSpec for a third-party target (``MODULE:ATTR`` or the object itself), imported here;
+    ``devices``: a JAX target on a mesh of that many devices (:func:`jax_factory`);
+    ``nprocs``: a torch target checked sharded on that many gloo ranks (:func:`sharded_torch_factory`).
 
     Raises ImportError/AttributeError when the target cannot be loaded, PortSetupError when it
     rejects the calling convention or its device is not here (module docstring)."""
@@ -297,14 +356,28 @@ def spec(
     if isinstance(target, str) and ":" not in target:
         raise ValueError(f"target must be MODULE:ATTR, got {target!r}")
     _check_device(framework, device, hyper or {})
+    if nprocs is not None:
+        if framework != "torch" or not isinstance(target, str) or device != "cpu":
+            raise ValueError("--nprocs checks a torch target MODULE:ATTR on the CPU (gloo)")
+        sfac, ssup, sbase = sharded_torch_factory(
+            target, nprocs, algorithm, hyper=hyper, weight_decay_mode=wdm, dtype=dt,
+            timeout_s=timeout_s,
+        )  # fmt: skip
+        return PortSpec(f"{target}@{nprocs}ranks", algorithm, dt, device, sfac, ssup, sbase,
+                        judge_state=False, timeout_s=timeout_s)  # fmt: skip
     obj = load_target(target) if isinstance(target, str) else target
     name = target if isinstance(target, str) else None
-    make = torch_factory if framework == "torch" else jax_factory
+    if devices is not None and framework != "jax":
+        raise ValueError("--devices places a JAX target on a device mesh (torch: --nprocs)")
+    extra: dict[str, Any] = {} if devices is None else {"devices": devices}
+    make: Any = torch_factory if framework == "torch" else jax_factory
     fac, sup, base = make(
         obj, algorithm, hyper=hyper, weight_decay_mode=wdm, dtype=dt, device=device, name=name,
-        state_map=state_map,
+        state_map=state_map, **extra,
     )  # fmt: skip
     label = name or str(getattr(obj, "__qualname__", "target"))
+    if devices is not None:
+        label = f"{label}@{devices}dev"
     return PortSpec(label, algorithm, dt, device, fac, sup, base, judge_state=False,
                     timeout_s=timeout_s)  # fmt: skip
 
@@ -335,6 +408,8 @@ def remote_spec(
     device: str = "cpu",
     timeout_s: float = 60.0,
     state_map: Mapping[str, str] | None = None,
+    nprocs: int | None = None,
+    devices: int | None = None,
 ) -> PortSpec:
     """A PortSpec for ``MODULE:ATTR`` checked in a worker process: nothing of the target (nor
     its framework) is imported here; the worker calls :func:`spec` with the same arguments.
@@ -344,8 +419,19 @@ def remote_spec(
         raise ValueError(f"target must be MODULE:ATTR, got {target!r}")
     hyper = dict(hyper or {})
     base = base_config(algorithm, hyper, wdm)
-    options = {"framework": framework, "algorithm": algorithm, "hyper": hyper,
-               "weight_decay_mode": wdm, "state_map": dict(state_map or {})}  # fmt: skip
+    options: dict[str, Any] = {"framework": framework, "algorithm": algorithm, "hyper": hyper,
+                               "weight_decay_mode": wdm, "state_map": dict(state_map or {})}  # fmt: skip
+    label = target
+    if nprocs is not None:
+        if framework != "torch" or device != "cpu":
+            raise ValueError("--nprocs checks a torch target on the CPU (gloo ranks)")
+        options.update(nprocs=nprocs, timeout_s=timeout_s)
+        label = f"{target}@{nprocs}ranks"
+    if devices is not None:
+        if framework != "jax":
+            raise ValueError("--devices places a JAX target on a device mesh (torch: --nprocs)")
+        options.update(devices=devices)
+        label = f"{target}@{devices}dev"
     loc = PortLocator("third_party", target, dt, device, framework, options)
-    return PortSpec(target, algorithm, dt, device, None, None, base, judge_state=False,
+    return PortSpec(label, algorithm, dt, device, None, None, base, judge_state=False,
                     timeout_s=timeout_s, locator=loc)  # fmt: skip

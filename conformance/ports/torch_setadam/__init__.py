@@ -22,6 +22,8 @@ Modules, one job each:
   foreach, CUDA kernels of ``conformance.ports.cuda.torch_fused``);
 * :mod:`.layer_stats`: the layer statistics shared by the first two, as device tensors (partial
   sums per tensor, then a combine step per layer);
+* :mod:`.sharded`, :mod:`.shard_stats`: the sharded variants of the first two paths for DTensor
+  parameters (local shards; the partials exchanged across ranks in one collective per group);
 * :mod:`.hyper`: the hyperparameter record every path takes, and its validation;
 * :mod:`.dtypes`, :mod:`.stages`: the dtype conventions and the stage record.
 

@@ -2,13 +2,16 @@
 paths it dispatches to.
 
 A path is a module with ``step(group_tensors, layer_of, hyper, *, record)`` and a constant
-``RECORDS_STAGES``. A new path (a sharded one that all-gathers the layer partials between
+``RECORDS_STAGES``. A new path is one more row of ``PATHS``. A group holding DTensors takes
+the sharded variant of its path (``sharded_single``, ``sharded_foreach``:
+:mod:`~conformance.ports.torch_setadam.sharded`), which all-gathers the layer partials between
 :func:`~conformance.ports.torch_setadam.layer_stats.partials` and
-:func:`~conformance.ports.torch_setadam.layer_stats.combine`) is one more row of ``PATHS``.
+:func:`~conformance.ports.torch_setadam.layer_stats.combine`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from torch import Tensor
@@ -19,6 +22,7 @@ from . import multi_tensor as _multi_tensor
 from . import single_tensor as _single_tensor
 from .group import GroupTensors
 from .hyper import Hyper
+from .sharded import ShardedPath, any_dtensor
 from .stages import Stages
 
 
@@ -37,9 +41,12 @@ PATHS: dict[str, PathModule] = {
     "foreach": _multi_tensor,
     "fused": _fused,
     "compiled": _compiled,
+    "sharded_single": ShardedPath(_single_tensor),
+    "sharded_foreach": ShardedPath(_multi_tensor),
 }
 """The implementations by name: ``single`` (for-loop), ``foreach`` (multi-tensor), ``fused``
-(CUDA kernels), ``compiled`` (``torch.compile`` CPU kernels)."""
+(CUDA kernels), ``compiled`` (``torch.compile`` CPU kernels), and the sharded variants of the
+first two (DTensor parameters)."""
 
 
 def path_name(*, foreach: bool, fused: bool, compiled: bool = False) -> str:
@@ -49,6 +56,33 @@ def path_name(*, foreach: bool, fused: bool, compiled: bool = False) -> str:
             "SETAdam: foreach=True, fused=True and compiled=True are mutually exclusive"
         )
     return "compiled" if compiled else "fused" if fused else "foreach" if foreach else "single"
+
+
+def for_params(path: str, params: Sequence[Tensor]) -> str:
+    """``path``, or its sharded variant when ``params`` hold a DTensor (ValueError for fused and
+    compiled, which have none)."""
+    if not any_dtensor(params):
+        return path
+    if path in ("fused", "compiled"):
+        raise ValueError(f"SETAdam: {path}=True does not take DTensor parameters; use foreach")
+    return "sharded_" + path
+
+
+def run_path(
+    path: str,
+    g: GroupTensors,
+    layer_of: list[int],
+    hyper: Hyper,
+    *,
+    record: bool,
+    members: Sequence[Tensor],
+) -> Stages | None:
+    """One step of path ``path`` on a group whose parameters are ``members`` (a sharded path
+    exchanges statistics for all of them, stepped here or not)."""
+    mod = PATHS[path]
+    if isinstance(mod, ShardedPath):
+        return mod.step(g, layer_of, hyper, record=record, members=members)
+    return mod.step(g, layer_of, hyper, record=record)
 
 
 def records_stages(path: str) -> bool:
@@ -83,7 +117,7 @@ def setadam(
     Returns the recorded stages when ``record`` is True and the path records stages, else None.
     The hyperparameters are not validated here (``SETAdam`` does that).
     """
-    path = path_name(foreach=foreach, fused=fused, compiled=compiled)
+    path = for_params(path_name(foreach=foreach, fused=fused, compiled=compiled), params)
     if not (len(params) == len(grads) == len(exp_avgs) == len(exp_avg_sqs) == len(state_steps)):
         raise ValueError("SETAdam: params, grads and state lists differ in length")
     if len(layer_of) != len(params):

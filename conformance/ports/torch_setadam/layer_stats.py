@@ -51,7 +51,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -334,6 +334,22 @@ def step_scalars(
         [a_by[k][i] for i, k in enumerate(keys)],
         [s_by[k][i] for i, k in enumerate(keys)],
     )
+
+
+class ScalarsFn(Protocol):
+    """The signature of :func:`group_scalars`: what a path calls for its layer scalars (a sharded
+    path passes one that exchanges the partials across ranks)."""
+
+    def __call__(
+        self,
+        params: Sequence[Tensor],
+        reds: dict[int, Reduced],
+        layer_of: Sequence[int],
+        bias2: Sequence[float],
+        *,
+        eps: float,
+        tau: float,
+    ) -> Scalars: ...
 
 
 def group_scalars(

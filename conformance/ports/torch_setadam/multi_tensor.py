@@ -30,7 +30,7 @@ from torch import Tensor
 from .dtypes import compute_dtype
 from .group import GroupTensors
 from .hyper import Hyper
-from .layer_stats import Reduced, group_scalars, reduce
+from .layer_stats import Reduced, ScalarsFn, group_scalars, reduce
 from .stages import Recorder, Stages, new_stages
 
 RECORDS_STAGES = True
@@ -93,8 +93,16 @@ def _moments(
     torch._foreach_addcmul_(vs, gs, gs, value=1.0 - hyper.beta2)
 
 
-def step(g: GroupTensors, layer_of: list[int], hyper: Hyper, *, record: bool) -> Stages | None:
-    """One step over the tensors of a group, in place; the stages when ``record``."""
+def step(
+    g: GroupTensors,
+    layer_of: list[int],
+    hyper: Hyper,
+    *,
+    record: bool,
+    scalars: ScalarsFn = group_scalars,
+) -> Stages | None:
+    """One step over the tensors of a group, in place; the stages when ``record``. ``scalars``
+    gives the layer scalars (a sharded path swaps in one that reduces across ranks)."""
     params, grads, exp_avgs, exp_avg_sqs, state_steps = g
     if not params:
         return new_stages(0) if record else None
@@ -120,7 +128,7 @@ def step(g: GroupTensors, layer_of: list[int], hyper: Hyper, *, record: bool) ->
             reds.update(zip([idx[j] for j in live], reduce([vs[j] for j in live])))
 
     bias2 = [hyper.bias2(t) for t in steps]
-    sc = group_scalars(params, reds, layer_of, bias2, eps=hyper.eps, tau=hyper.tau)
+    sc = scalars(params, reds, layer_of, bias2, eps=hyper.eps, tau=hyper.tau)
 
     for (_udev, pdt, mdt), idx in units:
         ps = [params[i] for i in idx]

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .dtypes import state_dtype
-from .functional import PATHS, path_name
+from .functional import PATHS, for_params, path_name, run_path
 from .group import GroupTensors
 from .hyper import Hyper, validate
 from .stages import STAGE_KEYS, Stages, new_stages, skipped_entry
@@ -176,17 +176,18 @@ class SETAdam(torch.optim.Optimizer):
 
     def _path(self, group: dict[str, Any]) -> str:
         """The group's path: ``compiled`` or ``fused`` when asked, else torch's default rule for
-        ``foreach``."""
+        ``foreach``; its sharded variant when the group holds a DTensor."""
         if group.get("compiled"):
-            return path_name(
+            path = path_name(
                 foreach=bool(group["foreach"]), fused=bool(group["fused"]), compiled=True
             )
+            return for_params(path, group["params"])
         fused = bool(group["fused"])
         foreach = group["foreach"]
         if foreach is None:
             ps = [p for p in group["params"] if p.grad is not None]
             foreach = (not fused) and len(ps) > 0 and all(p.is_cuda for p in ps)
-        return path_name(foreach=bool(foreach), fused=fused)
+        return for_params(path_name(foreach=bool(foreach), fused=fused), group["params"])
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -202,7 +203,8 @@ class SETAdam(torch.optim.Optimizer):
             g = self._init_group(group)
             n = len(g.params)
             layer_of = [0] * n if group["layer"] == "group" else list(range(n))
-            got = PATHS[path].step(g, layer_of, Hyper.from_group(group), record=record)
+            hyper = Hyper.from_group(group)
+            got = run_path(path, g, layer_of, hyper, record=record, members=group["params"])
             if all_stages is not None:
                 _append(all_stages, group["params"], g.params, cast(Stages, got))
         self.last_stages = all_stages

@@ -23,14 +23,22 @@ import torch
 from .dtypes import compute_dtype
 from .group import GroupTensors
 from .hyper import Hyper
-from .layer_stats import Reduced, group_scalars, reduce
+from .layer_stats import Reduced, ScalarsFn, group_scalars, reduce
 from .stages import Recorder, Stages, new_stages
 
 RECORDS_STAGES = True
 
 
-def step(g: GroupTensors, layer_of: list[int], hyper: Hyper, *, record: bool) -> Stages | None:
-    """One step over the tensors of a group, in place; the stages when ``record``."""
+def step(
+    g: GroupTensors,
+    layer_of: list[int],
+    hyper: Hyper,
+    *,
+    record: bool,
+    scalars: ScalarsFn = group_scalars,
+) -> Stages | None:
+    """One step over the tensors of a group, in place; the stages when ``record``. ``scalars``
+    gives the layer scalars (a sharded path swaps in one that reduces across ranks)."""
     params, grads, exp_avgs, exp_avg_sqs, state_steps = g
     n = len(params)
     if n == 0:
@@ -54,7 +62,7 @@ def step(g: GroupTensors, layer_of: list[int], hyper: Hyper, *, record: bool) ->
         if v.numel() > 0:
             reds[i] = reduce([v])[0]
     bias2 = [hyper.bias2(t) for t in steps]
-    sc = group_scalars(params, reds, layer_of, bias2, eps=hyper.eps, tau=hyper.tau)
+    sc = scalars(params, reds, layer_of, bias2, eps=hyper.eps, tau=hyper.tau)
     for i in range(n):
         p, m, v = params[i], exp_avgs[i], exp_avg_sqs[i]
         cd = compute_dtype(p.dtype)

@@ -1,0 +1,344 @@
+"""N gloo ranks answering calls, and a harness port whose torch optimizer runs sharded in them.
+
+:class:`RankPool` starts N processes (``forkserver`` with torch preloaded: the ranks fork from
+one interpreter that imported torch once, instead of N cold imports on a 2-core machine), each
+joining one gloo process group on a free localhost port with a bounded timeout, and then
+answering calls ``(op, *args)`` in order. Every call goes to every rank and waits for all of
+them under a deadline. A rank that raises while the others answer is a :class:`RankError` (its
+traceback; the pool stays usable); a rank that raises while the others wait in a collective it
+left, or that dies, is a :class:`RankLost` (a :class:`~conformance.session.PortDied`: every rank
+is killed, the process group is no longer usable); a call past its deadline kills every rank and
+is a :class:`RanksHung` (a :class:`~conformance.session.PortHung`). Both name the rank, and the
+harness's driver treats them as a port that died or hung: so a sharded check never hangs.
+``destroy_process_group`` runs in each rank's ``finally``; a rank whose parent is gone ends.
+
+:class:`PooledPort` is a harness port (:class:`conformance.interface.Port`) whose optimizer lives
+in the pool: each rank hosts a :class:`~conformance.adapters.sharded_torch.ShardedOptimizerPort`
+and the full arrays are assembled here from the ranks' local ones
+(:func:`conformance.distributed.assemble.merge`), so ``check_port`` drives a sharded optimizer
+like any port: re-synced and free-running comparisons, stage diagnosis, verdict.
+:func:`shared` keeps one pool per world size for a process (``check --nprocs`` in its worker,
+the test session).
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing as mp
+import os
+import socket
+import time
+import traceback
+from collections.abc import Sequence
+from datetime import timedelta
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from setadam_ref import Config, SETAdamConfig
+
+from ..distributed.assemble import merge
+from ..interface import PortState
+from ..session import PortDied, PortHung, StepOutputs, read_outputs
+
+PRELOAD = ["torch", "torch.distributed.tensor", "conformance.adapters.sharded_torch"]
+#: gloo's own timeout inside the ranks: a collective some rank never joins fails after this
+GLOO_TIMEOUT_S = 30.0
+#: how long the other ranks may still take to answer once one rank raised
+ERROR_GRACE_S = 3.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def load(target: str) -> Any:
+    """``MODULE:ATTR``."""
+    import importlib
+
+    mod, attr = target.split(":", 1)
+    obj: Any = importlib.import_module(mod)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def setadam_kwargs(cfg: Config) -> dict[str, Any]:
+    """The torch.optim-style keyword arguments of a SET-Adam config (our calling convention)."""
+    assert isinstance(cfg, SETAdamConfig)
+    return dict(
+        lr=cfg.lr,
+        betas=tuple(cfg.betas),
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        tau=cfg.tau,
+        decoupled_weight_decay=cfg.weight_decay_mode == "decoupled",
+        maximize=cfg.maximize,
+    )
+
+
+def _make_port(target: str, options: dict[str, Any], cfg: Config, dtype: str) -> Any:
+    """The rank's port: ``options["kwargs"]`` are the constructor's keyword arguments as they
+    are (``exact``: the third-party calling convention, built by the caller) or on top of our
+    calling convention for ``cfg``."""
+    from .sharded_torch import ShardedOptimizerPort
+
+    cls = load(target)
+    extra = dict(options.get("kwargs", {}))
+    kw = extra if options.get("exact") else {**setadam_kwargs(cfg), **extra}
+    return ShardedOptimizerPort(
+        target, lambda groups: cls(groups, **kw), dtype, groups=int(options.get("groups", 2))
+    )
+
+
+def _serve(rank: int, world: int, port: int, conn: Connection) -> None:
+    """A rank's main loop."""
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group(
+        "gloo", rank=rank, world_size=world, timeout=timedelta(seconds=GLOO_TIMEOUT_S)
+    )
+    hosted: Any = None
+    try:
+        conn.send(("ready", rank))
+        while True:
+            op, *args = conn.recv()
+            if op == "exit":
+                return
+            try:
+                if op == "make":
+                    hosted = _make_port(*args)
+                    value: Any = None
+                elif op == "job":
+                    value = load(args[0])(*args[1:])
+                elif op == "outputs":
+                    value = read_outputs(hosted, *args)
+                elif op == "collectives":
+                    value = hosted.collectives()
+                else:
+                    value = getattr(hosted, op)(*args)
+                conn.send(("ok", value))
+            except BaseException as exc:
+                kind = "not_implemented" if isinstance(exc, NotImplementedError) else "raised"
+                conn.send(("err", traceback.format_exc(), kind))
+    finally:
+        dist.destroy_process_group()
+
+
+def _last_line(traceback_text: str) -> str:
+    lines = traceback_text.strip().splitlines()
+    return lines[-1] if lines else "?"
+
+
+class RankError(Exception):
+    """A rank raised and every rank answered (the pool is still usable); the message is its
+    traceback."""
+
+
+class RankLost(PortDied):
+    """A rank died, or raised while the others waited for it: every rank was killed."""
+
+
+class RanksHung(PortHung):
+    """The ranks did not all answer in time: every rank was killed."""
+
+
+#: the names the sharded tests used
+PoolTimeout = RanksHung
+
+
+class RankPool:
+    """N gloo ranks answering calls in order (see the module docstring)."""
+
+    def __init__(self, nprocs: int, timeout_s: float = 45.0, start_timeout_s: float = 300.0):
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        self.nprocs = nprocs
+        self.timeout_s = timeout_s
+        self.dead: str | None = None
+        self._limit = start_timeout_s
+        port = free_port()
+        self._conns: list[Connection] = []
+        self._procs: list[Any] = []
+        for r in range(nprocs):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_serve, args=(r, nprocs, port, child), daemon=True)
+            p.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(p)
+        self._wait(time.monotonic() + start_timeout_s, "start")
+
+    def _wait(self, deadline: float, what: str) -> list[Any]:
+        answers: list[Any] = [None] * self.nprocs
+        pending = set(range(self.nprocs))
+        while pending:
+            for r in sorted(pending):
+                conn = self._conns[r]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    failed = [i for i, a in enumerate(answers) if a is not None and a[0] == "err"]
+                    if failed:
+                        # the other ranks wait in a collective the failed rank left: the
+                        # process group cannot be trusted any more
+                        k = failed[0]
+                        text = str(answers[k][1])
+                        self.kill(
+                            f"rank {k} raised {_last_line(text)} during {what} while rank {r} "
+                            f"waited (in a collective rank {k} left); every rank was stopped"
+                            f"\n{text}"
+                        )
+                        raise RankLost(self.dead)
+                    late = sorted(pending)
+                    who = f"rank {late[0]}" if len(late) == 1 else f"ranks {late}"
+                    self.kill(
+                        f"{who} did not answer {what} within {self._limit:.3g} s (hung, or "
+                        "waiting in a collective for one that hung); every rank was stopped"
+                    )
+                    raise RanksHung(self.dead)
+                try:
+                    ready = conn.poll(min(left, 0.05))
+                except (EOFError, OSError):
+                    ready = True
+                if not ready:
+                    if not self._procs[r].is_alive():
+                        code = self._procs[r].exitcode
+                        self.kill(
+                            f"rank {r} died (exit code {code}) during {what}; every rank was "
+                            "stopped"
+                        )
+                        raise RankLost(self.dead)
+                    continue
+                try:
+                    answers[r] = conn.recv()
+                except (EOFError, OSError):
+                    self._procs[r].join(timeout=2.0)
+                    code = self._procs[r].exitcode
+                    how = "closed its connection" if code is None else f"died (exit code {code})"
+                    self.kill(f"rank {r} {how} during {what}; every rank was stopped")
+                    raise RankLost(self.dead) from None
+                pending.discard(r)
+                if answers[r][0] == "err":
+                    deadline = min(deadline, time.monotonic() + ERROR_GRACE_S)
+        return answers
+
+    def call(self, op: str, *args: Any, timeout_s: float | None = None) -> list[Any]:
+        """``op`` on every rank; every rank's value (RankError if any raised)."""
+        if self.dead is not None:
+            raise RankLost(f"the ranks were stopped earlier: {self.dead}")
+        for conn in self._conns:
+            conn.send((op, *args))
+        self._limit = timeout_s or self.timeout_s
+        deadline = time.monotonic() + self._limit
+        answers = self._wait(deadline, op)
+        errors = [(r, a) for r, a in enumerate(answers) if a is not None and a[0] == "err"]
+        if errors:
+            r, (_, text, *_kind) = errors[0]
+            if all(a[2:] == ("not_implemented",) for _, a in errors):
+                # the port cannot do what was asked (e.g. continue from a given state)
+                raise NotImplementedError(f"rank {r} during {op}: {_last_line(text)}")
+            raise RankError(f"rank {r} raised {_last_line(text)} during {op}\n{text}")
+        return [a[1] for a in answers]
+
+    @property
+    def alive(self) -> bool:
+        return self.dead is None
+
+    def kill(self, why: str) -> None:
+        self.dead = self.dead or why
+        for p in self._procs:
+            if p.is_alive():
+                p.kill()
+        for p in self._procs:
+            p.join(timeout=5)
+
+    def close(self) -> None:
+        if self.dead is None:
+            for conn in self._conns:
+                try:
+                    conn.send(("exit",))
+                except OSError:
+                    pass
+            for p in self._procs:
+                p.join(timeout=10)
+        self.kill("closed")
+
+
+_SHARED: dict[int, RankPool] = {}
+
+
+def shared(nprocs: int, timeout_s: float | None = None) -> RankPool:
+    """This process's pool of ``nprocs`` ranks, started on first use (again where an earlier
+    failure killed it) and closed at exit: starting ranks is the expensive part. ``timeout_s``:
+    the per-call deadline (default 45 s)."""
+    p = _SHARED.get(nprocs)
+    if p is None or not p.alive:
+        p = _SHARED[nprocs] = RankPool(nprocs)
+    if timeout_s is not None:
+        p.timeout_s = timeout_s
+    return p
+
+
+@atexit.register
+def _close_shared() -> None:
+    for p in _SHARED.values():
+        p.close()
+
+
+class PooledPort:
+    """A harness port whose optimizer runs sharded in ``pool`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        pool: RankPool,
+        target: str,
+        cfg: Config,
+        dtype: str = "float64",
+        *,
+        name: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name or f"{target}@{pool.nprocs}ranks"
+        self.dtype = dtype
+        self.state_dtype = dtype
+        self.device = "cpu"
+        self._pool = pool
+        self._shapes: list[tuple[int, ...]] = []
+        self._out: StepOutputs | None = None
+        pool.call("make", target, dict(options or {}), cfg, dtype)
+
+    def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
+        self._out = None
+        self._shapes = [np.shape(p) for p in params]
+        self._pool.call("reset", tuple(params), state)
+
+    def step(self, grads: Sequence[np.ndarray]) -> None:
+        self._out = None
+        self._pool.call("step", tuple(grads))
+
+    def outputs(self) -> StepOutputs:
+        if self._out is None:
+            self._out = merge(self._pool.call("outputs", True), self._shapes)
+        return self._out
+
+    def params(self) -> tuple[np.ndarray, ...]:
+        return tuple(self.outputs().params)
+
+    def state(self) -> PortState | None:
+        return self.outputs().state
+
+    def stages(self) -> dict[str, tuple[np.ndarray, ...]] | None:
+        return self.outputs().stages
+
+    def side_effects(self) -> list[str]:
+        return list(self.outputs().side_effects)
+
+    def collectives(self) -> list[int]:
+        """Collectives each rank issued in the last step."""
+        return [int(c) for c in self._pool.call("collectives")]
