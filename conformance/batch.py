@@ -2,9 +2,9 @@
 
 The parent drives every port from a thread of its own (the reference runs and comparisons happen
 here, shared through the thread-safe reference cache; only the ports run in workers), so the
-parent alone decides each verdict and writes the reports: ``report.json`` and ``report.md`` are
-rewritten after every port (``"complete": false`` until the end), then the table, every failure,
-the notes and, last, the one-line verdict are printed.
+parent alone decides each verdict and writes the reports: ``report.json``, ``report.md`` and
+``report.html`` are rewritten after every port (``"complete": false`` until the end), then the
+table, every failure, the notes and, last, the one-line verdict are printed.
 
 A spec with a locator runs in a worker process (:mod:`conformance.process_session`); with
 ``reuse`` a worker is kept for the next registry port of the same thread (our own ports; a
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import report as rep
+from . import report_html
 from . import report_text as text
 from .results import PortResult, PortSpec
 from .runner import check_port, error_result
@@ -202,6 +203,7 @@ def check_specs(
     """Check ``specs``, write the reports under ``outdir``, print the summary; the exit code."""
     outdir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = outdir / "report.json", outdir / "report.md"
+    html_path = outdir / "report.html"
     finished: list[PortResult] = []
     bar = Progress(len(specs), progress)
     t0 = time.perf_counter()
@@ -213,6 +215,7 @@ def check_specs(
         )  # fmt: skip
         rep.write_json(json_path, report)
         md_path.write_text(text.markdown(report, results))
+        report_html.write(html_path, report, results, outdir / "plots" if complete else None)
 
     def done(r: PortResult) -> None:
         finished.append(r)
@@ -240,7 +243,7 @@ def check_specs(
                   "(not shown; the last lines are in report.md)")  # fmt: skip
     for n in notes:
         print(f"note: {n}")
-    print(f"reports: {json_path}, {md_path}")
+    print(f"reports: {json_path}, {md_path}, {html_path}")
     _, code = rep.overall(results) if results else ("error", 2)
     print(text.verdict_line(results, outdir))
     return code
