@@ -187,7 +187,18 @@ def run_checks(
     return [results[i] for i in range(len(specs)) if i in results]
 
 
-def check_specs(
+@dataclass
+class Checked:
+    """What :func:`check_and_report` found: the results, the notes, the report files written."""
+
+    results: list[PortResult]
+    notes: list[str]
+    json_path: Path
+    md_path: Path
+    html_path: Path
+
+
+def check_and_report(
     specs: Sequence[PortSpec],
     *,
     scenarios: Sequence[str] | None,
@@ -199,8 +210,8 @@ def check_specs(
     limits: Limits | None = None,
     jobs: int = 1,
     reuse: bool = False,
-) -> int:
-    """Check ``specs``, write the reports under ``outdir``, print the summary; the exit code."""
+) -> Checked:
+    """Check ``specs`` and write the reports under ``outdir`` (printing nothing on stdout)."""
     outdir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = outdir / "report.json", outdir / "report.md"
     html_path = outdir / "report.html"
@@ -232,6 +243,28 @@ def check_specs(
     bar.close()
     notes.extend(rep.plots(results, outdir / "plots"))
     write(results, True)
+    return Checked(list(results), notes, json_path, md_path, html_path)
+
+
+def check_specs(
+    specs: Sequence[PortSpec],
+    *,
+    scenarios: Sequence[str] | None,
+    quick: bool,
+    outdir: Path,
+    options: dict[str, Any],
+    notes: list[str],
+    progress: bool,
+    limits: Limits | None = None,
+    jobs: int = 1,
+    reuse: bool = False,
+) -> int:
+    """Check ``specs``, write the reports under ``outdir``, print the summary; the exit code."""
+    c = check_and_report(
+        specs, scenarios=scenarios, quick=quick, outdir=outdir, options=options, notes=notes,
+        progress=progress, limits=limits, jobs=jobs, reuse=reuse,
+    )  # fmt: skip
+    results = c.results
     print(text.table(results))
     for r in results:
         if r.verdict in ("fail", "error", "not_judged"):
@@ -241,9 +274,9 @@ def check_specs(
         if r.output is not None:
             print(f"note: {text.term_text(r.label)} wrote {r.output.bytes} bytes to stdout/stderr "
                   "(not shown; the last lines are in report.md)")  # fmt: skip
-    for n in notes:
+    for n in c.notes:
         print(f"note: {n}")
-    print(f"reports: {json_path}, {md_path}, {html_path}")
+    print(f"reports: {c.json_path}, {c.md_path}, {c.html_path}")
     _, code = rep.overall(results) if results else ("error", 2)
     print(text.verdict_line(results, outdir))
     return code

@@ -164,32 +164,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
-def _third_party_spec(
-    args: argparse.Namespace, hyper: dict[str, Any], state_map: Any, dtype: str | None
-) -> PortSpec:
-    from .adapters import third_party
-
-    return third_party.remote_spec(
-        args.target, args.framework, args.algorithm, hyper=hyper,
-        weight_decay_mode=args.weight_decay_mode, dtype=dtype, device=args.device,
-        timeout_s=args.timeout or 60.0, state_map=state_map,
-    )  # fmt: skip
-
-
 def check_specs_of(args: argparse.Namespace) -> tuple[list[PortSpec], dict[str, Any]]:
     """The port checks of ``check``'s arguments, one per ``--dtype`` (each once, in order), and
-    the parsed hyperparameters; raises _UsageError for a bad value."""
+    the parsed hyperparameters (:func:`conformance.api.target_specs`, as the Python API and the
+    pytest plugin build theirs); raises _UsageError for a bad value."""
     from .adapters import third_party
-    from .adapters.state_discovery import parse_state_map
+    from .api import target_specs
     from .scenarios import select
 
     try:
         hyper = third_party.parse_hyper(args.hyper)
-        state_map = parse_state_map(args.state_map)
         if args.scenario:
             select(args.scenario)
-        dtypes = list(dict.fromkeys(args.dtype)) if args.dtype else [None]
-        specs = [_third_party_spec(args, hyper, state_map, dtype) for dtype in dtypes]
+        specs = target_specs(
+            args.target, framework=args.framework, algorithm=args.algorithm, dtypes=args.dtype,
+            hyper=hyper, weight_decay_mode=args.weight_decay_mode, state_map=args.state_map,
+            device=args.device, timeout_s=args.timeout,
+        )  # fmt: skip
     except (ValueError, TypeError, KeyError) as exc:
         raise _UsageError(str(exc.args[0] if exc.args else exc)) from None
     return specs, hyper
