@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from . import report as rep
 from . import report_html
 from . import report_text as text
+from .progress import RichProgress, print_table, use_rich
 from .results import PortResult, PortSpec
 from .runner import check_port, error_result
 from .session import PortSetupError, describe_exception
@@ -45,46 +46,31 @@ def _schedule_key(spec: PortSpec, index: int) -> tuple[int, int, int]:
 
 
 class Progress:
-    """A plain-text progress bar on stderr (carriage returns on a terminal, lines otherwise)."""
+    """Plain-text progress on stderr, one line per finished port (logs, CI, ``--no-progress``
+    silences it); on a terminal :class:`conformance.progress.RichProgress` draws a bar instead."""
 
     def __init__(self, total: int, enabled: bool = True) -> None:
         self.total = max(total, 1)
         self.enabled = enabled
-        self.tty = sys.stderr.isatty()
         self.done = 0
         self.t0 = time.perf_counter()
         self._lock = threading.Lock()
 
-    def _bar(self, extra: str) -> str:
-        width = 24
-        filled = int(width * self.done / self.total)
-        el = time.perf_counter() - self.t0
-        return (
-            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {el:5.0f}s {extra}"
-        )
-
     def scenario(self, label: str, name: str) -> None:
-        if self.enabled and self.tty:
-            with self._lock:
-                sys.stderr.write("\r\033[K" + self._bar(f"{label} · {name}")[:120])
-                sys.stderr.flush()
+        """A scenario starts (plain text shows finished ports only)."""
 
     def finish(self, r: PortResult) -> None:
         with self._lock:
             self.done += 1
             if not self.enabled:
                 return
-            line = self._bar(f"{text.term_text(r.label)}: {r.verdict}")
-            if self.tty:
-                sys.stderr.write("\r\033[K" + line[:120] + ("\n" if r.verdict == "fail" else ""))
-            else:
-                sys.stderr.write(line + "\n")
+            el = time.perf_counter() - self.t0
+            sys.stderr.write(f"{self.done}/{self.total} {el:5.0f}s "
+                             f"{text.term_text(r.label)}: {r.verdict}\n")  # fmt: skip
             sys.stderr.flush()
 
     def close(self) -> None:
-        if self.enabled and self.tty:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+        """Nothing to clear."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +91,11 @@ class _Lane:
         self.worker: Worker | None = None
 
     def check(
-        self, spec: PortSpec, scenarios: Sequence[str] | None, quick: bool, progress: Progress
+        self,
+        spec: PortSpec,
+        scenarios: Sequence[str] | None,
+        quick: bool,
+        progress: Progress | RichProgress,
     ) -> PortResult:
         lim = self.limits
         label = f"{spec.name} {spec.dtype}"
@@ -146,7 +136,7 @@ def run_checks(
     limits: Limits,
     jobs: int,
     reuse: bool,
-    progress: Progress,
+    progress: Progress | RichProgress,
     done: Callable[[PortResult], None],
 ) -> list[PortResult]:
     """Check ``specs`` with ``jobs`` threads; ``done(result)`` as each finishes. Returns the
@@ -216,7 +206,11 @@ def check_and_report(
     json_path, md_path = outdir / "report.json", outdir / "report.md"
     html_path = outdir / "report.html"
     finished: list[PortResult] = []
-    bar = Progress(len(specs), progress)
+    bar: Progress | RichProgress
+    if progress and use_rich(sys.stderr):
+        bar = RichProgress(len(specs))
+    else:
+        bar = Progress(len(specs), progress)
     t0 = time.perf_counter()
 
     def write(results: Sequence[PortResult], complete: bool) -> None:
@@ -265,7 +259,7 @@ def check_specs(
         progress=progress, limits=limits, jobs=jobs, reuse=reuse,
     )  # fmt: skip
     results = c.results
-    print(text.table(results))
+    print_table(results)
     for r in results:
         if r.verdict in ("fail", "error", "not_judged"):
             print()
