@@ -240,24 +240,10 @@ def check_and_report(
     return Checked(list(results), notes, json_path, md_path, html_path)
 
 
-def check_specs(
-    specs: Sequence[PortSpec],
-    *,
-    scenarios: Sequence[str] | None,
-    quick: bool,
-    outdir: Path,
-    options: dict[str, Any],
-    notes: list[str],
-    progress: bool,
-    limits: Limits | None = None,
-    jobs: int = 1,
-    reuse: bool = False,
-) -> int:
-    """Check ``specs``, write the reports under ``outdir``, print the summary; the exit code."""
-    c = check_and_report(
-        specs, scenarios=scenarios, quick=quick, outdir=outdir, options=options, notes=notes,
-        progress=progress, limits=limits, jobs=jobs, reuse=reuse,
-    )  # fmt: skip
+def check_specs(specs: Sequence[PortSpec], **kw: Any) -> int:
+    """:func:`check_and_report` (the same keyword arguments), then the summary printed; the exit
+    code."""
+    c = check_and_report(specs, **kw)
     results = c.results
     print_table(results)
     for r in results:
@@ -272,5 +258,5 @@ def check_specs(
         print(f"note: {n}")
     print(f"reports: {c.json_path}, {c.md_path}, {c.html_path}")
     _, code = rep.overall(results) if results else ("error", 2)
-    print(text.verdict_line(results, outdir))
+    print(text.verdict_line(results, c.json_path.parent))
     return code
