@@ -2,9 +2,9 @@
 
 The parent drives every port from a thread of its own (the reference runs and comparisons happen
 here, shared through the thread-safe reference cache; only the ports run in workers), so the
-parent alone decides each verdict and writes the reports: ``report.json`` and ``report.md`` are
-rewritten after every port (``"complete": false`` until the end), then the table, every failure,
-the notes and, last, the one-line verdict are printed.
+parent alone decides each verdict and writes the reports: ``report.json``, ``report.md`` and
+``report.html`` are rewritten after every port (``"complete": false`` until the end), then the
+table, every failure, the notes and, last, the one-line verdict are printed.
 
 A spec with a locator runs in a worker process (:mod:`conformance.process_session`); with
 ``reuse`` a worker is kept for the next registry port of the same thread (our own ports; a
@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import report as rep
+from . import report_html
 from . import report_text as text
+from .progress import RichProgress, print_table, use_rich
 from .results import PortResult, PortSpec
 from .runner import check_port, error_result
 from .session import PortSetupError, describe_exception
@@ -44,46 +46,31 @@ def _schedule_key(spec: PortSpec, index: int) -> tuple[int, int, int]:
 
 
 class Progress:
-    """A plain-text progress bar on stderr (carriage returns on a terminal, lines otherwise)."""
+    """Plain-text progress on stderr, one line per finished port (logs, CI, ``--no-progress``
+    silences it); on a terminal :class:`conformance.progress.RichProgress` draws a bar instead."""
 
     def __init__(self, total: int, enabled: bool = True) -> None:
         self.total = max(total, 1)
         self.enabled = enabled
-        self.tty = sys.stderr.isatty()
         self.done = 0
         self.t0 = time.perf_counter()
         self._lock = threading.Lock()
 
-    def _bar(self, extra: str) -> str:
-        width = 24
-        filled = int(width * self.done / self.total)
-        el = time.perf_counter() - self.t0
-        return (
-            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {el:5.0f}s {extra}"
-        )
-
     def scenario(self, label: str, name: str) -> None:
-        if self.enabled and self.tty:
-            with self._lock:
-                sys.stderr.write("\r\033[K" + self._bar(f"{label} · {name}")[:120])
-                sys.stderr.flush()
+        """A scenario starts (plain text shows finished ports only)."""
 
     def finish(self, r: PortResult) -> None:
         with self._lock:
             self.done += 1
             if not self.enabled:
                 return
-            line = self._bar(f"{text.term_text(r.label)}: {r.verdict}")
-            if self.tty:
-                sys.stderr.write("\r\033[K" + line[:120] + ("\n" if r.verdict == "fail" else ""))
-            else:
-                sys.stderr.write(line + "\n")
+            el = time.perf_counter() - self.t0
+            sys.stderr.write(f"{self.done}/{self.total} {el:5.0f}s "
+                             f"{text.term_text(r.label)}: {r.verdict}\n")  # fmt: skip
             sys.stderr.flush()
 
     def close(self) -> None:
-        if self.enabled and self.tty:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+        """Nothing to clear."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +91,11 @@ class _Lane:
         self.worker: Worker | None = None
 
     def check(
-        self, spec: PortSpec, scenarios: Sequence[str] | None, quick: bool, progress: Progress
+        self,
+        spec: PortSpec,
+        scenarios: Sequence[str] | None,
+        quick: bool,
+        progress: Progress | RichProgress,
     ) -> PortResult:
         lim = self.limits
         label = f"{spec.name} {spec.dtype}"
@@ -145,7 +136,7 @@ def run_checks(
     limits: Limits,
     jobs: int,
     reuse: bool,
-    progress: Progress,
+    progress: Progress | RichProgress,
     done: Callable[[PortResult], None],
 ) -> list[PortResult]:
     """Check ``specs`` with ``jobs`` threads; ``done(result)`` as each finishes. Returns the
@@ -186,7 +177,18 @@ def run_checks(
     return [results[i] for i in range(len(specs)) if i in results]
 
 
-def check_specs(
+@dataclass
+class Checked:
+    """What :func:`check_and_report` found: the results, the notes, the report files written."""
+
+    results: list[PortResult]
+    notes: list[str]
+    json_path: Path
+    md_path: Path
+    html_path: Path
+
+
+def check_and_report(
     specs: Sequence[PortSpec],
     *,
     scenarios: Sequence[str] | None,
@@ -198,12 +200,17 @@ def check_specs(
     limits: Limits | None = None,
     jobs: int = 1,
     reuse: bool = False,
-) -> int:
-    """Check ``specs``, write the reports under ``outdir``, print the summary; the exit code."""
+) -> Checked:
+    """Check ``specs`` and write the reports under ``outdir`` (printing nothing on stdout)."""
     outdir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = outdir / "report.json", outdir / "report.md"
+    html_path = outdir / "report.html"
     finished: list[PortResult] = []
-    bar = Progress(len(specs), progress)
+    bar: Progress | RichProgress
+    if progress and use_rich(sys.stderr):
+        bar = RichProgress(len(specs))
+    else:
+        bar = Progress(len(specs), progress)
     t0 = time.perf_counter()
 
     def write(results: Sequence[PortResult], complete: bool) -> None:
@@ -213,6 +220,7 @@ def check_specs(
         )  # fmt: skip
         rep.write_json(json_path, report)
         md_path.write_text(text.markdown(report, results))
+        report_html.write(html_path, report, results, outdir / "plots" if complete else None)
 
     def done(r: PortResult) -> None:
         finished.append(r)
@@ -229,7 +237,15 @@ def check_specs(
     bar.close()
     notes.extend(rep.plots(results, outdir / "plots"))
     write(results, True)
-    print(text.table(results))
+    return Checked(list(results), notes, json_path, md_path, html_path)
+
+
+def check_specs(specs: Sequence[PortSpec], **kw: Any) -> int:
+    """:func:`check_and_report` (the same keyword arguments), then the summary printed; the exit
+    code."""
+    c = check_and_report(specs, **kw)
+    results = c.results
+    print_table(results)
     for r in results:
         if r.verdict in ("fail", "error", "not_judged"):
             print()
@@ -238,9 +254,9 @@ def check_specs(
         if r.output is not None:
             print(f"note: {text.term_text(r.label)} wrote {r.output.bytes} bytes to stdout/stderr "
                   "(not shown; the last lines are in report.md)")  # fmt: skip
-    for n in notes:
+    for n in c.notes:
         print(f"note: {n}")
-    print(f"reports: {json_path}, {md_path}")
+    print(f"reports: {c.json_path}, {c.md_path}, {c.html_path}")
     _, code = rep.overall(results) if results else ("error", 2)
-    print(text.verdict_line(results, outdir))
+    print(text.verdict_line(results, c.json_path.parent))
     return code

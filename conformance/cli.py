@@ -22,6 +22,7 @@ from typing import Any
 
 from .batch import Limits, check_specs
 from .interface import DTYPES
+from .results import PortSpec
 from .vectors import cli as vectors_cli
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
@@ -173,24 +174,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def check_specs_of(args: argparse.Namespace) -> tuple[list[PortSpec], dict[str, Any]]:
+    """The port checks of ``check``'s arguments, one per ``--dtype`` (each once, in order), and
+    the parsed hyperparameters (:func:`conformance.api.target_specs`, as the Python API and the
+    pytest plugin build theirs); raises _UsageError for a bad value."""
     from .adapters import third_party
-    from .adapters.state_discovery import parse_state_map
+    from .api import target_specs
     from .scenarios import select
 
     try:
         hyper = third_party.parse_hyper(args.hyper)
-        state_map = parse_state_map(args.state_map)
         if args.scenario:
             select(args.scenario)
-        spec = third_party.remote_spec(
-            args.target, args.framework, args.algorithm, hyper=hyper,
-            weight_decay_mode=args.weight_decay_mode, dtype=args.dtype, device=args.device,
-            timeout_s=args.timeout or 60.0, state_map=state_map, nprocs=args.nprocs,
-            devices=args.devices,
+        specs = target_specs(
+            args.target, framework=args.framework, algorithm=args.algorithm, dtypes=args.dtype,
+            hyper=hyper, weight_decay_mode=args.weight_decay_mode, state_map=args.state_map,
+            device=args.device, timeout_s=args.timeout, nprocs=args.nprocs, devices=args.devices,
         )  # fmt: skip
     except (ValueError, TypeError, KeyError) as exc:
         raise _UsageError(str(exc.args[0] if exc.args else exc)) from None
+    return specs, hyper
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    specs, hyper = check_specs_of(args)
     outdir = _report_dir(args.report)
     options = {
         "command": "check",
@@ -200,7 +207,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         "hyper": {k: repr(v) for k, v in hyper.items()},
         "weight_decay_mode": args.weight_decay_mode,
         "state_map": args.state_map,
-        "dtype": spec.dtype,
+        "dtype": specs[0].dtype if len(specs) == 1 else None,
+        "dtypes": [s.dtype for s in specs],
         "device": args.device,
         "quick": args.quick,
         "scenarios": args.scenario,
@@ -210,13 +218,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         "nprocs": args.nprocs,
         "devices": args.devices,
     }
-    if args.devices and "xla_force_host_platform_device_count" not in os.environ.get(
-        "XLA_FLAGS", ""
-    ):  # the worker imports jax after this: an N-device CPU platform (GPUs are what they are)
-        flag = f"--xla_force_host_platform_device_count={args.devices}"
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+    from .api import host_devices
+
+    host_devices(args.devices)
     return check_specs(
-        [spec], scenarios=args.scenario, quick=args.quick, outdir=outdir, options=options,
+        specs, scenarios=args.scenario, quick=args.quick, outdir=outdir, options=options,
         notes=[], progress=not args.no_progress, limits=_limits(args),
     )  # fmt: skip
 
@@ -229,63 +235,137 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help that fits an 80-column terminal, options one per paragraph (as ``pytest --help``)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30, width=min(100, _terminal_width()))
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("reports and output")
+    g.add_argument("--report", metavar="DIR",
+                   help="directory for report.json, report.md, report.html and plots/ "
+                   "(default: a fresh ./reports/<timestamp>; e.g. --report out/adam)")  # fmt: skip
+    g.add_argument("--no-progress", action="store_true",
+                   help="no progress bar on stderr (default: a bar when stderr is a terminal; "
+                   "e.g. in CI logs)")  # fmt: skip
+
+
 def _limit_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--report", help="report directory (default: a fresh ./reports/<timestamp>)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--timeout", type=_seconds, default=None,
-                   help="per-call timeout in seconds (default 60): a port call that takes longer "
-                   "is a hang and its worker is killed")  # fmt: skip
-    p.add_argument("--deadline", type=_seconds, default=None,
-                   help="wall-clock limit of one port's whole check in seconds (default none)")
-    p.add_argument("--max-memory", type=_bytes, default=None, metavar="SIZE",
-                   help="address-space limit of each worker process (RLIMIT_AS), e.g. 4G; "
-                   "frameworks count towards it")  # fmt: skip
+    g = p.add_argument_group("limits (a port that exceeds one is killed and reported)")
+    g.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="per-call timeout: a port call that takes longer is a hang and its "
+                   "worker is killed (default 60; e.g. --timeout 300 for a slow GPU)")  # fmt: skip
+    g.add_argument("--deadline", type=_seconds, default=None, metavar="SECONDS",
+                   help="wall-clock limit of one port's whole check (default: none; "
+                   "e.g. --deadline 600)")  # fmt: skip
+    g.add_argument("--max-memory", type=_bytes, default=None, metavar="SIZE",
+                   help="address-space limit of each worker process (RLIMIT_AS); frameworks "
+                   "count towards it (default: none; e.g. --max-memory 4G)")  # fmt: skip
+
+
+def _selection_options(p: argparse.ArgumentParser, dtype_default: str) -> argparse._ArgumentGroup:
+    g = p.add_argument_group("what to check (repeat an option to add more)")
+    g.add_argument("--dtype", action="append", choices=DTYPES, metavar="DTYPE",
+                   help=f"dtype to check, one of {', '.join(DTYPES)}; repeatable "
+                   f"(default: {dtype_default}; e.g. --dtype float32 --dtype bfloat16)")  # fmt: skip
+    g.add_argument("--scenario", action="append", metavar="GLOB",
+                   help="scenario name glob, see the 'scenarios' command; repeatable "
+                   "(default: all; e.g. --scenario 'weight_decay*' --scenario normal)")  # fmt: skip
+    g.add_argument("--quick", action="store_true",
+                   help="a fast subset of ports and scenarios (default: all of them; "
+                   "e.g. for a first look)")  # fmt: skip
+    return g
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="setadam-conformance", description=__doc__)
+    p = _Parser(prog="setadam-conformance", description=__doc__, formatter_class=_HelpFormatter)
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
-    r = sub.add_parser("run", help="check every port available on this machine")
-    r.add_argument("--quick", action="store_true", help="a fast subset of ports and scenarios")
-    r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    r.add_argument("--dtype", action="append", choices=DTYPES, help="dtype to check (repeatable)")
-    r.add_argument("--port", action="append", help="port name glob (repeatable)")
-    r.add_argument("--scenario", action="append", help="scenario name glob (repeatable)")
-    r.add_argument("--list", action="store_true", help="list the port checks and exit")
+    r = sub.add_parser("run", help="check every port available on this machine",
+                       description="Check this repository's own ports (those whose framework "
+                       "is installed), e.g. setadam-conformance run --quick",
+                       formatter_class=_HelpFormatter)  # fmt: skip
+    rg = _selection_options(r, "every dtype each port supports")
+    rg.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                    help="device of the ports: auto is cuda where available and cpu too "
+                    "(default: auto; e.g. --device cpu)")  # fmt: skip
+    rg.add_argument("--port", action="append", metavar="GLOB",
+                    help="port name glob, see --list; repeatable "
+                    "(default: all; e.g. --port 'ours.torch.*' --port 'ours.jax.*')")  # fmt: skip
+    rg.add_argument("--list", action="store_true",
+                    help="list the port checks that would run and exit (default: run them; "
+                    "e.g. --list --dtype float32)")  # fmt: skip
+    _output_options(r)
     _limit_options(r)
-    r.add_argument("--jobs", type=_jobs, default=None,
-                   help="ports checked at once, each in a worker process (default: min(2, CPUs))")
-    r.add_argument("--fresh-workers", action="store_true",
-                   help="a new worker process for every port (default: a worker is reused for "
-                   "the next port until one kills it)")  # fmt: skip
+    wg = r.add_argument_group("worker processes")
+    wg.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                    help="ports checked at once, each in a worker process "
+                    "(default: min(2, CPUs); e.g. --jobs 4)")  # fmt: skip
+    wg.add_argument("--fresh-workers", action="store_true",
+                    help="a new worker process for every port (default: a worker is reused for "
+                    "the next port until one kills it; e.g. when ports leak state)")  # fmt: skip
     r.set_defaults(func=cmd_run)
-    c = sub.add_parser("check", help="check a third-party implementation MODULE:ATTR")
-    c.add_argument("target", help="MODULE:ATTR (imported in the worker process only)")
-    c.add_argument("--framework", required=True, choices=("torch", "jax"))
-    c.add_argument("--algorithm", required=True, choices=("adam", "setadam"))
-    c.add_argument("--hyper", action="append", help="NAME=VALUE for the target (repeatable)")
-    c.add_argument("--weight-decay-mode", choices=("l2", "decoupled"), default=None)
-    c.add_argument(
-        "--state-map",
-        default=None,
-        help="m=KEY,v=KEY,vmax=KEY,step=KEY: the entries of the target's state (KEY: the end of "
-        "an entry's path, e.g. exp_avg_var); 'none': do not read the state (default: found "
-        "from their values)",
+    c = sub.add_parser("check", help="check a third-party implementation MODULE:ATTR",
+                       description="Check a third-party optimizer against the float64 "
+                       "reference, e.g. setadam-conformance check mypkg.optim:MySETAdam "
+                       "--framework torch --algorithm setadam",
+                       formatter_class=_HelpFormatter)  # fmt: skip
+    tg = c.add_argument_group("the target")
+    tg.add_argument("target", metavar="MODULE:ATTR",
+                    help="the optimizer class or factory, imported in the worker process only "
+                    "(e.g. torch.optim:Adam, mypkg.optim:MySETAdam)")  # fmt: skip
+    tg.add_argument(
+        "--framework",
+        required=True,
+        choices=("torch", "jax"),
+        help="the target's framework (required; e.g. --framework torch)",
     )
-    c.add_argument("--dtype", default=None, choices=DTYPES)
-    c.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    c.add_argument("--scenario", action="append")
-    c.add_argument("--quick", action="store_true")
-    c.add_argument("--nprocs", type=_ranks, default=None, metavar="N",
-                   help="torch: check the target sharded on N gloo ranks (parameters, gradients "
-                   "and state DTensors Shard(0) over a 1-D mesh; full tensors compared every "
-                   "step)")  # fmt: skip
-    c.add_argument("--devices", type=_ranks, default=None, metavar="N",
-                   help="jax: place parameters, gradients and state with NamedSharding over an "
-                   "N-device mesh and jit the update (on CPU: N host devices)")  # fmt: skip
+    tg.add_argument(
+        "--algorithm",
+        required=True,
+        choices=("adam", "setadam"),
+        help="the algorithm the target claims (required; e.g. --algorithm setadam)",
+    )
+    tg.add_argument("--hyper", action="append", metavar="NAME=VALUE",
+                    help="a hyperparameter for the target's constructor; repeatable (default: "
+                    "the reference's; e.g. --hyper lr=1e-3 --hyper eps=1e-8)")  # fmt: skip
+    tg.add_argument("--weight-decay-mode", choices=("l2", "decoupled"), default=None,
+                    help="how the target applies weight decay (default: l2 for torch, "
+                    "decoupled for jax; e.g. --weight-decay-mode decoupled for AdamW)")  # fmt: skip
+    tg.add_argument("--state-map", default=None, metavar="MAP",
+                    help="m=KEY,v=KEY,vmax=KEY,step=KEY: the entries of the target's state (KEY: "
+                    "the end of an entry's path); 'none': do not read the state (default: found "
+                    "from their values; e.g. --state-map m=exp_avg,v=exp_avg_var)")  # fmt: skip
+    tg.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda"),
+        help="device the target runs on (default: cpu; e.g. --device cuda)",
+    )
+    tg.add_argument("--nprocs", type=_ranks, default=None, metavar="N",
+                    help="torch: check the target sharded on N gloo ranks (parameters, gradients "
+                    "and state DTensors Shard(0) over a 1-D mesh; full tensors compared every "
+                    "step) (default: unsharded; e.g. --nprocs 4)")  # fmt: skip
+    tg.add_argument("--devices", type=_ranks, default=None, metavar="N",
+                    help="jax: place parameters, gradients and state with NamedSharding over an "
+                    "N-device mesh and jit the update (on CPU: N host devices) (default: one "
+                    "device; e.g. --devices 8)")  # fmt: skip
+    _selection_options(c, "float64 for torch, float32 for jax")
+    _output_options(c)
     _limit_options(c)
     c.set_defaults(func=cmd_check)
-    s = sub.add_parser("scenarios", help="list the scenarios")
+    s = sub.add_parser(
+        "scenarios",
+        help="list the scenarios",
+        description="List the scenarios, e.g. setadam-conformance scenarios",
+    )
     s.set_defaults(func=cmd_scenarios)
     vectors_cli.add_subparser(sub)
     return p

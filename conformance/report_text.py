@@ -99,11 +99,14 @@ def _note(r: PortResult) -> str:
     return f"{nj} not judged" if nj else ""
 
 
-def table(results: Sequence[PortResult]) -> str:
-    """Plain-text summary table, one row per port and dtype, then the notes on ``-`` figures."""
-    head = ("port", "dtype", "verdict", "scen.", "resync", "params ulps", "free", "unres.",
-            "stage / note", "s")  # fmt: skip
-    rows = [head]
+#: the summary table's columns (the terminal's plain and rich tables)
+TABLE_HEAD = ("port", "dtype", "verdict", "scen.", "resync", "params ulps", "free", "unres.",
+              "stage / note", "s")  # fmt: skip
+
+
+def table_rows(results: Sequence[PortResult]) -> tuple[list[tuple[str, ...]], list[str]]:
+    """The summary table's rows (port text made terminal-safe) and the notes on ``-`` figures."""
+    rows: list[tuple[str, ...]] = []
     notes = []
     for r in results:
         fig = figures(r)
@@ -116,7 +119,14 @@ def table(results: Sequence[PortResult]) -> str:
             )
         )  # fmt: skip
         notes += [f"note: {term_text(r.label)}: {n}" for n in dash_notes(r)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return rows, notes
+
+
+def table(results: Sequence[PortResult]) -> str:
+    """Plain-text summary table, one row per port and dtype, then the notes on ``-`` figures."""
+    body, notes = table_rows(results)
+    rows = [TABLE_HEAD, *body]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_HEAD))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]

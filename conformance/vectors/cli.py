@@ -61,7 +61,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         description="Compute every canonical vector with the float64 reference and write "
         "DIR/manifest.json and DIR/text/<id>.txt, deterministically.",
     )
-    ex.add_argument("dir", metavar="DIR")
+    ex.add_argument("dir", metavar="DIR", help="where to write the set (e.g. golden/)")
     ex.set_defaults(func=_export)
 
     ck = sub.add_parser(
@@ -70,25 +70,28 @@ def configure(p: argparse.ArgumentParser) -> None:
         description="Compare per-step outputs written by any program with the expected values "
         "of the set in DIR. Exit 0 conformant, 1 not conformant, 2 usage/IO error.",
     )
-    ck.add_argument("dir", metavar="DIR", help="a vector set (holds manifest.json)")
-    ck.add_argument("outputs", metavar="OUTPUTS", help="directory with <id>.txt or <id>.json")
+    ck.add_argument("dir", metavar="DIR", help="a vector set, holds manifest.json (e.g. golden/)")
+    ck.add_argument(
+        "outputs", metavar="OUTPUTS", help="directory with <id>.txt or <id>.json (e.g. my_outputs/)"
+    )
     ck.add_argument(
         "--dtype",
         choices=DTYPES,
         default=None,
-        help="tolerance to apply (default: the 'dtype' record of each output, else float64)",
+        help="tolerance to apply (default: the 'dtype' record of each output, else float64; "
+        "e.g. --dtype float32)",
     )
     ck.add_argument(
         "--vector",
         action="append",
         metavar="GLOB",
-        help="check only vectors whose id matches GLOB (repeatable), e.g. 'setadam-*'",
+        help="check only vectors whose id matches GLOB; repeatable (default: all; e.g. 'setadam-*')",
     )
     ck.add_argument(
         "--algorithm",
         action="append",
         choices=("adam", "setadam"),
-        help="check only vectors of this algorithm (repeatable)",
+        help="check only vectors of this algorithm; repeatable (default: both; e.g. --algorithm adam)",
     )
     ck.set_defaults(func=_check)
 
