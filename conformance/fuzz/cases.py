@@ -24,7 +24,7 @@ from ._gen import make_inputs
 KINDS: tuple[str, ...] = ("normal", "zero", "onehot", "constant")
 #: the largest array drawn (~2^18 elements) and the most element-steps per case (cost bound)
 MAX_SIZE = 2**18
-MAX_WORK = 2**18
+MAX_WORK = 2**16
 MAX_STEPS = 2000
 #: one case in LONG_ODDS draws its horizon from 1..MAX_STEPS (a step costs ~10 ms to judge)
 LONG_ODDS = 24
@@ -119,7 +119,7 @@ def _sizes() -> st.SearchStrategy[int]:
     small = tuple(n for n in SPECIAL_SIZES if n <= 8193)
     return st.one_of(
         st.just(1), st.integers(0, 16), st.integers(1, 64), st.sampled_from(small),
-        st.sampled_from(SPECIAL_SIZES), st.integers(0, MAX_SIZE // 4),
+        st.sampled_from(SPECIAL_SIZES), st.integers(0, MAX_SIZE // 8),
     )  # fmt: skip
 
 
