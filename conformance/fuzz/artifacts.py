@@ -26,7 +26,7 @@ from . import reproducer
 from .cases import Case, base_of
 from .engine import FuzzOptions, FuzzResult, options_json
 
-VECTOR_ID = "fuzz-shrunk"
+VECTOR_ID = "{algorithm}-9001"  # the 9000s: vectors of shrunk fuzz cases
 
 
 def _config(case: Case, spec: PortSpec) -> Any:
@@ -53,7 +53,7 @@ def write_vector(case: Case, spec: PortSpec, directory: Path) -> Path:
     params0, grads = case.inputs()
     n = len(case.shapes)
     vs = VectorSpec(
-        VECTOR_ID, case.algorithm, _fields(_config(case, spec)),
+        VECTOR_ID.format(algorithm=case.algorithm), case.algorithm, _fields(_config(case, spec)),
         tuple(case.shapes), tuple((i,) for i in range(n)), tuple(params0), tuple(grads),
         ("basic",), f"shrunk fuzz case of {spec.name}: {case.describe()}",
     )  # fmt: skip

@@ -16,6 +16,7 @@ from conformance.fuzz.cases import Case
 from conformance.fuzz.command import fuzz_target
 from conformance.fuzz.engine import FuzzOptions
 from conformance.runner import check_port
+from conformance.vectors.inputs import load_manifest, vector_problem
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANTED = "conformance.tests.fuzz_wrong.ports:"
@@ -52,8 +53,10 @@ def test_fuzz_finds_the_one_element_tau_bug_and_its_reproducer_fails_alone(tmp_p
     summary = json.loads((tmp_path / "fuzz.json").read_text())
     assert summary["verdict"] == "fail" and summary["diagnosis"]["stage"]
     manifest = json.loads((tmp_path / "vector" / "manifest.json").read_text())
-    assert [v["id"] for v in manifest["vectors"]] == ["fuzz-shrunk"]
-    assert (tmp_path / "vector" / "text" / "fuzz-shrunk.txt").is_file()
+    assert [v["id"] for v in manifest["vectors"]] == ["setadam-9001"]
+    assert (tmp_path / "vector" / "text" / "setadam-9001.txt").is_file()
+    vectors = load_manifest(tmp_path / "vector")["vectors"]
+    assert [vector_problem(v) for v in vectors] == [None]  # the project's vector format
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run([sys.executable, str(tmp_path / "reproducer.py")], cwd=tmp_path,
                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
