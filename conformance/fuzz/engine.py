@@ -29,6 +29,12 @@ from ..results import PortResult, PortSpec
 from ..runner import check_port
 from .cases import Capabilities, Case, base_of, cases, probes
 
+
+class _OutOfTime(BaseException):
+    """Ends the search when its time budget is spent (not an Exception: hypothesis lets it
+    through at once instead of shrinking it as a failure)."""
+
+
 #: the ``ci`` setting: a fixed, small budget, derandomized, no database
 CI_EXAMPLES = 25
 
@@ -136,7 +142,7 @@ def fuzz(
         def prop(case: Case) -> None:
             if not last and opts.time_budget_s is not None:
                 if time.monotonic() - t0 > opts.time_budget_s:
-                    return  # out of search time: the remaining examples are not run
+                    raise _OutOfTime
             r = target.judge(case)
             if r.scenarios and r.scenarios[0].status == "skip":
                 out.rejected += 1
@@ -157,6 +163,8 @@ def fuzz(
             prop = hypothesis_seed(opts.seed)(prop)
         try:
             prop()
+        except _OutOfTime:
+            pass
         except Exception as exc:  # the shrunk failure (or hypothesis saying why it stopped)
             if not last:
                 out.verdict, out.message = "error", f"the fuzz loop stopped: {exc}"[:400]
