@@ -82,8 +82,8 @@ def test_the_default_scenarios_miss_the_planted_bugs(name: str) -> None:
 
 @pytest.mark.slow
 def test_a_correct_port_gives_no_false_alarm_over_a_fixed_budget(tmp_path: Path) -> None:
-    opts = FuzzOptions(max_examples=8, time_budget_s=None, derandomize=True)
+    opts = FuzzOptions(max_examples=5, time_budget_s=None, derandomize=True)
     out = fuzz_target("ours.torch.SETAdam[single]", report=tmp_path, options=opts)
     assert out.verdict == "pass", out.message
-    assert out.examples + out.rejected >= 8
+    assert out.examples + out.rejected >= 5
     assert not (tmp_path / "reproducer.py").exists()
