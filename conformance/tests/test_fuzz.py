@@ -87,3 +87,10 @@ def test_a_correct_port_gives_no_false_alarm_over_a_fixed_budget(tmp_path: Path)
     assert out.verdict == "pass", out.message
     assert out.examples + out.rejected >= 5
     assert not (tmp_path / "reproducer.py").exists()
+
+
+def test_fuzz_usage_errors_exit_2_with_a_verdict_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from conformance.cli import main
+
+    assert main(["fuzz", "mymodule:Opt"]) == 2  # MODULE:ATTR needs --framework/--algorithm
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("VERDICT: error: usage")
