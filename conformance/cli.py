@@ -1,4 +1,4 @@
-"""Command line: ``setadam-conformance run | check | scenarios | vectors`` (also python -m conformance).
+"""Command line: ``setadam-conformance run | check | fuzz | scenarios | vectors`` (also python -m conformance).
 
 Exit codes: 0 conformant; 1 not conformant (a port was judged and failed, or crashed or hung
 while judged); 2 usage, import or environment error (a bad option value, a target that cannot be
@@ -227,6 +227,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from .fuzz import command as fuzz_command
+
+    try:
+        return fuzz_command.run(args, _report_dir)
+    except fuzz_command.UsageError as exc:
+        raise _UsageError(str(exc)) from None
+
+
 def cmd_scenarios(args: argparse.Namespace) -> int:
     from .scenarios import SCENARIOS, SHARDING, table
 
@@ -368,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_scenarios)
     vectors_cli.add_subparser(sub)
+    from .fuzz import command as fuzz_command
+
+    fuzz_command.add_subparser(sub, _limit_options, cmd_fuzz)
     return p
 
 

@@ -1,0 +1,145 @@
+"""What a fuzz session leaves in its report directory, and the few terminal lines of a failure.
+
+``fuzz.json`` (options, capabilities, counts, rate, verdict; for a failure the shrunk case, its
+failures and its diagnosis), and for a failure ``case.json``, ``reproducer.py``
+(:mod:`conformance.fuzz.reproducer`) and ``vector/`` (the shrunk case as a golden vector:
+``manifest.json`` and its text twin, written by :mod:`conformance.vectors.export`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from setadam_ref import stage_names as N
+
+from ..adapters import third_party
+from ..reference_run import build_reference_for
+from ..results import Failure, PortSpec
+from ..vectors.catalogue import VectorSpec
+from ..vectors.export import export
+from . import reproducer
+from .cases import Case, base_of
+from .engine import FuzzOptions, FuzzResult, options_json
+
+VECTOR_ID = "{algorithm}-9001"  # the 9000s: vectors of shrunk fuzz cases
+
+
+def _config(case: Case, spec: PortSpec) -> Any:
+    return case.config(spec.base_config or base_of(case.algorithm))
+
+
+def _fields(cfg: Any) -> dict[str, Any]:
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+
+
+def judged_failure(failures: list[Failure]) -> Failure | None:
+    """The failure a reproducer shows: the first free-running one with a coordinate, else the
+    first re-synced one."""
+    located = [f for f in failures if f.array is not None and f.step is not None]
+    for mode in ("free", "resync"):
+        hits = [f for f in located if f.mode == mode and f.stage == N.PARAMS]
+        if hits:
+            return min(hits, key=lambda f: f.step or 0)
+    return located[0] if located else None
+
+
+def write_vector(case: Case, spec: PortSpec, directory: Path) -> Path:
+    """The shrunk case as a golden vector set of one (the project's format, with its text twin)."""
+    params0, grads = case.inputs()
+    n = len(case.shapes)
+    vs = VectorSpec(
+        VECTOR_ID.format(algorithm=case.algorithm), case.algorithm, _fields(_config(case, spec)),
+        tuple(case.shapes), tuple((i,) for i in range(n)), tuple(params0), tuple(grads),
+        ("basic",), f"shrunk fuzz case of {spec.name}: {case.describe()}",
+    )  # fmt: skip
+    export(directory, [vs])
+    return directory / "manifest.json"
+
+
+def write_reproducer(case: Case, spec: PortSpec, failure: Failure, path: Path) -> bool:
+    """Write the reproducer script; False when the target is not a MODULE:ATTR (our ports)."""
+    loc = spec.locator
+    if loc is None or loc.kind != "third_party" or failure.step is None:
+        return False
+    framework = str(loc.options["framework"])
+    hyper = dict(loc.options.get("hyper") or {})
+    cfg = _config(case, spec)
+    kwargs = (third_party._torch_kwargs if framework == "torch" else third_party._jax_kwargs)(
+        cfg, hyper
+    )
+    rr = build_reference_for(case.problem(), cfg, spec.dtype)
+    assert failure.array is not None
+    flat = rr.flat
+    t = min(failure.step, len(rr.free_bounds))
+    bound = rr.free_bounds[t - 1][N.PARAMS]
+    a = failure.array
+    budget = np.asarray(bound)[flat.offsets[a] : flat.offsets[a + 1]]
+    src = reproducer.script(
+        case, framework, spec.name, spec.dtype, _fields(cfg), kwargs, t, a, budget
+    )
+    path.write_text(src)
+    return True
+
+
+def write(out: FuzzResult, spec: PortSpec, opts: FuzzOptions, outdir: Path) -> None:
+    """Write the session's files under ``outdir``; their paths go to ``out.files``."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {
+        "target": spec.name, "algorithm": spec.algorithm, "dtype": spec.dtype,
+        "options": options_json(opts), "verdict": out.verdict, "message": out.message,
+        "examples": out.examples, "rejected": out.rejected, "failing_calls": out.failing_calls,
+        "elapsed_s": round(out.elapsed_s, 3), "search_s": round(out.search_s, 3),
+        "examples_per_s": round(out.rate, 3),
+        "capabilities": None if out.caps is None else {
+            "fields": sorted(out.caps.fields), "weight_decay_modes": list(out.caps.weight_decay_modes),
+        },
+    }  # fmt: skip
+    if out.case is not None and out.result is not None:
+        case, r = out.case, out.result
+        (outdir / "case.json").write_text(json.dumps(case.as_json(), indent=1) + "\n")
+        out.files["case"] = str(outdir / "case.json")
+        summary["case"] = case.as_json()
+        summary["case_text"] = case.describe()
+        summary["failures"] = [f.to_dict() for f in r.failures[:10]]
+        summary["diagnosis"] = {"stage": r.stage, "likely_causes": [list(c) for c in r.likely_causes[:5]],
+                                "details": r.diagnosis}  # fmt: skip
+        try:
+            out.files["vector"] = str(write_vector(case, spec, outdir / "vector"))
+        except Exception as exc:  # the reference could not export it (non-finite, ...)
+            summary["vector_error"] = str(exc)
+        f = judged_failure(r.failures)
+        if f is not None and write_reproducer(case, spec, f, outdir / "reproducer.py"):
+            out.files["reproducer"] = str(outdir / "reproducer.py")
+    path = outdir / "fuzz.json"
+    path.write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    out.files["summary"] = str(path)
+
+
+def terminal(out: FuzzResult) -> list[str]:
+    """The few lines the terminal shows for a session."""
+    lines = [
+        f"fuzz {out.target}: {out.examples} cases judged in {out.elapsed_s:.1f} s "
+        f"({out.rate:.2f}/s), {out.rejected} rejected (the reference cannot run them)"
+    ]
+    if out.case is not None and out.result is not None:
+        r = out.result
+        lines.append(
+            f"first failure after {out.search_s:.1f} s; shrunk in {out.failing_calls} failing cases to:"
+        )
+        lines.append(f"  {out.case.describe()}")
+        f = r.failures[0] if r.failures else None
+        if f is not None:
+            lines.append(f"  {f.mode} step {f.step}: {f.message}"[:300])
+        if r.stage or r.likely_causes:
+            cause = r.likely_causes[0][0] if r.likely_causes else "-"
+            lines.append(
+                f"  diagnosis: first disagreeing stage {r.stage or '-'}, likely cause {cause}"
+            )
+    for k, v in out.files.items():
+        lines.append(f"{k}: {v}")
+    return lines

@@ -1,0 +1,1 @@
+"""Planted ports that only differential fuzzing finds (no default scenario catches them)."""
