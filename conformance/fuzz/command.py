@@ -71,24 +71,44 @@ EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
 def add_subparser(sub: Any, limit_options: Any, func: Any) -> None:
     """Register ``fuzz`` (``func(args)`` runs it: the CLI's wrapper of :func:`run`)."""
-    f = sub.add_parser("fuzz", help="search for a failing case of TARGET and shrink it")
-    f.add_argument("target", help="MODULE:ATTR (imported in the worker only) or our port's name")
-    f.add_argument("--framework", choices=("torch", "jax"))
-    f.add_argument("--algorithm", choices=("adam", "setadam"))
-    f.add_argument("--hyper", action="append", help="NAME=VALUE for the target (repeatable)")
-    f.add_argument("--weight-decay-mode", choices=("l2", "decoupled"), default=None)
-    f.add_argument("--dtype", default=None, choices=DTYPES)
-    f.add_argument("--max-examples", type=int, default=1000, help="cases to try (default 1000)")
-    f.add_argument("--time-budget", type=float, default=60.0,
-                   help="seconds of search (default 60; shrinking a failure runs on)")  # fmt: skip
-    f.add_argument("--seed", type=int, default=None, help="make the search repeatable")
-    f.add_argument("--database", default=None,
-                   help="hypothesis example database (default: REPORT/hypothesis-db; earlier "
-                   "failures are replayed first); 'none' for no database")  # fmt: skip
+    f = sub.add_parser("fuzz", help="search for a failing case of TARGET and shrink it",
+                       description="Search for a case where TARGET disagrees with the reference "
+                       "and shrink it to a minimal reproducer, e.g. setadam-conformance fuzz "
+                       "mypkg.optim:MySETAdam --framework torch --algorithm setadam")  # fmt: skip
+    f.add_argument("target", metavar="TARGET",
+                   help="MODULE:ATTR (imported in the worker only) or our port's name "
+                   "(e.g. mypkg.optim:MySETAdam, 'ours.torch.SETAdam[single]')")  # fmt: skip
+    f.add_argument("--framework", choices=("torch", "jax"),
+                   help="the target's framework (default: from our port's name; required for "
+                   "MODULE:ATTR; e.g. --framework torch)")  # fmt: skip
+    f.add_argument("--algorithm", choices=("adam", "setadam"),
+                   help="the algorithm the target claims (default: from our port's name; "
+                   "required for MODULE:ATTR; e.g. --algorithm setadam)")  # fmt: skip
+    f.add_argument("--hyper", action="append", metavar="NAME=VALUE",
+                   help="a hyperparameter for the target's constructor; repeatable (default: "
+                   "none; e.g. --hyper foreach=True)")  # fmt: skip
+    f.add_argument("--weight-decay-mode", choices=("l2", "decoupled"), default=None,
+                   help="how the target applies weight decay (default: l2 for torch, decoupled "
+                   "for jax; e.g. --weight-decay-mode decoupled)")  # fmt: skip
+    f.add_argument("--dtype", default=None, choices=DTYPES,
+                   help="the dtype of the cases (default: float64 for torch, float32 for jax; "
+                   "e.g. --dtype float32)")  # fmt: skip
+    f.add_argument("--max-examples", type=int, default=1000, metavar="N",
+                   help="cases to try (default: 1000; e.g. --max-examples 200)")  # fmt: skip
+    f.add_argument("--time-budget", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds of search; shrinking a failure runs on (default: 60; "
+                   "e.g. --time-budget 300)")  # fmt: skip
+    f.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="make the search repeatable (default: random; e.g. --seed 1)")  # fmt: skip
+    f.add_argument("--database", default=None, metavar="PATH",
+                   help="hypothesis example database; earlier failures are replayed first; "
+                   "'none' for no database (default: REPORT/hypothesis-db; "
+                   "e.g. --database ~/.fuzz-db)")  # fmt: skip
     f.add_argument(
         "--ci",
         action="store_true",
-        help=f"the ci setting: {CI_EXAMPLES} cases, derandomized, no database",
+        help=f"the ci setting: {CI_EXAMPLES} cases, derandomized, no database (default: off; "
+        "e.g. --ci in a CI job)",
     )
     limit_options(f)
     f.set_defaults(func=func)
