@@ -24,11 +24,14 @@ import atexit
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
+import types
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -118,6 +121,27 @@ def describe_exit(code: int | None) -> str:
         return f"process died with signal {-code} ({name})"
     return f"process exited with code {code}"
 
+_MAIN_LOCK = threading.Lock()
+
+
+@contextmanager
+def _callers_main_hidden() -> Iterator[None]:
+    """Start a spawned process without the caller's ``__main__``.
+
+    ``spawn`` re-runs the parent's main script in the child (as ``__mp_main__``) unless it is
+    guarded. The worker needs none of it, since it runs :func:`conformance.worker.serve` and
+    imports the target by name. Without this, a user's script that calls ``check_target`` at
+    top level would run again in every worker and try to spawn from there. The lock keeps two
+    threads that start workers from restoring each other's stand-in."""
+    with _MAIN_LOCK:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
+
 
 class Worker:
     """One spawned worker process (see the module docstring)."""
@@ -144,7 +168,8 @@ class Worker:
         self.gone: str | None = None
         self._killed = False
         _live.add(self)
-        self.process.start()
+        with _callers_main_hidden():
+            self.process.start()
         child_end.close()
         out_write.close()
         self.channel = Channel(parent_end.fileno())

@@ -4,6 +4,7 @@ inactive without ``--setadam-target``. The Python API behind it is :func:`confor
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -78,3 +79,24 @@ def test_check_target_rejects_bad_arguments_before_running_anything() -> None:
         check_target("no_colon", framework="torch", algorithm="adam")
     with pytest.raises(ValueError, match="no scenario matches"):
         check_target("m:A", framework="torch", algorithm="adam", scenarios=["nope*"])
+
+
+def test_the_guides_api_script_runs_once_without_a_main_guard(tmp_path: Path) -> None:
+    """The guide's snippet calls ``check_target`` at a script's top level, with no
+    ``if __name__ == "__main__"``: the spawned worker must not run the script again (it would
+    spawn from its own bootstrap and report an error beside the real verdict)."""
+    script = tmp_path / "check_my_port.py"
+    script.write_text(
+        "from conformance import check_target\n"
+        f"r = check_target({WRONG!r}, framework='torch', algorithm='setadam',\n"
+        "                 scenarios=['normal', 'weight_decay_l2'])\n"
+        "print('VERDICT', r.verdict, r.exit_code)\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root}
+    p = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-2000:]
+    assert re.findall(r"^VERDICT .*$", out, re.M) == ["VERDICT not conformant 1"], out[-2000:]
+    assert "bootstrapping phase" not in out, out[-2000:]
