@@ -200,9 +200,24 @@ def _summary_message(r: PortResult) -> str:
         f = r.failures[0]
         where = f"{f.scenario}, {f.mode} step {f.step}" if f.step is not None else f.scenario
         stage = f", first disagreeing stage: {r.stage}" if r.stage else ""
-        cause = f", likely cause: {r.likely_causes[0][0]}" if r.likely_causes else ""
+        phrase = cause_phrase(r)
+        cause = f", {phrase}" if phrase else ""
         return f"{f.kind} at {where}{stage}{cause}: {f.message}"[:400]
     return r.message
+
+
+def cause_phrase(r: PortResult) -> str:
+    """The diagnosis's cause in a few words: the best entry, a tie as a tie (no entry of a tie is
+    singled out), or the statement that no known deviation explains the port."""
+    d = r.diagnosis or {}
+    tied = d.get("tied") or []
+    if len(tied) > 1:
+        return "likely causes (tied): " + ", ".join(tied)
+    if r.likely_causes:
+        return f"likely cause: {r.likely_causes[0][0]}"
+    if d.get("no_known_deviation"):
+        return "no known deviation explains this"
+    return ""
 
 
 def error_result(name: str, algorithm: str, dtype: str, device: str, message: str) -> PortResult:

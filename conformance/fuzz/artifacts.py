@@ -20,6 +20,7 @@ from setadam_ref import stage_names as N
 from ..adapters import third_party
 from ..reference_run import build_reference_for
 from ..results import Failure, PortSpec
+from ..runner import cause_phrase
 from ..vectors.catalogue import VectorSpec
 from ..vectors.export import export
 from . import reproducer
@@ -106,8 +107,10 @@ def write(out: FuzzResult, spec: PortSpec, opts: FuzzOptions, outdir: Path) -> N
         summary["case"] = case.as_json()
         summary["case_text"] = case.describe()
         summary["failures"] = [f.to_dict() for f in r.failures[:10]]
-        summary["diagnosis"] = {"stage": r.stage, "likely_causes": [list(c) for c in r.likely_causes[:5]],
-                                "details": r.diagnosis}  # fmt: skip
+        summary["diagnosis"] = {
+            "stage": r.stage, "cause": cause_phrase(r),
+            "likely_causes": [list(c) for c in r.likely_causes[:5]], "details": r.diagnosis,
+        }  # fmt: skip
         try:
             out.files["vector"] = str(write_vector(case, spec, outdir / "vector"))
         except Exception as exc:  # the reference could not export it (non-finite, ...)
@@ -135,11 +138,9 @@ def terminal(out: FuzzResult) -> list[str]:
         f = r.failures[0] if r.failures else None
         if f is not None:
             lines.append(f"  {f.mode} step {f.step}: {f.message}"[:300])
-        if r.stage or r.likely_causes:
-            cause = r.likely_causes[0][0] if r.likely_causes else "-"
-            lines.append(
-                f"  diagnosis: first disagreeing stage {r.stage or '-'}, likely cause {cause}"
-            )
+        if r.stage or r.likely_causes or r.diagnosis:
+            cause = cause_phrase(r) or "no cause named"
+            lines.append(f"  diagnosis: first disagreeing stage {r.stage or '-'}, {cause}")
     for k, v in out.files.items():
         lines.append(f"{k}: {v}")
     return lines

@@ -172,3 +172,19 @@ def test_statuses_are_the_documented_ones() -> None:
     schema = json.loads(SCHEMA_PATH.read_text())
     assert schema["$defs"]["scenario"]["properties"]["status"]["enum"] == list(STATUSES)
     assert np.isin(list(STATUSES), schema["$defs"]["port"]["properties"]["verdict"]["enum"]).all()
+
+
+def test_the_one_line_cause_names_a_tie_as_a_tie_and_an_unexplained_port_as_such() -> None:
+    from conformance.results import PortResult
+    from conformance.runner import cause_phrase
+
+    causes = [("no_bias_correction1", 0.0, "a"), ("no_down_translating", 0.0, "b")]
+    tie = PortResult("p", "setadam", "float64", "cpu", likely_causes=causes,
+                     diagnosis={"tied": ["no_bias_correction1", "no_down_translating"]})  # fmt: skip
+    assert cause_phrase(tie) == "likely causes (tied): no_bias_correction1, no_down_translating"
+    one = PortResult("p", "setadam", "float64", "cpu", likely_causes=causes[:1], diagnosis={})
+    assert cause_phrase(one) == "likely cause: no_bias_correction1"
+    none = PortResult("p", "setadam", "float64", "cpu",
+                      diagnosis={"no_known_deviation": "no known deviation explains this; ..."})  # fmt: skip
+    assert cause_phrase(none) == "no known deviation explains this"
+    assert cause_phrase(PortResult("p", "setadam", "float64", "cpu")) == ""
