@@ -3,7 +3,9 @@
 Registered through the ``pytest11`` entry point, so any environment with setadam-ref installed
 has it; it only adds its options until ``--setadam-target`` is given, and then collects one item
 ``setadam-conformance::<scenario>[<dtype>]`` per scenario and dtype (selectable with ``-k``,
-spread over processes by pytest-xdist). Each item runs :func:`conformance.check_target` on its
+spread over processes by pytest-xdist); with ``--setadam-fuzz SECONDS`` also one item
+``setadam-conformance::fuzz[<dtype>]`` per dtype that fuzzes the target for that long
+(:func:`conformance.fuzz.command.fuzz_target`) and fails with the shrunk case. Each item runs :func:`conformance.check_target` on its
 scenario, so the target runs in a worker process of its own; a failing item's message is the
 diagnosis the command line prints, a scenario that does not apply or judges nothing is skipped
 with its reason, and each item's reports are under ``--setadam-report`` (default: pytest's
@@ -78,6 +80,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="m=KEY,v=KEY,vmax=KEY,step=KEY or none (default: found from the values)",
     )
     g.addoption(
+        "--setadam-fuzz",
+        type=float,
+        metavar="SECONDS",
+        default=None,
+        help="also fuzz the target for this long, one item per dtype (default: no fuzz item; "
+        "e.g. 60)",
+    )
+    g.addoption(
+        "--setadam-fuzz-seed",
+        type=int,
+        metavar="SEED",
+        default=None,
+        help="seed of the fuzz search, for a repeatable item (default: random; e.g. 1)",
+    )
+    g.addoption(
         "--setadam-report",
         metavar="DIR",
         default=None,
@@ -102,12 +119,7 @@ class ScenarioItem(pytest.Item):
         from .api import check_target
 
         opt = self.config.option
-        if opt.setadam_report:
-            base = Path(opt.setadam_report)
-        else:
-            factory: pytest.TempPathFactory = self.config._tmp_path_factory  # type: ignore[attr-defined]
-            base = factory.getbasetemp() / _NAME
-        outdir = base / f"{self.scenario}-{self.dtype}"
+        outdir = _report_base(self.config) / f"{self.scenario}-{self.dtype}"
         r = check_target(
             opt.setadam_target, framework=opt.setadam_framework,
             algorithm=opt.setadam_algorithm, dtypes=[self.dtype], scenarios=[self.scenario],
@@ -124,6 +136,53 @@ class ScenarioItem(pytest.Item):
         if status in ("skip", "not_judged"):
             why = (ran[0].reason if ran else "") or port.message
             pytest.skip(f"{status.replace('_', ' ')}: {why}")
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> Any:
+        if isinstance(excinfo.value, ConformanceFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[str, int | None, str]:
+        return _NAME, None, f"{_NAME}::{self.name}"
+
+
+def _report_base(config: pytest.Config) -> Path:
+    if config.option.setadam_report:
+        return Path(config.option.setadam_report)
+    factory: pytest.TempPathFactory = config._tmp_path_factory  # type: ignore[attr-defined]
+    return factory.getbasetemp() / _NAME
+
+
+class FuzzItem(pytest.Item):
+    """A fuzz session of the target in one dtype: fails with the shrunk case and its files."""
+
+    def __init__(self, *, dtype: str, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.dtype = dtype
+
+    def runtest(self) -> None:
+        from .adapters.state_discovery import parse_state_map
+        from .adapters.third_party import parse_hyper
+        from .fuzz import artifacts
+        from .fuzz.command import fuzz_target
+        from .fuzz.engine import FuzzOptions
+
+        opt = self.config.option
+        outdir = _report_base(self.config) / f"fuzz-{self.dtype}"
+        options = FuzzOptions(time_budget_s=opt.setadam_fuzz, seed=opt.setadam_fuzz_seed,
+                              database=outdir / "examples")  # fmt: skip
+        out = fuzz_target(
+            opt.setadam_target, opt.setadam_framework, opt.setadam_algorithm, report=outdir,
+            options=options, hyper=parse_hyper(opt.setadam_hyper),
+            weight_decay_mode=opt.setadam_weight_decay_mode, dtype=self.dtype,
+            state_map=parse_state_map(opt.setadam_state_map),
+        )  # fmt: skip
+        self.user_properties.append(("report_dir", str(outdir)))
+        if out.verdict != "pass":
+            lines = artifacts.terminal(out)
+            if out.verdict == "error":
+                lines.append(f"error: {out.message}")
+            raise ConformanceFailure("\n".join(lines))
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> Any:
         if isinstance(excinfo.value, ConformanceFailure):
@@ -153,6 +212,8 @@ class TargetCollector(pytest.Collector):
                     yield ScenarioItem.from_parent(
                         self, name=f"{s.name}[{dtype}]", scenario=s.name, dtype=dtype
                     )
+            if opt.setadam_fuzz is not None:
+                yield FuzzItem.from_parent(self, name=f"fuzz[{dtype}]", dtype=dtype)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect

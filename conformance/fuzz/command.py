@@ -30,6 +30,7 @@ def target_spec(
     weight_decay_mode: str | None = None,
     dtype: str | None = None,
     timeout_s: float = 60.0,
+    state_map: dict[str, str] | None = None,
 ) -> PortSpec:
     """The spec of ``target`` run in a worker: ``MODULE:ATTR`` or one of our ports by name."""
     if ":" in target:
@@ -39,7 +40,7 @@ def target_spec(
             raise ValueError("a MODULE:ATTR target needs --framework and --algorithm")
         return third_party.remote_spec(
             target, framework, algorithm, hyper=hyper, weight_decay_mode=weight_decay_mode,
-            dtype=dtype, timeout_s=timeout_s,
+            dtype=dtype, timeout_s=timeout_s, state_map=state_map,
         )  # fmt: skip
     from ..adapters.registry import _framework, find_spec
 

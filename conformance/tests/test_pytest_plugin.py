@@ -100,3 +100,18 @@ def test_the_guides_api_script_runs_once_without_a_main_guard(tmp_path: Path) ->
     assert p.returncode == 0, out[-2000:]
     assert re.findall(r"^VERDICT .*$", out, re.M) == ["VERDICT not conformant 1"], out[-2000:]
     assert "bootstrapping phase" not in out, out[-2000:]
+
+
+def test_the_fuzz_item_fails_with_the_shrunk_case(tmp_path: Path) -> None:
+    # the planted tiny-layer bug no default scenario shows (conformance/tests/test_fuzz.py)
+    pytest.importorskip("torch")
+    target = "conformance.tests.fuzz_wrong.ports:TinyLayerTauSETAdam"
+    code, out, outcomes = _pytest(
+        tmp_path, "--setadam-target", target, "--setadam-hyper", "tau=0.5",
+        "--setadam-hyper", "maximize=False", "--setadam-fuzz", "240", "--setadam-fuzz-seed", "1",
+        "--setadam-report", str(tmp_path / "r"), "-k", "fuzz",
+    )  # fmt: skip
+    assert code == 1, out
+    assert outcomes == {"setadam-conformance::fuzz[float64]": "FAILED"}, out
+    assert "shrunk in" in out and "arrays: [1]" in out, out
+    assert (tmp_path / "r" / "fuzz-float64" / "reproducer.py").is_file()
