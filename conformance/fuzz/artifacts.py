@@ -95,7 +95,7 @@ def write(out: FuzzResult, spec: PortSpec, opts: FuzzOptions, outdir: Path) -> N
         "options": options_json(opts), "verdict": out.verdict, "message": out.message,
         "examples": out.examples, "rejected": out.rejected, "failing_calls": out.failing_calls,
         "elapsed_s": round(out.elapsed_s, 3), "search_s": round(out.search_s, 3),
-        "examples_per_s": round(out.rate, 3),
+        "examples_per_s": round(out.rate, 3), "case_digest": out.case_digest,
         "capabilities": None if out.caps is None else {
             "fields": sorted(out.caps.fields), "weight_decay_modes": list(out.caps.weight_decay_modes),
         },

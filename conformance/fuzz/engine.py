@@ -13,6 +13,7 @@ failing call is the shrunk one, and it is judged once more with the diagnosis.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ class FuzzResult:
     result: PortResult | None = None
     message: str = ""
     files: dict[str, str] = field(default_factory=dict)
+    #: sha256 over the cases judged, in order: equal for two sessions that drew the same cases
+    case_digest: str = ""
 
     @property
     def rate(self) -> float:
@@ -135,6 +138,7 @@ def fuzz(
     target = _Target(spec, opts)
     t0 = time.monotonic()
     last: list[tuple[Case, PortResult]] = []
+    digest = hashlib.sha256()
     try:
         caps = out.caps = target.capabilities()
 
@@ -143,6 +147,8 @@ def fuzz(
             if not last and opts.time_budget_s is not None:
                 if time.monotonic() - t0 > opts.time_budget_s:
                     raise _OutOfTime
+            digest.update(case.describe().encode() + b"\n")
+            out.case_digest = digest.hexdigest()
             r = target.judge(case)
             if r.scenarios and r.scenarios[0].status == "skip":
                 out.rejected += 1
