@@ -46,3 +46,5 @@ def test_torch_adam_fails_against_the_tf_form(dtype: str) -> None:
     )  # fmt: skip
     assert r.verdict == "fail"
     assert r.failures[0].scenario == "tiny_gradients"
+    # and the diagnosis names it: the other eps placement explains the port (to rounding)
+    assert r.likely_causes and r.likely_causes[0][0] == "adam_tf_style_eps"
