@@ -62,6 +62,8 @@ def target_specs(
     algorithm: str,
     dtypes: str | Sequence[str | None] | None = None,
     hyper: Mapping[str, Any] | None = None,
+    target_hyper: Mapping[str, Any] | None = None,
+    reference_hyper: Mapping[str, Any] | None = None,
     weight_decay_mode: str | None = None,
     state_map: str | Mapping[str, str] | None = None,
     device: str = "cpu",
@@ -82,6 +84,8 @@ def target_specs(
             framework,
             algorithm,
             hyper=dict(hyper or {}),
+            target_hyper=dict(target_hyper or {}),
+            reference_hyper=dict(reference_hyper or {}),
             weight_decay_mode=weight_decay_mode,
             dtype=dtype,
             device=device,
@@ -111,6 +115,8 @@ def check_target(
     scenarios: Sequence[str] | None = None,
     quick: bool = False,
     hyper: Mapping[str, Any] | None = None,
+    target_hyper: Mapping[str, Any] | None = None,
+    reference_hyper: Mapping[str, Any] | None = None,
     weight_decay_mode: str | None = None,
     state_map: str | Mapping[str, str] | None = None,
     device: str = "cpu",
@@ -127,11 +133,14 @@ def check_target(
 
     ``dtypes``: one dtype or several (default: float64 for torch, float32 for jax);
     ``scenarios``: name globs (default: all, or the quick subset with ``quick``); ``hyper``: the
-    target's constructor arguments; ``report_dir``: where the reports go (default: a new
+    target's constructor arguments, also set in the reference config where it has the field (a
+    name it lacks is a note); ``target_hyper``: the target's only; ``reference_hyper``: the
+    reference config's only (e.g. ``{"eps_mode": "tf"}``); ``report_dir``: where the reports go (default: a new
     temporary directory, named in the result); ``nprocs``: torch, sharded on that many gloo ranks;
     ``devices``: jax, on a mesh of that many devices. Raises ValueError for a bad argument; a target
     that cannot be imported, raises or hangs is a verdict (``"error"`` or ``"not conformant"``)."""
     from . import report as rep
+    from .adapters.third_party import hyper_notes
     from .batch import Limits, check_and_report
     from .scenarios import select
 
@@ -142,6 +151,7 @@ def check_target(
             raise ValueError(exc.args[0]) from None
     specs = target_specs(
         target, framework=framework, algorithm=algorithm, dtypes=dtypes, hyper=hyper,
+        target_hyper=target_hyper, reference_hyper=reference_hyper,
         weight_decay_mode=weight_decay_mode, state_map=state_map, device=device,
         timeout_s=timeout_s, nprocs=nprocs, devices=devices,
     )  # fmt: skip
@@ -152,13 +162,16 @@ def check_target(
     options = {
         "command": "check_target", "target": target, "framework": framework,
         "algorithm": algorithm, "hyper": {k: repr(v) for k, v in (hyper or {}).items()},
+        "target_hyper": {k: repr(v) for k, v in (target_hyper or {}).items()},
+        "reference_hyper": {k: repr(v) for k, v in (reference_hyper or {}).items()},
         "weight_decay_mode": weight_decay_mode, "dtypes": [s.dtype for s in specs],
         "device": device, "quick": quick, "scenarios": list(scenarios or []) or None,
         "timeout_s": timeout_s, "deadline_s": deadline_s, "max_memory": max_memory,
         "nprocs": nprocs, "devices": devices,
     }  # fmt: skip
     c = check_and_report(
-        specs, scenarios=scenarios, quick=quick, outdir=outdir, options=options, notes=[],
+        specs, scenarios=scenarios, quick=quick, outdir=outdir, options=options,
+        notes=hyper_notes(algorithm, hyper or {}),
         progress=progress, limits=Limits(timeout_s, deadline_s, max_memory),
     )  # fmt: skip
     verdict, code = rep.overall(c.results) if c.results else ("error", 2)

@@ -174,37 +174,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+def _sided_hypers(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """``--hyper`` (both sides), ``--target-hyper``, ``--reference-hyper``, parsed."""
+    from .adapters import third_party
+
+    return {
+        side: third_party.parse_hyper(getattr(args, side), "--" + side.replace("_", "-"))
+        for side in ("hyper", "target_hyper", "reference_hyper")
+    }
+
+
 def check_specs_of(args: argparse.Namespace) -> tuple[list[PortSpec], dict[str, Any]]:
     """The port checks of ``check``'s arguments, one per ``--dtype`` (each once, in order), and
     the parsed hyperparameters (:func:`conformance.api.target_specs`, as the Python API and the
     pytest plugin build theirs); raises _UsageError for a bad value."""
-    from .adapters import third_party
     from .api import target_specs
     from .scenarios import select
 
     try:
-        hyper = third_party.parse_hyper(args.hyper)
+        sided = _sided_hypers(args)
         if args.scenario:
             select(args.scenario)
         specs = target_specs(
             args.target, framework=args.framework, algorithm=args.algorithm, dtypes=args.dtype,
-            hyper=hyper, weight_decay_mode=args.weight_decay_mode, state_map=args.state_map,
+            **sided, weight_decay_mode=args.weight_decay_mode, state_map=args.state_map,
             device=args.device, timeout_s=args.timeout, nprocs=args.nprocs, devices=args.devices,
         )  # fmt: skip
     except (ValueError, TypeError, KeyError) as exc:
         raise _UsageError(str(exc.args[0] if exc.args else exc)) from None
-    return specs, hyper
+    return specs, sided["hyper"]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from .adapters.third_party import hyper_notes
+
     specs, hyper = check_specs_of(args)
+    sided = _sided_hypers(args)
     outdir = _report_dir(args.report)
     options = {
         "command": "check",
         "target": args.target,
         "framework": args.framework,
         "algorithm": args.algorithm,
-        "hyper": {k: repr(v) for k, v in hyper.items()},
+        **{side: {k: repr(v) for k, v in h.items()} for side, h in sided.items()},
         "weight_decay_mode": args.weight_decay_mode,
         "state_map": args.state_map,
         "dtype": specs[0].dtype if len(specs) == 1 else None,
@@ -223,7 +235,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     host_devices(args.devices)
     return check_specs(
         specs, scenarios=args.scenario, quick=args.quick, outdir=outdir, options=options,
-        notes=[], progress=not args.no_progress, limits=_limits(args),
+        notes=hyper_notes(args.algorithm, hyper), progress=not args.no_progress,
+        limits=_limits(args),
     )  # fmt: skip
 
 
@@ -344,7 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tg.add_argument("--hyper", action="append", metavar="NAME=VALUE",
                     help="a hyperparameter for the target's constructor; repeatable (default: "
-                    "the reference's; e.g. --hyper lr=1e-3 --hyper eps=1e-8)")  # fmt: skip
+                    "the reference's; e.g. --hyper lr=1e-3 --hyper eps=1e-8); where the "
+                    "reference config has the field it is set there too, else a note says so")  # fmt: skip
+    tg.add_argument("--target-hyper", action="append", metavar="NAME=VALUE",
+                    help="a constructor argument for the target only, passed as given; "
+                    "repeatable (default: none; e.g. --target-hyper foreach=True)")  # fmt: skip
+    tg.add_argument("--reference-hyper", action="append", metavar="NAME=VALUE",
+                    help="a field of the reference config only, never passed to the target; "
+                    "repeatable (default: none; e.g. --reference-hyper eps_mode=tf for a "
+                    "TensorFlow / keras Adam)")  # fmt: skip
     tg.add_argument("--weight-decay-mode", choices=("l2", "decoupled"), default=None,
                     help="how the target applies weight decay (default: l2 for torch, "
                     "decoupled for jax; e.g. --weight-decay-mode decoupled for AdamW)")  # fmt: skip

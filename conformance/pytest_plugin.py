@@ -68,6 +68,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="a constructor argument of the target, repeatable (e.g. lr=1e-3)",
     )
     g.addoption(
+        "--setadam-target-hyper",
+        action="append",
+        metavar="NAME=VALUE",
+        default=None,
+        help="a constructor argument of the target only, repeatable (e.g. foreach=True)",
+    )
+    g.addoption(
+        "--setadam-reference-hyper",
+        action="append",
+        metavar="NAME=VALUE",
+        default=None,
+        help="a field of the reference config only, repeatable (e.g. eps_mode=tf)",
+    )
+    g.addoption(
         "--setadam-weight-decay-mode",
         choices=("l2", "decoupled"),
         default=None,
@@ -124,6 +138,8 @@ class ScenarioItem(pytest.Item):
             opt.setadam_target, framework=opt.setadam_framework,
             algorithm=opt.setadam_algorithm, dtypes=[self.dtype], scenarios=[self.scenario],
             quick=opt.setadam_quick, hyper=parse_hyper(opt.setadam_hyper),
+            target_hyper=parse_hyper(opt.setadam_target_hyper, "--setadam-target-hyper"),
+            reference_hyper=parse_hyper(opt.setadam_reference_hyper, "--setadam-reference-hyper"),
             weight_decay_mode=opt.setadam_weight_decay_mode, state_map=opt.setadam_state_map,
             report_dir=outdir,
         )  # fmt: skip

@@ -258,7 +258,8 @@ class PortLocator:
 
     ``kind`` ``"registry"``: ``name`` is a port of :mod:`conformance.adapters.registry` (in
     ``dtype`` on ``device``); ``"third_party"``: ``name`` is ``MODULE:ATTR`` and ``options`` holds
-    ``framework``, ``algorithm``, ``hyper``, ``weight_decay_mode`` and ``state_map`` for
+    ``framework``, ``algorithm``, ``hyper``, ``target_hyper``, ``reference_hyper``,
+    ``weight_decay_mode`` and ``state_map`` for
     :func:`conformance.adapters.third_party.spec`. ``framework`` (``"torch"``, ``"jax"`` or None)
     is imported before the target, under the start-up allowance rather than the per-step timeout.
     """

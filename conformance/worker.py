@@ -61,6 +61,8 @@ def resolve(locator: PortLocator) -> PortSpec:
             str(o["framework"]),
             str(o["algorithm"]),
             hyper=dict(o.get("hyper") or {}),
+            target_hyper=dict(o.get("target_hyper") or {}),
+            reference_hyper=dict(o.get("reference_hyper") or {}),
             weight_decay_mode=o.get("weight_decay_mode"),
             dtype=locator.dtype,
             device=locator.device,

@@ -7,6 +7,11 @@ $$\hat v_t = \frac{v_t}{1-\beta_2^t},\quad
   \text{denom} = \sqrt{\hat v_t + \epsilon_\text{root}} + \epsilon,\quad
   \theta_t = \rho\,\theta_{t-1} - \frac{\text{lr}}{1-\beta_1^t}\,\frac{m_t}{\text{denom}} .$$
 
+With ``eps_mode="tf"`` (TensorFlow, keras) $\epsilon$ is added to the unscaled root and the bias
+corrections are folded into the step size: $\text{denom} = \sqrt{v_t + \epsilon_\text{root}} +
+\epsilon$, $\theta_t = \rho\,\theta_{t-1} - \frac{\text{lr}\sqrt{1-\beta_2^t}}{1-\beta_1^t}\,
+\frac{m_t}{\text{denom}}$; the ``vhat`` stage then returns $v_t$ (or $v^{\max}_t$) unscaled.
+
 amsgrad replaces $\hat v_t$ by $v^{\max}_t / (1-\beta_2^t)$ with $v^{\max}_t=\max(v^{\max}_{t-1},
 v_t)$ (torch) or by $\max(v^{\max}_{t-1}, \hat v_t)$ (optax, which stores the corrected maximum).
 The step is a composition of the stage functions of an :class:`AdamStages` record;
@@ -31,12 +36,16 @@ from .trace import AdamTrace
 def vhat(v: F64Array, vmax: F64Array | None, ctx: Context) -> tuple[F64Array, F64Array | None]:
     """$(\\hat v_t, v^{\\max}_t)$: ``vmax`` is $v^{\\max}_{t-1}$ with amsgrad, else ``None``."""
     assert isinstance(ctx.config, AdamConfig)
+    # tf folds b2 into the step size (context.step_size): the root is of the unscaled v.
+    tf = ctx.config.eps_mode == "tf"
     bc2 = ctx.bias_correction2
     if vmax is None:
+        if tf:
+            return v, None
         return v / bc2, None
     if ctx.config.amsgrad_mode == "torch":
         vm = np.maximum(vmax, v)
-        return vm / bc2, vm
+        return (vm if tf else vm / bc2), vm
     vm = np.maximum(vmax, v / bc2)
     return vm, vm
 

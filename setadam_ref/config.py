@@ -22,9 +22,11 @@ import numpy as np
 
 WeightDecayMode = Literal["l2", "decoupled"]
 AmsgradMode = Literal["torch", "optax"]
+EpsMode = Literal["torch", "tf"]
 
 WEIGHT_DECAY_MODES: tuple[str, ...] = ("l2", "decoupled")
 AMSGRAD_MODES: tuple[str, ...] = ("torch", "optax")
+EPS_MODES: tuple[str, ...] = ("torch", "tf")
 
 
 def _real(name: str, value: object) -> float:
@@ -90,6 +92,12 @@ class AdamConfig:
     - ``amsgrad_mode="torch"``: $v^{\\max}_t = \\max(v^{\\max}_{t-1}, v_t)$ on raw $v$, then
       bias-corrected; ``"optax"``: the maximum is taken over bias-corrected $\\hat v_t$.
     - ``maximize``: $g \\leftarrow -g$ (before coupled weight decay, as torch does).
+    - ``eps_mode="torch"``: $\\epsilon$ is added to $\\sqrt{\\hat v_t + \\epsilon_\\text{root}}$ (torch,
+      optax); ``"tf"``: to the unscaled $\\sqrt{v_t + \\epsilon_\\text{root}}$, with the bias
+      corrections folded into the step size $\\text{lr}\\sqrt{1-\\beta_2^t}/(1-\\beta_1^t)$
+      (TensorFlow, keras 3). The two agree in exact arithmetic when the tf
+      $\\hat\\epsilon = \\epsilon\\sqrt{1-\\beta_2^t}$ (and $\\epsilon_\\text{root} = 0$); amsgrad
+      with ``"tf"`` takes the maximum of raw $v$ (``amsgrad_mode="torch"``).
 
     ``eps = eps_root = 0`` is allowed, as torch allows it: the update is then $0/0$ (NaN) at
     every coordinate whose $v$ is exactly zero, and the step's ``NonFiniteError`` says so (with
@@ -105,6 +113,7 @@ class AdamConfig:
     amsgrad: bool = False
     amsgrad_mode: AmsgradMode = "torch"
     maximize: bool = False
+    eps_mode: EpsMode = "torch"
 
     def __post_init__(self) -> None:
         _check_lr(self.lr)
@@ -117,6 +126,10 @@ class AdamConfig:
         _check_bool("amsgrad", self.amsgrad)
         _check_mode("amsgrad_mode", self.amsgrad_mode, AMSGRAD_MODES)
         _check_bool("maximize", self.maximize)
+        _check_mode("eps_mode", self.eps_mode, EPS_MODES)
+        if self.eps_mode == "tf" and self.amsgrad and self.amsgrad_mode != "torch":
+            # tf forms no bias-corrected v whose maximum optax's convention would take.
+            raise ValueError("amsgrad_mode must be 'torch' with eps_mode='tf', got 'optax'")
         _as_floats(self, ("lr", "eps", "eps_root", "weight_decay"))
 
 

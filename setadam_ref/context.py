@@ -1,6 +1,7 @@
 r"""The scalars of step $t$ and the context record every stage function receives.
 
-$$b_1 = 1-\beta_1^t,\qquad b_2 = 1-\beta_2^t,\qquad a_t = \text{lr}/b_1,\qquad
+$$b_1 = 1-\beta_1^t,\qquad b_2 = 1-\beta_2^t,\qquad a_t = \text{lr}/b_1
+  \ (\texttt{eps\_mode="tf"}:\ a_t = \text{lr}\sqrt{b_2}/b_1),\qquad
   \lambda_{\texttt{l2}} = \lambda \text{ (mode } \texttt{l2}\text{, else 0)},\qquad
   \rho = 1-\text{lr}\,\lambda \text{ (mode } \texttt{decoupled}\text{, else 1)}.$$
 """
@@ -56,6 +57,13 @@ class Context(NamedTuple):
     w: tuple[F64Array, ...] = ()
 
 
+def step_size(config: Config, bc1: float, bc2: float) -> float:
+    """$a_t$: ``lr / bc1``, or with the tf form ``lr * sqrt(bc2) / bc1`` (keras' order)."""
+    if getattr(config, "eps_mode", "torch") == "tf":
+        return config.lr * math.sqrt(bc2) / bc1
+    return config.lr / bc1
+
+
 def context(config: Config, t: int, layers: Layers = ()) -> Context:
     """The ``Context`` of step ``t`` (1-based) under ``config``."""
     bc1, bc2 = bias_corrections(config.betas[0], config.betas[1], t)
@@ -65,7 +73,7 @@ def context(config: Config, t: int, layers: Layers = ()) -> Context:
         t=t,
         bias_correction1=bc1,
         bias_correction2=bc2,
-        lr_t=config.lr / bc1,
+        lr_t=step_size(config, bc1, bc2),
         l2=0.0 if decoupled else config.weight_decay,
         decay=1.0 - config.lr * config.weight_decay if decoupled else 1.0,
         layers=layers,

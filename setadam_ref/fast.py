@@ -224,6 +224,7 @@ def adam_step(
     work = _Work(params, grads, m, v, check_finite)
     vmax_out = None if vmax is None else [np.empty(a.size) for a in vmax]
     bc2 = ctx.bias_correction2
+    tf = config.eps_mode == "tf"  # the root of the unscaled v (adam.vhat)
 
     def block(b: Block, s: Scratch) -> bool:
         i, sl = b.array, slice(b.start, b.stop)
@@ -233,11 +234,16 @@ def adam_step(
             vm_old, vm_new = vmax[i][sl], vmax_out[i][sl]
             if config.amsgrad_mode == "torch":
                 np.maximum(vm_old, v_new, out=vm_new)
-                np.divide(vm_new, bc2, out=d)
+                if tf:
+                    d[...] = vm_new
+                else:
+                    np.divide(vm_new, bc2, out=d)
             else:
                 np.divide(v_new, bc2, out=d)
                 np.maximum(vm_old, d, out=vm_new)
                 d[...] = vm_new
+        elif tf:
+            d[...] = v_new
         else:
             np.divide(v_new, bc2, out=d)
         if config.eps_root != 0.0:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..interface import PortState
+from . import _torch_differentiable as TD
 from . import _torch_state as TS
 from .state_discovery import LayoutCache, StateLayout, gather, scatter, step_of
 
@@ -135,7 +136,7 @@ class TorchOptimizerPort:
         params = [
             torch.zeros(s, dtype=tdt, device=self.device).requires_grad_(True) for s in shapes
         ]
-        opt = self._make([{"params": params}])
+        opt, params = TD.build(lambda ps: self._make([{"params": ps}]), params)
         snaps = [TS.leaves(TS.slots(opt, params))]
         for g in (g1, g2):
             for p, x in zip(params, g, strict=True):
@@ -163,7 +164,7 @@ class TorchOptimizerPort:
         layout = self.layout([np.shape(p) for p in params])
         if state is not None and not layout.writable:
             raise NotImplementedError(f"cannot continue from a given state: {layout.why_not()}")
-        self._opt = self._build(self._params)
+        self._opt, self._params = TD.build(self._build, self._params)  # differentiable=True
         if state is None:
             return
         for p in self._params:  # the optimizer creates its state on its first step

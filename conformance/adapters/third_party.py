@@ -7,9 +7,15 @@ GradientTransformation, called as ``f(learning_rate=..., b1=..., b2=..., eps=...
 ``weight_decay=...`` when a scenario uses weight decay.
 
 ``hyper`` values go to the target's constructor and, where the reference config has a field of
-that name, to the reference config too (so ``--hyper tau=0.3`` checks against tau = 0.3). A
-scenario that changes a hyperparameter the target does not take (tau, maximize, amsgrad, the
-weight-decay mode, ...) is skipped for that target, with the reason in the report.
+that name, to the reference config too (so ``--hyper tau=0.3`` checks against tau = 0.3); a name
+the reference lacks is a note (:func:`hyper_notes`). ``target_hyper`` goes to the target only, as
+given; ``reference_hyper`` to the reference config only (``eps_mode="tf"``, optax's
+``amsgrad_mode``). A scenario that changes a hyperparameter runs when the target takes it: by
+``hyper``, or by a parameter of that name in its signature (torch.optim.Adam's ``amsgrad``,
+``maximize``), which then receives the scenario's value; otherwise (tau, maximize, amsgrad, the
+other weight-decay mode, ...) it is skipped for that target, with the reason in the report. A JAX
+target whose signature names ``weight_decay`` always receives it, 0.0 included (optax.adamw's
+default is 1e-4), and is checked in the declared ``weight_decay_mode`` only.
 
 Loading checks the calling convention before anything is judged: a target whose signature
 cannot take the harness's arguments (or whose constructor says so with a ``TypeError`` about an
@@ -56,14 +62,15 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_hyper(items: list[str] | None) -> dict[str, Any]:
+def parse_hyper(items: list[str] | None, option: str = "--hyper") -> dict[str, Any]:
+    """``NAME=VALUE`` items of ``option`` as a dict (ValueError naming the option)."""
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"--hyper expects NAME=VALUE, got {item!r}")
+            raise ValueError(f"{option} expects NAME=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         if not k.strip().isidentifier():
-            raise ValueError(f"--hyper name {k!r} is not an identifier")
+            raise ValueError(f"{option} name {k!r} is not an identifier")
         out[k.strip()] = parse_value(v)
     return out
 
@@ -80,16 +87,104 @@ def load_target(target: str) -> Any:
     return obj
 
 
-def base_config(algorithm: str, hyper: Mapping[str, Any], weight_decay_mode: str = "l2") -> Config:
-    """The reference config a target's defaults plus ``hyper`` correspond to."""
-    cls = AdamConfig if algorithm == "adam" else SETAdamConfig
-    names = {f.name for f in dataclasses.fields(cls)}
+def _config_class(algorithm: str) -> type[AdamConfig] | type[SETAdamConfig]:
+    return AdamConfig if algorithm == "adam" else SETAdamConfig
+
+
+def _field_names(algorithm: str) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(_config_class(algorithm)))
+
+
+def base_config(
+    algorithm: str,
+    hyper: Mapping[str, Any],
+    weight_decay_mode: str = "l2",
+    reference_hyper: Mapping[str, Any] | None = None,
+) -> Config:
+    """The reference config a target's defaults plus ``hyper`` (the names the reference has)
+    and ``reference_hyper`` (every name must be a field: ValueError otherwise) correspond to."""
+    cls = _config_class(algorithm)
+    names = _field_names(algorithm)
+    bad = sorted(set(reference_hyper or {}) - names)
+    if bad:
+        raise ValueError(
+            f"--reference-hyper {bad[0]}: the reference {cls.__name__} has no field {bad[0]!r} "
+            f"(its fields: {', '.join(sorted(names))})"
+        )
     kw = {k: v for k, v in hyper.items() if k in names}
+    kw.update(reference_hyper or {})
     if "betas" in kw:
         kw["betas"] = tuple(kw["betas"])
     kw["weight_decay_mode"] = weight_decay_mode
     cfg: Config = cls(**kw)
     return cfg
+
+
+# --- issue 11: hyperparameters by side, scenarios by signature --------------------------------
+
+#: reference fields the calling convention itself passes (never taken from a signature)
+_CONVENTION = frozenset({"lr", "betas", "eps", "weight_decay", "weight_decay_mode"})
+
+
+def hyper_notes(algorithm: str, hyper: Mapping[str, Any]) -> list[str]:
+    """A note for every ``--hyper`` name the reference config lacks (it reaches the target
+    only, so the check is against the reference's own value of nothing: say so, once)."""
+    cls = _config_class(algorithm).__name__
+    names = _field_names(algorithm)
+    return [
+        f"--hyper {k}: the reference {cls} has no field {k!r}, so it goes to the target only "
+        f"(say so with --target-hyper {k}=...)"
+        for k in hyper
+        if k not in names
+    ]
+
+
+def _named(fn: Any, name: str) -> bool:
+    """Whether ``fn``'s signature names keyword argument ``name`` itself (not via ``**kw``)."""
+    try:
+        p = inspect.signature(fn).parameters.get(name)
+    except (TypeError, ValueError):
+        return False
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return p is not None and p.kind in kinds
+
+
+@dataclasses.dataclass(frozen=True)
+class _Extra:
+    """The target's arguments beyond the convention: ``hyper`` (a reference field's value follows
+    the scenario), ``target`` (target only, as given), ``auto`` (reference fields the signature
+    names: passed with the scenario's value when it differs from the base config's)."""
+
+    hyper: Mapping[str, Any]
+    target: Mapping[str, Any]
+    auto: frozenset[str]
+    base: Config
+
+    @staticmethod
+    def of(fn: Any, algorithm: str, hyper: Mapping[str, Any], target: Mapping[str, Any],
+           base: Config) -> _Extra:  # fmt: skip
+        names = _field_names(algorithm) - _CONVENTION - set(hyper) - set(target)
+        return _Extra(hyper, target, frozenset(n for n in names if _named(fn, n)), base)
+
+    @property
+    def accepted(self) -> frozenset[str]:
+        """Reference fields a scenario may change: the target receives the scenario's value."""
+        return frozenset(self.hyper) | self.auto
+
+    def kwargs(self, cfg: Config) -> dict[str, Any]:
+        kw = {k: getattr(cfg, k) if hasattr(cfg, k) else v for k, v in self.hyper.items()}
+        kw.update(
+            {n: getattr(cfg, n) for n in sorted(self.auto)
+             if getattr(cfg, n) != getattr(self.base, n)}
+        )  # fmt: skip
+        kw.update(self.target)
+        return kw
+
+    def form(self) -> str:
+        return "".join(f", {k}=..." for k in {**self.hyper, **self.target})
+
+
+# --- end issue 11 ---------------------------------------------------------------------------
 
 
 def _accepts(fn: Any, name: str) -> bool:
@@ -165,27 +260,35 @@ def _construct(label: str, form: str, fn: Any, *args: Any, **kw: Any) -> Any:
         raise
 
 
-def _torch_form(hyper: Mapping[str, Any]) -> str:
-    extra = "".join(f", {k}=..." for k in hyper)
-    return f"cls(params, lr=..., betas=(b1, b2), eps=..., weight_decay=...{extra})"
+def _torch_form(extra: _Extra) -> str:
+    return f"cls(params, lr=..., betas=(b1, b2), eps=..., weight_decay=...{extra.form()})"
 
 
-def _jax_form(hyper: Mapping[str, Any]) -> str:
-    extra = "".join(f", {k}=..." for k in hyper)
-    return f"fn(learning_rate=..., b1=..., b2=..., eps=...{extra})"
+def _jax_form(extra: _Extra, wd: bool) -> str:
+    tail = ", weight_decay=..." if wd else ""
+    return f"fn(learning_rate=..., b1=..., b2=..., eps=...{tail}{extra.form()})"
 
 
-def _torch_kwargs(cfg: Config, hyper: Mapping[str, Any]) -> dict[str, Any]:
-    kw: dict[str, Any] = {k: getattr(cfg, k) if hasattr(cfg, k) else v for k, v in hyper.items()}
+def _as_extra(cfg: Config, extra: _Extra | Mapping[str, Any]) -> _Extra:
+    """A plain ``hyper`` mapping (the fuzzer's reproducer) as an ``_Extra`` of it alone."""
+    return extra if isinstance(extra, _Extra) else _Extra(extra, {}, frozenset(), cfg)
+
+
+def _torch_kwargs(cfg: Config, extra: _Extra | Mapping[str, Any]) -> dict[str, Any]:
+    kw = _as_extra(cfg, extra).kwargs(cfg)
     kw.update(lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
     return kw
 
 
-def _jax_kwargs(cfg: Config, hyper: Mapping[str, Any]) -> dict[str, Any]:
+def _jax_kwargs(
+    cfg: Config, extra: _Extra | Mapping[str, Any], wd_named: bool = False
+) -> dict[str, Any]:
+    """``wd_named``: the signature names ``weight_decay``, which then always gets the scenario's
+    value, 0.0 included (left out, optax.adamw would decay by its default 1e-4)."""
     b1, b2 = cfg.betas
-    kw: dict[str, Any] = {k: getattr(cfg, k) if hasattr(cfg, k) else v for k, v in hyper.items()}
+    kw = _as_extra(cfg, extra).kwargs(cfg)
     kw.update(learning_rate=cfg.lr, b1=b1, b2=b2, eps=cfg.eps)
-    if cfg.weight_decay > 0:
+    if cfg.weight_decay > 0 or wd_named:
         kw["weight_decay"] = cfg.weight_decay
     return kw
 
@@ -216,6 +319,8 @@ def torch_factory(
     algorithm: str = "setadam",
     *,
     hyper: Mapping[str, Any] | None = None,
+    target_hyper: Mapping[str, Any] | None = None,
+    reference_hyper: Mapping[str, Any] | None = None,
     weight_decay_mode: str = "l2",
     dtype: str = "float64",
     device: str = "cpu",
@@ -227,14 +332,15 @@ def torch_factory(
     from ._torch import TorchOptimizerPort
 
     hyper = dict(hyper or {})
-    base = base_config(algorithm, hyper, weight_decay_mode)
-    accepted = _TORCH_BASE | frozenset(hyper)
+    base = base_config(algorithm, hyper, weight_decay_mode, reference_hyper)
+    extra = _Extra.of(cls, algorithm, hyper, dict(target_hyper or {}), base)
+    accepted = _TORCH_BASE | extra.accepted
     label = name or f"{getattr(cls, '__module__', '?')}:{getattr(cls, '__qualname__', cls)}"
-    form = _torch_form(hyper)
-    _calling_convention(label, form, cls, ([{"params": []}],), _torch_kwargs(base, hyper))
+    form = _torch_form(extra)
+    _calling_convention(label, form, cls, ([{"params": []}],), _torch_kwargs(base, extra))
 
     def make_port(cfg: Config) -> Any:
-        kw = _torch_kwargs(cfg, hyper)
+        kw = _torch_kwargs(cfg, extra)
         return TorchOptimizerPort(
             label, lambda groups: _construct(label, form, cls, groups, **kw), dtype, device,
             record_stages=True, state_map=_roles(state_map), betas=cfg.betas,
@@ -249,6 +355,8 @@ def sharded_torch_factory(
     algorithm: str = "setadam",
     *,
     hyper: Mapping[str, Any] | None = None,
+    target_hyper: Mapping[str, Any] | None = None,
+    reference_hyper: Mapping[str, Any] | None = None,
     weight_decay_mode: str = "l2",
     dtype: str = "float64",
     timeout_s: float = 60.0,
@@ -263,16 +371,17 @@ def sharded_torch_factory(
 
     cls = load_target(target)  # imported here too: the convention is checked before any rank
     hyper = dict(hyper or {})
-    base = base_config(algorithm, hyper, weight_decay_mode)
-    accepted = _TORCH_BASE | frozenset(hyper)
-    form = _torch_form(hyper)
-    _calling_convention(target, form, cls, ([{"params": []}],), _torch_kwargs(base, hyper))
+    base = base_config(algorithm, hyper, weight_decay_mode, reference_hyper)
+    extra = _Extra.of(cls, algorithm, hyper, dict(target_hyper or {}), base)
+    accepted = _TORCH_BASE | extra.accepted
+    form = _torch_form(extra)
+    _calling_convention(target, form, cls, ([{"params": []}],), _torch_kwargs(base, extra))
     # the ranks answer a hang before the worker's own per-call timeout would kill them unnamed
     pool = rank_pool.shared(nprocs, timeout_s=0.8 * timeout_s)
     name = f"{target}@{nprocs}ranks"
 
     def make_port(cfg: Config) -> Any:
-        opts = {"kwargs": _torch_kwargs(cfg, hyper), "exact": True}
+        opts = {"kwargs": _torch_kwargs(cfg, extra), "exact": True}
         return rank_pool.PooledPort(pool, target, cfg, dtype, name=name, options=opts)
 
     return make_port, _supports(base, accepted, weight_decay_mode), base
@@ -283,6 +392,8 @@ def jax_factory(
     algorithm: str = "setadam",
     *,
     hyper: Mapping[str, Any] | None = None,
+    target_hyper: Mapping[str, Any] | None = None,
+    reference_hyper: Mapping[str, Any] | None = None,
     weight_decay_mode: str = "decoupled",
     dtype: str = "float32",
     device: str = "cpu",
@@ -297,13 +408,15 @@ def jax_factory(
     from ._jax import OptaxPort
 
     hyper = dict(hyper or {})
-    base = base_config(algorithm, hyper, weight_decay_mode)
-    accepted = _JAX_BASE | frozenset(hyper)
+    base = base_config(algorithm, hyper, weight_decay_mode, reference_hyper)
+    extra = _Extra.of(fn, algorithm, hyper, dict(target_hyper or {}), base)
+    accepted = _JAX_BASE | extra.accepted
     if _accepts(fn, "weight_decay"):
         accepted |= {"weight_decay"}
+    wd_named = _named(fn, "weight_decay") and "weight_decay" not in {**hyper, **extra.target}
     label = name or f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', fn)}"
-    form = _jax_form(hyper)
-    _calling_convention(label, form, fn, (), _jax_kwargs(base, hyper))
+    form = _jax_form(extra, wd_named)
+    _calling_convention(label, form, fn, (), _jax_kwargs(base, extra, wd_named))
 
     if devices is not None:
         from . import sharded_jax
@@ -314,7 +427,7 @@ def jax_factory(
             raise PortSetupError(str(exc)) from None
 
         def make_mesh_port(cfg: Config) -> Any:
-            kw = _jax_kwargs(cfg, hyper)
+            kw = _jax_kwargs(cfg, extra, wd_named)
             return sharded_jax.MeshOptaxPort(
                 f"{label}@{devices}dev", lambda: _construct(label, form, fn, **kw), dtype,
                 device, devices=devices, state_map=_roles(state_map), betas=cfg.betas,
@@ -323,7 +436,7 @@ def jax_factory(
         return make_mesh_port, _supports(base, accepted, weight_decay_mode), base
 
     def make_port(cfg: Config) -> Any:
-        kw = _jax_kwargs(cfg, hyper)
+        kw = _jax_kwargs(cfg, extra, wd_named)
         return OptaxPort(
             label, lambda: _construct(label, form, fn, **kw), dtype, device,
             state_map=_roles(state_map), betas=cfg.betas,
@@ -338,6 +451,8 @@ def spec(
     algorithm: str,
     *,
     hyper: Mapping[str, Any] | None = None,
+    target_hyper: Mapping[str, Any] | None = None,
+    reference_hyper: Mapping[str, Any] | None = None,
     weight_decay_mode: str | None = None,
     dtype: str | None = None,
     device: str = "cpu",
@@ -355,13 +470,13 @@ def spec(
     wdm, dt = _defaults(framework, weight_decay_mode, dtype)
     if isinstance(target, str) and ":" not in target:
         raise ValueError(f"target must be MODULE:ATTR, got {target!r}")
-    _check_device(framework, device, hyper or {})
+    _check_device(framework, device, {**(hyper or {}), **(target_hyper or {})})
     if nprocs is not None:
         if framework != "torch" or not isinstance(target, str) or device != "cpu":
             raise ValueError("--nprocs checks a torch target MODULE:ATTR on the CPU (gloo)")
         sfac, ssup, sbase = sharded_torch_factory(
-            target, nprocs, algorithm, hyper=hyper, weight_decay_mode=wdm, dtype=dt,
-            timeout_s=timeout_s,
+            target, nprocs, algorithm, hyper=hyper, target_hyper=target_hyper,
+            reference_hyper=reference_hyper, weight_decay_mode=wdm, dtype=dt, timeout_s=timeout_s,
         )  # fmt: skip
         return PortSpec(f"{target}@{nprocs}ranks", algorithm, dt, device, sfac, ssup, sbase,
                         judge_state=False, timeout_s=timeout_s)  # fmt: skip
@@ -372,8 +487,8 @@ def spec(
     extra: dict[str, Any] = {} if devices is None else {"devices": devices}
     make: Any = torch_factory if framework == "torch" else jax_factory
     fac, sup, base = make(
-        obj, algorithm, hyper=hyper, weight_decay_mode=wdm, dtype=dt, device=device, name=name,
-        state_map=state_map, **extra,
+        obj, algorithm, hyper=hyper, target_hyper=target_hyper, reference_hyper=reference_hyper,
+        weight_decay_mode=wdm, dtype=dt, device=device, name=name, state_map=state_map, **extra,
     )  # fmt: skip
     label = name or str(getattr(obj, "__qualname__", "target"))
     if devices is not None:
@@ -403,6 +518,8 @@ def remote_spec(
     algorithm: str,
     *,
     hyper: Mapping[str, Any] | None = None,
+    target_hyper: Mapping[str, Any] | None = None,
+    reference_hyper: Mapping[str, Any] | None = None,
     weight_decay_mode: str | None = None,
     dtype: str | None = None,
     device: str = "cpu",
@@ -418,8 +535,10 @@ def remote_spec(
     if ":" not in target or not all(target.split(":", 1)):
         raise ValueError(f"target must be MODULE:ATTR, got {target!r}")
     hyper = dict(hyper or {})
-    base = base_config(algorithm, hyper, wdm)
+    base = base_config(algorithm, hyper, wdm, reference_hyper)
     options: dict[str, Any] = {"framework": framework, "algorithm": algorithm, "hyper": hyper,
+                               "target_hyper": dict(target_hyper or {}),
+                               "reference_hyper": dict(reference_hyper or {}),
                                "weight_decay_mode": wdm, "state_map": dict(state_map or {})}  # fmt: skip
     label = target
     if nprocs is not None:

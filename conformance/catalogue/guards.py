@@ -18,7 +18,7 @@ import numpy as np
 
 from setadam_ref import adam, setadam, shared, stages
 from setadam_ref.arrays import F64Array
-from setadam_ref.context import Context
+from setadam_ref.context import Context, step_size
 
 from . import stagekit as K
 from .deviation import Deviation, entry
@@ -84,7 +84,7 @@ def _update_guard(g: float) -> Any:
 def _bias_corrections_f32(ctx: Context) -> Context:
     b1, b2 = ctx.config.betas
     bc1, bc2 = K.one_minus_power_f32(b1, ctx.t), K.one_minus_power_f32(b2, ctx.t)
-    return ctx._replace(bias_correction1=bc1, bias_correction2=bc2, lr_t=ctx.config.lr / bc1)
+    return ctx._replace(bias_correction1=bc1, bias_correction2=bc2, lr_t=step_size(ctx.config, bc1, bc2))
 
 
 def _step_size_f32(ctx: Context) -> Context:

@@ -18,7 +18,7 @@ import numpy as np
 
 from setadam_ref import adam, setadam, shared, stages
 from setadam_ref.arrays import F64Array
-from setadam_ref.context import Context, one_minus_power
+from setadam_ref.context import Context, one_minus_power, step_size
 from setadam_ref.stages import LayerMoments
 from setadam_ref.state import State
 
@@ -74,7 +74,7 @@ def _corrected_twice(theta: F64Array, m: F64Array, denom: F64Array, ctx: Context
 def _bias_corrections_swapped(ctx: Context) -> Context:
     b1, b2 = ctx.config.betas
     bc1, bc2 = one_minus_power(b2, ctx.t), one_minus_power(b1, ctx.t)
-    return ctx._replace(bias_correction1=bc1, bias_correction2=bc2, lr_t=ctx.config.lr / bc1)
+    return ctx._replace(bias_correction1=bc1, bias_correction2=bc2, lr_t=step_size(ctx.config, bc1, bc2))
 
 
 def _counter_twice(t: int) -> int:
@@ -179,8 +179,14 @@ def _tf_style(vs: F64Array, v: F64Array, c: float, ctx: Context) -> F64Array:
 
 
 def _adam_tf_style(v_hat: F64Array, ctx: Context) -> F64Array:
-    """TensorFlow's form: $(\\sqrt{v} + \\epsilon)/\\sqrt{b_2}$ with $v = \\hat v b_2$."""
+    """The other eps placement. Against torch's form, TensorFlow's: $(\\sqrt{v} +
+    \\epsilon)/\\sqrt{b_2}$ with $v = \\hat v b_2$; against the TF form (``eps_mode="tf"``, whose
+    ``vhat`` stage passes the unscaled $v$ and whose step size holds $\\sqrt{b_2}$), torch's:
+    $\\sqrt{v} + \\epsilon\\sqrt{b_2}$."""
     bc2 = ctx.bias_correction2
+    if getattr(ctx.config, "eps_mode", "torch") == "tf":
+        tf: F64Array = np.sqrt(v_hat) + ctx.config.eps * math.sqrt(bc2)
+        return tf
     r: F64Array = (np.sqrt(v_hat * bc2) + ctx.config.eps) / math.sqrt(bc2)
     return r
 
@@ -193,6 +199,7 @@ _SWAPPED = "bias corrections with the betas swapped: 1 - beta2^t for m, 1 - beta
 _CORR2 = "moments bias-corrected and the corrections folded into the step size again"
 _TF = (
     "TensorFlow-style eps: added to the unscaled sqrt(v), bias correction folded into the step size"
+    " (against a TF-form reference, eps_mode='tf': torch's placement, on sqrt(v / (1 - beta2^t)))"
 )
 
 

@@ -24,7 +24,7 @@ from .records import Bounds, InputErrors, StepRef
 from .scalars import rho_bias_correction
 from .stages import adam_denominator, down_scaling, embedding, translation
 from .statistics import RangeNote, statistics_bounds
-from .update import UpdateInputs, params_bound
+from .update import NO_FOLD, UpdateInputs, params_bound, tf_fold
 
 F = np.ndarray
 
@@ -80,6 +80,9 @@ def step_bounds(
                     hat = True
                 out["vmax"] = evmax
                 src, esrc = ref.vmax, evmax
+            fold = NO_FOLD
+            if config.eps_mode == "tf":  # sqrt of the unscaled v; sqrt(b2) is in the step size
+                hat, fold = True, tf_fold(b2, t, fx)
             eden = adam_denominator(src, esrc, bc2, rho2, config.eps, config.eps_root, hat, fx)
             out["denom"] = eden
             den = ref.denom
@@ -98,9 +101,9 @@ def step_bounds(
             out["epsilon_embedding"] = ew
             ewt = translation(ref.w, ew, ref.w_translated, config.tau, flat, fx)
             out["down_translating"] = ewt
-            den, eden = ref.w_translated, ewt
+            den, eden, fold = ref.w_translated, ewt, NO_FOLD
         x = UpdateInputs(ref.m, em, den, eden, ref.theta0, ein.theta, ref.theta1, ref.update)
-        eth, eup = params_bound(x, config.lr, b1, t, wd, decoupled, fx, fp)
+        eth, eup = params_bound(x, config.lr, b1, t, wd, decoupled, fx, fp, fold)
         out["params"], out["update"] = eth, eup
     for k, val in out.items():
         out[k] = np.where(np.isnan(val), np.inf, val)

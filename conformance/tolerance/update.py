@@ -19,7 +19,9 @@ $$E_U = s E_q (1+\rho) + s|q|\rho + \sum_j A_j \max(\eta - u|x_j|, 0),\qquad
 
 and $E_U$ is the largest over the orders ($A_j$ with the port's values bounded: $1/(D - E_D)$,
 $|m| + E_m$). Without decay $E_\theta = E^{in}_\theta + E_U + \mathrm{rnd}(\theta_t)$ in the parameter
-format. Decoupled decay torch-style multiplies first, $\theta(1-\mathrm{lr}\lambda)$ with the
+format. TensorFlow's form folds $k = \sqrt{b_2}$ into the step size, $s = \mathrm{lr}\,k/b_1$
+(:class:`Fold`): $\rho_s$ and the m-hat-first $\rho_\mathrm{lr}$ gain $k$'s error and the rounding
+of $\mathrm{lr}\,k$. Decoupled decay torch-style multiplies first, $\theta(1-\mathrm{lr}\lambda)$ with the
 constant's error $\rho_\delta$; optax-style forms $\mathrm{lr}\,(m/(b_1D) + \lambda\theta)$, whose
 $\lambda\theta$ path is carried with exact coefficient $1-\mathrm{lr}\lambda$ on $E^{in}_\theta$.
 """
@@ -64,19 +66,52 @@ def _rel(*rs: float | F) -> F:
     return np.asarray(out - 1.0, dtype=np.float64)
 
 
-def update_core(x: UpdateInputs, lr: float, beta1: float, t: int, fx: Format) -> tuple[F, F]:
-    """(|U| of the core update s m / D, bound of its error over the orders; U in format fx)."""
+@dataclass(frozen=True)
+class Fold:
+    r"""A factor $k$ folded into the step size, $s = \mathrm{lr}\,k/b_1$, with the relative
+    error $\rho_k$ of its computed value in the scalar format: tf's $k = \sqrt{b_2}$
+    (:func:`tf_fold`); $k = 1$, $\rho_k = 0$ is torch's $s = \mathrm{lr}/b_1$."""
+
+    k: float = 1.0
+    rho_k: float = 0.0
+
+
+NO_FOLD = Fold()
+
+
+def tf_fold(beta2: float, t: int, fx: Format) -> Fold:
+    r"""$k = \sqrt{b_2}$ formed in the scalar format $S$: $b_2$ within $\rho_b$
+    (:func:`~conformance.tolerance.scalars.bias_correction_parts`), the square root
+    contributes $|\sqrt{1\pm\rho_b} - 1| \le \rho_b/(1+\sqrt{1-\rho_b})$ and one rounding."""
+    rel_b, _ = bias_correction_parts(beta2, t, fx)
+    if not rel_b < 1:
+        return Fold(float(np.sqrt(1.0 - beta2**t)), float("inf"))
+    rho = float(_rel(rel_b / (1.0 + np.sqrt(1.0 - rel_b)), scalar_format(fx).u))
+    return Fold(float(np.sqrt(1.0 - beta2**t)), rho)
+
+
+def update_core(
+    x: UpdateInputs, lr: float, beta1: float, t: int, fx: Format, fold: Fold = NO_FOLD
+) -> tuple[F, F]:
+    r"""(|U| of the core update s m / D, bound of its error over the orders; U in format fx).
+
+    With a ``fold`` the port forms $\mathrm{lr}\,k$ (one more scalar rounding) wherever the
+    orders use lr, so $s$ and the m-hat-first lr carry $\rho_k$ and that rounding."""
     s_fmt = scalar_format(fx)
     u = fx.u
     bc1 = 1.0 - beta1**t
-    s = lr / bc1
+    folded = fold.k != 1.0
+    r_fold = float(_rel(fold.rho_k, s_fmt.u)) if folded else 0.0
+    lr_k = lr * fold.k
+    s = lr_k / bc1
     q = x.m / x.den
     aq = np.abs(q)
     core = s * aq
     eq = div_err(x.m, x.em, x.den, x.eden)
     rbc1_s, _ = bias_correction_parts(beta1, t, fx)
-    rho_s = float(_rel(const_rel(lr, s_fmt), rbc1_s, s_fmt.u, into_rel(s, fx)))
-    rho_lr = const_rel(lr, fx)
+    rho_s = float(_rel(const_rel(lr, s_fmt), r_fold, rbc1_s, s_fmt.u, into_rel(s, fx)))
+    rho_lr = float(_rel(const_rel(lr, s_fmt), r_fold, into_rel(lr_k, fx))) if folded else 0.0
+    rho_lr = max(rho_lr, const_rel(lr, fx))
     rho_bc1 = rho_bias_correction(beta1, t, fx)
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_d = np.where(x.den > x.eden, 1.0 / (x.den - x.eden), np.inf)
@@ -96,10 +131,10 @@ def update_core(x: UpdateInputs, lr: float, beta1: float, t: int, fx: Format) ->
         chain(r2, und_q, und_u),  # s * (m / D)
         chain(r2, under(s * am, fx, inv_d, s * (x.em + am * rho_s)), und_u),  # (s m) / D
         chain(r2, under(s / x.den, fx, m_hi, e_sd), und_u),  # (s / D) m
-        chain(  # lr ((m / bc1) / D)
+        chain(  # lr ((m / bc1) / D), lr k with a fold
             _rel(rho_lr, rho_bc1, u, u, u),
-            under(am / bc1, fx, lr * inv_d, (x.em + am * rho_bc1) / bc1),
-            under(aq / bc1, fx, lr, (eq + aq * rho_bc1) / bc1),
+            under(am / bc1, fx, lr_k * inv_d, (x.em + am * rho_bc1) / bc1),
+            under(aq / bc1, fx, lr_k, (eq + aq * rho_bc1) / bc1),
             und_u,
         ),
         chain(_rel(rho_s, u), und_q),  # fma(-s, m / D, theta)
@@ -117,12 +152,18 @@ def params_bound(
     decoupled: bool,
     fx: Format,
     fp: Format,
+    fold: Fold = NO_FOLD,
 ) -> tuple[F, F]:
-    """(bound of theta_t, bound of the reported update) in the parameter format ``fp``."""
-    _, eu = update_core(x, lr, beta1, t, fx)
+    """(bound of theta_t, bound of the reported update) in the parameter format ``fp``.
+
+    With a ``fold`` (tf) decoupled decay is torch's order only: TensorFlow and keras decay the
+    variable in a pass of its own before the update, never inside optax's sum."""
+    _, eu = update_core(x, lr, beta1, t, fx, fold)
     if not decoupled:
         eth = x.etheta + eu
         eth = eth + rnd(x.theta1, eth, fp)
+    elif fold.k != 1.0:
+        eth = _torch_decay(x, lr, wd, eu, fp)
     else:
         eth = np.maximum(_torch_decay(x, lr, wd, eu, fp), _optax_decay(x, lr, beta1, t, wd, fx, fp))
     eup = eth + x.etheta

@@ -40,6 +40,11 @@ def _config_obj(spec: VectorSpec) -> Any:
     return setadam_ref.SETAdamConfig(**kwargs)  # type: ignore[arg-type]
 
 
+#: fields added after the format was fixed: written only when not at their default, so that
+#: every vector exported before them stays byte for byte what it was (absent means the default)
+_OMITTED_AT_DEFAULT = frozenset({"eps_mode"})
+
+
 def _config_json(cfg: Any) -> JSONDict:
     """All fields of the config record; floats as hex, betas split into beta1/beta2."""
     import dataclasses
@@ -47,6 +52,8 @@ def _config_json(cfg: Any) -> JSONDict:
     out: JSONDict = {}
     for f in dataclasses.fields(cfg):
         val = getattr(cfg, f.name)
+        if f.name in _OMITTED_AT_DEFAULT and val == f.default:
+            continue
         if f.name == "betas":
             out["beta1"] = hex_float(val[0])
             out["beta2"] = hex_float(val[1])

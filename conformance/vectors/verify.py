@@ -24,7 +24,7 @@ from conformance.vectors.encoding import F64Array, decode_array, parse_float
 #: refuses any real inflation
 BUDGET_SLACK = 2.0
 _STATE = ("m", "v", "vmax")
-_MODES = ("weight_decay_mode", "amsgrad_mode")
+_MODES = ("weight_decay_mode", "amsgrad_mode", "eps_mode")
 
 
 def _config(vec: dict[str, Any]) -> dict[str, object]:

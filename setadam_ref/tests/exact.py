@@ -41,8 +41,10 @@ def adam_exact(
     decoupled: bool = False,
     amsgrad: str | None = None,
     maximize: bool = False,
+    tf: bool = False,
 ) -> list[list[Vec]]:
-    """Parameters after each step (exact up to the 80-digit square roots)."""
+    """Parameters after each step (exact up to the 80-digit square roots); ``tf``: eps added to
+    the unscaled root, the step size lr sqrt(1 - b2^t) / (1 - b1^t) (TensorFlow's form)."""
     p = [list(a) for a in params]
     m = [[Fraction(0)] * len(a) for a in p]
     v = [[Fraction(0)] * len(a) for a in p]
@@ -68,9 +70,13 @@ def adam_exact(
                     vhat = vmax[k][i]
                 else:
                     vhat = v[k][i] / bc2
-                denom = fsqrt(vhat + F(eps_root)) + F(eps)
                 base = th * (1 - F(lr) * F(wd)) if (wd and decoupled) else th
-                row.append(base - F(lr) / bc1 * m[k][i] / denom)
+                if tf:
+                    raw = vmax[k][i] if amsgrad == "torch" else v[k][i]
+                    step = F(lr) * fsqrt(bc2) / bc1 * m[k][i] / (fsqrt(raw + F(eps_root)) + F(eps))
+                else:
+                    step = F(lr) / bc1 * m[k][i] / (fsqrt(vhat + F(eps_root)) + F(eps))
+                row.append(base - step)
             new_p.append(row)
         p = new_p
         out.append([list(a) for a in p])

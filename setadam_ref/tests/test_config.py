@@ -40,6 +40,8 @@ def test_bad_common_fields(cls: type, field: str, value: object, msg: str) -> No
         ({"eps_root": -1.0}, "eps_root must be >= 0"),
         ({"amsgrad_mode": "keras"}, "amsgrad_mode must be one of"),
         ({"amsgrad": "yes"}, "amsgrad must be a bool"),
+        ({"eps_mode": "keras"}, "eps_mode must be one of"),
+        ({"eps_mode": "tf", "amsgrad": True, "amsgrad_mode": "optax"}, "must be 'torch' with"),
     ],
 )
 def test_bad_adam_fields(kw: dict[str, object], msg: str) -> None:

@@ -63,6 +63,22 @@ ADAM_CASES = {
     "amsgrad-optax": dict(
         cfg=R.AdamConfig(lr=0.01, amsgrad=True, amsgrad_mode="optax"), ex=dict(amsgrad="optax")
     ),
+    "tf": dict(cfg=R.AdamConfig(lr=0.01, eps=1e-3, eps_mode="tf"), ex=dict(eps=1e-3, tf=True)),
+    "tf-keras-adamw-amsgrad": dict(
+        cfg=R.AdamConfig(
+            lr=0.01,
+            eps=1e-7,
+            weight_decay=0.1,
+            weight_decay_mode="decoupled",
+            amsgrad=True,
+            eps_mode="tf",
+        ),
+        ex=dict(eps=1e-7, wd=0.1, decoupled=True, amsgrad="torch", tf=True),
+    ),
+    "tf-eps-root-l2": dict(
+        cfg=R.AdamConfig(lr=0.01, eps=1e-6, eps_root=1e-4, weight_decay=0.3, eps_mode="tf"),
+        ex=dict(eps=1e-6, eps_root=1e-4, wd=0.3, tf=True),
+    ),
     "maximize-l2": dict(
         cfg=R.AdamConfig(lr=0.01, maximize=True, weight_decay=0.2), ex=dict(maximize=True, wd=0.2)
     ),
@@ -133,3 +149,15 @@ def test_the_check_detects_a_wrong_formula() -> None:
     wrong = R.run(params, grads, R.SETAdamConfig(lr=0.01, eps=1e-5, tau=0.5))
     with pytest.raises(AssertionError):
         _assert_close(wrong, exact)
+
+
+def test_the_check_tells_the_eps_placements_apart() -> None:
+    """tf's eps on the unscaled root is not torch's: at eps ~ sqrt(v) the two differ by far more
+    than the exact comparison allows, in both directions."""
+    params, grads = _problem(4, (4,), 2)
+    kw = dict(lr=0.01, b1=0.9, b2=0.999, eps=1e-3)
+    for tf in (False, True):
+        exact = adam_exact(_fr(params), [_fr(g) for g in grads], tf=tf, **kw)  # type: ignore[arg-type]
+        other = R.AdamConfig(lr=0.01, eps=1e-3, eps_mode="torch" if tf else "tf")
+        with pytest.raises(AssertionError):
+            _assert_close(R.run(params, grads, other), exact)

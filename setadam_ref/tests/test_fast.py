@@ -40,6 +40,8 @@ CONFIGS: list[R.Config] = [
     R.AdamConfig(amsgrad=True, weight_decay=0.1, maximize=True),
     R.AdamConfig(amsgrad=True, amsgrad_mode="optax", eps_root=1e-8),
     R.AdamConfig(weight_decay=0.01, weight_decay_mode="decoupled", eps=0.0, eps_root=1e-10),
+    R.AdamConfig(eps_mode="tf", amsgrad=True, weight_decay=0.1, weight_decay_mode="decoupled"),
+    R.AdamConfig(eps_mode="tf", eps_root=1e-10, maximize=True),
 ]
 KINDS = ("normal", "mixed")
 
