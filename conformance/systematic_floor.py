@@ -17,7 +17,10 @@ model's own exact scalar errors (:mod:`conformance.tolerance.scalars`, used read
 - moments from exact inputs: $|\delta m_i| \le \beta_1|m_{0,i}|\rho_{\beta_1} + (1-\beta_1)(|g_i| +
   |m_{0,i}|)\rho_{1-\beta_1}$ (both the two-product and the ``lerp`` forms), the same for $v$
   with $g^2$; $\delta v$ moves the denominator by $\tfrac12\,\delta v_i/v_i$ (relative);
-- $\epsilon$: $\epsilon\rho_\epsilon/D_i$ (Adam) or $\tfrac12\epsilon\rho_\epsilon/w_i^2$ (SET-Adam);
+- $\epsilon$: $\epsilon\rho_\epsilon/D_i$ (Adam) or $\tfrac12\epsilon\rho_\epsilon/w_i^2$ (SET-Adam),
+  plus its *absorption*: an $\epsilon$ below half an ulp of $\sqrt{\hat v}$ (of $c v/b_2$) is
+  rounded away, always in the same direction, a shift of $\min(\epsilon, uD_i)/D_i$
+  ($\tfrac12\min(\epsilon, uw_i^2)/w_i^2$), and likewise $\epsilon_r$ inside Adam's root;
 - SET-Adam's down-translation $\tilde w = w - \tau w_{\min}$: a relative shift $r$ of $w$ moves
   $\tilde w$ by at most $r_i w_i + \tau r_{\min} w_{\min} + \tau w_{\min}\rho_\tau$ (the layer's
   largest $r$ standing for that of its argmin), i.e. an amplification $(w + \tau w_{\min})/\tilde w$;
@@ -119,14 +122,22 @@ def legit_bias(
         v_use = ref.vmax if ref.vmax is not None else ref.v
         root = np.maximum(den - config.eps, 0.0)
         rel_den = _safe_div(root, den) * (r_b2 + 0.5 * _safe_div(dv, v_use))
-        rel_den = rel_den + _safe_div(config.eps * r_eps * np.ones_like(den), den)
+        # eps below half an ulp of sqrt(v_hat) is absorbed: a rounding of one sign, -eps
+        absorbed = np.minimum(config.eps * (1 + r_eps), fx.u * den)
+        rel_den = rel_den + _safe_div(config.eps * r_eps + absorbed, den)
+        if config.eps_root > 0:
+            vh = np.maximum(root, 0.0) ** 2
+            rel_den = rel_den + 0.5 * np.minimum(
+                _safe_div(config.eps_root * np.ones_like(vh), vh), fx.u
+            )
     else:
         assert isinstance(config, SETAdamConfig)
         w, den = np.asarray(ref.w), np.asarray(ref.w_translated)
         w2 = w * w
         inner = np.maximum(w2 - config.eps, 0.0)  # c v / b2
         rel_w = _safe_div(inner, w2) * (r_b2 + 0.5 * _safe_div(dv, ref.v))
-        rel_w = rel_w + 0.5 * config.eps * r_eps * _safe_div(np.ones_like(w), w2)
+        absorbed = np.minimum(config.eps * (1 + r_eps), fx.u * w2)  # eps absorbed into c v / b2
+        rel_w = rel_w + 0.5 * _safe_div(config.eps * r_eps + absorbed, w2)
         tau = config.tau
         lid = flat.layer_id
         w_min = np.full(flat.n_layers, np.inf)

@@ -8,6 +8,7 @@ systematic mistake far below the per-coordinate budget; the statistical verdict
 - ``LrPlus8uAdam``: ``lr * (1 + 8u)``, u the unit roundoff of the parameters' dtype;
 - ``DenomBiasAdam``: the denominator multiplied by ``1 + 1e-6`` (a relative bias of the step of
   about -1e-6);
+- ``DenomBias1e14Adam``: the same with ``1 + 1e-14`` (for float64);
 - ``InsideFloorAdam``: the denominator multiplied by ``1 + 2u`` of float32 (1.2e-7), inside
   the float32 floor of legitimately rounded scalars;
 - ``Float32CorrectionsAdam``: bias corrections kept in float32 whatever the parameters' dtype
@@ -96,8 +97,16 @@ class LrPlus8uAdam(HandAdam):
 class DenomBiasAdam(HandAdam):
     """The denominator off by a relative 1e-6 (e.g. a constant folded in once too often)."""
 
+    BIAS = 1e-6
+
     def denominator(self, denom: Tensor) -> Tensor:
-        return denom * (1 + 1e-6)
+        return denom * (1 + self.BIAS)
+
+
+class DenomBias1e14Adam(DenomBiasAdam):
+    """The denominator off by a relative 1e-14: below the float64 per-coordinate budget."""
+
+    BIAS = 1e-14
 
 
 class InsideFloorAdam(HandAdam):
