@@ -20,8 +20,8 @@ residuals, never assumed, so the budget's worst-case multiple cancels.
 **Dependence model.** The coordinates of one step share more than their scalars: SET-Adam's
 $c_l$ and $w_{\min}$ per layer, and, at Adam's first step from zero state, where
 $|m_1/D_1| = |g|/(|g|+\epsilon)$ is the same at nearly every coordinate, the position of
-$\theta_{t-1} - U$ on the dtype's grid, so that every coordinate of a binade rounds alike. Each
-re-synced step of a scenario is therefore one *cluster*; clusters (steps) are independent, and
+$\theta_{t-1} - U$ on the dtype's grid, so that every coordinate of a binade rounds alike (step 1
+is therefore not used). Each re-synced step of a scenario is one *cluster*; clusters (steps) are independent, and
 the variance is the cluster-robust one,
 $\widehat{\mathrm{Var}}\,\hat\delta = \frac{K}{K-1}\sum_c (a_c - \hat\delta b_c)^2 / (\sum_c b_c)^2$
 with $a_c = \sum_{i\in c} z_iy_i$, $b_c = \sum_{i\in c} z_i^2$: the sums $\sum a_c$, $\sum b_c$,
@@ -61,7 +61,7 @@ from .systematic_floor import legit_bias
 #: false-alarm probability bound per port check (all its tests together)
 ALPHA = 1e-6
 #: fewer independent clusters than this: the t approximation is not trusted, not tested
-MIN_CLUSTERS = 10
+MIN_CLUSTERS = 8
 QUANTITIES: tuple[str, ...] = (N.PARAMS, N.UPDATE)
 
 
@@ -176,7 +176,13 @@ class SystematicStats:
         params: np.ndarray,
         stages: dict[str, Any] | None,
     ) -> None:
-        """Add one re-synced step: the port's flat parameters and, if reported, its update."""
+        r"""Add one re-synced step: the port's flat parameters and, if reported, its update.
+
+        Step 1 is left out: from zero state $|m_1/D_1| = |g|/(|g|+\epsilon)$ is the same at nearly
+        every coordinate, every coordinate of a binade rounds alike, and the step carries
+        almost no information on a bias (its estimate is attenuated by up to a third)."""
+        if rs.t == 1:
+            return
         flat = rr.flat
         ports = {N.PARAMS: params}
         upd = _flat_stage(stages, N.UPDATE, flat)
