@@ -48,7 +48,7 @@ def row(r: PortResult) -> tuple[str, ...] | None:
         r.label,
         str(s["tests_run"]),
         str(s["rejected"]),
-        f"{t['scenario']} {t['quantity']} ({t['coordinates']} coordinates, {t['clusters']} clusters)",
+        f"{t['scenario']} {t['quantity']} ({t['coordinates']} coordinates, {t['clusters']} steps)",
         f"{t['delta']:.3g}",
         f"{t['low']:.3g} .. {t['high']:.3g}",
         f"+-{t['floor']:.2g}",
