@@ -54,6 +54,7 @@ from .session import (
     PortSetupError,
     describe_exception,
 )
+from .systematic import SystematicStats
 
 STATE_QUANTITIES: tuple[str, ...] = (N.M, N.V)
 #: steps of evidence kept before and after the first failing re-synced step (the diagnosis tells
@@ -133,6 +134,8 @@ class ScenarioDriver:
         self.setup_error = False
         self._seen: set[tuple[str, str, str, str]] = set()
         self._state_dtype = result.dtype
+        #: running sums of the signed errors of re-synced steps (the statistical verdict)
+        self.systematic = SystematicStats()
 
     # -- bookkeeping
     def fail(self, f: Failure, sr: ScenarioResult | None = None) -> None:
@@ -403,6 +406,8 @@ class ScenarioDriver:
             self.r.exposes_stages = out.stages is not None
             if out.stages is not None:
                 self._stages(out.stages, rs, rr, measures, t)
+            sdt = self._state_dtype if self._state_dtype in DTYPES else self.r.dtype
+            self.systematic.observe(sc.name, rr, rs, self.r.dtype, sdt, flat.cat(p64), out.stages)
             if out.state is not None and not self.judge_state and _UNJUDGED_STATE not in sr.notes:
                 sr.notes.append(_UNJUDGED_STATE)
             bad_any = False

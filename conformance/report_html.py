@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import report_systematic as systematic
 from .report_text import _fmt, cause_notes, dash_notes, figures, term_text
 from .results import Failure, PortResult
 
@@ -179,6 +180,9 @@ def render(
             ([esc(dt), _fmt(_num(w["fraction"])), _fmt(_num(w["ulps"])), esc(w["port"]),
               esc(w["mode"]), esc(w["quantity"]), esc(w["step"])] for dt, w in worst.items()),
             num=(1, 2, 6))]  # fmt: skip
+    if sys_rows := systematic.rows(results):  # the statistical verdict (conformance.systematic)
+        out += ["<h2>Statistical verdict: systematic deviations</h2>",
+                _table(systematic.HEAD, ([esc(c) for c in row] for row in sys_rows), num=(1, 2, 4))]  # fmt: skip
     bad = [r for r in results if r.verdict in ("fail", "error", "not_judged")]
     if bad:
         out.append("<h2>Failures, errors and ports not judged</h2>")

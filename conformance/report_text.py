@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import report_systematic as systematic
 from .report import overall
 from .results import PortResult, ScenarioResult
 
@@ -157,6 +158,8 @@ def failure_listing(r: PortResult) -> list[str]:
     for c, s, d in r.likely_causes[:3]:
         out.append(f"  likely cause: {c} (distance {s:.3g}): {d}")
     out += [f"  {term_text(n)}" for n in cause_notes(r)]
+    if (line := systematic.summary_line(r)) is not None:  # the statistical verdict
+        out.append(f"  {term_text(line)}")
     by_scenario: dict[str, list[str]] = {}
     for f in r.failures:
         step = f" step {f.step}" if f.step is not None else ""
@@ -271,6 +274,13 @@ def markdown(report: dict[str, Any], results: Sequence[PortResult]) -> str:
     for dt, w in report["worst_by_dtype"].items():
         out.append(f"| {dt} | {w['fraction']} | {w['ulps']} | {md_text(w['port'])} | {w['mode']} "
                    f"| {w['quantity']} |")  # fmt: skip
+    if sys_rows := systematic.rows(results):  # the statistical verdict (conformance.systematic)
+        out += ["", "## Statistical verdict: systematic deviations", "",
+                "Estimated relative bias of each port's step over all coordinates and re-synced",
+                "steps, beyond the floor of legitimately rounded scalars (numerics/systematic.md).",
+                "", "| " + " | ".join(systematic.HEAD) + " |",
+                "| " + " | ".join("---" for _ in systematic.HEAD) + " |"]  # fmt: skip
+        out += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in sys_rows]
     bad = [r for r in results if r.verdict in ("fail", "error", "not_judged")]
     if bad:
         out += ["", "## Failures, errors and ports not judged", ""]

@@ -91,7 +91,7 @@ class Failure:
     mode: str  # "resync" | "free" | "setup"
     step: int | None
     stage: str | None  # quantity that disagrees (params, m, v, stage name) or None
-    kind: str  # tolerance | nonfinite | exception | timeout | crash | interface | side_effect
+    kind: str  # tolerance | systematic | nonfinite | exception | timeout | crash | interface | side_effect
     message: str
     array: int | None = None
     index: tuple[int, ...] | None = None
@@ -182,6 +182,8 @@ class PortResult:
     exposes_stages: bool | None = None
     #: why the port's state could not be read or re-synced (said once per port), else ""
     state_note: str = ""
+    #: the statistical verdict (conformance.systematic.SystematicVerdict.to_dict), if run
+    systematic: dict[str, Any] | None = None
     duration_s: float = 0.0
 
     @property
@@ -244,6 +246,7 @@ class PortResult:
                 for c, s, d in self.likely_causes
             ],
             "diagnosis": self.diagnosis,
+            "systematic": self.systematic,
             "scenarios": [s.to_dict(series) for s in self.scenarios],
         }
 

@@ -146,9 +146,10 @@ def check_port(
     finally:
         session.close()
         result.output = session.output()
+    _judge_systematic(result, driver)
     _decide(result)
     result.state_note = driver.state_note or ""
-    if diagnose and result.failures:
+    if diagnose and any(f.kind != "systematic" for f in result.failures):
         from .diagnose import diagnose as _diagnose
 
         try:
@@ -165,6 +166,18 @@ def check_port(
         result.message = _summary_message(result)
     result.duration_s = time.perf_counter() - t0
     return result
+
+
+def _judge_systematic(r: PortResult, driver: ScenarioDriver) -> None:
+    """The statistical verdict (:mod:`conformance.systematic`): its record, and a failure of
+    the scenario for every systematic deviation found."""
+    verdict = driver.systematic.judge()
+    r.systematic = verdict.to_dict()
+    failing = {t.scenario for t in verdict.rejected}
+    for s in r.scenarios:
+        if s.scenario in failing and s.status == "pass":
+            s.status = "fail"
+    r.failures.extend(verdict.failures())
 
 
 def _reasons(r: PortResult, status: str) -> str:

@@ -16,6 +16,11 @@ Run from a source checkout (it uses the operation-order ports of ``conformance/t
    so it is rejected on the parameters once ``delta > min_i B_i / |U_i|`` and, when it reports the
    stage, on the denominator once ``delta > min_i B_{D,i} / D_i``. Both minima are printed, the
    best scenario and the median over scenarios.
+3. **Statistical sensitivity** (``conformance.systematic``). A correct port of each algorithm
+   (torch.optim.Adam's for-loop, our torch SET-Adam) is checked on every scenario; a port
+   whose step is off by a relative ``delta`` is found by the statistical verdict once
+   ``|delta|`` exceeds the floor plus the interval's half-width, ``floor + (high - low) / 2``
+   of the (scenario, quantity) test. The best and median over the tests are printed.
 """
 
 from __future__ import annotations
@@ -204,6 +209,34 @@ def sensitivity(dtype: str) -> dict[str, tuple[float, float, str]]:
     return out
 
 
+#: correct ports whose noise the statistical sensitivity is measured on (one per algorithm)
+_STAT_PORTS = ("torch.optim.Adam[forloop]", "ours.torch.SETAdam[single]")
+
+
+def statistical_sensitivity(dtype: str) -> dict[str, tuple[float, float, str]]:
+    """Per port: (best, median, best test) of the smallest relative bias the statistical verdict
+    rejects, ``floor + (high - low) / 2`` over its (scenario, quantity) tests."""
+    from conformance.adapters.registry import find_spec
+    from conformance.runner import check_port
+
+    out: dict[str, tuple[float, float, str]] = {}
+    for name in _STAT_PORTS:
+        try:
+            spec = find_spec(name, dtype, "cpu")
+        except KeyError:
+            continue
+        r = check_port(spec, dtype=dtype, diagnose=False)
+        reach = {
+            f"{t['scenario']} {t['quantity']}": t["floor"] + (t["high"] - t["low"]) / 2
+            for t in (r.systematic or {}).get("tests", [])
+            if isinstance(t["floor"], float) and isinstance(t["high"], float)
+        }
+        if reach:
+            best = min(reach, key=lambda k: reach[k])
+            out[f"{name} ({r.verdict})"] = (reach[best], statistics.median(reach.values()), best)
+    return out
+
+
 def _print_table(
     worst: dict[str, dict[str, float]],
     where: dict[str, dict[str, str]],
@@ -251,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         for dtype in ("float64", "float32"):
             for k, (b, med, name) in sensitivity(dtype).items():
                 print(f"  {dtype:8s} on {k:12s}: best {b:.2g} ({name}), median {med:.2g}")
+        print("\nsmallest systematic relative bias the statistical verdict rejects")
+        for dtype in ("float64", "float32"):
+            for k, (b, med, name) in statistical_sensitivity(dtype).items():
+                print(f"  {dtype:8s} {k}: best {b:.2g} ({name}), median {med:.2g}")
     return 0
 
 
