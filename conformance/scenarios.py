@@ -301,7 +301,16 @@ def _groups(steps: int) -> tuple[GroupSpec, ...]:
     """Three groups with their own lr, eps, tau and weight decay; the third never gets a gradient."""
     return (
         GroupSpec((0, 1), (("lr", 1e-2), ("weight_decay", 0.1))),
-        GroupSpec((2,), (("lr", 3e-3), ("eps", 1e-6), ("tau", 0.9), ("betas", (0.8, 0.99)))),
+        GroupSpec(
+            (2,),
+            (
+                ("lr", 3e-3),
+                ("eps", 1e-6),
+                ("tau", 0.9),
+                ("betas", (0.8, 0.99)),
+                ("weight_decay", 0.0),
+            ),
+        ),
         GroupSpec((3, 4), (("lr", 5e-2), ("eps", 1e-4), ("tau", 0.2), ("weight_decay", 0.3))),
     )
 
@@ -336,7 +345,7 @@ CONTRACT: tuple[Scenario, ...] = (
              dtypes=("float64", "float32"), tags=("open", "contract", "groups")),
     Scenario("groups_decoupled", "as groups, weight decay decoupled (AdamW)",
              _with(_open(_GROUP_SHAPES, _gauss()), groups=_groups, active=_group_active),
-             steps=10, quick_steps=5, seed=202, hyper={"lr": 1e-2, "weight_decay_mode": "decoupled"},
+             steps=10, quick_steps=5, seed=202, hyper={"lr": 1e-2, "weight_decay": 0.05, "weight_decay_mode": "decoupled"},
              dtypes=("float64", "float32"), tags=("open", "contract", "groups")),
     Scenario("schedules", "lr changed before every step: linear warm-up (4 steps) then cosine to 0.1 lr",
              _with(_open(_SMALL, _gauss()), lr_factors=warmup_cosine),
