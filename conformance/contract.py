@@ -58,6 +58,8 @@ class Contract:
     groups: tuple[tuple[tuple[int, ...], Config], ...]  # (arrays, full config) per group
     lr_factors: tuple[float, ...] | None = None  # step t uses lr * lr_factors[t - 1]
     sparse: bool = False  # step() receives None for an array without gradient
+    frozen: tuple[int, ...] = ()  # arrays without gradient at every step (a frozen parameter)
+    partial: bool = False  # some other array has a gradient at some steps only
 
     def config_at(self, k: int, t: int) -> Config:
         """Config of group ``k`` at step ``t`` (its lr scaled by the schedule)."""
@@ -106,7 +108,11 @@ def contract_of(problem: _ContractFields, config: Config) -> Contract | None:
         for g in specs
     )
     lr = None if problem.lr_factors is None else tuple(problem.lr_factors)
-    return Contract(groups, lr, problem.active is not None)
+    if problem.active is None:
+        return Contract(groups, lr)
+    never = tuple(i for i in range(n) if not any(a[i] for a in problem.active))
+    partial = any(not all(a[i] for a in problem.active) for i in range(n) if i not in never)
+    return Contract(groups, lr, True, never, partial)
 
 
 def apply_contract(port: Any, contract: Contract | None) -> str | None:
