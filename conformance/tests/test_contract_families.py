@@ -181,3 +181,18 @@ def test_families_listed_tagged_and_one_in_quick() -> None:
     assert all("contract" in s.tags for s in CONTRACT)
     assert [s.name for s in select(quick=True) if s in CONTRACT] == ["groups"]
     assert {s.name for s in CONTRACT} <= {s.name for s in select()}
+
+
+def test_our_jax_setadam_takes_groups_and_schedules() -> None:
+    """JAX: groups as optax.multi_transform (set_to_zero for the frozen group), the lr as a
+    schedule of the count; absent gradients on some steps only are skipped with optax's reason."""
+    pytest.importorskip("optax")
+    from conformance.adapters import ours_jax
+
+    r = check_port(
+        ours_jax.factory("float64", "cpu"), "setadam", None, FAMILIES, quick=True,
+        dtype="float64", supports=ours_jax.supports, diagnose=False,
+    )  # fmt: skip
+    st = _statuses(r)
+    assert st["groups"] == st["schedules"] == "pass", [s.reason for s in r.scenarios]
+    assert st["sparse"] == "skip" and "optax has no absent gradient" in r.scenarios[2].reason
