@@ -196,3 +196,28 @@ def test_our_jax_setadam_takes_groups_and_schedules() -> None:
     st = _statuses(r)
     assert st["groups"] == st["schedules"] == "pass", [s.reason for s in r.scenarios]
     assert st["sparse"] == "skip" and "optax has no absent gradient" in r.scenarios[2].reason
+
+
+def test_torch_port_is_driven_by_a_real_lr_scheduler() -> None:
+    """Free-running: a ``LambdaLR`` steps the groups' lr; re-synced to step s: ``group["lr"]``
+    is the base lr times f_{s+1}."""
+    from torch.optim.lr_scheduler import LambdaLR
+
+    from conformance.adapters import torch_optim
+    from conformance.contract import contract_of
+
+    sc = get("schedules")
+    prob, cfg = sc.problem(quick=True), sc.config("adam")
+    contract = contract_of(prob, cfg)
+    assert contract is not None and contract.lr_factors is not None
+    port = torch_optim.factory("Adam", "forloop", "float64", "cpu")(cfg)
+    port.configure(contract)
+    port.reset(prob.params0)
+    assert isinstance(port._sched, LambdaLR)
+    for t in (1, 2):
+        assert port._opt.param_groups[0]["lr"] == cfg.lr * contract.lr_factors[t - 1]
+        port.step(prob.grads[t - 1] if prob.grads else ())
+    state = build_reference_for(prob, cfg, "float64").resync[3].state
+    port.reset(prob.params0, state)
+    assert port._sched is None
+    assert port._opt.param_groups[0]["lr"] == cfg.lr * contract.lr_factors[2]
