@@ -250,10 +250,11 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from .scenarios import SCENARIOS, SHARDING, table
+    from .scenarios import CONTRACT, SCENARIOS, SHARDING, table
 
     print(table())
-    print(f"VERDICT: listed {len(SCENARIOS) + len(SHARDING)} scenarios (nothing run)")
+    n = len(SCENARIOS) + len(CONTRACT) + len(SHARDING)
+    print(f"VERDICT: listed {n} scenarios (nothing run)")
     return EXIT_OK
 
 

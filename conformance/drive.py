@@ -248,6 +248,8 @@ class ScenarioDriver:
             if rr.error:
                 sr.status, sr.reason = "skip", rr.error
                 return
+            if rr.contract is not None and not self._contract(sc, rr, sr):
+                return
             self._resync(sc, rr, sr)
             self._free(sc, rr, sr)
         finally:
@@ -256,6 +258,25 @@ class ScenarioDriver:
                     self.session.release()
                 except PortLost as exc:
                     self._lost(sc, "setup", None, "the release of the port", exc, sr)
+
+    def _contract(self, sc: Scenario, rr: ReferenceRun, sr: ScenarioResult) -> bool:
+        """Hand the port the scenario's contract (groups, lr schedule, absent gradients); False
+        (the scenario skipped, with the reason) when it cannot take it."""
+        assert rr.contract is not None
+        why = None
+        for k, (_arrays, cfg) in enumerate(rr.contract.groups):
+            if why is None and (w := self._supports(sc, cfg, sr)):
+                why = f"param group {k}: {w}"
+        try:
+            why = why or self.session.configure(rr.contract)
+        except PortLost as exc:
+            self._lost(sc, "setup", None, "the hand-over of the scenario's contract", exc, sr)
+        if why:
+            sr.status, sr.reason = "skip", why
+            return False
+        sr.notes.extend(rr.notes)
+        sr.notes.append(_CONTRACT_NOTE)
+        return True
 
     def _record(
         self,
@@ -313,12 +334,14 @@ class ScenarioDriver:
         sc: Scenario,
         mode: str,
         t: int,
-        given: tuple[np.ndarray, ...],
-        original: Sequence[np.ndarray],
+        given: tuple[np.ndarray | None, ...],
+        original: Sequence[np.ndarray | None],
         effects: list[str],
         sr: ScenarioResult,
     ) -> None:
         for i, (a, b) in enumerate(zip(given, original, strict=True)):
+            if a is None or b is None:  # no gradient for this array at this step (a contract)
+                continue
             if not np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True):
                 effects = [*effects, f"the gradient array {i} passed to step() was modified"]
                 break
@@ -360,9 +383,9 @@ class ScenarioDriver:
         after = 0
         for t in sorted(rr.resync):
             rs = rr.resync[t]
-            grads = tuple(np.array(g, copy=True) for g in rs.grads)
+            grads = _copies(rs.grads)
             try:
-                out = self.session.reset_step(rs.params, rs.state, grads, True)
+                out = self.session.reset_step(rs.params, rs.state, grads, rr.contract is None)
             except NotImplementedError as exc:
                 sr.reason = "port cannot continue from a given state: compared free-running only"
                 if self.state_note is None:
@@ -418,7 +441,8 @@ class ScenarioDriver:
             if bad_any and first is None:
                 ev.history = recent[-_HISTORY:]
                 first = ev
-                self._keep(ev)
+                if rr.contract is None:  # the catalogue replays one group, constant lr, dense
+                    self._keep(ev)
                 after = _AFTER
             elif first is not None and after > 0:
                 first.history.append(ev)
@@ -493,7 +517,7 @@ class ScenarioDriver:
         try:
             self._free_steps(sc, rr, sr, judged, current, trajectory, failed)
         finally:
-            if judged and failed[0] and trajectory:  # the free run is off: evidence to explain
+            if judged and failed[0] and trajectory and rr.contract is None:  # evidence to explain
                 self.free_runs.append(free_run_of(rr, trajectory))
 
     def _free_steps(
@@ -518,7 +542,7 @@ class ScenarioDriver:
                     return
             else:
                 g = rr.grads[t - 1]
-            grads = tuple(np.array(a, copy=True) for a in g)
+            grads = _copies(g)
             try:
                 out = self.session.step_outputs(grads, False)
             except PortLost as exc:
@@ -565,6 +589,18 @@ class ScenarioDriver:
                     self._record(sc, sr, "free", t, q, meas, self.judge_state)
             if self._full():
                 return
+
+
+_CONTRACT_NOTE = (
+    "a contract scenario (param groups / lr schedule / absent gradients): parameters and m, v "
+    "compared, stage intermediates not (a port records them only for parameters with a "
+    "gradient), failures not ranked by the catalogue (it replays one group, constant lr)"
+)
+
+
+def _copies(grads: Sequence[np.ndarray | None]) -> tuple[Any, ...]:
+    """Copies of a step's gradients for the port (None stays None: no gradient)."""
+    return tuple(None if g is None else np.array(g, copy=True) for g in grads)
 
 
 def _plain(exc: BaseException) -> str:

@@ -16,6 +16,12 @@ Optional extras a port may provide (looked up with ``getattr``; none is required
     of another param group touched, ...); each entry is a one-line description.
 ``close() -> None``
     release resources once the harness is done with the port.
+``configure(contract: conformance.contract.Contract) -> None``
+    take a contract scenario's param groups (each with its own config), lr schedule and
+    parameters without gradient, after construction and before the first ``reset``; ``step()``
+    then receives ``None`` for an array without gradient at that step. Raise
+    ``NotImplementedError`` (with the reason) for what the port cannot express: the scenario is
+    skipped with that reason, as it is for a port without ``configure``.
 """
 
 from __future__ import annotations

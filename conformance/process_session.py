@@ -40,6 +40,7 @@ from setadam_ref import Config, State
 
 from . import worker as _worker_module
 from .channel import Channel, ChannelClosed, ChannelCorrupt, ChannelTimeout, RemoteError
+from .contract import Contract
 from .results import PortLocator, PortOutput
 from .session import (
     PortDied,
@@ -406,6 +407,10 @@ class ProcessSession:
         if not isinstance(info, PortInfo):
             raise PortInterfaceError(f"the worker built {type(info).__name__}, not a port")
         return info
+
+    def configure(self, contract: Contract | None) -> str | None:
+        why = self._call(("configure", contract))
+        return None if why is None else str(why)
 
     def reset(self, params: Sequence[np.ndarray], state: State | None) -> None:
         self._call(("reset", tuple(params), state))

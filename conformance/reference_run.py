@@ -20,6 +20,8 @@ import setadam_ref as R
 from setadam_ref import Config, State
 from setadam_ref import stage_names as N
 
+from .contract import Contract, contract_of
+from .contract_reference import contract_run
 from .formats import round_to
 from .layout import Flat
 from .scenarios import Arrays, Problem, Scenario
@@ -70,6 +72,8 @@ class ReferenceRun:
     free_bounds: list[Bounds] = field(default_factory=list)  # T entries
     resync: dict[int, ResyncStep] = field(default_factory=dict)
     error: str | None = None  # the reference itself could not run (non-finite): skip
+    contract: Contract | None = None  # groups / lr schedule / sparse (conformance.contract)
+    notes: list[str] = field(default_factory=list)  # what of the schedule was not compared
 
     @property
     def steps(self) -> int:
@@ -146,6 +150,9 @@ def build_reference_for(
     sdt = state_dtype or dtype
     flat = Flat.make([np.shape(p) for p in problem.params0], problem.layers)
     rr = ReferenceRun(name, config, dtype, sdt, problem, flat)
+    contract = contract_of(problem, config)
+    if contract is not None:
+        return _contract_reference(rr, contract)
     p = cast_arrays(problem.params0, dtype)
     st = R.init(p, config)
     rr.params.append(p)
@@ -176,6 +183,27 @@ def build_reference_for(
             rr.states.append(st)
     except (R.NonFiniteError, ValueError) as exc:
         rr.error = f"reference cannot run this scenario in {dtype}: {exc}"
+    return rr
+
+
+def _contract_reference(rr: ReferenceRun, contract: Contract) -> ReferenceRun:
+    """``rr`` filled from :func:`conformance.contract_reference.contract_run`."""
+    rr.contract = contract
+    sched = set(resync_schedule(rr.problem.steps))
+    try:
+        cr = contract_run(rr.problem, contract, rr.flat, rr.dtype, rr.state_dtype, sched)
+    except (R.NonFiniteError, ValueError) as exc:
+        rr.error = f"reference cannot run this scenario in {rr.dtype}: {exc}"
+        return rr
+    rr.params, rr.states, rr.free_bounds = cr.params, cr.states, cr.free_bounds
+    rr.grads = cr.grads  # type: ignore[assignment]  # None: no gradient at that step
+    for t, (cp, cst, g, rp, rst, rref, rb) in cr.resync.items():
+        rr.resync[t] = ResyncStep(t, cp, cst, g, rp, rst, rref, rb, None)  # type: ignore[arg-type]
+    if cr.not_resynced:
+        rr.notes.append(
+            f"re-synced steps {cr.not_resynced} not compared: the arrays with a gradient there "
+            "have different step counts, and a reset takes one (free-running compares them)"
+        )
     return rr
 
 

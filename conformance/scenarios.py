@@ -23,6 +23,8 @@ import numpy as np
 
 from setadam_ref import AdamConfig, Config, SETAdamConfig
 
+from .contract import GroupSpec
+
 Arrays = tuple[np.ndarray, ...]
 GradFn = Callable[[int, Arrays], Arrays]
 
@@ -39,6 +41,10 @@ class Problem:
     grads: tuple[Arrays, ...] | None = None  # open loop: gradients of steps 1..steps
     grad_fn: GradFn | None = None  # closed loop: grad_fn(t, params) -> grads of step t
     layers: tuple[tuple[int, ...], ...] | None = None
+    # the contract beyond one group (conformance.contract); None = as the other scenarios
+    groups: tuple[GroupSpec, ...] | None = None  # param groups and their hyperparameters
+    lr_factors: tuple[float, ...] | None = None  # step t uses lr * lr_factors[t - 1]
+    active: tuple[tuple[bool, ...], ...] | None = None  # array i has a gradient at step t
 
     @property
     def closed_loop(self) -> bool:
@@ -279,6 +285,84 @@ SCENARIOS: tuple[Scenario, ...] = (
 )  # fmt: skip
 
 
+# ----------------------------------------------------------------------------- contract families
+# Param groups, an lr schedule and sparse participation (conformance.contract; issue 12).
+
+_GROUP_SHAPES = [(8, 6), (6,), (20,), (5, 4), (7,)]
+
+
+def _with(build: Callable[[np.random.Generator, int], Problem], **contract: Any) -> Callable[
+    [np.random.Generator, int], Problem
+]:  # fmt: skip
+    """``build`` with contract fields computed from the horizon: name -> f(steps)."""
+
+    def wrapped(rng: np.random.Generator, steps: int) -> Problem:
+        return dataclasses.replace(build(rng, steps), **{k: f(steps) for k, f in contract.items()})
+
+    return wrapped
+
+
+def _groups(steps: int) -> tuple[GroupSpec, ...]:
+    """Three groups with their own lr, eps, tau and weight decay; the third never gets a gradient."""
+    return (
+        GroupSpec((0, 1), (("lr", 1e-2), ("weight_decay", 0.1))),
+        GroupSpec(
+            (2,),
+            (
+                ("lr", 3e-3),
+                ("eps", 1e-6),
+                ("tau", 0.9),
+                ("betas", (0.8, 0.99)),
+                ("weight_decay", 0.0),
+            ),
+        ),
+        GroupSpec((3, 4), (("lr", 5e-2), ("eps", 1e-4), ("tau", 0.2), ("weight_decay", 0.3))),
+    )
+
+
+def _group_active(steps: int) -> tuple[tuple[bool, ...], ...]:
+    return tuple((True, True, True, False, False) for _ in range(steps))
+
+
+def warmup_cosine(steps: int, warmup: int = 4, floor: float = 0.1) -> tuple[float, ...]:
+    """lr factors f_t: linear warm-up t / W for t <= W, then cosine from 1 down to ``floor``."""
+    out = []
+    for t in range(1, steps + 1):
+        if t <= warmup:
+            out.append(t / warmup)
+        else:
+            x = (t - warmup) / max(steps - warmup, 1)
+            out.append(floor + (1.0 - floor) * 0.5 * (1.0 + float(np.cos(np.pi * x))))
+    return tuple(out)
+
+
+def _sparse_active(steps: int) -> tuple[tuple[bool, ...], ...]:
+    """Array 1 without gradient on even steps, array 3 never; the others always."""
+    return tuple((True, t % 2 == 1, True, False, True) for t in range(1, steps + 1))
+
+
+_SPARSE_SHAPES = [(8, 6), (6,), (20,), (5,), (4, 3)]
+
+CONTRACT: tuple[Scenario, ...] = (
+    Scenario("groups", "three param groups (own lr, eps, tau, betas, weight decay); one never gets a gradient",
+             _with(_open(_GROUP_SHAPES, _gauss()), groups=_groups, active=_group_active),
+             steps=10, quick_steps=5, seed=201, hyper={"lr": 1e-2}, quick=True,
+             dtypes=("float64", "float32"), tags=("open", "contract", "groups")),
+    Scenario("groups_decoupled", "as groups, weight decay decoupled (AdamW)",
+             _with(_open(_GROUP_SHAPES, _gauss()), groups=_groups, active=_group_active),
+             steps=10, quick_steps=5, seed=202, hyper={"lr": 1e-2, "weight_decay": 0.05, "weight_decay_mode": "decoupled"},
+             dtypes=("float64", "float32"), tags=("open", "contract", "groups")),
+    Scenario("schedules", "lr changed before every step: linear warm-up (4 steps) then cosine to 0.1 lr",
+             _with(_open(_SMALL, _gauss()), lr_factors=warmup_cosine),
+             steps=14, quick_steps=6, seed=203, hyper={"lr": 2e-2},
+             dtypes=("float64", "float32"), tags=("open", "contract", "schedules")),
+    Scenario("sparse", "array 1 without gradient on even steps, array 3 never",
+             _with(_open(_SPARSE_SHAPES, _gauss()), active=_sparse_active),
+             steps=10, quick_steps=6, seed=204, hyper={"lr": 1e-2},
+             dtypes=("float64", "float32"), tags=("open", "contract", "sparse")),
+)  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- sharding
 
 
@@ -325,11 +409,11 @@ SHARDING: tuple[Scenario, ...] = (
               [(4, 3), (3,), (6, 2), (5,), (2, 2), (7,), (3, 3)], 107),
 )  # fmt: skip
 
-_BY_NAME = {s.name: s for s in SCENARIOS + SHARDING}
+_BY_NAME = {s.name: s for s in SCENARIOS + CONTRACT + SHARDING}
 
 
 def list_scenarios() -> tuple[Scenario, ...]:
-    return SCENARIOS
+    return SCENARIOS + CONTRACT
 
 
 def get(name: str) -> Scenario:
@@ -343,10 +427,10 @@ def select(names: Sequence[str] | None = None, quick: bool = False) -> list[Scen
     """Scenarios matching ``names`` (glob patterns, the sharding scenarios included); all but
     the sharding ones (or the quick subset) when None."""
     if not names:
-        return [s for s in SCENARIOS if s.quick or not quick]
+        return [s for s in SCENARIOS + CONTRACT if s.quick or not quick]
     out: list[Scenario] = []
     for pat in names:
-        hits = [s for s in SCENARIOS + SHARDING if fnmatch.fnmatchcase(s.name, pat)]
+        hits = [s for s in SCENARIOS + CONTRACT + SHARDING if fnmatch.fnmatchcase(s.name, pat)]
         if not hits:
             raise KeyError(f"no scenario matches {pat!r}; known: {', '.join(_BY_NAME)}")
         out.extend(h for h in hits if h not in out)
@@ -356,7 +440,7 @@ def select(names: Sequence[str] | None = None, quick: bool = False) -> list[Scen
 def table() -> str:
     """A plain-text table of every scenario (for ``setadam-conformance scenarios``)."""
     rows = [("name", "steps", "quick", "algorithms", "dtypes", "hyperparameters", "description")]
-    for s in SCENARIOS + SHARDING:
+    for s in SCENARIOS + CONTRACT + SHARDING:
         hyper = ", ".join(f"{k}={v}" for k, v in s.hyper.items()) or "-"
         dts = "all" if s.dtypes == ALL_DTYPES else ",".join(s.dtypes)
         rows.append(

@@ -30,6 +30,7 @@ import numpy as np
 
 from setadam_ref import Config, State
 
+from .contract import Contract, apply_contract
 from .interface import Port, PortState
 from .results import PortOutput
 
@@ -101,6 +102,11 @@ class PortSession(Protocol):
 
     def make(self, config: Config) -> PortInfo:
         """Build the port for ``config`` (replacing any earlier one)."""
+        ...
+
+    def configure(self, contract: Contract | None) -> str | None:
+        """Hand the port a scenario's contract (:mod:`conformance.contract`) after ``make``; the
+        reason it cannot take it (the scenario is skipped), or None."""
         ...
 
     def reset(self, params: Sequence[np.ndarray], state: State | None) -> None: ...
@@ -247,6 +253,10 @@ class ThreadSession:
         info = port_info(port, self._dtype)
         self._port = port
         return info
+
+    def configure(self, contract: Contract | None) -> str | None:
+        port = self._current()
+        return self._call(lambda: apply_contract(port, contract))
 
     def reset(self, params: Sequence[np.ndarray], state: State | None) -> None:
         port = self._current()

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .channel import ChannelClosed, Opaque, RemoteError, recv_frame, send_frame
+from .contract import apply_contract
 from .interface import PortState
 from .results import PortLocator, PortSpec
 from .session import (
@@ -170,6 +171,9 @@ class _Host:
         self.port = port
         return info
 
+    def configure(self, contract: Any) -> str | None:
+        return apply_contract(self._port(), contract)
+
     def reset(self, params: Any, state: Any) -> None:
         self._port().reset(params, state)
 
@@ -191,6 +195,7 @@ class _Host:
             "load": self.load,
             "supports": self.supports,
             "make": self.make,
+            "configure": self.configure,
             "reset": self.reset,
             "step": self.step,
             "outputs": self.outputs,

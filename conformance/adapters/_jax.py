@@ -88,6 +88,7 @@ class OptaxPort:
         jit: bool = True,
         state_map: dict[str, str] | None = None,
         betas: tuple[float, float] | None = None,
+        make_for: Callable[[Any, Any], Any] | None = None,
     ) -> None:
         jax = setup_jax()
         import optax
@@ -104,12 +105,51 @@ class OptaxPort:
         self._init_state: Any = None
         # betas (the configuration's): the state is re-synced only in the reference's convention
         self._discovery = LayoutCache(self._snapshots, dtype, state_map, betas, root="state")
+        # the contract (conformance.contract): a transformation for (config, learning_rate)
+        self._make_for = make_for
 
         def update(grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
             updates, new_state = self._tx.update(grads, state, params)
             return optax.apply_updates(params, updates), new_state
 
         self._update = jax.jit(update) if jit else update
+
+    def configure(self, contract: Any) -> None:
+        """Param groups as ``optax.multi_transform`` (one label per group, ``set_to_zero`` for
+        the frozen parameters), the lr schedule as ``learning_rate`` = a schedule of the count.
+
+        optax has no absent gradient: a zero gradient still decays m and v and advances the
+        count, and a leaf is masked (``optax.masked`` / ``MaskedNode``) for the whole run only,
+        so a parameter without gradient at some steps is not expressible."""
+        import jax.numpy as jnp
+        import optax
+
+        if self._make_for is None:
+            raise NotImplementedError("the adapter has no transformation for a config")
+        if contract.partial:
+            raise NotImplementedError(
+                "optax has no absent gradient (a zero gradient decays m, v and advances the "
+                "count; a leaf is masked for the whole run only)"
+            )
+        f = None if contract.lr_factors is None else jnp.asarray(contract.lr_factors)
+
+        def lr(cfg: Any) -> Any:
+            if f is None:
+                return cfg.lr
+            return lambda count: cfg.lr * f[jnp.minimum(count, f.shape[0] - 1)]
+
+        frozen = set(contract.frozen)
+        live = [(k, c) for k, (arrays, c) in enumerate(contract.groups) if set(arrays) - frozen]
+        if len(contract.groups) == 1 and not frozen:
+            self._tx = self._make_for(contract.groups[0][1], lr(contract.groups[0][1]))
+        else:
+            txs = {f"group{k}": self._make_for(c, lr(c)) for k, c in live}
+            txs["frozen"] = optax.set_to_zero()
+            labels = ["frozen"] * sum(len(a) for a, _ in contract.groups)
+            for k, (arrays, _c) in enumerate(contract.groups):
+                for i in arrays:
+                    labels[i] = "frozen" if i in frozen else f"group{k}"
+            self._tx = optax.multi_transform(txs, labels)
 
     def _dev(self) -> Any:
         if self.device == "cuda":
@@ -178,6 +218,11 @@ class OptaxPort:
         return np.asarray(np.asarray(a, dtype=np.float64).astype(self._np_dt))
 
     def step(self, grads: Sequence[np.ndarray]) -> None:
+        # a frozen parameter's gradient is None: set_to_zero ignores the zeros given instead
+        grads = [
+            np.zeros(np.shape(p)) if x is None else x
+            for x, p in zip(grads, self._params, strict=True)
+        ]
         g = [self._np(x) for x in grads] if self.device == "cpu" else [self._arr(x) for x in grads]
         with self._jax.default_device(self._dev()):  # host arrays: run where the port says
             self._params, self._state = self._update(g, self._state, self._params)

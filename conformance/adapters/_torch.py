@@ -84,6 +84,7 @@ class TorchOptimizerPort:
         record_stages: bool = False,
         state_map: dict[str, str] | None = None,
         betas: tuple[float, float] | None = None,
+        group_kwargs: Callable[[Any], dict[str, Any]] | None = None,
     ) -> None:
         import torch
 
@@ -104,6 +105,10 @@ class TorchOptimizerPort:
         # betas (the configuration's): the state is re-synced only in the reference's convention
         self._discovery = LayoutCache(self._snapshots, dtype, state_map, betas)
         self.state_dtype = dtype
+        # the contract (conformance.contract): param groups' options from a config, lr schedule
+        self._group_kwargs = group_kwargs
+        self._contract: Any = None
+        self._sched: Any = None
 
     # -- helpers
     def _tensor(self, a: np.ndarray, dtype: Any = None) -> Any:
@@ -111,8 +116,35 @@ class TorchOptimizerPort:
             np.asarray(a, dtype=np.float64), dtype=dtype or self._tdt, device=self.device
         )
 
+    def _groups(self, params: list[Any]) -> list[dict[str, Any]]:
+        """One param group, or the contract's groups with their options."""
+        c = self._contract
+        if c is None or len(c.groups) == 1 or self._group_kwargs is None:
+            return [{"params": params}]
+        return [
+            {"params": [params[i] for i in arrays], **self._group_kwargs(cfg)}
+            for arrays, cfg in c.groups
+        ]
+
+    def _schedule(self, step: int | None) -> None:
+        """The contract's lr: a real ``LambdaLR`` from step 0 (free-running), or ``group["lr"]``
+        set for step ``step + 1`` (re-synced)."""
+        f = None if self._contract is None else self._contract.lr_factors
+        self._sched = None
+        if f is None:
+            return
+        groups = self._opt.param_groups[: len(self._contract.groups)]  # not the sentinel's
+        if step is not None:
+            for g in groups:
+                g["lr"] = g["lr"] * f[step]
+            return
+        from torch.optim.lr_scheduler import LambdaLR
+
+        lam = [lambda k: f[min(k, len(f) - 1)]] * len(self._opt.param_groups)
+        self._sched = LambdaLR(self._opt, lam)
+
     def _build(self, params: list[Any]) -> Any:
-        groups: list[dict[str, Any]] = [{"params": params}]
+        groups: list[dict[str, Any]] = self._groups(params)
         if self._sentinel_on:
             self._sentinel = self._tensor(np.linspace(-1.0, 1.0, 3)).requires_grad_(True)
             self._sentinel_before = self._sentinel.detach().clone()
@@ -124,7 +156,7 @@ class TorchOptimizerPort:
                 raise
             self._sentinel_on = False  # optimizer refuses a second group: drop the sentinel
             self._sentinel = None
-            return self._make(groups[:1])
+            return self._make(groups[:-1])
 
     def _snapshots(
         self, dt: str, shapes: list[tuple[int, ...]], g1: list[np.ndarray], g2: list[np.ndarray]
@@ -158,6 +190,12 @@ class TorchOptimizerPort:
         return [self._sentinel] if self._sentinel is not None else []
 
     # -- Port interface
+    def configure(self, contract: Any) -> None:
+        """Take a contract scenario's groups, lr schedule and absent gradients."""
+        if len(contract.groups) > 1 and self._group_kwargs is None:
+            raise NotImplementedError("the adapter has no param-group options for a config")
+        self._contract = contract
+
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         torch = self._torch
         self._params = [self._tensor(p).requires_grad_(True) for p in params]
@@ -166,6 +204,7 @@ class TorchOptimizerPort:
             raise NotImplementedError(f"cannot continue from a given state: {layout.why_not()}")
         self._opt, self._params = TD.build(self._build, self._params)  # differentiable=True
         if state is None:
+            self._schedule(None)
             return
         for p in self._params:  # the optimizer creates its state on its first step
             p.grad = torch.zeros_like(p)
@@ -187,6 +226,7 @@ class TorchOptimizerPort:
             for p, a in zip(self._params, params, strict=True):
                 p.copy_(self._tensor(a).reshape(p.shape))
                 p.grad = None
+        self._schedule(int(state.step))
         first = found.get(layout.m[0].path)
         if first is not None and hasattr(first.get(), "dtype"):
             self.state_dtype = dtype_name(first.get().dtype)
@@ -197,11 +237,15 @@ class TorchOptimizerPort:
             self._opt.record_stages = True
         copies = []
         for p, g in zip(self._params, grads, strict=True):
-            p.grad = self._tensor(g).reshape(p.shape)
-            copies.append(p.grad.detach().clone())
+            p.grad = None if g is None else self._tensor(g).reshape(p.shape)  # None: no gradient
+            copies.append(None if g is None else p.grad.detach().clone())
         self._opt.step()
+        if self._sched is not None:
+            self._sched.step()
         self._effects = []
         for i, (p, c) in enumerate(zip(self._params, copies, strict=True)):
+            if c is None:
+                continue
             if p.grad is None or not _same(torch, p.grad, c):
                 self._effects.append(
                     f"the gradient of parameter {i} was modified in place by step()"

@@ -39,21 +39,25 @@ def factory(kind: str, dtype: str, device: str) -> Callable[[Config], Any]:
     def make_port(cfg: Config) -> OptaxPort:
         import optax
 
-        assert isinstance(cfg, AdamConfig)
-        b1, b2 = cfg.betas
-        kw: dict[str, Any] = dict(
-            learning_rate=cfg.lr, b1=b1, b2=b2, eps=cfg.eps, eps_root=cfg.eps_root
-        )
-        if kind == "adam":
-            return OptaxPort(
-                "optax.adam", lambda: optax.adam(**kw), dtype, device, betas=cfg.betas
+        def make_for(c: Any, learning_rate: Any) -> Any:
+            """The transformation for config ``c`` (a float lr or a schedule of the count)."""
+            assert isinstance(c, AdamConfig)
+            b1, b2 = c.betas
+            kw: dict[str, Any] = dict(
+                learning_rate=learning_rate, b1=b1, b2=b2, eps=c.eps, eps_root=c.eps_root
             )
+            if kind == "adam":
+                return optax.adam(**kw)
+            return optax.adamw(weight_decay=c.weight_decay, **kw)
+
+        assert isinstance(cfg, AdamConfig)
         return OptaxPort(
-            "optax.adamw",
-            lambda: optax.adamw(weight_decay=cfg.weight_decay, **kw),
+            f"optax.{kind}",
+            lambda: make_for(cfg, cfg.lr),
             dtype,
             device,
             betas=cfg.betas,
+            make_for=make_for,
         )
 
     return make_port

@@ -22,23 +22,29 @@ def factory(dtype: str, device: str) -> Callable[[Config], Any]:
     def make_port(cfg: Config) -> OptaxPort:
         from ..ports.jax_setadam import setadam
 
-        assert isinstance(cfg, SETAdamConfig)
-        b1, b2 = cfg.betas
-        return OptaxPort(
-            "ours.jax.setadam",
-            lambda: setadam(
-                cfg.lr,
+        def make_for(c: Any, learning_rate: Any) -> Any:
+            """The transformation for config ``c`` (a float lr or a schedule of the count)."""
+            assert isinstance(c, SETAdamConfig)
+            b1, b2 = c.betas
+            return setadam(
+                learning_rate,
                 b1=b1,
                 b2=b2,
-                eps=cfg.eps,
-                tau=cfg.tau,
-                weight_decay=cfg.weight_decay,
-                weight_decay_mode=cfg.weight_decay_mode,
-                maximize=cfg.maximize,
-            ),
+                eps=c.eps,
+                tau=c.tau,
+                weight_decay=c.weight_decay,
+                weight_decay_mode=c.weight_decay_mode,
+                maximize=c.maximize,
+            )
+
+        assert isinstance(cfg, SETAdamConfig)
+        return OptaxPort(
+            "ours.jax.setadam",
+            lambda: make_for(cfg, cfg.lr),
             dtype,
             device,
             betas=cfg.betas,
+            make_for=make_for,
         )
 
     return make_port

@@ -33,20 +33,25 @@ def supports(cfg: Config) -> str | None:
     return None
 
 
+def group_kwargs(cfg: Config) -> dict[str, Any]:
+    """The options of a param group (or the constructor) for ``cfg``."""
+    assert isinstance(cfg, SETAdamConfig)
+    return dict(
+        lr=cfg.lr,
+        betas=cfg.betas,
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        tau=cfg.tau,
+        decoupled_weight_decay=cfg.weight_decay_mode == "decoupled",
+        maximize=cfg.maximize,
+    )
+
+
 def factory(path: str, dtype: str, device: str) -> Callable[[Config], Any]:
     def make_port(cfg: Config) -> TorchOptimizerPort:
         from ..ports.torch_setadam import SETAdam, records_stages
 
-        assert isinstance(cfg, SETAdamConfig)
-        kw: dict[str, Any] = dict(
-            lr=cfg.lr,
-            betas=cfg.betas,
-            eps=cfg.eps,
-            weight_decay=cfg.weight_decay,
-            tau=cfg.tau,
-            decoupled_weight_decay=cfg.weight_decay_mode == "decoupled",
-            maximize=cfg.maximize,
-        )
+        kw = group_kwargs(cfg)
         if path == "single":
             kw.update(foreach=False, fused=False)
         elif path == "foreach":
@@ -62,6 +67,7 @@ def factory(path: str, dtype: str, device: str) -> Callable[[Config], Any]:
             device,
             record_stages=records_stages(path),
             betas=cfg.betas,
+            group_kwargs=group_kwargs,
         )
 
     return make_port

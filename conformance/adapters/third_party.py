@@ -344,6 +344,7 @@ def torch_factory(
         return TorchOptimizerPort(
             label, lambda groups: _construct(label, form, cls, groups, **kw), dtype, device,
             record_stages=True, state_map=_roles(state_map), betas=cfg.betas,
+            group_kwargs=lambda c: _torch_kwargs(c, hyper),  # a contract's param groups
         )  # fmt: skip
 
     return make_port, _supports(base, accepted, weight_decay_mode), base
@@ -440,6 +441,8 @@ def jax_factory(
         return OptaxPort(
             label, lambda: _construct(label, form, fn, **kw), dtype, device,
             state_map=_roles(state_map), betas=cfg.betas,
+            make_for=lambda c, lr: _construct(label, form, fn, **{**_jax_kwargs(c, hyper),
+                                                                  "learning_rate": lr}),
         )  # fmt: skip
 
     return make_port, _supports(base, accepted, weight_decay_mode), base

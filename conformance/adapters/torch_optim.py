@@ -45,27 +45,33 @@ def supports(kind: str) -> Callable[[Config], str | None]:
     return check
 
 
+def group_kwargs(cfg: Config) -> dict[str, Any]:
+    """The options of a param group (or the constructor) for ``cfg``."""
+    assert isinstance(cfg, AdamConfig)
+    return dict(
+        lr=cfg.lr,
+        betas=cfg.betas,
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        amsgrad=cfg.amsgrad,
+        maximize=cfg.maximize,
+    )
+
+
 def factory(kind: str, path: str, dtype: str, device: str) -> Callable[[Config], Any]:
     def make_port(cfg: Config) -> TorchOptimizerPort:
         import torch
 
         assert isinstance(cfg, AdamConfig)
         cls = torch.optim.Adam if kind == "Adam" else torch.optim.AdamW
-        kw = dict(
-            lr=cfg.lr,
-            betas=cfg.betas,
-            eps=cfg.eps,
-            weight_decay=cfg.weight_decay,
-            amsgrad=cfg.amsgrad,
-            maximize=cfg.maximize,
-            **path_kwargs(path),
-        )
+        kw = dict(**group_kwargs(cfg), **path_kwargs(path))
         return TorchOptimizerPort(
             f"torch.optim.{kind}[{path}]",
             lambda groups: cls(groups, **kw),
             dtype,
             device,
             betas=cfg.betas,
+            group_kwargs=group_kwargs,
         )
 
     return make_port

@@ -16,7 +16,7 @@ def torch_factory(cls: Any, dtype: str, *, record_stages: bool = False) -> Any:
 
     accepted = inspect.signature(cls).parameters
 
-    def make(cfg: Config) -> Any:
+    def options(cfg: Config) -> dict[str, Any]:
         kw: dict[str, Any] = {
             "lr": cfg.lr,
             "betas": cfg.betas,
@@ -29,7 +29,10 @@ def torch_factory(cls: Any, dtype: str, *, record_stages: bool = False) -> Any:
             kw["tau"] = cfg.tau
         else:
             kw.update(amsgrad=cfg.amsgrad, eps_root=cfg.eps_root)
-        kw = {k: v for k, v in kw.items() if k in accepted}  # e.g. a port without a tau argument
+        return {k: v for k, v in kw.items() if k in accepted}  # e.g. a port without a tau
+
+    def make(cfg: Config) -> Any:
+        kw = options(cfg)
         name = getattr(cls, "__name__", "port")
         return TorchOptimizerPort(
             name,
@@ -38,6 +41,7 @@ def torch_factory(cls: Any, dtype: str, *, record_stages: bool = False) -> Any:
             "cpu",
             record_stages=record_stages,
             betas=cfg.betas,
+            group_kwargs=options,  # a param group's options: the constructor's, per group
         )
 
     return make
