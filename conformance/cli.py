@@ -154,6 +154,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     outdir = _report_dir(args.report)
     jobs = args.jobs if args.jobs is not None else min(2, os.cpu_count() or 1)
+    # the sharded ports: a mesh's host devices before any worker imports jax; rank pools started
+    from .adapters import ours_sharded
+    from .api import host_devices
+
+    host_devices(ours_sharded.mesh_devices(specs))
+    ours_sharded.prepare(specs)
     options = {
         "command": "run",
         "quick": args.quick,

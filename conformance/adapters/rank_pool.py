@@ -27,6 +27,7 @@ import atexit
 import multiprocessing as mp
 import os
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -42,7 +43,14 @@ from ..distributed.assemble import merge
 from ..interface import PortState
 from ..session import PortDied, PortHung, StepOutputs, read_outputs
 
-PRELOAD = ["torch", "torch.distributed.tensor", "conformance.adapters.sharded_torch"]
+#: imported once in the forkserver, so every rank of every pool forks with them: torch._dynamo is
+#: what a rank's first ``distribute_tensor`` imports (measured 5-10 s per rank on 2 loaded cores,
+#: paid by each of the N ranks at its first reset without this); our sharded port is the
+#: target of ``run``'s sharded checks
+PRELOAD = [
+    "torch", "torch.distributed.tensor", "torch._dynamo", "conformance.adapters.sharded_torch",
+    "conformance.ports.torch_setadam",
+]  # fmt: skip
 #: gloo's own timeout inside the ranks: a collective some rank never joins fails after this
 GLOO_TIMEOUT_S = 30.0
 #: how long the other ranks may still take to answer once one rank raised
@@ -89,9 +97,11 @@ def _make_port(target: str, options: dict[str, Any], cfg: Config, dtype: str) ->
     cls = load(target)
     extra = dict(options.get("kwargs", {}))
     kw = extra if options.get("exact") else {**setadam_kwargs(cfg), **extra}
+    state_map = options.get("state_map")
     return ShardedOptimizerPort(
-        target, lambda groups: cls(groups, **kw), dtype, groups=int(options.get("groups", 2))
-    )
+        target, lambda groups: cls(groups, **kw), dtype, groups=int(options.get("groups", 2)),
+        state_map=dict(state_map) if state_map else None, betas=cfg.betas,
+    )  # fmt: skip
 
 
 def _serve(rank: int, world: int, port: int, conn: Connection) -> None:
@@ -119,6 +129,9 @@ def _serve(rank: int, world: int, port: int, conn: Connection) -> None:
                     value = load(args[0])(*args[1:])
                 elif op == "outputs":
                     value = read_outputs(hosted, *args)
+                elif op == "step_outputs":  # one round trip per step: step, then read
+                    hosted.step(args[0])
+                    value = read_outputs(hosted, args[1])
                 elif op == "collectives":
                     value = hosted.collectives()
                 else:
@@ -271,18 +284,38 @@ class RankPool:
 
 
 _SHARED: dict[int, RankPool] = {}
+#: one pool start at a time (``prestart``'s thread and a check may ask for the same pool)
+_SHARED_LOCK = threading.Lock()
 
 
 def shared(nprocs: int, timeout_s: float | None = None) -> RankPool:
     """This process's pool of ``nprocs`` ranks, started on first use (again where an earlier
     failure killed it) and closed at exit: starting ranks is the expensive part. ``timeout_s``:
     the per-call deadline (default 45 s)."""
-    p = _SHARED.get(nprocs)
-    if p is None or not p.alive:
-        p = _SHARED[nprocs] = RankPool(nprocs)
+    with _SHARED_LOCK:
+        p = _SHARED.get(nprocs)
+        if p is None or not p.alive:
+            p = _SHARED[nprocs] = RankPool(nprocs)
     if timeout_s is not None:
         p.timeout_s = timeout_s
     return p
+
+
+def prestart(sizes: Sequence[int]) -> threading.Thread:
+    """Start the pools of ``sizes`` ranks in a daemon thread (in order, sharing one forkserver),
+    so the torch import and the gloo rendezvous overlap the checks that run first; a pool that
+    fails to start is started (and its failure reported) again by the check that needs it."""
+
+    def start() -> None:
+        for n in sizes:
+            try:
+                shared(n)
+            except Exception:  # reported by the check that asks for this pool
+                continue
+
+    t = threading.Thread(target=start, name="rank-pool-prestart", daemon=True)
+    t.start()
+    return t
 
 
 @atexit.register
@@ -319,8 +352,9 @@ class PooledPort:
         self._pool.call("reset", tuple(params), state)
 
     def step(self, grads: Sequence[np.ndarray]) -> None:
+        # the harness reads every step's outputs: fetched with the step, in one call
         self._out = None
-        self._pool.call("step", tuple(grads))
+        self._out = merge(self._pool.call("step_outputs", tuple(grads), True), self._shapes)
 
     def outputs(self) -> StepOutputs:
         if self._out is None:

@@ -252,6 +252,7 @@ def sharded_torch_factory(
     weight_decay_mode: str = "l2",
     dtype: str = "float64",
     timeout_s: float = 60.0,
+    state_map: Mapping[str, str] | None = None,
 ) -> tuple[Callable[[Config], Any], Callable[[Config], str | None], Config]:
     """(factory, supports, base config) for a torch optimizer class ``MODULE:ATTR`` checked on
     ``nprocs`` gloo ranks (``check --nprocs``): its parameters are DTensors ``Shard(0)`` over a
@@ -272,7 +273,7 @@ def sharded_torch_factory(
     name = f"{target}@{nprocs}ranks"
 
     def make_port(cfg: Config) -> Any:
-        opts = {"kwargs": _torch_kwargs(cfg, hyper), "exact": True}
+        opts = {"kwargs": _torch_kwargs(cfg, hyper), "exact": True, "state_map": _roles(state_map)}
         return rank_pool.PooledPort(pool, target, cfg, dtype, name=name, options=opts)
 
     return make_port, _supports(base, accepted, weight_decay_mode), base
@@ -361,7 +362,7 @@ def spec(
             raise ValueError("--nprocs checks a torch target MODULE:ATTR on the CPU (gloo)")
         sfac, ssup, sbase = sharded_torch_factory(
             target, nprocs, algorithm, hyper=hyper, weight_decay_mode=wdm, dtype=dt,
-            timeout_s=timeout_s,
+            timeout_s=timeout_s, state_map=state_map,
         )  # fmt: skip
         return PortSpec(f"{target}@{nprocs}ranks", algorithm, dt, device, sfac, ssup, sbase,
                         judge_state=False, timeout_s=timeout_s)  # fmt: skip
