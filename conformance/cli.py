@@ -365,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="device the target runs on (default: cpu; e.g. --device cuda)",
     )
     tg.add_argument("--nprocs", type=_ranks, default=None, metavar="N",
-                    help="torch: check the target sharded on N gloo ranks (parameters, gradients "
+                    help="torch: check the target sharded on N gloo ranks (NCCL with --device cuda, "
+                    "one GPU per rank; untested on hardware) (parameters, gradients "
                     "and state DTensors Shard(0) over a 1-D mesh; full tensors compared every "
                     "step) (default: unsharded; e.g. --nprocs 4)")  # fmt: skip
     tg.add_argument("--devices", type=_ranks, default=None, metavar="N",

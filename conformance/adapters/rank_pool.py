@@ -88,7 +88,9 @@ def setadam_kwargs(cfg: Config) -> dict[str, Any]:
     )
 
 
-def _make_port(target: str, options: dict[str, Any], cfg: Config, dtype: str) -> Any:
+def _make_port(
+    target: str, options: dict[str, Any], cfg: Config, dtype: str, device: str = "cpu"
+) -> Any:
     """The rank's port: ``options["kwargs"]`` are the constructor's keyword arguments as they
     are (``exact``: the third-party calling convention, built by the caller) or on top of our
     calling convention for ``cfg``."""
@@ -99,20 +101,25 @@ def _make_port(target: str, options: dict[str, Any], cfg: Config, dtype: str) ->
     kw = extra if options.get("exact") else {**setadam_kwargs(cfg), **extra}
     state_map = options.get("state_map")
     return ShardedOptimizerPort(
-        target, lambda groups: cls(groups, **kw), dtype, groups=int(options.get("groups", 2)),
-        state_map=dict(state_map) if state_map else None, betas=cfg.betas,
+        target, lambda groups: cls(groups, **kw), dtype, device,
+        groups=int(options.get("groups", 2)), state_map=dict(state_map) if state_map else None,
+        betas=cfg.betas,
     )  # fmt: skip
 
 
-def _serve(rank: int, world: int, port: int, conn: Connection) -> None:
-    """A rank's main loop."""
+def _serve(rank: int, world: int, port: int, conn: Connection, device: str = "cpu") -> None:
+    """A rank's main loop: gloo on the CPU; NCCL with one CUDA device per rank (``device``
+    "cuda": wired on the same code path, never run on hardware by this project)."""
     import torch
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    backend = "nccl" if device == "cuda" else "gloo"
+    if device == "cuda":
+        torch.cuda.set_device(rank % torch.cuda.device_count())
     dist.init_process_group(
-        "gloo", rank=rank, world_size=world, timeout=timedelta(seconds=GLOO_TIMEOUT_S)
+        backend, rank=rank, world_size=world, timeout=timedelta(seconds=GLOO_TIMEOUT_S)
     )
     hosted: Any = None
     try:
@@ -129,7 +136,7 @@ def _serve(rank: int, world: int, port: int, conn: Connection) -> None:
                     value = load(args[0])(*args[1:])
                 elif op == "outputs":
                     value = read_outputs(hosted, *args)
-                elif op == "step_outputs":  # one round trip per step: step, then read
+                elif op == "step" and len(args) == 2:  # one round trip: step, then read
                     hosted.step(args[0])
                     value = read_outputs(hosted, args[1])
                 elif op == "collectives":
@@ -169,10 +176,17 @@ PoolTimeout = RanksHung
 class RankPool:
     """N gloo ranks answering calls in order (see the module docstring)."""
 
-    def __init__(self, nprocs: int, timeout_s: float = 45.0, start_timeout_s: float = 300.0):
+    def __init__(
+        self,
+        nprocs: int,
+        timeout_s: float = 45.0,
+        start_timeout_s: float = 300.0,
+        device: str = "cpu",
+    ) -> None:
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
         self.nprocs = nprocs
+        self.device = device
         self.timeout_s = timeout_s
         self.dead: str | None = None
         self._limit = start_timeout_s
@@ -181,7 +195,7 @@ class RankPool:
         self._procs: list[Any] = []
         for r in range(nprocs):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_serve, args=(r, nprocs, port, child), daemon=True)
+            p = ctx.Process(target=_serve, args=(r, nprocs, port, child, device), daemon=True)
             p.start()
             child.close()
             self._conns.append(parent)
@@ -283,19 +297,21 @@ class RankPool:
         self.kill("closed")
 
 
-_SHARED: dict[int, RankPool] = {}
+#: by rank count (CPU, gloo) or (rank count, device)
+_SHARED: dict[Any, RankPool] = {}
 #: one pool start at a time (``prestart``'s thread and a check may ask for the same pool)
 _SHARED_LOCK = threading.Lock()
 
 
-def shared(nprocs: int, timeout_s: float | None = None) -> RankPool:
-    """This process's pool of ``nprocs`` ranks, started on first use (again where an earlier
-    failure killed it) and closed at exit: starting ranks is the expensive part. ``timeout_s``:
-    the per-call deadline (default 45 s)."""
+def shared(nprocs: int, timeout_s: float | None = None, device: str = "cpu") -> RankPool:
+    """This process's pool of ``nprocs`` ranks on ``device``, started on first use (again where
+    an earlier failure killed it) and closed at exit: starting ranks is the expensive part.
+    ``timeout_s``: the per-call deadline (default 45 s)."""
+    key: Any = nprocs if device == "cpu" else (nprocs, device)
     with _SHARED_LOCK:
-        p = _SHARED.get(nprocs)
+        p = _SHARED.get(key)
         if p is None or not p.alive:
-            p = _SHARED[nprocs] = RankPool(nprocs)
+            p = _SHARED[key] = RankPool(nprocs, device=device)
     if timeout_s is not None:
         p.timeout_s = timeout_s
     return p
@@ -340,11 +356,11 @@ class PooledPort:
         self.name = name or f"{target}@{pool.nprocs}ranks"
         self.dtype = dtype
         self.state_dtype = dtype
-        self.device = "cpu"
+        self.device = pool.device
         self._pool = pool
         self._shapes: list[tuple[int, ...]] = []
         self._out: StepOutputs | None = None
-        pool.call("make", target, dict(options or {}), cfg, dtype)
+        pool.call("make", target, dict(options or {}), cfg, dtype, pool.device)
 
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         self._out = None
@@ -354,7 +370,7 @@ class PooledPort:
     def step(self, grads: Sequence[np.ndarray]) -> None:
         # the harness reads every step's outputs: fetched with the step, in one call
         self._out = None
-        self._out = merge(self._pool.call("step_outputs", tuple(grads), True), self._shapes)
+        self._out = merge(self._pool.call("step", tuple(grads), True), self._shapes)
 
     def outputs(self) -> StepOutputs:
         if self._out is None:

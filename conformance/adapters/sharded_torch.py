@@ -190,7 +190,7 @@ class ShardedOptimizerPort:
 
         x = found[view.path].get()
         if isinstance(x, DTensor) and view.sub is None:
-            full = self._torch.tensor(np.reshape(flat, x.shape), dtype=x.dtype)
+            full = self._torch.tensor(np.reshape(flat, x.shape), dtype=x.dtype, device=x.device)
             mine = distribute_tensor(full, x.device_mesh, x.placements, src_data_rank=None)
             x.to_local().copy_(mine.to_local())
             return
