@@ -154,6 +154,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     outdir = _report_dir(args.report)
     jobs = args.jobs if args.jobs is not None else min(2, os.cpu_count() or 1)
+    # the sharded ports: a mesh's host devices before any worker imports jax; rank pools started
+    from .adapters import ours_sharded
+    from .api import host_devices
+
+    host_devices(ours_sharded.mesh_devices(specs))
+    ours_sharded.prepare(specs)
     options = {
         "command": "run",
         "quick": args.quick,
@@ -381,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="device the target runs on (default: cpu; e.g. --device cuda)",
     )
     tg.add_argument("--nprocs", type=_ranks, default=None, metavar="N",
-                    help="torch: check the target sharded on N gloo ranks (parameters, gradients "
+                    help="torch: check the target sharded on N gloo ranks (NCCL with --device cuda, "
+                    "one GPU per rank; untested on hardware) (parameters, gradients "
                     "and state DTensors Shard(0) over a 1-D mesh; full tensors compared every "
                     "step) (default: unsharded; e.g. --nprocs 4)")  # fmt: skip
     tg.add_argument("--devices", type=_ranks, default=None, metavar="N",

@@ -193,11 +193,14 @@ def slots(opt: Any, params: Sequence[Any], exclude: Sequence[Any] = ()) -> dict[
     return w.out
 
 
-def leaves(found: dict[Path, Slot]) -> dict[Path, Leaf]:
-    """The values of the slots as ``state_discovery`` leaves."""
+def leaves(
+    found: dict[Path, Slot], convert: Callable[[Any], Any] | None = None
+) -> dict[Path, Leaf]:
+    """The values of the slots as ``state_discovery`` leaves (``convert``: applied to each value
+    first, e.g. a DTensor to its full tensor or its shard)."""
     out = {}
     for path, slot in found.items():
-        x = slot.get()
+        x = slot.get() if convert is None else convert(slot.get())
         value = _to_numpy(x)
         out[path] = Leaf(path, value, _dtype(x), value.size == 1 and value.ndim <= 1)
     return out

@@ -27,6 +27,7 @@ import atexit
 import multiprocessing as mp
 import os
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -42,7 +43,14 @@ from ..distributed.assemble import merge
 from ..interface import PortState
 from ..session import PortDied, PortHung, StepOutputs, read_outputs
 
-PRELOAD = ["torch", "torch.distributed.tensor", "conformance.adapters.sharded_torch"]
+#: imported once in the forkserver, so every rank of every pool forks with them: torch._dynamo is
+#: what a rank's first ``distribute_tensor`` imports (measured 5-10 s per rank on 2 loaded cores,
+#: paid by each of the N ranks at its first reset without this); our sharded port is the
+#: target of ``run``'s sharded checks
+PRELOAD = [
+    "torch", "torch.distributed.tensor", "torch._dynamo", "conformance.adapters.sharded_torch",
+    "conformance.ports.torch_setadam",
+]  # fmt: skip
 #: gloo's own timeout inside the ranks: a collective some rank never joins fails after this
 GLOO_TIMEOUT_S = 30.0
 #: how long the other ranks may still take to answer once one rank raised
@@ -80,7 +88,9 @@ def setadam_kwargs(cfg: Config) -> dict[str, Any]:
     )
 
 
-def _make_port(target: str, options: dict[str, Any], cfg: Config, dtype: str) -> Any:
+def _make_port(
+    target: str, options: dict[str, Any], cfg: Config, dtype: str, device: str = "cpu"
+) -> Any:
     """The rank's port: ``options["kwargs"]`` are the constructor's keyword arguments as they
     are (``exact``: the third-party calling convention, built by the caller) or on top of our
     calling convention for ``cfg``."""
@@ -89,20 +99,27 @@ def _make_port(target: str, options: dict[str, Any], cfg: Config, dtype: str) ->
     cls = load(target)
     extra = dict(options.get("kwargs", {}))
     kw = extra if options.get("exact") else {**setadam_kwargs(cfg), **extra}
+    state_map = options.get("state_map")
     return ShardedOptimizerPort(
-        target, lambda groups: cls(groups, **kw), dtype, groups=int(options.get("groups", 2))
-    )
+        target, lambda groups: cls(groups, **kw), dtype, device,
+        groups=int(options.get("groups", 2)), state_map=dict(state_map) if state_map else None,
+        betas=cfg.betas,
+    )  # fmt: skip
 
 
-def _serve(rank: int, world: int, port: int, conn: Connection) -> None:
-    """A rank's main loop."""
+def _serve(rank: int, world: int, port: int, conn: Connection, device: str = "cpu") -> None:
+    """A rank's main loop: gloo on the CPU; NCCL with one CUDA device per rank (``device``
+    "cuda": wired on the same code path, never run on hardware by this project)."""
     import torch
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    backend = "nccl" if device == "cuda" else "gloo"
+    if device == "cuda":
+        torch.cuda.set_device(rank % torch.cuda.device_count())
     dist.init_process_group(
-        "gloo", rank=rank, world_size=world, timeout=timedelta(seconds=GLOO_TIMEOUT_S)
+        backend, rank=rank, world_size=world, timeout=timedelta(seconds=GLOO_TIMEOUT_S)
     )
     hosted: Any = None
     try:
@@ -119,6 +136,9 @@ def _serve(rank: int, world: int, port: int, conn: Connection) -> None:
                     value = load(args[0])(*args[1:])
                 elif op == "outputs":
                     value = read_outputs(hosted, *args)
+                elif op == "step" and len(args) == 2:  # one round trip: step, then read
+                    hosted.step(args[0])
+                    value = read_outputs(hosted, args[1])
                 elif op == "collectives":
                     value = hosted.collectives()
                 else:
@@ -156,10 +176,17 @@ PoolTimeout = RanksHung
 class RankPool:
     """N gloo ranks answering calls in order (see the module docstring)."""
 
-    def __init__(self, nprocs: int, timeout_s: float = 45.0, start_timeout_s: float = 300.0):
+    def __init__(
+        self,
+        nprocs: int,
+        timeout_s: float = 45.0,
+        start_timeout_s: float = 300.0,
+        device: str = "cpu",
+    ) -> None:
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
         self.nprocs = nprocs
+        self.device = device
         self.timeout_s = timeout_s
         self.dead: str | None = None
         self._limit = start_timeout_s
@@ -168,7 +195,7 @@ class RankPool:
         self._procs: list[Any] = []
         for r in range(nprocs):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_serve, args=(r, nprocs, port, child), daemon=True)
+            p = ctx.Process(target=_serve, args=(r, nprocs, port, child, device), daemon=True)
             p.start()
             child.close()
             self._conns.append(parent)
@@ -270,19 +297,41 @@ class RankPool:
         self.kill("closed")
 
 
-_SHARED: dict[int, RankPool] = {}
+#: by rank count (CPU, gloo) or (rank count, device)
+_SHARED: dict[Any, RankPool] = {}
+#: one pool start at a time (``prestart``'s thread and a check may ask for the same pool)
+_SHARED_LOCK = threading.Lock()
 
 
-def shared(nprocs: int, timeout_s: float | None = None) -> RankPool:
-    """This process's pool of ``nprocs`` ranks, started on first use (again where an earlier
-    failure killed it) and closed at exit: starting ranks is the expensive part. ``timeout_s``:
-    the per-call deadline (default 45 s)."""
-    p = _SHARED.get(nprocs)
-    if p is None or not p.alive:
-        p = _SHARED[nprocs] = RankPool(nprocs)
+def shared(nprocs: int, timeout_s: float | None = None, device: str = "cpu") -> RankPool:
+    """This process's pool of ``nprocs`` ranks on ``device``, started on first use (again where
+    an earlier failure killed it) and closed at exit: starting ranks is the expensive part.
+    ``timeout_s``: the per-call deadline (default 45 s)."""
+    key: Any = nprocs if device == "cpu" else (nprocs, device)
+    with _SHARED_LOCK:
+        p = _SHARED.get(key)
+        if p is None or not p.alive:
+            p = _SHARED[key] = RankPool(nprocs, device=device)
     if timeout_s is not None:
         p.timeout_s = timeout_s
     return p
+
+
+def prestart(sizes: Sequence[int]) -> threading.Thread:
+    """Start the pools of ``sizes`` ranks in a daemon thread (in order, sharing one forkserver),
+    so the torch import and the gloo rendezvous overlap the checks that run first; a pool that
+    fails to start is started (and its failure reported) again by the check that needs it."""
+
+    def start() -> None:
+        for n in sizes:
+            try:
+                shared(n)
+            except Exception:  # reported by the check that asks for this pool
+                continue
+
+    t = threading.Thread(target=start, name="rank-pool-prestart", daemon=True)
+    t.start()
+    return t
 
 
 @atexit.register
@@ -307,11 +356,11 @@ class PooledPort:
         self.name = name or f"{target}@{pool.nprocs}ranks"
         self.dtype = dtype
         self.state_dtype = dtype
-        self.device = "cpu"
+        self.device = pool.device
         self._pool = pool
         self._shapes: list[tuple[int, ...]] = []
         self._out: StepOutputs | None = None
-        pool.call("make", target, dict(options or {}), cfg, dtype)
+        pool.call("make", target, dict(options or {}), cfg, dtype, pool.device)
 
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         self._out = None
@@ -319,8 +368,9 @@ class PooledPort:
         self._pool.call("reset", tuple(params), state)
 
     def step(self, grads: Sequence[np.ndarray]) -> None:
+        # the harness reads every step's outputs: fetched with the step, in one call
         self._out = None
-        self._pool.call("step", tuple(grads))
+        self._out = merge(self._pool.call("step", tuple(grads), True), self._shapes)
 
     def outputs(self) -> StepOutputs:
         if self._out is None:

@@ -30,6 +30,7 @@ QUICK_PORTS = (
     "ours.torch.SETAdam[[]foreach[]]*",
     "ours.torch.SETAdam[[]fused[]]*",
     "ours.jax.setadam*",
+    "ours.torch.SETAdam[[]sharded-foreach[]]@2ranks",
 )
 QUICK_DTYPES = ("float64", "float32")
 #: JAX ports in --quick: float32 and four scenarios (each scenario is one XLA compilation)
@@ -98,7 +99,7 @@ def available_ports(
     quick: bool = False,
 ) -> tuple[list[PortSpec], list[str]]:
     """(port specs, notes about what is unavailable here)."""
-    from . import selfcheck
+    from . import ours_sharded, selfcheck
 
     notes: list[str] = []
     want = tuple(dtypes) if dtypes else (QUICK_DTYPES if quick else DEFAULT_DTYPES)
@@ -129,6 +130,12 @@ def available_ports(
         specs.extend(ours_jax.specs("cpu", jdt))
     else:
         notes.append("jax/optax are not installed: optax and our JAX port skipped")
+    # -- the sharded ports (ours_sharded: rank pools in this process, a JAX mesh in a worker)
+    if "cpu" in devices:
+        if have("torch"):
+            specs.extend(ours_sharded.torch_specs(want, quick and not patterns))
+        if have("jax") and have("optax") and not (quick and not patterns):
+            specs.extend(ours_sharded.jax_specs(want))
     if quick and not patterns:
         patterns = QUICK_PORTS
     if patterns:
@@ -148,5 +155,7 @@ def available_ports(
             if s.dtype not in QUICK_JAX[0]:
                 continue
             s = replace(s, scenarios=QUICK_JAX[1])
-        out.append(_locate(s))
+        out.append(s if ours_sharded.is_pooled(s) else _locate(s))
+    if any(s.name.startswith("ours.") and "@" in s.name and "cuda" not in s.name for s in out):
+        notes.extend(ours_sharded.notes(quick, want))
     return out, notes

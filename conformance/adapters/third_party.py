@@ -361,6 +361,8 @@ def sharded_torch_factory(
     weight_decay_mode: str = "l2",
     dtype: str = "float64",
     timeout_s: float = 60.0,
+    state_map: Mapping[str, str] | None = None,
+    device: str = "cpu",
 ) -> tuple[Callable[[Config], Any], Callable[[Config], str | None], Config]:
     """(factory, supports, base config) for a torch optimizer class ``MODULE:ATTR`` checked on
     ``nprocs`` gloo ranks (``check --nprocs``): its parameters are DTensors ``Shard(0)`` over a
@@ -378,11 +380,11 @@ def sharded_torch_factory(
     form = _torch_form(extra)
     _calling_convention(target, form, cls, ([{"params": []}],), _torch_kwargs(base, extra))
     # the ranks answer a hang before the worker's own per-call timeout would kill them unnamed
-    pool = rank_pool.shared(nprocs, timeout_s=0.8 * timeout_s)
+    pool = rank_pool.shared(nprocs, timeout_s=0.8 * timeout_s, device=device)
     name = f"{target}@{nprocs}ranks"
 
     def make_port(cfg: Config) -> Any:
-        opts = {"kwargs": _torch_kwargs(cfg, extra), "exact": True}
+        opts = {"kwargs": _torch_kwargs(cfg, extra), "exact": True, "state_map": _roles(state_map)}
         return rank_pool.PooledPort(pool, target, cfg, dtype, name=name, options=opts)
 
     return make_port, _supports(base, accepted, weight_decay_mode), base
@@ -475,11 +477,20 @@ def spec(
         raise ValueError(f"target must be MODULE:ATTR, got {target!r}")
     _check_device(framework, device, {**(hyper or {}), **(target_hyper or {})})
     if nprocs is not None:
-        if framework != "torch" or not isinstance(target, str) or device != "cpu":
-            raise ValueError("--nprocs checks a torch target MODULE:ATTR on the CPU (gloo)")
+        if framework != "torch" or not isinstance(target, str):
+            raise ValueError("--nprocs checks a torch target MODULE:ATTR (gloo; NCCL on cuda)")
+        if device == "cuda":
+            import torch
+
+            if torch.cuda.device_count() < nprocs:
+                raise PortSetupError(
+                    f"--nprocs {nprocs} --device cuda needs {nprocs} CUDA devices (one per "
+                    f"NCCL rank), torch sees {torch.cuda.device_count()}"
+                )
         sfac, ssup, sbase = sharded_torch_factory(
             target, nprocs, algorithm, hyper=hyper, target_hyper=target_hyper,
             reference_hyper=reference_hyper, weight_decay_mode=wdm, dtype=dt, timeout_s=timeout_s,
+            state_map=state_map, device=device,
         )  # fmt: skip
         return PortSpec(f"{target}@{nprocs}ranks", algorithm, dt, device, sfac, ssup, sbase,
                         judge_state=False, timeout_s=timeout_s)  # fmt: skip
@@ -545,8 +556,8 @@ def remote_spec(
                                "weight_decay_mode": wdm, "state_map": dict(state_map or {})}  # fmt: skip
     label = target
     if nprocs is not None:
-        if framework != "torch" or device != "cpu":
-            raise ValueError("--nprocs checks a torch target on the CPU (gloo ranks)")
+        if framework != "torch":
+            raise ValueError("--nprocs checks a torch target (gloo ranks; NCCL on cuda)")
         options.update(nprocs=nprocs, timeout_s=timeout_s)
         label = f"{target}@{nprocs}ranks"
     if devices is not None:

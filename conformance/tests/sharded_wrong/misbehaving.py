@@ -1,9 +1,10 @@
 """Sharded optimizers whose rank 1 misbehaves in ``step()``: it raises, hangs, or ends its process.
 
 The other ranks are then left waiting in the step's collective; a sharded check must still end
-with a verdict, every rank stopped. Rank 1 misbehaves from its third ``step()`` on (the first
-ones are the harness's probe of the state layout and a first re-synced step), so the check
-gets as far as a running scenario.
+with a verdict, every rank stopped. Rank 1 misbehaves from its fourth ``step()`` on (the first
+ones are the two steps of the harness's probe of the state layout and the step that creates
+the state of the first re-synced step before it is overwritten), so it misbehaves in the
+first re-synced ``step()`` of a running scenario.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class _RankOne(ShardedSETAdam):
 
     def step(self, closure: Any = None) -> Any:  # type: ignore[override]
         type(self).calls += 1
-        if dist.get_rank() == 1 and type(self).calls >= 3:
+        if dist.get_rank() == 1 and type(self).calls >= 4:
             self.misbehave()
         return super().step(closure)
 
