@@ -65,6 +65,10 @@ _AFTER = 2
 _OTHER_SCENARIOS = 8
 _FREE_STEPS = 64
 _UNJUDGED_STATE = "m and v reported, not judged (the target's state convention is not assumed)"
+_RESUMED = (
+    "free run through a checkpoint round trip after step {k} (state to bytes, fresh optimizer "
+    "over fresh parameters), against the uninterrupted reference; no re-synced steps"
+)
 
 
 class _Abort(Exception):
@@ -245,7 +249,10 @@ class ScenarioDriver:
             if rr.error:
                 sr.status, sr.reason = "skip", rr.error
                 return
-            self._resync(sc, rr, sr)
+            if sc.resume_after is None:
+                self._resync(sc, rr, sr)
+            else:  # the resume family judges the free run through a checkpoint only
+                sr.notes.append(_RESUMED.format(k=sc.resume_after))
             self._free(sc, rr, sr)
         finally:
             if self.lost is None:
@@ -491,6 +498,25 @@ class ScenarioDriver:
             if judged and failed[0] and trajectory:  # the free run is off: evidence to explain
                 self.free_runs.append(free_run_of(rr, trajectory))
 
+    def _resume(self, sc: Scenario, t: int, sr: ScenarioResult) -> bool:
+        """The port's checkpoint round trip after step ``t``; False (the scenario skipped or
+        failed, with the reason) when it cannot go on."""
+        try:
+            self.session.resume()
+        except NotImplementedError as exc:
+            if sr.status != "fail":  # a failure before the checkpoint stands
+                sr.status = "skip"
+            sr.reason = f"resume not run: {_plain(exc)}"
+            return False
+        except PortLost as exc:
+            self._lost(sc, "free", t, f"the checkpoint round trip after step {t}", exc, sr)
+        except Exception as exc:
+            msg = f"the checkpoint round trip after step {t} raised {describe_exception(exc)}"
+            sr.reason = msg
+            self.fail(Failure(sc.name, "free", t, None, "exception", msg), sr)
+            return False
+        return True
+
     def _free_steps(
         self,
         sc: Scenario,
@@ -548,6 +574,8 @@ class ScenarioDriver:
             sr.free_series.append(mp.worst.fraction)
             sr.free_ulps.append(mp.max_ulps)
             failed[0] |= self._record(sc, sr, "free", t, N.PARAMS, mp, judged)
+            if t == sc.resume_after and not self._resume(sc, t, sr):
+                return
             if out.state is not None and judged:
                 refs = {
                     q: flat.cat(a)

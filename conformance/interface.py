@@ -16,6 +16,13 @@ Optional extras a port may provide (looked up with ``getattr``; none is required
     of another param group touched, ...); each entry is a one-line description.
 ``close() -> None``
     release resources once the harness is done with the port.
+``resume() -> None``
+    checkpoint round trip (the ``resume`` family, ``Scenario.resume_after``): serialise the
+    optimizer's state as users checkpoint it (torch: ``state_dict()`` through ``torch.save`` /
+    ``torch.load``; JAX: the state pytree's leaves through NumPy), build a *fresh* optimizer
+    over fresh parameters holding the current values, load the state into it and continue with
+    that one. Raises ``NotImplementedError`` with the reason when the port cannot be
+    checkpointed (no ``state_dict``, the load fails): the scenario is skipped with it.
 """
 
 from __future__ import annotations

@@ -124,6 +124,11 @@ class PortSession(Protocol):
         """``step`` then ``outputs`` of one free-running step, in one exchange."""
         ...
 
+    def resume(self) -> None:
+        """The port's checkpoint round trip (``Port.resume``, an optional extra: a port without
+        it raises ``NotImplementedError``)."""
+        ...
+
     def release(self) -> None:
         """Let the current port release its resources (``close()`` when it has one)."""
         ...
@@ -156,6 +161,14 @@ def read_outputs(port: Port, want_stages: bool) -> StepOutputs:
     se = getattr(port, "side_effects", None)
     effects = [str(e) for e in se()] if callable(se) else []
     return StepOutputs(params, st, stg, effects)
+
+
+def resume_port(port: Any) -> None:
+    """``port.resume()`` (run where the port lives); ``NotImplementedError`` when it has none."""
+    fn = getattr(port, "resume", None)
+    if not callable(fn):
+        raise NotImplementedError("the port has no checkpoint round trip (no resume())")
+    fn()
 
 
 def port_info(port: Any, dtype: str) -> PortInfo:
@@ -273,6 +286,10 @@ class ThreadSession:
     def step_outputs(self, grads: Sequence[np.ndarray], want_stages: bool) -> StepOutputs:
         self.step(grads)
         return self.outputs(want_stages)
+
+    def resume(self) -> None:
+        port = self._current()
+        self._call(lambda: resume_port(port))
 
     def release(self) -> None:
         port, self._port = self._port, None

@@ -43,6 +43,7 @@ from .session import (
     describe_exception,
     port_info,
     read_outputs,
+    resume_port,
 )
 
 
@@ -177,6 +178,9 @@ class _Host:
     def outputs(self, want_stages: bool) -> StepOutputs:
         return _portable(read_outputs(self._port(), want_stages))
 
+    def resume(self) -> None:
+        resume_port(self._port())
+
     def release(self) -> None:
         port, self.port = self.port, None
         close = getattr(port, "close", None)
@@ -192,6 +196,7 @@ class _Host:
             "reset": self.reset,
             "step": self.step,
             "outputs": self.outputs,
+            "resume": self.resume,
             "release": self.release,
         }
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..interface import PortState
 from . import _torch_state as TS
+from ._checkpoint import torch_reload
 from .state_discovery import LayoutCache, StateLayout, gather, scatter, step_of
 
 
@@ -243,3 +244,11 @@ class TorchOptimizerPort:
 
     def side_effects(self) -> list[str]:
         return list(self._effects)
+
+    def resume(self) -> None:
+        """Checkpoint round trip (``_checkpoint.torch_reload``) into a fresh optimizer over fresh
+        leaves holding the current values; the harness continues with those."""
+        fresh = [p.detach().clone().requires_grad_(True) for p in self._params]
+        opt = self._build(fresh)
+        torch_reload(self._opt, opt)
+        self._params, self._opt = fresh, opt
