@@ -242,6 +242,8 @@ class ScenarioDriver:
         if not self._make_port(sc, cfg, sr):
             return
         try:
+            if sc.layouts is not None and not self._lay_out(sc, sr):
+                return
             dtype, sdt = self.r.dtype, self._state_dtype
             rr = self.cache.get(sc, cfg, dtype, sdt if sdt in DTYPES else dtype, self.quick)
             sr.steps = rr.steps
@@ -498,11 +500,25 @@ class ScenarioDriver:
             if judged and failed[0] and trajectory:  # the free run is off: evidence to explain
                 self.free_runs.append(free_run_of(rr, trajectory))
 
+    def _lay_out(self, sc: Scenario, sr: ScenarioResult) -> bool:
+        """Ask the port for the scenario's layouts; False (skipped with the reason) when it has
+        none to give."""
+        assert sc.layouts is not None
+        try:
+            self.session.extra("lay_out", sc.layouts)
+        except NotImplementedError as exc:
+            sr.status, sr.reason = "skip", f"layouts not run: {_plain(exc)}"
+            return False
+        except PortLost as exc:
+            self._lost(sc, "setup", None, "the layout request", exc, sr)
+        sr.notes.append("parameters laid out as " + ", ".join(sc.layouts))
+        return True
+
     def _resume(self, sc: Scenario, t: int, sr: ScenarioResult) -> bool:
         """The port's checkpoint round trip after step ``t``; False (the scenario skipped or
         failed, with the reason) when it cannot go on."""
         try:
-            self.session.resume()
+            self.session.extra("resume")
         except NotImplementedError as exc:
             if sr.status != "fail":  # a failure before the checkpoint stands
                 sr.status = "skip"

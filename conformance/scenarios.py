@@ -68,6 +68,9 @@ class Scenario:
     #: the resume family: the free run goes through the port's checkpoint round trip after this
     #: step (``Port.resume``; ``drive.ScenarioDriver._resume``); re-synced steps are not run
     resume_after: int | None = None
+    #: the layouts family: each array's memory layout in the port (``interface.LAYOUTS``,
+    #: ``Port.lay_out``); None: every array contiguous, as the port makes it
+    layouts: tuple[str, ...] | None = None
     tags: tuple[str, ...] = ()
 
     def applies_to(self, algorithm: str, dtype: str | None = None) -> bool:
@@ -276,6 +279,13 @@ def _many_tensors(rng: np.random.Generator, steps: int) -> Problem:
 # ----------------------------------------------------------------------------- the catalogue
 
 _SMALL = [(8, 6), (6,), (20,)]
+#: the layouts family's arrays: a conv stack's weights (channels_last), linear weights made as
+#: transposes (as tied or transposed-init weights are), zero-size arrays among them
+_LAID_OUT: list[tuple[tuple[int, ...], str]] = [
+    ((24, 16), "transposed"), ((16,), "contiguous"), ((6, 3, 3, 3), "channels_last"),
+    ((0,), "contiguous"), ((5, 7), "transposed"), ((4, 6, 1, 1), "channels_last"),
+    ((3, 0), "transposed"), ((2, 4, 2, 3), "channels_last"), ((9,), "contiguous"),
+]  # fmt: skip
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("normal", "Gaussian gradients, arrays of different scales", _open([(24, 16), (16,), (40,)], _gauss()),
@@ -323,6 +333,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              steps=2, quick_steps=1, seed=21, hyper={"lr": 1e-2}, dtypes=("float64", "float32"), opt_in=True, tags=("open", "scale", "big_layer", "heavy")),
     Scenario("resume", "checkpoint after step 3 (state_dict / state pytree to bytes), fresh optimizer, continue", _open(_SMALL, _gauss()),
              steps=10, quick_steps=6, seed=23, hyper={"lr": 1e-2}, resume_after=3, tags=("open", "resume")),
+    Scenario("layouts", "transposed leaves, channels_last conv weights and zero-size arrays among contiguous ones", _open([s for s, _ in _LAID_OUT], _gauss()),
+             steps=8, quick_steps=4, seed=24, hyper={"lr": 1e-2}, layouts=tuple(lay for _, lay in _LAID_OUT), tags=("open", "layout")),
     Scenario("many_tensors", "301 tensors in one group, sizes 0..10^5 (four empty, some past the 256th)", _many_tensors,
              steps=3, quick_steps=1, seed=22, hyper={"lr": 1e-2}, quick=True, dtypes=("float64", "float32"), tags=("open", "scale", "many_tensors")),
 )  # fmt: skip

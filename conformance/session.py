@@ -124,9 +124,9 @@ class PortSession(Protocol):
         """``step`` then ``outputs`` of one free-running step, in one exchange."""
         ...
 
-    def resume(self) -> None:
-        """The port's checkpoint round trip (``Port.resume``, an optional extra: a port without
-        it raises ``NotImplementedError``)."""
+    def extra(self, name: str, *args: Any) -> None:
+        """Call the port's optional extra ``name`` (one of ``EXTRAS``: ``resume``, ``lay_out``);
+        a port without it raises ``NotImplementedError``."""
         ...
 
     def release(self) -> None:
@@ -163,12 +163,19 @@ def read_outputs(port: Port, want_stages: bool) -> StepOutputs:
     return StepOutputs(params, st, stg, effects)
 
 
-def resume_port(port: Any) -> None:
-    """``port.resume()`` (run where the port lives); ``NotImplementedError`` when it has none."""
-    fn = getattr(port, "resume", None)
+#: optional port extras the driver calls by name (``conformance.interface``)
+EXTRAS: tuple[str, ...] = ("resume", "lay_out")
+
+
+def call_extra(port: Any, name: str, *args: Any) -> None:
+    """``port.<name>(*args)`` (run where the port lives); ``NotImplementedError`` when the port
+    has no such extra."""
+    if name not in EXTRAS:
+        raise ValueError(f"{name!r} is not a port extra")
+    fn = getattr(port, name, None)
     if not callable(fn):
-        raise NotImplementedError("the port has no checkpoint round trip (no resume())")
-    fn()
+        raise NotImplementedError(f"the port has no {name}()")
+    fn(*args)
 
 
 def port_info(port: Any, dtype: str) -> PortInfo:
@@ -287,9 +294,9 @@ class ThreadSession:
         self.step(grads)
         return self.outputs(want_stages)
 
-    def resume(self) -> None:
+    def extra(self, name: str, *args: Any) -> None:
         port = self._current()
-        self._call(lambda: resume_port(port))
+        self._call(lambda: call_extra(port, name, *args))
 
     def release(self) -> None:
         port, self._port = self._port, None

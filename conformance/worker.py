@@ -40,10 +40,10 @@ from .session import (
     PortLost,
     PortSetupError,
     StepOutputs,
+    call_extra,
     describe_exception,
     port_info,
     read_outputs,
-    resume_port,
 )
 
 
@@ -178,8 +178,8 @@ class _Host:
     def outputs(self, want_stages: bool) -> StepOutputs:
         return _portable(read_outputs(self._port(), want_stages))
 
-    def resume(self) -> None:
-        resume_port(self._port())
+    def extra(self, name: str, *args: Any) -> None:
+        call_extra(self._port(), name, *args)
 
     def release(self) -> None:
         port, self.port = self.port, None
@@ -196,7 +196,7 @@ class _Host:
             "reset": self.reset,
             "step": self.step,
             "outputs": self.outputs,
-            "resume": self.resume,
+            "extra": self.extra,
             "release": self.release,
         }
 

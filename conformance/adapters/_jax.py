@@ -201,6 +201,14 @@ class OptaxPort:
     def stages(self) -> dict[str, tuple[np.ndarray, ...]] | None:
         return None
 
+    def lay_out(self, layouts: Sequence[str]) -> None:
+        """No layout to give: a jax array has no strides a user sets (XLA chooses them)."""
+        if any(lay != "contiguous" for lay in layouts):
+            raise NotImplementedError(
+                "a jax array has no memory layout a user sets (XLA lays arrays out itself): "
+                "nothing to test"
+            )
+
     def resume(self) -> None:
         """Checkpoint round trip (``_checkpoint.pytree_reload``) into the tree of a fresh
         ``init`` over fresh parameters holding the current values."""

@@ -104,12 +104,26 @@ class TorchOptimizerPort:
         # betas (the configuration's): the state is re-synced only in the reference's convention
         self._discovery = LayoutCache(self._snapshots, dtype, state_map, betas)
         self.state_dtype = dtype
+        self._layouts: tuple[str, ...] | None = None
 
     # -- helpers
     def _tensor(self, a: np.ndarray, dtype: Any = None) -> Any:
         return self._torch.tensor(
             np.asarray(a, dtype=np.float64), dtype=dtype or self._tdt, device=self.device
         )
+
+    def lay_out(self, layouts: Sequence[str]) -> None:
+        """Parameters in these memory layouts from the next ``reset`` on (``interface``)."""
+        self._layouts = tuple(layouts)
+
+    def _leaf(self, a: np.ndarray, i: int) -> Any:
+        """Parameter ``i`` as a leaf tensor in its requested layout (``interface.LAYOUTS``)."""
+        lay = self._layouts[i] if self._layouts is not None else "contiguous"
+        if lay == "transposed":  # the transpose of a contiguous tensor: strides (1, rows)
+            return self._tensor(np.ascontiguousarray(np.asarray(a).T)).t().detach()
+        if lay == "channels_last":
+            return self._tensor(a).contiguous(memory_format=self._torch.channels_last)
+        return self._tensor(a)
 
     def _build(self, params: list[Any]) -> Any:
         groups: list[dict[str, Any]] = [{"params": params}]
@@ -160,7 +174,7 @@ class TorchOptimizerPort:
     # -- Port interface
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         torch = self._torch
-        self._params = [self._tensor(p).requires_grad_(True) for p in params]
+        self._params = [self._leaf(p, i).requires_grad_(True) for i, p in enumerate(params)]
         layout = self.layout([np.shape(p) for p in params])
         if state is not None and not layout.writable:
             raise NotImplementedError(f"cannot continue from a given state: {layout.why_not()}")
@@ -198,6 +212,8 @@ class TorchOptimizerPort:
         copies = []
         for p, g in zip(self._params, grads, strict=True):
             p.grad = self._tensor(g).reshape(p.shape)
+            if not p.is_contiguous():  # a gradient in its parameter's layout, as autograd gives
+                p.grad = torch.empty_like(p).copy_(p.grad)
             copies.append(p.grad.detach().clone())
         self._opt.step()
         self._effects = []

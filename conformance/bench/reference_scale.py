@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import time
 import tracemalloc
+from typing import Any
 
 import numpy as np
 
@@ -45,18 +46,50 @@ def step_seconds(config: Config, trace: bool, repeats: int) -> float:
     return best
 
 
-def run_copies(name: str = "big_layers") -> tuple[float, float]:
+def run_copies(name: str = "big_layers", quick: bool = False) -> tuple[float, float]:
     """(held, peak) memory of a scenario's float64 reference run, in parameter-set copies."""
+    held, peak, _ = run_memory(name, quick)
+    return held, peak
+
+
+def _nbytes(obj: Any, seen: set[int]) -> int:
+    """Bytes of the distinct NumPy arrays reachable from ``obj`` (containers, dataclasses)."""
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes) if obj.base is None or id(obj.base) not in seen else 0
+    if isinstance(obj, dict):
+        return sum(_nbytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v, seen) for v in obj)
+    fields = getattr(obj, "__dataclass_fields__", None) or getattr(obj, "_fields", None)
+    if fields:
+        return sum(_nbytes(getattr(obj, f), seen) for f in fields)
+    return 0
+
+
+def run_memory(name: str, quick: bool = False) -> tuple[float, float, dict[str, float]]:
+    """(held, peak, held by part) of a scenario's float64 reference run (SET-Adam), in copies of
+    its parameter set: ``tracemalloc`` over ``build_reference``, and the distinct arrays each
+    part of the ``ReferenceRun`` holds (free trajectory, states, gradients, free-running bounds,
+    re-synced steps less their traces, the traces)."""
     sc = get(name)
-    size = sum(np.asarray(a).nbytes for a in sc.problem().params0)
+    size = sum(np.asarray(a).nbytes for a in sc.problem(quick).params0)
     tracemalloc.start()
     try:
-        rr = build_reference(sc, sc.config("setadam"), "float64")
+        rr = build_reference(sc, sc.config("setadam"), "float64", quick=quick)
         held, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    del rr
-    return held / size, peak / size
+    seen: set[int] = set()
+    parts = {
+        "params": _nbytes(rr.params, seen), "states": _nbytes(rr.states, seen),
+        "grads": _nbytes(rr.grads, seen), "free_bounds": _nbytes(rr.free_bounds, seen),
+        "resync traces": _nbytes([r.trace for r in rr.resync.values()], seen),
+        "resync (rest)": _nbytes(rr.resync, seen),
+    }  # fmt: skip
+    return held / size, peak / size, {k: v / size for k, v in parts.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             s = step_seconds(cfg, trace, args.repeats)
             kind = "traced (plain)" if trace else "untraced (fast)"
             print(f"{type(cfg).__name__:14s} {kind:16s} {s:.3f} s per step of {HUGE_LAYER_SIZE}")
-    held, peak = run_copies()
+    held, peak, parts = run_memory("big_layers")
     print(f"big_layers reference run: {held:.1f} parameter-set copies held, peak {peak:.1f}")
+    print("  held by part: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
     return 0
 
 
