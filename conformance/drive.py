@@ -66,6 +66,10 @@ _AFTER = 2
 _OTHER_SCENARIOS = 8
 _FREE_STEPS = 64
 _UNJUDGED_STATE = "m and v reported, not judged (the target's state convention is not assumed)"
+_RESUMED = (
+    "free run through a checkpoint round trip after step {k} (state to bytes, fresh optimizer "
+    "over fresh parameters), against the uninterrupted reference; no re-synced steps"
+)
 
 
 class _Abort(Exception):
@@ -241,6 +245,8 @@ class ScenarioDriver:
         if not self._make_port(sc, cfg, sr):
             return
         try:
+            if sc.layouts is not None and not self._lay_out(sc, sr):
+                return
             dtype, sdt = self.r.dtype, self._state_dtype
             rr = self.cache.get(sc, cfg, dtype, sdt if sdt in DTYPES else dtype, self.quick)
             sr.steps = rr.steps
@@ -250,7 +256,10 @@ class ScenarioDriver:
                 return
             if rr.contract is not None and not self._contract(sc, rr, sr):
                 return
-            self._resync(sc, rr, sr)
+            if sc.resume_after is None:
+                self._resync(sc, rr, sr)
+            else:  # the resume family judges the free run through a checkpoint only
+                sr.notes.append(_RESUMED.format(k=sc.resume_after))
             self._free(sc, rr, sr)
         finally:
             if self.lost is None:
@@ -520,6 +529,39 @@ class ScenarioDriver:
             if judged and failed[0] and trajectory and rr.contract is None:  # evidence to explain
                 self.free_runs.append(free_run_of(rr, trajectory))
 
+    def _lay_out(self, sc: Scenario, sr: ScenarioResult) -> bool:
+        """Ask the port for the scenario's layouts; False (skipped with the reason) when it has
+        none to give."""
+        assert sc.layouts is not None
+        try:
+            self.session.extra("lay_out", sc.layouts)
+        except NotImplementedError as exc:
+            sr.status, sr.reason = "skip", f"layouts not run: {_plain(exc)}"
+            return False
+        except PortLost as exc:
+            self._lost(sc, "setup", None, "the layout request", exc, sr)
+        sr.notes.append("parameters laid out as " + ", ".join(sc.layouts))
+        return True
+
+    def _resume(self, sc: Scenario, t: int, sr: ScenarioResult) -> bool:
+        """The port's checkpoint round trip after step ``t``; False (the scenario skipped or
+        failed, with the reason) when it cannot go on."""
+        try:
+            self.session.extra("resume")
+        except NotImplementedError as exc:
+            if sr.status != "fail":  # a failure before the checkpoint stands
+                sr.status = "skip"
+            sr.reason = f"resume not run: {_plain(exc)}"
+            return False
+        except PortLost as exc:
+            self._lost(sc, "free", t, f"the checkpoint round trip after step {t}", exc, sr)
+        except Exception as exc:
+            msg = f"the checkpoint round trip after step {t} raised {describe_exception(exc)}"
+            sr.reason = msg
+            self.fail(Failure(sc.name, "free", t, None, "exception", msg), sr)
+            return False
+        return True
+
     def _free_steps(
         self,
         sc: Scenario,
@@ -577,6 +619,8 @@ class ScenarioDriver:
             sr.free_series.append(mp.worst.fraction)
             sr.free_ulps.append(mp.max_ulps)
             failed[0] |= self._record(sc, sr, "free", t, N.PARAMS, mp, judged)
+            if t == sc.resume_after and not self._resume(sc, t, sr):
+                return
             if out.state is not None and judged:
                 refs = {
                     q: flat.cat(a)

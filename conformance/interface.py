@@ -22,6 +22,20 @@ Optional extras a port may provide (looked up with ``getattr``; none is required
     then receives ``None`` for an array without gradient at that step. Raise
     ``NotImplementedError`` (with the reason) for what the port cannot express: the scenario is
     skipped with that reason, as it is for a port without ``configure``.
+``resume() -> None``
+    checkpoint round trip (the ``resume`` family, ``Scenario.resume_after``): serialise the
+    optimizer's state as users checkpoint it (torch: ``state_dict()`` through ``torch.save`` /
+    ``torch.load``; JAX: the state pytree's leaves through NumPy), build a *fresh* optimizer
+    over fresh parameters holding the current values, load the state into it and continue with
+    that one. Raises ``NotImplementedError`` with the reason when the port cannot be
+    checkpointed (no ``state_dict``, the load fails): the scenario is skipped with it.
+``lay_out(layouts: Sequence[str]) -> None``
+    the memory layout of each parameter from the next ``reset`` on (the ``layouts`` family,
+    ``Scenario.layouts``), one of ``LAYOUTS``: ``"contiguous"`` (as always), ``"transposed"``
+    (a 2-D parameter made as the transpose of a contiguous tensor of the reversed shape: a
+    non-contiguous leaf) and ``"channels_last"`` (a 4-D parameter in ``torch.channels_last``);
+    gradients are given in their parameter's layout. Raises ``NotImplementedError`` with the
+    reason where a layout means nothing (JAX: XLA owns the layout of its arrays).
 """
 
 from __future__ import annotations
@@ -36,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 DTYPES: tuple[str, ...] = ("float64", "float32", "bfloat16", "float16")
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
+LAYOUTS: tuple[str, ...] = ("contiguous", "transposed", "channels_last")
 
 
 class PortState(NamedTuple):

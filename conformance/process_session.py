@@ -436,6 +436,9 @@ class ProcessSession:
     def step_outputs(self, grads: Sequence[np.ndarray], want_stages: bool) -> StepOutputs:
         return _step_outputs(self._call(("step", tuple(grads)), ("outputs", want_stages)))
 
+    def extra(self, name: str, *args: Any) -> None:
+        self._call(("extra", name, *args))
+
     def release(self) -> None:
         """Let the port close; a port that cannot close has still been judged (a death is not)."""
         if self._lost is not None or self.worker is None or self.worker.loaded != self.locator:

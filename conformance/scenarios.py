@@ -70,6 +70,13 @@ class Scenario:
     algorithms: tuple[str, ...] = ALGORITHMS
     dtypes: tuple[str, ...] = ALL_DTYPES
     quick: bool = False  # part of the --quick subset
+    opt_in: bool = False  # too heavy for the default run: runs only when named (--scenario)
+    #: the resume family: the free run goes through the port's checkpoint round trip after this
+    #: step (``Port.resume``; ``drive.ScenarioDriver._resume``); re-synced steps are not run
+    resume_after: int | None = None
+    #: the layouts family: each array's memory layout in the port (``interface.LAYOUTS``,
+    #: ``Port.lay_out``); None: every array contiguous, as the port makes it
+    layouts: tuple[str, ...] | None = None
     tags: tuple[str, ...] = ()
 
     def applies_to(self, algorithm: str, dtype: str | None = None) -> bool:
@@ -234,9 +241,57 @@ def _mlp(rng: np.random.Generator, steps: int) -> Problem:
     return Problem(params, steps, grad_fn=grad_fn)
 
 
+# ----------------------------------------------------------------------------- scale families
+# Big layers put every chunk, block and vector-width boundary of a fast kernel inside one layer
+# (sizes one off a power of two and primes); many tensors go past a launcher's bounded tensor
+# list. The budgets are the tolerance model's as for every scenario: its reduction lengths are
+# the layer sizes, so nothing here is tuned.
+
+#: 2^17 + 1 (a chunk of 2^16 leaves a tail of one) and 2^17 - 1 (a Mersenne prime: no power of
+#: two divides it, so every block and vector width leaves a ragged tail)
+BIG_LAYER_SIZES: tuple[int, ...] = (2**17 + 1, 2**17 - 1)
+#: the heavy case, run only when named: 2^22 + 1 coordinates in one layer
+HUGE_LAYER_SIZE = 2**22 + 1
+#: tensors in the many-tensors group: past 256 (a launcher's usual bound) and 2^8 + 45
+MANY_TENSORS = 301
+
+
+def _big_layers(rng: np.random.Generator, steps: int) -> Problem:
+    return _open([(n,) for n in BIG_LAYER_SIZES], _gauss())(rng, steps)
+
+
+def _huge_layer(rng: np.random.Generator, steps: int) -> Problem:
+    return _open([(HUGE_LAYER_SIZE,), (7,)], _gauss())(rng, steps)
+
+
+def many_tensor_shapes(rng: np.random.Generator) -> list[tuple[int, ...]]:
+    """Sizes 0..10^5, mostly small as in a network (biases, norms), with 2-D and empty ones."""
+    sizes = np.round(10.0 ** rng.uniform(0.0, 3.0, size=MANY_TENSORS)).astype(int)
+    sizes[[0, 97, 200, 280]] = 0  # empty tensors among the others, also past the 256th
+    sizes[[13, 290]] = (100_000, 4099)
+    shapes: list[tuple[int, ...]] = []
+    for i, n in enumerate(sizes):
+        if i % 5 == 4 and n >= 6:
+            shapes.append((int(n) // 3, 3))  # a matrix of 3 columns: n rounded down
+        else:
+            shapes.append((int(n),))
+    return shapes
+
+
+def _many_tensors(rng: np.random.Generator, steps: int) -> Problem:
+    return _open(many_tensor_shapes(rng), _gauss())(rng, steps)
+
+
 # ----------------------------------------------------------------------------- the catalogue
 
 _SMALL = [(8, 6), (6,), (20,)]
+#: the layouts family's arrays: a conv stack's weights (channels_last), linear weights made as
+#: transposes (as tied or transposed-init weights are), zero-size arrays among them
+_LAID_OUT: list[tuple[tuple[int, ...], str]] = [
+    ((24, 16), "transposed"), ((16,), "contiguous"), ((6, 3, 3, 3), "channels_last"),
+    ((0,), "contiguous"), ((5, 7), "transposed"), ((4, 6, 1, 1), "channels_last"),
+    ((3, 0), "transposed"), ((2, 4, 2, 3), "channels_last"), ((9,), "contiguous"),
+]  # fmt: skip
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("normal", "Gaussian gradients, arrays of different scales", _open([(24, 16), (16,), (40,)], _gauss()),
@@ -282,6 +337,17 @@ SCENARIOS: tuple[Scenario, ...] = (
              steps=60, quick_steps=20, seed=18, hyper={"lr": 1e-2}, tags=("closed",)),
     Scenario("mlp", "closed loop: tanh MLP 8-16-1 on fixed data, NumPy gradient", _mlp,
              steps=25, quick_steps=10, seed=19, hyper={"lr": 1e-2}, tags=("closed",)),
+    # scale families (docs/src/guide/harness.md, "Scale families")
+    Scenario("big_layers", "layers of 2^17+1 and 2^17-1 (prime) coordinates: chunk and tail boundaries inside a layer", _big_layers,
+             steps=3, quick_steps=1, seed=20, hyper={"lr": 1e-2}, quick=True, dtypes=("float64", "float32"), tags=("open", "scale", "big_layer")),
+    Scenario("huge_layer", "one layer of 2^22+1 coordinates (opt-in: --scenario huge_layer)", _huge_layer,
+             steps=2, quick_steps=1, seed=21, hyper={"lr": 1e-2}, dtypes=("float64", "float32"), opt_in=True, tags=("open", "scale", "big_layer", "heavy")),
+    Scenario("resume", "checkpoint after step 3 (state_dict / state pytree to bytes), fresh optimizer, continue", _open(_SMALL, _gauss()),
+             steps=10, quick_steps=6, seed=23, hyper={"lr": 1e-2}, resume_after=3, tags=("open", "resume")),
+    Scenario("layouts", "transposed leaves, channels_last conv weights and zero-size arrays among contiguous ones", _open([s for s, _ in _LAID_OUT], _gauss()),
+             steps=8, quick_steps=4, seed=24, hyper={"lr": 1e-2}, layouts=tuple(lay for _, lay in _LAID_OUT), tags=("open", "layout")),
+    Scenario("many_tensors", "301 tensors in one group, sizes 0..10^5 (four empty, some past the 256th)", _many_tensors,
+             steps=3, quick_steps=1, seed=22, hyper={"lr": 1e-2}, quick=True, dtypes=("float64", "float32"), tags=("open", "scale", "many_tensors")),
 )  # fmt: skip
 
 
@@ -427,7 +493,7 @@ def select(names: Sequence[str] | None = None, quick: bool = False) -> list[Scen
     """Scenarios matching ``names`` (glob patterns, the sharding scenarios included); all but
     the sharding ones (or the quick subset) when None."""
     if not names:
-        return [s for s in SCENARIOS + CONTRACT if s.quick or not quick]
+        return [s for s in SCENARIOS + CONTRACT if (s.quick or not quick) and not s.opt_in]
     out: list[Scenario] = []
     for pat in names:
         hits = [s for s in SCENARIOS + CONTRACT + SHARDING if fnmatch.fnmatchcase(s.name, pat)]
@@ -447,7 +513,7 @@ def table() -> str:
             (
                 s.name,
                 str(s.steps),
-                "yes" if s.quick else "",
+                "opt-in" if s.opt_in else "yes" if s.quick else "",
                 ",".join(s.algorithms),
                 dts,
                 hyper,

@@ -130,6 +130,11 @@ class PortSession(Protocol):
         """``step`` then ``outputs`` of one free-running step, in one exchange."""
         ...
 
+    def extra(self, name: str, *args: Any) -> None:
+        """Call the port's optional extra ``name`` (one of ``EXTRAS``: ``resume``, ``lay_out``);
+        a port without it raises ``NotImplementedError``."""
+        ...
+
     def release(self) -> None:
         """Let the current port release its resources (``close()`` when it has one)."""
         ...
@@ -162,6 +167,21 @@ def read_outputs(port: Port, want_stages: bool) -> StepOutputs:
     se = getattr(port, "side_effects", None)
     effects = [str(e) for e in se()] if callable(se) else []
     return StepOutputs(params, st, stg, effects)
+
+
+#: optional port extras the driver calls by name (``conformance.interface``)
+EXTRAS: tuple[str, ...] = ("resume", "lay_out")
+
+
+def call_extra(port: Any, name: str, *args: Any) -> None:
+    """``port.<name>(*args)`` (run where the port lives); ``NotImplementedError`` when the port
+    has no such extra."""
+    if name not in EXTRAS:
+        raise ValueError(f"{name!r} is not a port extra")
+    fn = getattr(port, name, None)
+    if not callable(fn):
+        raise NotImplementedError(f"the port has no {name}()")
+    fn(*args)
 
 
 def port_info(port: Any, dtype: str) -> PortInfo:
@@ -283,6 +303,10 @@ class ThreadSession:
     def step_outputs(self, grads: Sequence[np.ndarray], want_stages: bool) -> StepOutputs:
         self.step(grads)
         return self.outputs(want_stages)
+
+    def extra(self, name: str, *args: Any) -> None:
+        port = self._current()
+        self._call(lambda: call_extra(port, name, *args))
 
     def release(self) -> None:
         port, self._port = self._port, None

@@ -41,6 +41,7 @@ from .session import (
     PortLost,
     PortSetupError,
     StepOutputs,
+    call_extra,
     describe_exception,
     port_info,
     read_outputs,
@@ -183,6 +184,9 @@ class _Host:
     def outputs(self, want_stages: bool) -> StepOutputs:
         return _portable(read_outputs(self._port(), want_stages))
 
+    def extra(self, name: str, *args: Any) -> None:
+        call_extra(self._port(), name, *args)
+
     def release(self) -> None:
         port, self.port = self.port, None
         close = getattr(port, "close", None)
@@ -199,6 +203,7 @@ class _Host:
             "reset": self.reset,
             "step": self.step,
             "outputs": self.outputs,
+            "extra": self.extra,
             "release": self.release,
         }
 

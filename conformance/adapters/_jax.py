@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..interface import PortState
+from ._checkpoint import pytree_reload
 from .state_discovery import LayoutCache, Leaf, Path, StateLayout, gather, scatter, step_of
 
 JAX_DTYPES = ("float64", "float32", "bfloat16", "float16")
@@ -244,3 +245,21 @@ class OptaxPort:
 
     def stages(self) -> dict[str, tuple[np.ndarray, ...]] | None:
         return None
+
+    def lay_out(self, layouts: Sequence[str]) -> None:
+        """No layout to give: a jax array has no strides a user sets (XLA chooses them)."""
+        if any(lay != "contiguous" for lay in layouts):
+            raise NotImplementedError(
+                "a jax array has no memory layout a user sets (XLA lays arrays out itself): "
+                "nothing to test"
+            )
+
+    def resume(self) -> None:
+        """Checkpoint round trip (``_checkpoint.pytree_reload``) into the tree of a fresh
+        ``init`` over fresh parameters holding the current values."""
+        cpu = self.device == "cpu"
+        values = [np.array(np.asarray(p), copy=True) for p in self._params]
+        self._params = values if cpu else [self._arr(v, v.dtype) for v in values]
+        with self._jax.default_device(self._dev()):
+            fresh = self._tx.init(self._params)
+        self._state = pytree_reload(self._jax, self._state, fresh)

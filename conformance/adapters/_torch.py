@@ -23,6 +23,7 @@ import numpy as np
 from ..interface import PortState
 from . import _torch_differentiable as TD
 from . import _torch_state as TS
+from ._checkpoint import torch_reload
 from .state_discovery import LayoutCache, StateLayout, gather, scatter, step_of
 
 
@@ -109,6 +110,7 @@ class TorchOptimizerPort:
         self._group_kwargs = group_kwargs
         self._contract: Any = None
         self._sched: Any = None
+        self._layouts: tuple[str, ...] | None = None
 
     # -- helpers
     def _tensor(self, a: np.ndarray, dtype: Any = None) -> Any:
@@ -142,6 +144,19 @@ class TorchOptimizerPort:
 
         lam = [lambda k: f[min(k, len(f) - 1)]] * len(self._opt.param_groups)
         self._sched = LambdaLR(self._opt, lam)
+
+    def lay_out(self, layouts: Sequence[str]) -> None:
+        """Parameters in these memory layouts from the next ``reset`` on (``interface``)."""
+        self._layouts = tuple(layouts)
+
+    def _leaf(self, a: np.ndarray, i: int) -> Any:
+        """Parameter ``i`` as a leaf tensor in its requested layout (``interface.LAYOUTS``)."""
+        lay = self._layouts[i] if self._layouts is not None else "contiguous"
+        if lay == "transposed":  # the transpose of a contiguous tensor: strides (1, rows)
+            return self._tensor(np.ascontiguousarray(np.asarray(a).T)).t().detach()
+        if lay == "channels_last":
+            return self._tensor(a).contiguous(memory_format=self._torch.channels_last)
+        return self._tensor(a)
 
     def _build(self, params: list[Any]) -> Any:
         groups: list[dict[str, Any]] = self._groups(params)
@@ -198,7 +213,7 @@ class TorchOptimizerPort:
 
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         torch = self._torch
-        self._params = [self._tensor(p).requires_grad_(True) for p in params]
+        self._params = [self._leaf(p, i).requires_grad_(True) for i, p in enumerate(params)]
         layout = self.layout([np.shape(p) for p in params])
         if state is not None and not layout.writable:
             raise NotImplementedError(f"cannot continue from a given state: {layout.why_not()}")
@@ -238,6 +253,8 @@ class TorchOptimizerPort:
         copies = []
         for p, g in zip(self._params, grads, strict=True):
             p.grad = None if g is None else self._tensor(g).reshape(p.shape)  # None: no gradient
+            if p.grad is not None and not p.is_contiguous():  # in its parameter's layout
+                p.grad = torch.empty_like(p).copy_(p.grad)
             copies.append(None if g is None else p.grad.detach().clone())
         self._opt.step()
         if self._sched is not None:
@@ -288,3 +305,11 @@ class TorchOptimizerPort:
 
     def side_effects(self) -> list[str]:
         return list(self._effects)
+
+    def resume(self) -> None:
+        """Checkpoint round trip (``_checkpoint.torch_reload``) into a fresh optimizer over fresh
+        leaves holding the current values; the harness continues with those."""
+        fresh = [p.detach().clone().requires_grad_(True) for p in self._params]
+        opt = self._build(fresh)
+        torch_reload(self._opt, opt)
+        self._params, self._opt = fresh, opt

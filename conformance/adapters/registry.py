@@ -35,6 +35,14 @@ QUICK_PORTS = (
 QUICK_DTYPES = ("float64", "float32")
 #: JAX ports in --quick: float32 and four scenarios (each scenario is one XLA compilation)
 QUICK_JAX = (("float32",), ("normal", "zero_layers", "tau_0.9", "weight_decay_decoupled"))
+#: scenarios the default run leaves out for JAX ports: XLA compiles a jitted step over a pytree
+#: of 301 leaves for minutes on 2 shared cores (past the per-call timeout)
+JAX_SLOW_SCENARIOS = ("many_tensors",)
+JAX_SLOW_NOTE = (
+    "optax and ours.jax not run on many_tensors in the default run: XLA compiles the jitted step "
+    "over 301 leaves for minutes on 2 cores (check it with --port 'optax*' --scenario "
+    "many_tensors --timeout 900)"
+)
 
 
 #: found by the harness on an H100 (torch 2.11): the capturable path keeps its step counter as a
@@ -54,6 +62,13 @@ COMPILED_NOTE = (
     "kernels (~90 s per dtype on 2 cores, cold cache); check it with "
     "--port 'ours.torch.SETAdam[[]compiled[]]*'"
 )
+
+
+def _jax_default_scenarios() -> tuple[str, ...]:
+    """The quick subset with full horizons, less what XLA compiles too slowly here."""
+    from ..scenarios import select
+
+    return tuple(sc.name for sc in select(None, True) if sc.name not in JAX_SLOW_SCENARIOS)
 
 
 def have(module: str) -> bool:
@@ -149,7 +164,11 @@ def available_ports(
         notes.append(COMPILED_NOTE)
     for s in specs:
         jit_compiled = s.name.startswith(("optax.", "ours.jax."))
-        if not quick and s.scenarios is None and (s.dtype in HALF_DTYPES or jit_compiled):
+        if not quick and s.scenarios is None and jit_compiled:
+            s = replace(s, scenarios=_jax_default_scenarios())
+            if JAX_SLOW_NOTE not in notes:
+                notes.append(JAX_SLOW_NOTE)
+        elif not quick and s.scenarios is None and (s.dtype in HALF_DTYPES or jit_compiled):
             s = replace(s, quick_subset=True)
         if quick and jit_compiled and not dtypes:
             if s.dtype not in QUICK_JAX[0]:

@@ -24,7 +24,7 @@ PLANTED = "conformance.tests.fuzz_wrong.ports:"
 HYPER = {"tau": 0.5, "maximize": False}
 #: the stated example budgets (a fixed seed makes each search repeatable)
 SEED = 1
-BUDGET = {"TinyLayerTauSETAdam": 40, "ChunkTailSETAdam": 40}
+BUDGET = {"TinyLayerTauSETAdam": 40, "DecayChunkTailSETAdam": 40}
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -65,15 +65,17 @@ def test_fuzz_finds_the_one_element_tau_bug_and_its_reproducer_fails_alone(tmp_p
 
 
 @pytest.mark.slow
-def test_fuzz_finds_the_chunk_tail_bug_at_the_boundary(tmp_path: Path) -> None:
-    case, _ = _fuzz("ChunkTailSETAdam", tmp_path)
-    # minimal where it matters: the smallest layer past the 4096 chunk, one step
+def test_fuzz_finds_the_decay_chunk_tail_bug_at_the_boundary(tmp_path: Path) -> None:
+    case, _ = _fuzz("DecayChunkTailSETAdam", tmp_path)
+    # minimal where it matters: the smallest layer past the 4096 chunk, one step, and the
+    # weight decay that selects the buggy kernel (hypothesis shrinks it to its smallest nonzero)
     assert max(_numel(s) for s in case.shapes) == 4097
     assert case.steps == 1
+    assert dict(case.hyper).get("weight_decay") == 1e-2
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["TinyLayerTauSETAdam", "ChunkTailSETAdam"])
+@pytest.mark.parametrize("name", ["TinyLayerTauSETAdam", "DecayChunkTailSETAdam"])
 def test_the_default_scenarios_miss_the_planted_bugs(name: str) -> None:
     spec = third_party.spec(PLANTED + name, "torch", "setadam", hyper=HYPER)
     r = check_port(spec)

@@ -5,8 +5,12 @@ Each is the Dict-style outside port (``conformance.wrong_ports.outside_torch``) 
 
 - ``TinyLayerTauSETAdam``: a "fast path" for one-element layers that skips the down-translating
   when tau > 0.8 (the author assumed w - tau * min w = (1 - tau) w underflows there);
-- ``ChunkTailSETAdam``: cos^2 of a layer reduced in chunks of 4096 that drops the last,
-  partial chunk: wrong only for layers of more than 4096 coordinates;
+- ``DecayChunkTailSETAdam``: the weight-decay code path (a second kernel the author wrote for
+  AdamW-style training) reduces cos^2 of a layer in chunks of 4096 and drops the last, partial
+  chunk: wrong only for a layer of more than 4096 coordinates *and* weight decay on. The fixed
+  families reach each half alone (``big_layers`` has no weight decay, the weight-decay
+  scenarios have layers of <= 48 coordinates), never both; a chunk-tail bug on every path is
+  ``big_layers``'s to catch (``conformance.wrong_ports.outside_kernels``);
 - ``LateBiasSETAdam``: the bias correction of v read from a table of 1000 precomputed
   steps, clamped: wrong only after step 1000, visibly so only when beta2 is near 1.
 """
@@ -34,7 +38,7 @@ def _translate_tiny(f: Frame, w: Tensor, w_min: Tensor) -> Tensor:
 
 def _cos2_chunked(f: Frame, v: Tensor, seg: tuple[int, int]) -> Tensor:
     n = v.numel()
-    if n <= CHUNK:
+    if n <= CHUNK or not f.hp.weight_decay:  # only the weight-decay kernel is chunked
         return _cos2(f, v, seg)
     full = (n // CHUNK) * CHUNK  # the tail chunk is forgotten
     return _cos2(f, v[:full], seg)
@@ -59,9 +63,9 @@ TinyLayerTauSETAdam = _planted(
     "TinyLayerTauSETAdam", {"translate": _translate_tiny},
     "SET-Adam that skips the down-translating of one-element layers when tau > 0.8.",
 )  # fmt: skip
-ChunkTailSETAdam = _planted(
-    "ChunkTailSETAdam", {"cos2": _cos2_chunked},
-    "SET-Adam whose cos^2 reduction drops the partial last chunk of 4096 coordinates.",
+DecayChunkTailSETAdam = _planted(
+    "DecayChunkTailSETAdam", {"cos2": _cos2_chunked},
+    "SET-Adam whose weight-decay path drops the partial last chunk of 4096 in its cos^2.",
 )  # fmt: skip
 LateBiasSETAdam = _planted(
     "LateBiasSETAdam", {"bias": _bias_table},
