@@ -221,3 +221,25 @@ def test_torch_port_is_driven_by_a_real_lr_scheduler() -> None:
     port.reset(prob.params0, state)
     assert port._sched is None
     assert port._opt.param_groups[0]["lr"] == cfg.lr * contract.lr_factors[2]
+
+
+def test_optax_inject_hyperparams_takes_the_schedule() -> None:
+    """``optax.inject_hyperparams(optax.adam)(learning_rate=schedule)``: the schedule evaluated
+    into the transformation's state at each count; re-synced and free-running pass."""
+    optax = pytest.importorskip("optax")
+    from conformance.adapters._jax import OptaxPort
+
+    def make_for(c: Any, lr: Any) -> Any:
+        b1, b2 = c.betas
+        adam = optax.inject_hyperparams(optax.adam)
+        return adam(learning_rate=lr, b1=b1, b2=b2, eps=c.eps, eps_root=c.eps_root)
+
+    def factory(cfg: Any) -> Any:
+        return OptaxPort(
+            "optax.adam[inject_hyperparams]", lambda: make_for(cfg, cfg.lr), "float64", "cpu",
+            betas=cfg.betas, make_for=make_for,
+        )  # fmt: skip
+
+    r = check_port(factory, "adam", None, ["schedules"], quick=True, dtype="float64")
+    (s,) = r.scenarios
+    assert s.status == "pass" and not s.reason, s.reason  # re-synced too
