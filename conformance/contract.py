@@ -41,6 +41,8 @@ class _ContractFields(Protocol):
     def lr_factors(self) -> Sequence[float] | None: ...
     @property
     def active(self) -> Sequence[Sequence[bool]] | None: ...
+    @property
+    def closed_loop(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,13 @@ def _normal(cfg: Config) -> Config:
 def contract_of(problem: _ContractFields, config: Config) -> Contract | None:
     """The contract of ``problem`` on top of the scenario's ``config``; None for a plain one.
 
-    Raises ``ValueError`` when the groups do not partition the arrays, or a layer spans groups
-    (a layer's statistics would mix two configs: not expressible)."""
+    Raises ``ValueError`` when the groups do not partition the arrays, a layer spans groups
+    (a layer's statistics would mix two configs: not expressible), or absent gradients are asked
+    of a closed loop."""
     if problem.groups is None and problem.lr_factors is None and problem.active is None:
         return None
+    if problem.active is not None and problem.closed_loop:
+        raise ValueError("absent gradients are an open-loop contract (the driver masks no loss)")
     n = len(problem.params0)
     specs = problem.groups or (GroupSpec(tuple(range(n))),)
     seen = sorted(i for g in specs for i in g.arrays)
