@@ -62,6 +62,7 @@ class Contract:
     sparse: bool = False  # step() receives None for an array without gradient
     frozen: tuple[int, ...] = ()  # arrays without gradient at every step (a frozen parameter)
     partial: bool = False  # some other array has a gradient at some steps only
+    layers: tuple[tuple[int, ...], ...] | None = None  # SET-Adam layers of several arrays
 
     def config_at(self, k: int, t: int) -> Config:
         """Config of group ``k`` at step ``t`` (its lr scaled by the schedule)."""
@@ -113,11 +114,12 @@ def contract_of(problem: _ContractFields, config: Config) -> Contract | None:
         for g in specs
     )
     lr = None if problem.lr_factors is None else tuple(problem.lr_factors)
+    lay = None if problem.layers is None else tuple(tuple(x) for x in problem.layers)
     if problem.active is None:
-        return Contract(groups, lr)
+        return Contract(groups, lr, layers=lay)
     never = tuple(i for i in range(n) if not any(a[i] for a in problem.active))
     partial = any(not all(a[i] for a in problem.active) for i in range(n) if i not in never)
-    return Contract(groups, lr, True, never, partial)
+    return Contract(groups, lr, True, never, partial, lay)
 
 
 def apply_contract(port: Any, contract: Contract | None) -> str | None:

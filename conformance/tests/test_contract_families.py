@@ -28,22 +28,30 @@ from conformance.tests._numpy_ports import NumpySETAdam
 from conformance.tests.contract_wrong.cached_lr import CachedLRAdam
 from conformance.tests.contract_wrong.eager_counter import EagerCountAdam
 from conformance.tests.contract_wrong.group0_hyper import HoistedAdam
+from conformance.tests.contract_wrong.layer_counts_all import WholeLayerSETAdam
 from setadam_ref import AdamConfig, SETAdamConfig
 
 #: the older scenarios a planted port must pass (dense, one group, constant lr; weight decay)
-OLDER = ["normal", "weight_decay_l2", "zero_layers"]
+OLDER = {"adam": ["normal", "weight_decay_l2", "zero_layers"],
+         "setadam": ["normal", "zero_layers", "tau_0.9"]}  # fmt: skip
 FAMILIES = ["groups", "schedules", "sparse"]
-PLANTED = [(HoistedAdam, "groups"), (CachedLRAdam, "schedules"), (EagerCountAdam, "sparse")]
+PLANTED = [
+    (HoistedAdam, "adam", "groups"),
+    (CachedLRAdam, "adam", "schedules"),
+    (EagerCountAdam, "adam", "sparse"),
+    (WholeLayerSETAdam, "setadam", "sparse_layers"),
+]
 
 
 def _statuses(r: PortResult) -> dict[str, str]:
     return {s.scenario: s.status for s in r.scenarios}
 
 
-@pytest.mark.parametrize(("cls", "family"), PLANTED, ids=[f for _, f in PLANTED])
-def test_planted_port_rejected_by_its_family_only(cls: Any, family: str) -> None:
+@pytest.mark.parametrize(("cls", "algorithm", "family"), PLANTED, ids=[f for *_, f in PLANTED])
+def test_planted_port_rejected_by_its_family_only(cls: Any, algorithm: str, family: str) -> None:
+    families = FAMILIES + (["sparse_layers"] if algorithm == "setadam" else [])
     r = check_port(
-        torch_factory(cls, "float64"), "adam", None, OLDER + FAMILIES, quick=True,
+        torch_factory(cls, "float64"), algorithm, None, OLDER[algorithm] + families, quick=True,
         dtype="float64", diagnose=False,
     )  # fmt: skip
     st = _statuses(r)
@@ -177,7 +185,8 @@ def test_layer_across_groups_is_refused() -> None:
 
 
 def test_families_listed_tagged_and_one_in_quick() -> None:
-    assert {s.name for s in CONTRACT} == {"groups", "groups_decoupled", "schedules", "sparse"}
+    names = {"groups", "groups_decoupled", "schedules", "sparse", "sparse_layers"}
+    assert {s.name for s in CONTRACT} == names
     assert all("contract" in s.tags for s in CONTRACT)
     assert [s.name for s in select(quick=True) if s in CONTRACT] == ["groups"]
     assert {s.name for s in CONTRACT} <= {s.name for s in select()}
