@@ -41,6 +41,8 @@ class _ContractFields(Protocol):
     def lr_factors(self) -> Sequence[float] | None: ...
     @property
     def active(self) -> Sequence[Sequence[bool]] | None: ...
+    @property
+    def closed_loop(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Contract:
     sparse: bool = False  # step() receives None for an array without gradient
     frozen: tuple[int, ...] = ()  # arrays without gradient at every step (a frozen parameter)
     partial: bool = False  # some other array has a gradient at some steps only
+    layers: tuple[tuple[int, ...], ...] | None = None  # SET-Adam layers of several arrays
 
     def config_at(self, k: int, t: int) -> Config:
         """Config of group ``k`` at step ``t`` (its lr scaled by the schedule)."""
@@ -89,10 +92,13 @@ def _normal(cfg: Config) -> Config:
 def contract_of(problem: _ContractFields, config: Config) -> Contract | None:
     """The contract of ``problem`` on top of the scenario's ``config``; None for a plain one.
 
-    Raises ``ValueError`` when the groups do not partition the arrays, or a layer spans groups
-    (a layer's statistics would mix two configs: not expressible)."""
+    Raises ``ValueError`` when the groups do not partition the arrays, a layer spans groups
+    (a layer's statistics would mix two configs: not expressible), or absent gradients are asked
+    of a closed loop."""
     if problem.groups is None and problem.lr_factors is None and problem.active is None:
         return None
+    if problem.active is not None and problem.closed_loop:
+        raise ValueError("absent gradients are an open-loop contract (the driver masks no loss)")
     n = len(problem.params0)
     specs = problem.groups or (GroupSpec(tuple(range(n))),)
     seen = sorted(i for g in specs for i in g.arrays)
@@ -108,11 +114,12 @@ def contract_of(problem: _ContractFields, config: Config) -> Contract | None:
         for g in specs
     )
     lr = None if problem.lr_factors is None else tuple(problem.lr_factors)
+    lay = None if problem.layers is None else tuple(tuple(x) for x in problem.layers)
     if problem.active is None:
-        return Contract(groups, lr)
+        return Contract(groups, lr, layers=lay)
     never = tuple(i for i in range(n) if not any(a[i] for a in problem.active))
     partial = any(not all(a[i] for a in problem.active) for i in range(n) if i not in never)
-    return Contract(groups, lr, True, never, partial)
+    return Contract(groups, lr, True, never, partial, lay)
 
 
 def apply_contract(port: Any, contract: Contract | None) -> str | None:

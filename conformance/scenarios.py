@@ -409,6 +409,25 @@ def _sparse_active(steps: int) -> tuple[tuple[bool, ...], ...]:
 
 _SPARSE_SHAPES = [(8, 6), (6,), (20,), (5,), (4, 3)]
 
+
+def _layer_groups(steps: int) -> tuple[GroupSpec, ...]:
+    return (GroupSpec((0, 1)), GroupSpec((2, 3)))
+
+
+def _frozen_in_layer(steps: int) -> tuple[tuple[bool, ...], ...]:
+    """Array 1 never gets a gradient; it shares its layer with array 0."""
+    return tuple((True, False, True, True) for _ in range(steps))
+
+
+def _with_layers(build: Callable[[np.random.Generator, int], Problem]) -> Callable[
+    [np.random.Generator, int], Problem
+]:  # fmt: skip
+    def wrapped(rng: np.random.Generator, steps: int) -> Problem:
+        return dataclasses.replace(build(rng, steps), layers=((0, 1), (2, 3)))
+
+    return wrapped
+
+
 CONTRACT: tuple[Scenario, ...] = (
     Scenario("groups", "three param groups (own lr, eps, tau, betas, weight decay); one never gets a gradient",
              _with(_open(_GROUP_SHAPES, _gauss()), groups=_groups, active=_group_active),
@@ -425,6 +444,11 @@ CONTRACT: tuple[Scenario, ...] = (
     Scenario("sparse", "array 1 without gradient on even steps, array 3 never",
              _with(_open(_SPARSE_SHAPES, _gauss()), active=_sparse_active),
              steps=10, quick_steps=6, seed=204, hyper={"lr": 1e-2},
+             dtypes=("float64", "float32"), tags=("open", "contract", "sparse")),
+    Scenario("sparse_layers", "SET-Adam layers of two tensors (one param group each); array 1 never gets a gradient",
+             _with(_with_layers(_open([(6, 4), (5,), (8,), (3,)], _gauss())), groups=_layer_groups,
+                   active=_frozen_in_layer),
+             steps=8, quick_steps=4, seed=205, hyper={"lr": 1e-2}, algorithms=("setadam",),
              dtypes=("float64", "float32"), tags=("open", "contract", "sparse")),
 )  # fmt: skip
 

@@ -127,6 +127,10 @@ class OptaxPort:
 
         if self._make_for is None:
             raise NotImplementedError("the adapter has no transformation for a config")
+        cfg0 = contract.groups[0][1]
+        if contract.layers is not None and any(len(x) > 1 for x in contract.layers):
+            if hasattr(cfg0, "tau"):  # SET-Adam: Adam ignores layering
+                raise NotImplementedError("the port takes one SET-Adam layer per leaf")
         if contract.partial:
             raise NotImplementedError(
                 "optax has no absent gradient (a zero gradient decays m, v and advances the "

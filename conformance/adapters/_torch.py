@@ -49,6 +49,14 @@ def _same(torch: Any, a: Any, b: Any) -> bool:
     return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
 
 
+def _multi_array_layers(contract: Any) -> bool:
+    """A SET-Adam contract whose layers group several arrays (Adam ignores layering)."""
+    from setadam_ref import SETAdamConfig
+
+    setadam = isinstance(contract.groups[0][1], SETAdamConfig)
+    return setadam and contract.layers is not None and any(len(x) > 1 for x in contract.layers)
+
+
 def to_numpy(t: Any) -> np.ndarray:
     return np.asarray(t.detach().to("cpu", copy=True).double().numpy(), dtype=np.float64)
 
@@ -86,6 +94,7 @@ class TorchOptimizerPort:
         state_map: dict[str, str] | None = None,
         betas: tuple[float, float] | None = None,
         group_kwargs: Callable[[Any], dict[str, Any]] | None = None,
+        group_layer: dict[str, Any] | None = None,
     ) -> None:
         import torch
 
@@ -108,6 +117,7 @@ class TorchOptimizerPort:
         self.state_dtype = dtype
         # the contract (conformance.contract): param groups' options from a config, lr schedule
         self._group_kwargs = group_kwargs
+        self._group_layer = group_layer  # the option making a param group one SET-Adam layer
         self._contract: Any = None
         self._sched: Any = None
         self._layouts: tuple[str, ...] | None = None
@@ -121,10 +131,11 @@ class TorchOptimizerPort:
     def _groups(self, params: list[Any]) -> list[dict[str, Any]]:
         """One param group, or the contract's groups with their options."""
         c = self._contract
-        if c is None or len(c.groups) == 1 or self._group_kwargs is None:
+        layer = self._group_layer if c is not None and _multi_array_layers(c) else None
+        if c is None or self._group_kwargs is None or (len(c.groups) == 1 and layer is None):
             return [{"params": params}]
         return [
-            {"params": [params[i] for i in arrays], **self._group_kwargs(cfg)}
+            {"params": [params[i] for i in arrays], **self._group_kwargs(cfg), **(layer or {})}
             for arrays, cfg in c.groups
         ]
 
@@ -209,6 +220,11 @@ class TorchOptimizerPort:
         """Take a contract scenario's groups, lr schedule and absent gradients."""
         if len(contract.groups) > 1 and self._group_kwargs is None:
             raise NotImplementedError("the adapter has no param-group options for a config")
+        if _multi_array_layers(contract):
+            if self._group_layer is None:
+                raise NotImplementedError("the port takes one SET-Adam layer per tensor")
+            if sorted(contract.layers) != sorted(a for a, _ in contract.groups):
+                raise NotImplementedError("a layer of several tensors is one param group here")
         self._contract = contract
 
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:

@@ -68,6 +68,7 @@ def factory(path: str, dtype: str, device: str) -> Callable[[Config], Any]:
             record_stages=records_stages(path),
             betas=cfg.betas,
             group_kwargs=group_kwargs,
+            group_layer={"layer": "group"},
         )
 
     return make_port

@@ -42,6 +42,7 @@ def torch_factory(cls: Any, dtype: str, *, record_stages: bool = False) -> Any:
             record_stages=record_stages,
             betas=cfg.betas,
             group_kwargs=options,  # a param group's options: the constructor's, per group
+            group_layer={"layer": "group"} if "layer" in accepted else None,
         )
 
     return make

@@ -28,22 +28,30 @@ from conformance.tests._numpy_ports import NumpySETAdam
 from conformance.tests.contract_wrong.cached_lr import CachedLRAdam
 from conformance.tests.contract_wrong.eager_counter import EagerCountAdam
 from conformance.tests.contract_wrong.group0_hyper import HoistedAdam
+from conformance.tests.contract_wrong.layer_counts_all import WholeLayerSETAdam
 from setadam_ref import AdamConfig, SETAdamConfig
 
 #: the older scenarios a planted port must pass (dense, one group, constant lr; weight decay)
-OLDER = ["normal", "weight_decay_l2", "zero_layers"]
+OLDER = {"adam": ["normal", "weight_decay_l2", "zero_layers"],
+         "setadam": ["normal", "zero_layers", "tau_0.9"]}  # fmt: skip
 FAMILIES = ["groups", "schedules", "sparse"]
-PLANTED = [(HoistedAdam, "groups"), (CachedLRAdam, "schedules"), (EagerCountAdam, "sparse")]
+PLANTED = [
+    (HoistedAdam, "adam", "groups"),
+    (CachedLRAdam, "adam", "schedules"),
+    (EagerCountAdam, "adam", "sparse"),
+    (WholeLayerSETAdam, "setadam", "sparse_layers"),
+]
 
 
 def _statuses(r: PortResult) -> dict[str, str]:
     return {s.scenario: s.status for s in r.scenarios}
 
 
-@pytest.mark.parametrize(("cls", "family"), PLANTED, ids=[f for _, f in PLANTED])
-def test_planted_port_rejected_by_its_family_only(cls: Any, family: str) -> None:
+@pytest.mark.parametrize(("cls", "algorithm", "family"), PLANTED, ids=[f for *_, f in PLANTED])
+def test_planted_port_rejected_by_its_family_only(cls: Any, algorithm: str, family: str) -> None:
+    families = FAMILIES + (["sparse_layers"] if algorithm == "setadam" else [])
     r = check_port(
-        torch_factory(cls, "float64"), "adam", None, OLDER + FAMILIES, quick=True,
+        torch_factory(cls, "float64"), algorithm, None, OLDER[algorithm] + families, quick=True,
         dtype="float64", diagnose=False,
     )  # fmt: skip
     st = _statuses(r)
@@ -177,7 +185,8 @@ def test_layer_across_groups_is_refused() -> None:
 
 
 def test_families_listed_tagged_and_one_in_quick() -> None:
-    assert {s.name for s in CONTRACT} == {"groups", "groups_decoupled", "schedules", "sparse"}
+    names = {"groups", "groups_decoupled", "schedules", "sparse", "sparse_layers"}
+    assert {s.name for s in CONTRACT} == names
     assert all("contract" in s.tags for s in CONTRACT)
     assert [s.name for s in select(quick=True) if s in CONTRACT] == ["groups"]
     assert {s.name for s in CONTRACT} <= {s.name for s in select()}
@@ -221,3 +230,25 @@ def test_torch_port_is_driven_by_a_real_lr_scheduler() -> None:
     port.reset(prob.params0, state)
     assert port._sched is None
     assert port._opt.param_groups[0]["lr"] == cfg.lr * contract.lr_factors[2]
+
+
+def test_optax_inject_hyperparams_takes_the_schedule() -> None:
+    """``optax.inject_hyperparams(optax.adam)(learning_rate=schedule)``: the schedule evaluated
+    into the transformation's state at each count; re-synced and free-running pass."""
+    optax = pytest.importorskip("optax")
+    from conformance.adapters._jax import OptaxPort
+
+    def make_for(c: Any, lr: Any) -> Any:
+        b1, b2 = c.betas
+        adam = optax.inject_hyperparams(optax.adam)
+        return adam(learning_rate=lr, b1=b1, b2=b2, eps=c.eps, eps_root=c.eps_root)
+
+    def factory(cfg: Any) -> Any:
+        return OptaxPort(
+            "optax.adam[inject_hyperparams]", lambda: make_for(cfg, cfg.lr), "float64", "cpu",
+            betas=cfg.betas, make_for=make_for,
+        )  # fmt: skip
+
+    r = check_port(factory, "adam", None, ["schedules"], quick=True, dtype="float64")
+    (s,) = r.scenarios
+    assert s.status == "pass" and not s.reason, s.reason  # re-synced too
