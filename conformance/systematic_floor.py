@@ -141,9 +141,11 @@ def legit_bias(
         tau = config.tau
         lid = flat.layer_id
         w_min = np.full(flat.n_layers, np.inf)
-        np.minimum.at(w_min, lid, w)
+        # fmin/fmax: an array without gradient at this step (NaN in a contract scenario's
+        # trace) is not in its layer, and must not void the floor of the arrays that are
+        np.fmin.at(w_min, lid, w)
         r_max = np.zeros(flat.n_layers)
-        np.maximum.at(r_max, lid, rel_w)
+        np.fmax.at(r_max, lid, rel_w)
         wm, rm = w_min[lid], r_max[lid]
         shift = rel_w * w + tau * wm * (rm + const_rel(tau, fx)) if tau > 0 else rel_w * w
         rel_den = _safe_div(shift, den)
