@@ -239,7 +239,8 @@ def _md_failures(r: PortResult) -> list[str]:
         out.append(f"- likely cause: **{md_text(c)}** (distance {s:.3g}): {md_text(desc)}")
     out += [f"- {md_text(n)}" for n in cause_notes(r)]
     for f in r.failures:
-        out.append(f"- {md_text(f.scenario)} {f.mode} step {f.step} [{f.kind}] {md_text(f.message)}")
+        step = f" step {f.step}" if f.step is not None else ""  # a systematic failure has none
+        out.append(f"- {md_text(f.scenario)} {f.mode}{step} [{f.kind}] {md_text(f.message)}")
     if r.failures_not_listed:
         out.append(f"- ({r.failures_not_listed} further failures not listed)")
     return out + [""]
