@@ -18,28 +18,31 @@ def supports(cfg: Config) -> str | None:
     return None
 
 
-def factory(dtype: str, device: str) -> Callable[[Config], Any]:
-    def make_port(cfg: Config) -> OptaxPort:
+def transformation(cfg: Config) -> Callable[[], Any]:
+    """``make_tx()`` for our setadam with ``cfg``'s hyperparameters (also the mesh port's)."""
+
+    def make_tx() -> Any:
         from ..ports.jax_setadam import setadam
 
         assert isinstance(cfg, SETAdamConfig)
         b1, b2 = cfg.betas
-        return OptaxPort(
-            "ours.jax.setadam",
-            lambda: setadam(
-                cfg.lr,
-                b1=b1,
-                b2=b2,
-                eps=cfg.eps,
-                tau=cfg.tau,
-                weight_decay=cfg.weight_decay,
-                weight_decay_mode=cfg.weight_decay_mode,
-                maximize=cfg.maximize,
-            ),
-            dtype,
-            device,
-            betas=cfg.betas,
+        return setadam(
+            cfg.lr,
+            b1=b1,
+            b2=b2,
+            eps=cfg.eps,
+            tau=cfg.tau,
+            weight_decay=cfg.weight_decay,
+            weight_decay_mode=cfg.weight_decay_mode,
+            maximize=cfg.maximize,
         )
+
+    return make_tx
+
+
+def factory(dtype: str, device: str) -> Callable[[Config], Any]:
+    def make_port(cfg: Config) -> OptaxPort:
+        return OptaxPort("ours.jax.setadam", transformation(cfg), dtype, device, betas=cfg.betas)
 
     return make_port
 
