@@ -15,6 +15,13 @@ results can never hang on a rank that misbehaves. Every ``step()`` runs under
 side effect (the contract: at most one collective per param group and step), as are gradients
 mutated in place and a sentinel param group touched.
 
+Where the optimizer keeps m, v and its step counter is found by ``state_discovery``, as for an
+unsharded port: a probe optimizer on zero DTensors takes two steps and its state's entries are
+read as full tensors (``full_tensor()``: every rank probes alike, so every rank finds the same
+layout), under any names and containers (``state_map`` names them instead). A re-synced step
+writes each rank's shard of the given full m and v into the entries found; ``state()`` reads
+each rank's shard back.
+
 Parameters are dealt round-robin into ``groups`` param groups (default 2) plus the sentinel's,
 so every check also exercises several groups. torch is imported lazily.
 """
