@@ -18,34 +18,35 @@ def supports(cfg: Config) -> str | None:
     return None
 
 
+def make_for(c: Config, learning_rate: Any) -> Any:
+    """Our setadam for config ``c`` (``learning_rate`` a float or a schedule of the count)."""
+    from ..ports.jax_setadam import setadam
+
+    assert isinstance(c, SETAdamConfig)
+    b1, b2 = c.betas
+    return setadam(
+        learning_rate,
+        b1=b1,
+        b2=b2,
+        eps=c.eps,
+        tau=c.tau,
+        weight_decay=c.weight_decay,
+        weight_decay_mode=c.weight_decay_mode,
+        maximize=c.maximize,
+    )
+
+
+def transformation(cfg: Config) -> Callable[[], Any]:
+    """``make_tx()`` for our setadam with ``cfg``'s hyperparameters (also the mesh port's)."""
+    return lambda: make_for(cfg, cfg.lr)
+
+
 def factory(dtype: str, device: str) -> Callable[[Config], Any]:
     def make_port(cfg: Config) -> OptaxPort:
-        from ..ports.jax_setadam import setadam
-
-        def make_for(c: Any, learning_rate: Any) -> Any:
-            """The transformation for config ``c`` (a float lr or a schedule of the count)."""
-            assert isinstance(c, SETAdamConfig)
-            b1, b2 = c.betas
-            return setadam(
-                learning_rate,
-                b1=b1,
-                b2=b2,
-                eps=c.eps,
-                tau=c.tau,
-                weight_decay=c.weight_decay,
-                weight_decay_mode=c.weight_decay_mode,
-                maximize=c.maximize,
-            )
-
-        assert isinstance(cfg, SETAdamConfig)
         return OptaxPort(
-            "ours.jax.setadam",
-            lambda: make_for(cfg, cfg.lr),
-            dtype,
-            device,
-            betas=cfg.betas,
+            "ours.jax.setadam", transformation(cfg), dtype, device, betas=cfg.betas,
             make_for=make_for,
-        )
+        )  # fmt: skip
 
     return make_port
 

@@ -69,26 +69,11 @@ def _pooled(ranks: int, dtype: str, foreach: bool) -> Callable[[Config], Any]:
 
 def _mesh(dtype: str) -> Callable[[Config], Any]:
     def make_port(cfg: Config) -> Any:
-        from ..ports.jax_setadam import setadam
+        from .ours_jax import transformation
         from .sharded_jax import MeshOptaxPort
 
-        assert isinstance(cfg, SETAdamConfig)
-        b1, b2 = cfg.betas
         return MeshOptaxPort(
-            jax_name(),
-            lambda: setadam(
-                cfg.lr,
-                b1=b1,
-                b2=b2,
-                eps=cfg.eps,
-                tau=cfg.tau,
-                weight_decay=cfg.weight_decay,
-                weight_decay_mode=cfg.weight_decay_mode,
-                maximize=cfg.maximize,
-            ),
-            dtype,
-            devices=MESH_DEVICES,
-            betas=cfg.betas,
+            jax_name(), transformation(cfg), dtype, devices=MESH_DEVICES, betas=cfg.betas
         )
 
     return make_port

@@ -15,6 +15,13 @@ results can never hang on a rank that misbehaves. Every ``step()`` runs under
 side effect (the contract: at most one collective per param group and step), as are gradients
 mutated in place and a sentinel param group touched.
 
+Where the optimizer keeps m, v and its step counter is found by ``state_discovery``, as for an
+unsharded port: a probe optimizer on zero DTensors takes two steps and its state's entries are
+read as full tensors (``full_tensor()``: every rank probes alike, so every rank finds the same
+layout), under any names and containers (``state_map`` names them instead). A re-synced step
+writes each rank's shard of the given full m and v into the entries found; ``state()`` reads
+each rank's shard back.
+
 Parameters are dealt round-robin into ``groups`` param groups (default 2) plus the sentinel's,
 so every check also exercises several groups. torch is imported lazily.
 """
@@ -30,7 +37,7 @@ import numpy as np
 from ..interface import PortState
 from . import _torch_state as TS
 from ._torch import MakeOptimizer, torch_dtype
-from .state_discovery import LayoutCache, StateLayout, View, gather, scatter, step_of
+from .state_discovery import LayoutCache, Leaf, StateLayout, View, gather, scatter, step_of
 
 #: operators of the collective namespaces that are bookkeeping, not communication
 NOT_COLLECTIVES = frozenset({"wait_tensor", "_wrap_tensor_autograd"})
@@ -172,12 +179,12 @@ class ShardedOptimizerPort:
         tdt = torch_dtype(dt)
         params = [self._dtensor(np.zeros(s), tdt).requires_grad_(True) for s in shapes]
         opt = self._make([{"params": params}])
-        snaps = [self._leaves(opt, params, full=True)]
+        snaps = [_whole(self._leaves(opt, params, full=True))]
         for g in (g1, g2):
             for p, x in zip(params, g, strict=True):
                 p.grad = self._dtensor(x, tdt)
             opt.step()
-            snaps.append(self._leaves(opt, params, full=True))
+            snaps.append(_whole(self._leaves(opt, params, full=True)))
         return snaps
 
     def layout(self, shapes: Sequence[tuple[int, ...]]) -> StateLayout:
@@ -189,6 +196,13 @@ class ShardedOptimizerPort:
         from torch.distributed.tensor import DTensor, distribute_tensor
 
         x = found[view.path].get()
+        if not isinstance(x, DTensor) and view.sub is None and view.array is not None:
+            if hasattr(x, "numel") and x.numel() != np.size(flat):  # a plain tensor of a shard
+                p = self._params[view.array]
+                mine = self._dtensor(np.reshape(flat, p.shape), x.dtype).to_local()
+                if mine.numel() == x.numel():
+                    x.copy_(mine.reshape(x.shape))
+                    return
         if isinstance(x, DTensor) and view.sub is None:
             full = self._torch.tensor(np.reshape(flat, x.shape), dtype=x.dtype, device=x.device)
             mine = distribute_tensor(full, x.device_mesh, x.placements, src_data_rank=None)
@@ -329,3 +343,29 @@ def _nan_equal(torch: Any, a: Any, b: Any) -> bool:
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
     return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
+
+
+def _whole(leaves: dict[Any, Leaf]) -> dict[Any, Leaf]:
+    """A probe's leaves with plain tensors that hold a rank's piece (of a shard's size) made
+    whole: every rank's values are exchanged (one ``all_gather_object``; every rank probes
+    alike) and an entry whose pieces differ between ranks is their concatenation along
+    dimension 0 in rank order (``Shard(0)``'s layout); entries equal on every rank (a counter, a
+    replicated or full tensor) are kept as they are."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    if world == 1:
+        return leaves
+    every: list[Any] = [None] * world
+    dist.all_gather_object(every, {path: leaf.value for path, leaf in leaves.items()})
+    out = dict(leaves)
+    for path, leaf in leaves.items():
+        pieces = [e.get(path) for e in every]
+        if any(p is None or p.ndim == 0 for p in pieces):
+            continue
+        if all(p.shape == pieces[0].shape and np.array_equal(p, pieces[0]) for p in pieces):
+            continue
+        if all(p.shape[1:] == pieces[0].shape[1:] for p in pieces):
+            value = np.concatenate(pieces, axis=0)
+            out[path] = Leaf(path, value, leaf.dtype, value.size == 1)
+    return out

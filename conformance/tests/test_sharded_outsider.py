@@ -1,8 +1,9 @@
 """A sharded port in an outside naming is re-synced through state discovery and diagnosed.
 
 :mod:`conformance.tests.sharded_wrong.outsider` keeps its moments as DTensors under its own names
-in its own container (``buffers[id(p)]["mu"/"nu"]``) and counts steps in an int attribute: the
-sharded torch adapter must find them by their values on the probe's full tensors, write the
+in its own container (``buffers[id(p)]["mu"/"nu"]``; a second control keeps them as plain
+tensors of its shard) and counts steps in an int attribute: the sharded torch adapter must find
+them by their values on the probe's full tensors (pieces made whole), write the
 reference's state into the ranks' shards, and read them back, so that the control passes every
 sharding scenario it is given and the planted local-shard statistics (llm.c PR 524) fail at the
 first re-synced step with the moments agreeing and the parameters not (the port records no
@@ -29,10 +30,10 @@ def _check(attr: str, scenarios: list[str]) -> PortResult:
     return check_port(spec, scenarios=[get(s) for s in scenarios], quick=True, name=attr)
 
 
-def test_the_outside_control_is_resynced_and_accepted() -> None:
-    r = _check(
-        "OutsiderSETAdam", ["shard_even", "shard_uneven", "shard_fewer_rows", "shard_groups"]
-    )
+@pytest.mark.parametrize("attr", ["OutsiderSETAdam", "OutsiderLocalBuffers"])
+def test_the_outside_controls_are_resynced_and_accepted(attr: str) -> None:
+    """Moments as DTensors, or as plain tensors of each rank's shard (made whole on the probe)."""
+    r = _check(attr, ["shard_even", "shard_uneven", "shard_fewer_rows", "shard_groups"])
     assert r.verdict == "pass", r.message
     assert r.exposes_state, "the state under its own names was not found on the DTensors"
     assert r.worst_fraction() <= 1.0

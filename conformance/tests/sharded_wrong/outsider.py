@@ -8,7 +8,9 @@ no stage record. Per param group and step, every rank gathers all ranks' local
 $[\\sum v, \\sum v^2, \\min v]$ in one ``all_gather_into_tensor`` and reduces them (a replicated
 parameter is whole on every rank and is not summed).
 
-:class:`OutsiderSETAdam` is the control; :class:`OutsiderLocalNorms` plants the classic bug of
+:class:`OutsiderSETAdam` is the control, :class:`OutsiderLocalBuffers` another (its moments
+plain tensors of the local shard's size, ``torch.zeros_like(p.to_local())``, as a port written
+for the shards alone keeps them); :class:`OutsiderLocalNorms` plants the classic bug of
 layer-wise optimizers under sharding (llm.c PR 524, DeepSpeed issue 490): the layer statistics,
 and the layer size $d$, of the local shard only, never reduced across ranks.
 """
@@ -37,6 +39,7 @@ class OutsiderSETAdam(torch.optim.Optimizer):
     """Correct sharded SET-Adam in an outside naming (the control)."""
 
     LOCAL_ONLY = False
+    PLAIN_BUFFERS = False
 
     def __init__(
         self,
@@ -102,8 +105,9 @@ class OutsiderSETAdam(torch.optim.Optimizer):
                 continue
             nus = []
             for p in ps:
+                like = _shard(p) if self.PLAIN_BUFFERS else p
                 buf = self.buffers.setdefault(
-                    id(p), {"mu": torch.zeros_like(p), "nu": torch.zeros_like(p)}
+                    id(p), {"mu": torch.zeros_like(like), "nu": torch.zeros_like(like)}
                 )
                 g = _shard(p.grad) * (-1.0 if group["maximize"] else 1.0)
                 if group["weight_decay"] and not group["decoupled_weight_decay"]:
@@ -128,3 +132,9 @@ class OutsiderLocalNorms(OutsiderSETAdam):
     """Layer statistics of the local shard, never reduced (llm.c PR 524, DeepSpeed issue 490)."""
 
     LOCAL_ONLY = True
+
+
+class OutsiderLocalBuffers(OutsiderSETAdam):
+    """Correct; its moments are plain tensors of the local shard (a second control)."""
+
+    PLAIN_BUFFERS = True
