@@ -147,8 +147,9 @@ def legit_bias(
         r_max = np.zeros(flat.n_layers)
         np.fmax.at(r_max, lid, rel_w)
         wm, rm = w_min[lid], r_max[lid]
-        shift = rel_w * w + tau * wm * (rm + const_rel(tau, fx)) if tau > 0 else rel_w * w
-        rel_den = _safe_div(shift, den)
+        with np.errstate(invalid="ignore"):  # NaN where an array has no gradient: left out
+            shift = rel_w * w + tau * wm * (rm + const_rel(tau, fx)) if tau > 0 else rel_w * w
+            rel_den = _safe_div(shift, den)
     core = s * _safe_div(np.abs(ref.m), den)
     bias = core * (step_size_rel(config.lr, b1, t, fx) + rel_den) + s * _safe_div(dm, den)
     if decoupled:

@@ -132,12 +132,17 @@ class _Dict(_Outside):
                 st["exp_avg_var"] = _zeros(p)
                 if group["amsgrad"]:
                     st["max_exp_avg_var"] = _zeros(p)
-        sts = [self.state[p] for p in params]
-        vmaxes = [s["max_exp_avg_var"] for s in sts] if group["amsgrad"] else None
-        t = self._run(group, params, [s["exp_avg"] for s in sts],
-                      [s["exp_avg_var"] for s in sts], vmaxes, sts[0]["step"], self.scratch)  # fmt: skip
-        for s in sts:
-            s["step"] = t
+        # one run per step count: a parameter that missed steps (no gradient) keeps its own count
+        by_step: dict[int, list[Tensor]] = {}
+        for p in params:
+            by_step.setdefault(self.state[p]["step"], []).append(p)
+        for t0, ps in by_step.items():
+            sts = [self.state[p] for p in ps]
+            vmaxes = [s["max_exp_avg_var"] for s in sts] if group["amsgrad"] else None
+            t = self._run(group, ps, [s["exp_avg"] for s in sts],
+                          [s["exp_avg_var"] for s in sts], vmaxes, t0, self.scratch)  # fmt: skip
+            for s in sts:
+                s["step"] = t
 
 
 class _Attr(_Outside):
