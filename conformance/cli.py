@@ -140,6 +140,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("VERDICT: error: --device cuda, but torch.cuda.is_available() is False here")
         return EXIT_ERROR
     specs, notes = available_ports(args.device, dtypes, args.port, args.quick)
+    if not args.scenario:  # never silently: say which scenarios only run when named
+        from .scenarios import opt_in_note
+
+        notes = [*notes, opt_in_note()]
     if args.list:
         for s in specs:
             print(f"{s.name:40s} {s.algorithm:8s} {s.dtype:9s} {s.device}")

@@ -65,6 +65,10 @@ _AFTER = 2
 _OTHER_SCENARIOS = 8
 _FREE_STEPS = 64
 _UNJUDGED_STATE = "m and v reported, not judged (the target's state convention is not assumed)"
+_COMPILED = (
+    "free run through the port's compiled step (torch.compile(opt.step)); no re-synced steps "
+    "(each builds a fresh optimizer: a compilation apiece)"
+)
 _RESUMED = (
     "free run through a checkpoint round trip after step {k} (state to bytes, fresh optimizer "
     "over fresh parameters), against the uninterrupted reference; no re-synced steps"
@@ -242,7 +246,9 @@ class ScenarioDriver:
         if not self._make_port(sc, cfg, sr):
             return
         try:
-            if sc.layouts is not None and not self._lay_out(sc, sr):
+            if sc.layouts is not None and not self._extra(sc, sr, "lay_out", sc.layouts):
+                return
+            if sc.compiled and not self._extra(sc, sr, "compile_step"):
                 return
             dtype, sdt = self.r.dtype, self._state_dtype
             rr = self.cache.get(sc, cfg, dtype, sdt if sdt in DTYPES else dtype, self.quick)
@@ -251,10 +257,12 @@ class ScenarioDriver:
             if rr.error:
                 sr.status, sr.reason = "skip", rr.error
                 return
-            if sc.resume_after is None:
-                self._resync(sc, rr, sr)
-            else:  # the resume family judges the free run through a checkpoint only
+            if sc.resume_after is not None:  # judged on the free run through a checkpoint
                 sr.notes.append(_RESUMED.format(k=sc.resume_after))
+            elif sc.compiled:
+                sr.notes.append(_COMPILED)
+            else:
+                self._resync(sc, rr, sr)
             self._free(sc, rr, sr)
         finally:
             if self.lost is None:
@@ -500,18 +508,18 @@ class ScenarioDriver:
             if judged and failed[0] and trajectory:  # the free run is off: evidence to explain
                 self.free_runs.append(free_run_of(rr, trajectory))
 
-    def _lay_out(self, sc: Scenario, sr: ScenarioResult) -> bool:
-        """Ask the port for the scenario's layouts; False (skipped with the reason) when it has
-        none to give."""
-        assert sc.layouts is not None
+    def _extra(self, sc: Scenario, sr: ScenarioResult, name: str, *args: Any) -> bool:
+        """Ask the port for the scenario's extra (``lay_out``, ``compile_step``); False (the
+        scenario skipped with the reason) when it has none."""
         try:
-            self.session.extra("lay_out", sc.layouts)
+            self.session.extra(name, *args)
         except NotImplementedError as exc:
-            sr.status, sr.reason = "skip", f"layouts not run: {_plain(exc)}"
+            sr.status, sr.reason = "skip", f"{sc.name} not run: {_plain(exc)}"
             return False
         except PortLost as exc:
-            self._lost(sc, "setup", None, "the layout request", exc, sr)
-        sr.notes.append("parameters laid out as " + ", ".join(sc.layouts))
+            self._lost(sc, "setup", None, f"the {name} request", exc, sr)
+        if name == "lay_out":
+            sr.notes.append("parameters laid out as " + ", ".join(args[0]))
         return True
 
     def _resume(self, sc: Scenario, t: int, sr: ScenarioResult) -> bool:

@@ -105,6 +105,8 @@ class TorchOptimizerPort:
         self._discovery = LayoutCache(self._snapshots, dtype, state_map, betas)
         self.state_dtype = dtype
         self._layouts: tuple[str, ...] | None = None
+        self._compile = False
+        self._step_fn: Any = None
 
     # -- helpers
     def _tensor(self, a: np.ndarray, dtype: Any = None) -> Any:
@@ -125,7 +127,17 @@ class TorchOptimizerPort:
             return self._tensor(a).contiguous(memory_format=self._torch.channels_last)
         return self._tensor(a)
 
+    def compile_step(self) -> None:
+        """Step through ``torch.compile(opt.step)`` of every optimizer built from now on."""
+        self._compile = True
+
     def _build(self, params: list[Any]) -> Any:
+        opt = self._build_optimizer(params)
+        step = opt.step
+        self._step_fn = self._torch.compile(step) if self._compile else step
+        return opt
+
+    def _build_optimizer(self, params: list[Any]) -> Any:
         groups: list[dict[str, Any]] = [{"params": params}]
         if self._sentinel_on:
             self._sentinel = self._tensor(np.linspace(-1.0, 1.0, 3)).requires_grad_(True)
@@ -215,7 +227,7 @@ class TorchOptimizerPort:
             if not p.is_contiguous():  # a gradient in its parameter's layout, as autograd gives
                 p.grad = torch.empty_like(p).copy_(p.grad)
             copies.append(p.grad.detach().clone())
-        self._opt.step()
+        self._step_fn()
         self._effects = []
         for i, (p, c) in enumerate(zip(self._params, copies, strict=True)):
             if p.grad is None or not _same(torch, p.grad, c):
