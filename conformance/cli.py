@@ -227,8 +227,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     host_devices(args.devices)
     return check_specs(
         specs, scenarios=args.scenario, quick=args.quick, outdir=outdir, options=options,
-        notes=[], progress=not args.no_progress, limits=_limits(args),
+        notes=_check_notes(args), progress=not args.no_progress, limits=_limits(args),
     )  # fmt: skip
+
+
+def _check_notes(args: argparse.Namespace) -> list[str]:
+    """What ``check`` leaves out of its default scenarios, said (never silently)."""
+    if args.scenario:
+        return []
+    from .adapters.registry import JAX_SLOW_NOTE
+    from .scenarios import opt_in_note
+
+    return [opt_in_note()] + ([JAX_SLOW_NOTE] if args.framework == "jax" else [])
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
