@@ -140,6 +140,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("VERDICT: error: --device cuda, but torch.cuda.is_available() is False here")
         return EXIT_ERROR
     specs, notes = available_ports(args.device, dtypes, args.port, args.quick)
+    if not args.scenario:  # never silently: say which scenarios only run when named
+        from .scenarios import opt_in_note
+
+        notes = [*notes, opt_in_note()]
     if args.list:
         for s in specs:
             print(f"{s.name:40s} {s.algorithm:8s} {s.dtype:9s} {s.device}")
@@ -241,9 +245,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     host_devices(args.devices)
     return check_specs(
         specs, scenarios=args.scenario, quick=args.quick, outdir=outdir, options=options,
-        notes=hyper_notes(args.algorithm, hyper), progress=not args.no_progress,
-        limits=_limits(args),
+        notes=hyper_notes(args.algorithm, hyper) + _check_notes(args),
+        progress=not args.no_progress, limits=_limits(args),
     )  # fmt: skip
+
+
+def _check_notes(args: argparse.Namespace) -> list[str]:
+    """What ``check`` leaves out of its default scenarios, said (never silently)."""
+    if args.scenario:
+        return []
+    from .adapters.registry import JAX_SLOW_NOTE
+    from .scenarios import opt_in_note
+
+    return [opt_in_note()] + ([JAX_SLOW_NOTE] if args.framework == "jax" else [])
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:

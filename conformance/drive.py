@@ -27,7 +27,6 @@ it was in, and the driver stops (``lost`` says why); a port that cannot be set u
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -38,11 +37,12 @@ from setadam_ref import Config
 from setadam_ref import stage_names as N
 
 from .catalogue import FreeRun, free_run_of
-from .channel import Opaque
 from .compare import compare_quantity
-from .formats import representable
 from .interface import DTYPES, PortState
 from .layout import Flat
+from .port_arrays import copies as _copies
+from .port_arrays import plain_reason as _plain
+from .port_arrays import validate_arrays
 from .reference_run import ReferenceCache, ReferenceRun, ResyncStep, cast_arrays, stage_reference
 from .results import Evidence, Failure, Measure, PortResult, ScenarioResult, Supports
 from .scenarios import Scenario
@@ -66,6 +66,10 @@ _AFTER = 2
 _OTHER_SCENARIOS = 8
 _FREE_STEPS = 64
 _UNJUDGED_STATE = "m and v reported, not judged (the target's state convention is not assumed)"
+_COMPILED = (
+    "free run through the port's compiled step (torch.compile(opt.step)); no re-synced steps "
+    "(each builds a fresh optimizer: a compilation apiece)"
+)
 _RESUMED = (
     "free run through a checkpoint round trip after step {k} (state to bytes, fresh optimizer "
     "over fresh parameters), against the uninterrupted reference; no re-synced steps"
@@ -74,34 +78,6 @@ _RESUMED = (
 
 class _Abort(Exception):
     """Stop driving this port (it was lost, or cannot be set up here)."""
-
-
-def validate_arrays(
-    what: str, arrays: Any, shapes: Sequence[tuple[int, ...]], dtype: str | None
-) -> tuple[tuple[np.ndarray, ...] | None, str | None]:
-    """Arrays as a float64 tuple, or an error message naming the first interface violation."""
-    if isinstance(arrays, Opaque):
-        return None, f"{what} returned {arrays.description}, not a sequence of arrays"
-    try:
-        seq = list(arrays)
-    except TypeError:
-        return None, f"{what} returned {type(arrays).__name__}, not a sequence of arrays"
-    if len(seq) != len(shapes):
-        return None, f"{what} returned {len(seq)} arrays, expected {len(shapes)}"
-    out = []
-    for i, (a, s) in enumerate(zip(seq, shapes, strict=True)):
-        if isinstance(a, Opaque):
-            return None, f"{what}[{i}] is {a.description}, not an array of numbers"
-        arr = np.asarray(a)
-        if arr.shape != tuple(s):
-            return None, f"{what}[{i}] has shape {arr.shape}, expected {tuple(s)}"
-        if not np.issubdtype(arr.dtype, np.floating):
-            return None, f"{what}[{i}] has dtype {arr.dtype}, expected a float array"
-        a64 = arr.astype(np.float64)
-        if dtype is not None and dtype in DTYPES and not representable(a64, dtype):
-            return None, f"{what}[{i}] holds values not representable in the port's dtype {dtype}"
-        out.append(a64)
-    return tuple(out), None
 
 
 class ScenarioDriver:
@@ -245,7 +221,9 @@ class ScenarioDriver:
         if not self._make_port(sc, cfg, sr):
             return
         try:
-            if sc.layouts is not None and not self._lay_out(sc, sr):
+            if sc.layouts is not None and not self._extra(sc, sr, "lay_out", sc.layouts):
+                return
+            if sc.compiled and not self._extra(sc, sr, "compile_step"):
                 return
             dtype, sdt = self.r.dtype, self._state_dtype
             rr = self.cache.get(sc, cfg, dtype, sdt if sdt in DTYPES else dtype, self.quick)
@@ -256,10 +234,12 @@ class ScenarioDriver:
                 return
             if rr.contract is not None and not self._contract(sc, rr, sr):
                 return
-            if sc.resume_after is None:
-                self._resync(sc, rr, sr)
-            else:  # the resume family judges the free run through a checkpoint only
+            if sc.resume_after is not None:  # judged on the free run through a checkpoint
                 sr.notes.append(_RESUMED.format(k=sc.resume_after))
+            elif sc.compiled:
+                sr.notes.append(_COMPILED)
+            else:
+                self._resync(sc, rr, sr)
             self._free(sc, rr, sr)
         finally:
             if self.lost is None:
@@ -529,18 +509,18 @@ class ScenarioDriver:
             if judged and failed[0] and trajectory and rr.contract is None:  # evidence to explain
                 self.free_runs.append(free_run_of(rr, trajectory))
 
-    def _lay_out(self, sc: Scenario, sr: ScenarioResult) -> bool:
-        """Ask the port for the scenario's layouts; False (skipped with the reason) when it has
-        none to give."""
-        assert sc.layouts is not None
+    def _extra(self, sc: Scenario, sr: ScenarioResult, name: str, *args: Any) -> bool:
+        """Ask the port for the scenario's extra (``lay_out``, ``compile_step``); False (the
+        scenario skipped with the reason) when it has none."""
         try:
-            self.session.extra("lay_out", sc.layouts)
+            self.session.extra(name, *args)
         except NotImplementedError as exc:
-            sr.status, sr.reason = "skip", f"layouts not run: {_plain(exc)}"
+            sr.status, sr.reason = "skip", f"{sc.name} not run: {_plain(exc)}"
             return False
         except PortLost as exc:
-            self._lost(sc, "setup", None, "the layout request", exc, sr)
-        sr.notes.append("parameters laid out as " + ", ".join(sc.layouts))
+            self._lost(sc, "setup", None, f"the {name} request", exc, sr)
+        if name == "lay_out":
+            sr.notes.append("parameters laid out as " + ", ".join(args[0]))
         return True
 
     def _resume(self, sc: Scenario, t: int, sr: ScenarioResult) -> bool:
@@ -640,16 +620,3 @@ _CONTRACT_NOTE = (
     "compared, stage intermediates not (a port records them only for parameters with a "
     "gradient), failures not ranked by the catalogue (it replays one group, constant lr)"
 )
-
-
-def _copies(grads: Sequence[np.ndarray | None]) -> tuple[Any, ...]:
-    """Copies of a step's gradients for the port (None stays None: no gradient)."""
-    return tuple(None if g is None else np.array(g, copy=True) for g in grads)
-
-
-def _plain(exc: BaseException) -> str:
-    """A port's reason for refusing a state, without the exception's type and source line."""
-    text = str(exc).strip()
-    text = re.sub(r"^NotImplementedError: ", "", text)
-    text = re.sub(r"^cannot continue from a given state: ", "", text)
-    return re.sub(r" \([^()]*\.py:\d+\)$", "", text)

@@ -36,6 +36,11 @@ Optional extras a port may provide (looked up with ``getattr``; none is required
     non-contiguous leaf) and ``"channels_last"`` (a 4-D parameter in ``torch.channels_last``);
     gradients are given in their parameter's layout. Raises ``NotImplementedError`` with the
     reason where a layout means nothing (JAX: XLA owns the layout of its arrays).
+``compile_step() -> None``
+    from the next ``reset`` on, step through the compiled step users write (the ``compiled``
+    family, ``Scenario.compiled``; torch: ``step = torch.compile(opt.step)``, called instead of
+    ``opt.step``). Raises ``NotImplementedError`` with the reason where there is nothing more to
+    compile (JAX ports run every step under ``jax.jit`` already).
 """
 
 from __future__ import annotations

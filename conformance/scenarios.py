@@ -77,6 +77,9 @@ class Scenario:
     #: the layouts family: each array's memory layout in the port (``interface.LAYOUTS``,
     #: ``Port.lay_out``); None: every array contiguous, as the port makes it
     layouts: tuple[str, ...] | None = None
+    #: the compiled family: the port steps through the compiled step users write
+    #: (``Port.compile_step``; torch: ``torch.compile(opt.step)``); free run only
+    compiled: bool = False
     tags: tuple[str, ...] = ()
 
     def applies_to(self, algorithm: str, dtype: str | None = None) -> bool:
@@ -346,6 +349,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              steps=10, quick_steps=6, seed=23, hyper={"lr": 1e-2}, resume_after=3, tags=("open", "resume")),
     Scenario("layouts", "transposed leaves, channels_last conv weights and zero-size arrays among contiguous ones", _open([s for s, _ in _LAID_OUT], _gauss()),
              steps=8, quick_steps=4, seed=24, hyper={"lr": 1e-2}, layouts=tuple(lay for _, lay in _LAID_OUT), tags=("open", "layout")),
+    Scenario("compiled", "the open-loop stream through torch.compile(opt.step) (opt-in: --scenario compiled)", _open(_SMALL, _gauss()),
+             steps=8, quick_steps=4, seed=25, hyper={"lr": 1e-2}, dtypes=("float64", "float32"), opt_in=True, compiled=True, tags=("open", "compiled", "heavy")),
     Scenario("many_tensors", "301 tensors in one group, sizes 0..10^5 (four empty, some past the 256th)", _many_tensors,
              steps=3, quick_steps=1, seed=22, hyper={"lr": 1e-2}, quick=True, dtypes=("float64", "float32"), tags=("open", "scale", "many_tensors")),
 )  # fmt: skip
@@ -525,6 +530,15 @@ def select(names: Sequence[str] | None = None, quick: bool = False) -> list[Scen
             raise KeyError(f"no scenario matches {pat!r}; known: {', '.join(_BY_NAME)}")
         out.extend(h for h in hits if h not in out)
     return out
+
+
+def opt_in_note() -> str:
+    """The note ``run`` prints when no scenario is named: the opt-in scenarios it leaves out."""
+    names = ", ".join(s.name for s in SCENARIOS if s.opt_in)
+    return (
+        f"opt-in scenarios not run (too heavy for the default run; name them with --scenario): "
+        f"{names}; compiled compiles every port's step per dtype (10-120 s each, cold, 2 cores)"
+    )
 
 
 def table() -> str:

@@ -131,7 +131,7 @@ class PortSession(Protocol):
         ...
 
     def extra(self, name: str, *args: Any) -> None:
-        """Call the port's optional extra ``name`` (one of ``EXTRAS``: ``resume``, ``lay_out``);
+        """Call the port's optional extra ``name`` (one of ``EXTRAS``);
         a port without it raises ``NotImplementedError``."""
         ...
 
@@ -170,7 +170,7 @@ def read_outputs(port: Port, want_stages: bool) -> StepOutputs:
 
 
 #: optional port extras the driver calls by name (``conformance.interface``)
-EXTRAS: tuple[str, ...] = ("resume", "lay_out")
+EXTRAS: tuple[str, ...] = ("resume", "lay_out", "compile_step")
 
 
 def call_extra(port: Any, name: str, *args: Any) -> None:

@@ -258,6 +258,10 @@ class OptaxPort:
                 "nothing to test"
             )
 
+    def compile_step(self) -> None:
+        """Nothing more to compile: every scenario runs the step under ``jax.jit`` already."""
+        raise NotImplementedError("the jax step runs under jax.jit in every scenario already")
+
     def resume(self) -> None:
         """Checkpoint round trip (``_checkpoint.pytree_reload``) into the tree of a fresh
         ``init`` over fresh parameters holding the current values."""

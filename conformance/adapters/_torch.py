@@ -121,6 +121,8 @@ class TorchOptimizerPort:
         self._contract: Any = None
         self._sched: Any = None
         self._layouts: tuple[str, ...] | None = None
+        self._compile = False
+        self._step_fn: Any = None
 
     # -- helpers
     def _tensor(self, a: np.ndarray, dtype: Any = None) -> Any:
@@ -169,7 +171,17 @@ class TorchOptimizerPort:
             return self._tensor(a).contiguous(memory_format=self._torch.channels_last)
         return self._tensor(a)
 
+    def compile_step(self) -> None:
+        """Step through ``torch.compile(opt.step)`` of every optimizer built from now on."""
+        self._compile = True
+
     def _build(self, params: list[Any]) -> Any:
+        opt = self._build_optimizer(params)
+        # compiled: the step users compile; eager: opt.step as it is now (an LRScheduler wraps it)
+        self._step_fn = self._torch.compile(opt.step) if self._compile else None
+        return opt
+
+    def _build_optimizer(self, params: list[Any]) -> Any:
         groups: list[dict[str, Any]] = self._groups(params)
         if self._sentinel_on:
             self._sentinel = self._tensor(np.linspace(-1.0, 1.0, 3)).requires_grad_(True)
@@ -272,7 +284,7 @@ class TorchOptimizerPort:
             if p.grad is not None and not p.is_contiguous():  # in its parameter's layout
                 p.grad = torch.empty_like(p).copy_(p.grad)
             copies.append(None if g is None else p.grad.detach().clone())
-        self._opt.step()
+        (self._step_fn or self._opt.step)()
         if self._sched is not None:
             self._sched.step()
         self._effects = []

@@ -508,7 +508,18 @@ def spec(
     if devices is not None:
         label = f"{label}@{devices}dev"
     return PortSpec(label, algorithm, dt, device, fac, sup, base, judge_state=False,
-                    timeout_s=timeout_s)  # fmt: skip
+                    timeout_s=timeout_s, scenarios=_default_scenarios(framework))  # fmt: skip
+
+
+def _default_scenarios(framework: str) -> tuple[str, ...] | None:
+    """A jitted JAX target compiles many_tensors' 301 leaves past the per-call timeout: the
+    registry's JAX ports' default scenarios (``check`` prints the same note); None otherwise."""
+    if framework != "jax":
+        return None
+    from ..scenarios import select
+    from .registry import JAX_SLOW_SCENARIOS
+
+    return tuple(sc.name for sc in select(None) if sc.name not in JAX_SLOW_SCENARIOS)
 
 
 def _roles(state_map: Mapping[str, str] | None) -> dict[str, str] | None:
@@ -567,4 +578,5 @@ def remote_spec(
         label = f"{target}@{devices}dev"
     loc = PortLocator("third_party", target, dt, device, framework, options)
     return PortSpec(label, algorithm, dt, device, None, None, base, judge_state=False,
-                    timeout_s=timeout_s, locator=loc)  # fmt: skip
+                    timeout_s=timeout_s, locator=loc,
+                    scenarios=_default_scenarios(framework))  # fmt: skip

@@ -25,6 +25,8 @@ from torch import Tensor
 
 def storage_flat(t: Tensor) -> Tensor:
     """The coordinates of a dense tensor in memory order, as a view (no copy)."""
+    if t.is_contiguous():  # memory order is the logical order
+        return t.view(-1)
     return t.as_strided((t.numel(),), (1,), t.storage_offset())
 
 
@@ -65,6 +67,9 @@ class StorageOrderFixedSETAdam(torch.optim.Optimizer):
                     self._one(group, p, group["k"])
         return loss
 
+    def _corrections(self, b1: float, b2: float, k: int) -> tuple[float, float]:
+        return 1 - b1**k, 1 - b2**k
+
     def _one(self, group: dict[str, Any], p: Tensor, k: int) -> None:
         b1, b2 = group["betas"]
         st = self.state[p]
@@ -83,12 +88,13 @@ class StorageOrderFixedSETAdam(torch.optim.Optimizer):
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
         ms = (v * v).mean()
         c = torch.ones((), dtype=v.dtype) if float(ms) == 0.0 else v.mean() ** 2 / ms
-        w = torch.sqrt(c * v / (1 - b2**k) + group["eps"])
+        bc1, bc2 = self._corrections(b1, b2, k)
+        w = torch.sqrt(c * v / bc2 + group["eps"])
         w = w - group["tau"] * w.min()
         new = x
         if group["weight_decay"] and group["decoupled_weight_decay"]:
             new = new * (1 - group["lr"] * group["weight_decay"])
-        new = new - group["lr"] / (1 - b1**k) * m / w
+        new = new - group["lr"] / bc1 * m / w
         if self.LOGICAL_WRITE_BACK:
             p.copy_(new.view(p.shape))  # the planted mistake: new is in memory order
         else:

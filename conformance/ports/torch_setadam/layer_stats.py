@@ -88,7 +88,15 @@ def binade(vmax: Tensor) -> Tensor:
     r"""int64 $e$ with ``vmax`` $= m\,2^e$, $m \in [\tfrac12, 1)$, clamped to
     ``[EXP_MIN, EXP_MAX]``; ``EXP_MIN`` where ``vmax`` is 0 or NaN (such a tensor must not set its
     layer's scale)."""
-    e = torch.frexp(vmax).exponent.to(torch.int64)
+    if vmax.dtype == torch.float64:
+        # frexp's exponent read from the bits: inductor's vectorised float64 frexp emits C++ that
+        # does not compile (torch 2.13, AVX-512), which broke torch.compile(opt.step). Equal to
+        # frexp after the clamp: normal numbers have e = biased exponent - 1022; subnormals
+        # (biased 0) give -1022 < EXP_MIN; inf (biased 2047) gets frexp's exponent 0
+        biased = torch.bitwise_right_shift(vmax.view(torch.int64), 52).bitwise_and_(2047)
+        e = torch.where(biased == 2047, 0, biased - 1022)
+    else:
+        e = torch.frexp(vmax).exponent.to(torch.int64)
     return torch.where(vmax > 0, e, EXP_MIN).clamp_(EXP_MIN, EXP_MAX)
 
 

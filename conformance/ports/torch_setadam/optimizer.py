@@ -143,7 +143,7 @@ class SETAdam(torch.optim.Optimizer):
                     if isinstance(val, Tensor) and val.dtype == torch.float32:
                         self.state[p][key] = val.to(device=p.device, copy=True)
 
-    def _init_group(self, group: dict[str, Any]) -> GroupTensors:
+    def _gather_group(self, group: dict[str, Any]) -> GroupTensors:
         params: list[Tensor] = []
         grads: list[Tensor] = []
         exp_avgs: list[Tensor] = []
@@ -200,7 +200,7 @@ class SETAdam(torch.optim.Optimizer):
         record = bool(self.record_stages) and all(PATHS[p].RECORDS_STAGES for p in paths)
         all_stages: Stages | None = new_stages(0) if record else None
         for group, path in zip(self.param_groups, paths):
-            g = self._init_group(group)
+            g = self._gather_group(group)
             n = len(g.params)
             layer_of = [0] * n if group["layer"] == "group" else list(range(n))
             hyper = Hyper.from_group(group)
