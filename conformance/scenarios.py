@@ -342,7 +342,7 @@ SCENARIOS: tuple[Scenario, ...] = (
              steps=25, quick_steps=10, seed=19, hyper={"lr": 1e-2}, tags=("closed",)),
     # scale families (docs/src/guide/harness.md, "Scale families")
     Scenario("big_layers", "layers of 2^17+1 and 2^17-1 (prime) coordinates: chunk and tail boundaries inside a layer", _big_layers,
-             steps=3, quick_steps=1, seed=20, hyper={"lr": 1e-2}, quick=True, dtypes=("float64", "float32"), tags=("open", "scale", "big_layer")),
+             steps=2, quick_steps=1, seed=20, hyper={"lr": 1e-2}, quick=True, dtypes=("float64", "float32"), tags=("open", "scale", "big_layer")),
     Scenario("huge_layer", "one layer of 2^22+1 coordinates (opt-in: --scenario huge_layer)", _huge_layer,
              steps=2, quick_steps=1, seed=21, hyper={"lr": 1e-2}, dtypes=("float64", "float32"), opt_in=True, tags=("open", "scale", "big_layer", "heavy")),
     Scenario("resume", "checkpoint after step 3 (state_dict / state pytree to bytes), fresh optimizer, continue", _open(_SMALL, _gauss()),
@@ -352,7 +352,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("compiled", "the open-loop stream through torch.compile(opt.step) (opt-in: --scenario compiled)", _open(_SMALL, _gauss()),
              steps=8, quick_steps=4, seed=25, hyper={"lr": 1e-2}, dtypes=("float64", "float32"), opt_in=True, compiled=True, tags=("open", "compiled", "heavy")),
     Scenario("many_tensors", "301 tensors in one group, sizes 0..10^5 (four empty, some past the 256th)", _many_tensors,
-             steps=3, quick_steps=1, seed=22, hyper={"lr": 1e-2}, quick=True, dtypes=("float64", "float32"), tags=("open", "scale", "many_tensors")),
+             steps=2, quick_steps=1, seed=22, hyper={"lr": 1e-2}, quick=True, dtypes=("float64", "float32"), tags=("open", "scale", "many_tensors")),
 )  # fmt: skip
 
 

@@ -9,7 +9,7 @@
    ``big_layers`` scenario (full horizon, float64), in copies of the scenario's parameter set.
 
 Measured (2 shared cores, load 7.5): SET-Adam 0.17 s untraced, 0.36 s traced; Adam 0.14 s and
-0.32 s. ``big_layers`` (3 steps): 133 parameter-set copies held and a peak of 175, because
+0.32 s. ``big_layers`` (2 steps): 90 parameter-set copies held and a peak of 132, because
 ``ReferenceRun`` keeps every step's parameters, state, bounds and re-synced steps (the streaming
 reference of issue 12 item 3 is not done yet; the goal is <= 4 copies beyond one step's working
 set).

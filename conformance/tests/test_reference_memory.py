@@ -27,9 +27,10 @@ def test_the_parts_account_for_what_the_run_holds() -> None:
     assert peak >= held
     # every array the run keeps is one of the parts: nothing held that the breakdown misses
     assert sum(parts.values()) == pytest.approx(held, rel=0.02)
-    # the parts grow with the horizon: 3 steps hold more than 1 (the run keeps every step)
+    # the parts grow with the horizon: the full horizon (2 steps) holds well over one step's
+    # worth more than the quick one (1 step): the run keeps every step
     held1, _, _ = _memory(True)
-    assert held > 2 * held1
+    assert held > 1.8 * held1
 
 
 @pytest.mark.xfail(strict=True, reason="the reference run keeps every step (no streaming yet)")
