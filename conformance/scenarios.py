@@ -331,9 +331,12 @@ SCENARIOS: tuple[Scenario, ...] = (
              steps=10, quick_steps=4, seed=16, hyper={"maximize": True}, tags=("open", "corner")),
     # the statistical verdict's probe (conformance.systematic): betas 1/2 and 3/4 are exact in every
     # scalar format and b_k = 1 - beta_k^t is well conditioned from step 1, so the floor of
-    # legitimately rounded scalars is a few unit roundoffs; 16 steps (15 used) even in --quick
+    # legitimately rounded scalars is a few unit roundoffs; 16 steps (15 used) even in --quick;
+    # float64 and float32, the dtypes of the sensitivity goals (the verdict runs on every
+    # re-synced scenario in the half-precision dtypes too)
     Scenario("exact_betas", "betas (0.5, 0.75): exact, well-conditioned bias corrections", _open([(16, 16), (16, 8), (64,), (32,), (32,), (50,), (25,), (20,)], _gauss()),
-             steps=16, quick_steps=16, seed=20, hyper={"betas": (0.5, 0.75), "lr": 1e-2}, quick=True, tags=("open", "corner")),
+             steps=16, quick_steps=16, seed=20, hyper={"betas": (0.5, 0.75), "lr": 1e-2}, quick=True,
+             dtypes=("float64", "float32"), tags=("open", "corner")),
     Scenario("quadratic", "closed loop: diagonal quadratic, curvatures 0.1..10", _quadratic,
              steps=40, quick_steps=15, seed=17, hyper={"lr": 5e-2}, quick=True, tags=("closed",)),
     Scenario("rosenbrock", "closed loop: Rosenbrock (scipy.optimize.rosen_der) in 6 and 3 dimensions", _rosenbrock,
