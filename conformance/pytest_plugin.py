@@ -120,7 +120,19 @@ class ConformanceFailure(Exception):
     """A scenario the target failed; its text is the diagnosis."""
 
 
-class ScenarioItem(pytest.Item):
+class _Item(pytest.Item):
+    """An item of the target: its failure's text is the diagnosis, its location the plugin."""
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> Any:
+        if isinstance(excinfo.value, ConformanceFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[str, int | None, str]:
+        return _NAME, None, f"{_NAME}::{self.name}"
+
+
+class ScenarioItem(_Item):
     """One scenario in one dtype of the target."""
 
     def __init__(self, *, scenario: str, dtype: str, **kw: Any) -> None:
@@ -153,14 +165,6 @@ class ScenarioItem(pytest.Item):
             why = (ran[0].reason if ran else "") or port.message
             pytest.skip(f"{status.replace('_', ' ')}: {why}")
 
-    def repr_failure(self, excinfo: Any, style: Any = None) -> Any:
-        if isinstance(excinfo.value, ConformanceFailure):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo)
-
-    def reportinfo(self) -> tuple[str, int | None, str]:
-        return _NAME, None, f"{_NAME}::{self.name}"
-
 
 def _report_base(config: pytest.Config) -> Path:
     if config.option.setadam_report:
@@ -169,7 +173,7 @@ def _report_base(config: pytest.Config) -> Path:
     return factory.getbasetemp() / _NAME
 
 
-class FuzzItem(pytest.Item):
+class FuzzItem(_Item):
     """A fuzz session of the target in one dtype: fails with the shrunk case and its files."""
 
     def __init__(self, *, dtype: str, **kw: Any) -> None:
@@ -199,14 +203,6 @@ class FuzzItem(pytest.Item):
             if out.verdict == "error":
                 lines.append(f"error: {out.message}")
             raise ConformanceFailure("\n".join(lines))
-
-    def repr_failure(self, excinfo: Any, style: Any = None) -> Any:
-        if isinstance(excinfo.value, ConformanceFailure):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo)
-
-    def reportinfo(self) -> tuple[str, int | None, str]:
-        return _NAME, None, f"{_NAME}::{self.name}"
 
 
 class TargetCollector(pytest.Collector):
