@@ -344,7 +344,7 @@ def torch_factory(
         return TorchOptimizerPort(
             label, lambda groups: _construct(label, form, cls, groups, **kw), dtype, device,
             record_stages=True, state_map=_roles(state_map), betas=cfg.betas,
-            group_kwargs=lambda c: _torch_kwargs(c, hyper),  # a contract's param groups
+            group_kwargs=lambda c: _torch_kwargs(c, extra),  # a contract's param groups
         )  # fmt: skip
 
     return make_port, _supports(base, accepted, weight_decay_mode), base
@@ -443,8 +443,11 @@ def jax_factory(
         return OptaxPort(
             label, lambda: _construct(label, form, fn, **kw), dtype, device,
             state_map=_roles(state_map), betas=cfg.betas,
-            make_for=lambda c, lr: _construct(label, form, fn, **{**_jax_kwargs(c, hyper),
-                                                                  "learning_rate": lr}),
+            # a contract's groups and schedules, in the same convention (weight_decay always
+            # passed where the signature names it: optax.adamw's default is 1e-4)
+            make_for=lambda c, lr: _construct(
+                label, form, fn, **{**_jax_kwargs(c, extra, wd_named), "learning_rate": lr}
+            ),
         )  # fmt: skip
 
     return make_port, _supports(base, accepted, weight_decay_mode), base
