@@ -224,6 +224,16 @@ class TorchOptimizerPort:
         layout = self._discovery.current or self.layout([tuple(p.shape) for p in self._params])
         return layout.describe()
 
+    def _counter_paths(self, path: Any) -> list[Any]:
+        """Where a counter found on the one-group probe lives on this port: a counter of the
+        probe's param group (``group["step"]``, as fused multi-tensor kernels keep one t per
+        launch) is every contract group's, each at the re-synced step count (writing group 0's
+        alone left the others at the count of the zero-gradient step: a false alarm)."""
+        n = 1 if self._contract is None else len(self._contract.groups)
+        if n == 1 or not path or path[0] != ("group", 0):
+            return [path]
+        return [(("group", k), *path[1:]) for k in range(n)]
+
     def _extras(self) -> list[Any]:
         return [self._sentinel] if self._sentinel is not None else []
 
@@ -259,7 +269,8 @@ class TorchOptimizerPort:
                 for view, flat in scatter(getattr(layout, role), values):
                     TS.write(found, view, flat)
             for c in layout.counters:
-                TS.write_number(found, c.path, c.scale * int(state.step) + c.offset)
+                for path in self._counter_paths(c.path):
+                    TS.write_number(found, path, c.scale * int(state.step) + c.offset)
         except KeyError as exc:  # a path that names the probe's objects only (an id as a key)
             raise NotImplementedError(
                 f"cannot continue from a given state: {exc} found on the probe is not in this "

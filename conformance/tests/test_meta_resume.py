@@ -21,16 +21,13 @@ from conformance.adapters import registry
 from conformance.results import PortResult
 from conformance.runner import check_port
 from conformance.tests._factories import torch_factory
+from conformance.tests._older import older as older_scenarios
 from conformance.wrong_ports import outside_checkpoint as C
 from conformance.wrong_ports.outside_torch import PORTS
 from setadam_ref import stage_names as N
 
-#: the older scenarios a port must pass (the --quick subset less the scale families)
-#: the scenarios older than the families; the contract families (groups, schedules, sparse) are
-#: siblings with planted ports of their own, which these single-group ports do not take
-OLDER = tuple(
-    s.name for s in S.select(None, quick=True) if not {"scale", "contract"} & set(s.tags)
-)
+#: the scenarios a port must pass (its checkpoint bug shows after a resume only)
+OLDER = older_scenarios()
 K = S.get("resume").resume_after
 assert K is not None
 

@@ -2,8 +2,9 @@
 
 The planted ports (``conformance.wrong_ports.outside_kernels``) keep their state under their own
 names and get one thing wrong about chunks or launches. Each must fail its family (on the
-parameters, the stage every target exposes) and pass every older scenario; the correct chunked
-kernel must pass the families (no false alarm from the sizes themselves).
+parameters, the stage every target exposes) and pass every older scenario and the contract
+families; the correct chunked kernel must pass the scale and contract families (no false alarm
+from the sizes, the param groups or a counter kept per group).
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ from conformance import scenarios as S
 from conformance.results import PortResult
 from conformance.runner import check_port
 from conformance.tests._factories import torch_factory
+from conformance.tests._older import older as older_scenarios
 from conformance.wrong_ports import outside_kernels as K
 from setadam_ref import stage_names as N
 
 FAMILIES = ("big_layers", "many_tensors")
-#: the older scenarios a port must pass (the --quick subset: every regime they reach)
-#: the scenarios older than the families; the contract families (groups, schedules, sparse) are
-#: siblings with planted ports of their own, and these single-group kernels do not take them
-OLDER = tuple(
-    s.name for s in S.select(None, quick=True) if not {"scale", "contract"} & set(s.tags)
-)
+#: the scenarios a planted port must pass: the --quick subset less the scale families, and the
+#: contract families (param groups, schedules, sparse participation: the regimes a kernel bug
+#: of chunks or launches must not show in)
+CONTRACT = tuple(s.name for s in S.CONTRACT)
+OLDER = older_scenarios()
 
 
 @functools.cache
@@ -52,8 +53,24 @@ def test_families_are_listed_and_sized() -> None:
 
 
 def test_the_correct_chunked_kernel_passes_the_families() -> None:
-    r = _check("ChunkedSETAdam", FAMILIES)
-    assert [s.status for s in r.scenarios] == ["pass", "pass"], r.failures
+    r = _check("ChunkedSETAdam", FAMILIES + CONTRACT)
+    st = {s.scenario: s.status for s in r.scenarios}
+    # sparse_layers: a layer of two tensors is one param group for this port, skipped with why
+    assert st == {**dict.fromkeys(FAMILIES + CONTRACT, "pass"), "sparse_layers": "skip"}, st
+    assert "one SET-Adam layer per tensor" in r.scenarios[-1].reason
+
+
+def test_a_group_counter_is_resynced_in_every_group() -> None:
+    """One counter per param group (``group["iteration"]``): a re-synced step writes the step
+    count into every group, not only into the probe's group 0 (the false alarm this was: group
+    1 at step 1 bias-corrected with t = 2, 1.2e13 x budget). Under ``sparse`` the group's count
+    advances for a parameter skipped at step 2: rejected at step 3, array 1, free-running."""
+    r = _check("GroupCountSETAdam", ("groups", "groups_decoupled", "schedules", "sparse"))
+    st = {s.scenario: s.status for s in r.scenarios}
+    assert st == {"groups": "pass", "groups_decoupled": "pass", "schedules": "pass",
+                  "sparse": "fail"}, r.failures  # fmt: skip
+    first = min(r.failures, key=lambda f: f.step or 0)
+    assert (first.mode, first.step, first.array, first.stage) == ("free", 3, 1, N.PARAMS)
 
 
 @pytest.mark.parametrize("port", sorted(K.PLANTED))

@@ -3,11 +3,15 @@
 The author flattens every parameter, runs the elementwise passes in blocks of ``CHUNK`` = 2^16
 coordinates, reduces each layer for the SET-Adam statistics, and hands the tensors to a launcher
 that takes at most ``MAX_TENSORS`` = 256 tensors per launch. The state lives under the author's
-own names: ``self.state[p]["moment1"]``, ``["moment2"]`` and the counter ``group["iteration"]``.
+own names: ``self.state[p]["moment1"]``, ``["moment2"]`` and the counter ``["iteration"]``.
 
-``ChunkedSETAdam`` is the control (correct). Each planted port gets one thing wrong that only a
-scale family exposes (every layer of the older scenarios is smaller than a chunk and every group
-has fewer than 256 tensors):
+``ChunkedSETAdam`` is the control (correct, the contract families included: a parameter without
+gradient keeps its own count). ``GroupCountSETAdam`` keeps one counter per param group instead
+(``group["iteration"]``, one t per launch as a fused multi-tensor kernel takes it): right in
+every family but ``sparse``, where a parameter skipped at some step is bias-corrected with its
+group's count (the per-array convention of ``docs/src/conventions.md``). Each planted port gets
+one thing wrong that only a scale family exposes (every layer of the older scenarios is smaller
+than a chunk and every group has fewer than 256 tensors):
 
 - ``ChunkStatsSETAdam``: cos^2 and the minimum of w reduced per chunk instead of per layer;
 - ``ChunkTailSETAdam``: the block grid is ``max(1, n // CHUNK)`` (floor, not ceiling), so the
@@ -33,6 +37,7 @@ class ChunkedSETAdam(torch.optim.Optimizer):
     STATS_PER_CHUNK = False
     FLOOR_GRID = False
     ONE_LAUNCH = False
+    GROUP_COUNTER = False
 
     def __init__(
         self,
@@ -75,22 +80,27 @@ class ChunkedSETAdam(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            group["iteration"] = group.get("iteration", 0) + 1
+            t = None
+            if self.GROUP_COUNTER:  # one t for the group's launches
+                t = group["iteration"] = group.get("iteration", 0) + 1
             launches = [params[i : i + MAX_TENSORS] for i in range(0, len(params), MAX_TENSORS)]
             if self.ONE_LAUNCH:
                 launches = launches[:1]  # the planted mistake: the launcher's bound is the list
             for batch in launches:
-                self._launch(group, batch, group["iteration"])
+                self._launch(group, batch, t)
         return loss
 
-    def _launch(self, group: dict[str, Any], params: list[Tensor], t: int) -> None:
+    def _launch(self, group: dict[str, Any], params: list[Tensor], t: int | None) -> None:
         b1, b2 = group["betas"]
-        bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
         for p in params:
             st = self.state[p]
             if not st:
                 st["moment1"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 st["moment2"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                st["iteration"] = 0
+            st["iteration"] += 1
+            k = st["iteration"] if t is None else t
+            bc1, bc2 = 1.0 - b1**k, 1.0 - b2**k
             x, m, v = p.view(-1), st["moment1"].view(-1), st["moment2"].view(-1)
             g = p.grad.reshape(-1)  # type: ignore[union-attr]
             n = x.numel()
@@ -126,6 +136,10 @@ class ChunkTailSETAdam(ChunkedSETAdam):
 
 class OneLaunchSETAdam(ChunkedSETAdam):
     ONE_LAUNCH = True
+
+
+class GroupCountSETAdam(ChunkedSETAdam):
+    GROUP_COUNTER = True
 
 
 #: planted port -> the scale family (scenario) that exposes it
