@@ -107,6 +107,9 @@ class ScenarioDriver:
         self.other_evidence: list[Evidence] = []
         #: the port's free-running parameters in each failing open-loop scenario
         self.free_runs: list[FreeRun] = []
+        #: the same of the contract scenarios (conformance.contract_causes ranks them)
+        self.contract_evidence: list[Evidence] = []
+        self.contract_runs: list[tuple[ReferenceRun, list[np.ndarray]]] = []
         #: why the port's state cannot be re-synced (the first time it said so), else None
         self.state_note: str | None = None
         #: why the port is no longer driven (it hung, died or cannot be set up), else None
@@ -374,7 +377,7 @@ class ScenarioDriver:
             rs = rr.resync[t]
             grads = _copies(rs.grads)
             try:
-                out = self.session.reset_step(rs.params, rs.state, grads, rr.contract is None)
+                out = self.session.reset_step(rs.params, rs.state, grads, True)
             except NotImplementedError as exc:
                 sr.reason = "port cannot continue from a given state: compared free-running only"
                 if self.state_note is None:
@@ -419,7 +422,8 @@ class ScenarioDriver:
             if out.stages is not None:
                 self._stages(out.stages, rs, rr, measures, t)
             sdt = self._state_dtype if self._state_dtype in DTYPES else self.r.dtype
-            self.systematic.observe(sc.name, rr, rs, self.r.dtype, sdt, flat.cat(p64), out.stages)
+            upd = out.stages if rr.contract is None else None  # its bias model: one config
+            self.systematic.observe(sc.name, rr, rs, self.r.dtype, sdt, flat.cat(p64), upd)
             if out.state is not None and not self.judge_state and _UNJUDGED_STATE not in sr.notes:
                 sr.notes.append(_UNJUDGED_STATE)
             bad_any = False
@@ -432,6 +436,8 @@ class ScenarioDriver:
                 first = ev
                 if rr.contract is None:  # the catalogue replays one group, constant lr, dense
                     self._keep(ev)
+                else:  # ranked by conformance.contract_causes
+                    self.contract_evidence.append(ev)
                 after = _AFTER
             elif first is not None and after > 0:
                 first.history.append(ev)
@@ -482,6 +488,7 @@ class ScenarioDriver:
             bnd = rs.bounds[N.COS2][lid]
             s1 = flat.layer_sum(rs.ref.v)[lid]
             mask = s1 > 0  # all-zero and empty layers: c is a convention
+            mask &= np.array([g is not None for g in rs.grads])  # skipped: out of its layer
             measures[N.COS2] = compare_quantity(
                 N.COS2, per_array, ref_c, bnd, self.r.dtype, None, t, mask
             )
@@ -508,6 +515,8 @@ class ScenarioDriver:
         finally:
             if judged and failed[0] and trajectory and rr.contract is None:  # evidence to explain
                 self.free_runs.append(free_run_of(rr, trajectory))
+            elif judged and failed[0] and trajectory:
+                self.contract_runs.append((rr, list(trajectory)))
 
     def _extra(self, sc: Scenario, sr: ScenarioResult, name: str, *args: Any) -> bool:
         """Ask the port for the scenario's extra (``lay_out``, ``compile_step``); False (the
@@ -616,7 +625,7 @@ class ScenarioDriver:
 
 
 _CONTRACT_NOTE = (
-    "a contract scenario (param groups / lr schedule / absent gradients): parameters and m, v "
-    "compared, stage intermediates not (a port records them only for parameters with a "
-    "gradient), failures not ranked by the catalogue (it replays one group, constant lr)"
+    "a contract scenario (param groups / lr schedule / absent gradients): parameters, m, v and "
+    "the stage intermediates of the parameters with a gradient compared; failures ranked by "
+    "the contract's catalogue (conformance.contract_causes)"
 )

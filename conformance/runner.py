@@ -160,6 +160,9 @@ def check_port(
                 free_runs=driver.free_runs,
                 state_note=driver.state_note,
             )
+            from .contract_causes import diagnose_contract
+
+            diagnose_contract(result, driver.contract_evidence, driver.contract_runs)
         except Exception as exc:  # the diagnosis must never lose a verdict
             result.diagnosis = {"error": f"diagnosis failed: {describe_exception(exc)}"}
     if not result.message:

@@ -336,10 +336,13 @@ class TorchOptimizerPort:
         if not last:
             return None
         n = len(self._params)
+        groups = self._groups(list(range(n)))  # param_groups order: the contract's groups
+        order = [i for g in groups for i in g["params"]]
         out: dict[str, tuple[np.ndarray, ...]] = {}
         for k, tensors in last.items():
-            vals = list(tensors)[:n]  # the sentinel has no gradient, so no entry after these
-            out[k] = tuple(to_numpy(x) for x in vals)
+            vals = list(tensors)[:n]  # the sentinel's group is the last: its entries after these
+            by_array = dict(zip(order, vals, strict=False))
+            out[k] = tuple(to_numpy(by_array[i]) for i in range(n) if i in by_array)
         return out
 
     def side_effects(self) -> list[str]:
