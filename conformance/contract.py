@@ -8,6 +8,8 @@ asks a port for more than the dense, single-group, constant-lr stream of the oth
 - **an lr schedule**: step ``t`` uses ``lr_k(t) = lr_k * f_t`` in every group (``f`` =
   ``lr_factors``; torch's ``LambdaLR`` with ``lr_lambda(t - 1) = f_t``, optax's
   ``learning_rate`` as a schedule of the count);
+- **a tensor lr** (``tensor_lr``, torch): ``group["lr"]`` a 0-d float64 tensor holding the
+  same values, as torch.optim takes it for capturable and compiled runs;
 - **sparse participation**: array ``i`` has a gradient at step ``t`` only when
   ``active[t - 1][i]``; an array without gradient is skipped (torch's ``p.grad = None``): its
   parameters, m, v and step count do not change and it does not count in its layer.
@@ -63,6 +65,7 @@ class Contract:
     frozen: tuple[int, ...] = ()  # arrays without gradient at every step (a frozen parameter)
     partial: bool = False  # some other array has a gradient at some steps only
     layers: tuple[tuple[int, ...], ...] | None = None  # SET-Adam layers of several arrays
+    tensor_lr: bool = False  # torch: each group's lr a 0-d float64 tensor (same values)
 
     def config_at(self, k: int, t: int) -> Config:
         """Config of group ``k`` at step ``t`` (its lr scaled by the schedule)."""
@@ -80,6 +83,8 @@ class Contract:
             parts.append("an lr changed before every step")
         if self.sparse:
             parts.append("parameters without gradient on some steps")
+        if self.tensor_lr:
+            parts.append("a 0-d tensor lr")
         return ", ".join(parts) or "one group, constant lr, every gradient"
 
 
@@ -115,11 +120,12 @@ def contract_of(problem: _ContractFields, config: Config) -> Contract | None:
     )
     lr = None if problem.lr_factors is None else tuple(problem.lr_factors)
     lay = None if problem.layers is None else tuple(tuple(x) for x in problem.layers)
+    tensor = bool(getattr(problem, "lr_tensor", False))
     if problem.active is None:
-        return Contract(groups, lr, layers=lay)
+        return Contract(groups, lr, layers=lay, tensor_lr=tensor)
     never = tuple(i for i in range(n) if not any(a[i] for a in problem.active))
     partial = any(not all(a[i] for a in problem.active) for i in range(n) if i not in never)
-    return Contract(groups, lr, True, never, partial, lay)
+    return Contract(groups, lr, True, never, partial, lay, tensor)
 
 
 def apply_contract(port: Any, contract: Contract | None) -> str | None:

@@ -45,6 +45,7 @@ class Problem:
     groups: tuple[GroupSpec, ...] | None = None  # param groups and their hyperparameters
     lr_factors: tuple[float, ...] | None = None  # step t uses lr * lr_factors[t - 1]
     active: tuple[tuple[bool, ...], ...] | None = None  # array i has a gradient at step t
+    lr_tensor: bool = False  # torch: group["lr"] a 0-d float64 tensor (conformance.contract)
 
     @property
     def closed_loop(self) -> bool:
@@ -448,6 +449,10 @@ CONTRACT: tuple[Scenario, ...] = (
     Scenario("schedules", "lr changed before every step: linear warm-up (4 steps) then cosine to 0.1 lr",
              _with(_open(_SMALL, _gauss()), lr_factors=warmup_cosine),
              steps=14, quick_steps=6, seed=203, hyper={"lr": 2e-2},
+             dtypes=("float64", "float32"), tags=("open", "contract", "schedules")),
+    Scenario("schedules_tensor_lr", "as schedules, group['lr'] a 0-d float64 tensor (torch; capturable and compiled runs)",
+             _with(_open(_SMALL, _gauss()), lr_factors=warmup_cosine, lr_tensor=lambda steps: True),
+             steps=8, quick_steps=6, seed=206, hyper={"lr": 2e-2},
              dtypes=("float64", "float32"), tags=("open", "contract", "schedules")),
     Scenario("sparse", "array 1 without gradient on even steps, array 3 never",
              _with(_open(_SPARSE_SHAPES, _gauss()), active=_sparse_active),

@@ -127,6 +127,10 @@ class OptaxPort:
 
         if self._make_for is None:
             raise NotImplementedError("the adapter has no transformation for a config")
+        if contract.tensor_lr:
+            raise NotImplementedError(
+                "a 0-d tensor lr is torch's group['lr']; optax takes the lr as a schedule here"
+            )
         cfg0 = contract.groups[0][1]
         if contract.layers is not None and any(len(x) > 1 for x in contract.layers):
             if hasattr(cfg0, "tau"):  # SET-Adam: Adam ignores layering

@@ -134,12 +134,45 @@ class TorchOptimizerPort:
         """One param group, or the contract's groups with their options."""
         c = self._contract
         layer = self._group_layer if c is not None and _multi_array_layers(c) else None
-        if c is None or self._group_kwargs is None or (len(c.groups) == 1 and layer is None):
+        plain = len(c.groups) == 1 and layer is None and not c.tensor_lr if c else True
+        if c is None or self._group_kwargs is None or plain:
             return [{"params": params}]
         return [
-            {"params": [params[i] for i in arrays], **self._group_kwargs(cfg), **(layer or {})}
+            {"params": [params[i] for i in arrays], **self._group_kwargs(cfg), **(layer or {}),
+             **self._tensor_lr(cfg)}
             for arrays, cfg in c.groups
+        ]  # fmt: skip
+
+    def _tensor_lr(self, cfg: Any) -> dict[str, Any]:
+        """``{"lr": 0-d float64 tensor}`` for a contract with a tensor lr (the same value)."""
+        if self._contract is None or not self._contract.tensor_lr:
+            return {}
+        return {"lr": self._torch.tensor(cfg.lr, dtype=self._torch.float64, device=self.device)}
+
+    def _probe(self, contract: Any) -> str | None:
+        """Why the optimizer does not take the contract's groups or tensor lr (None: it does):
+        one step over a 3-element parameter per group, each group with its options, must run
+        and move some parameter. Only a refusal or no effect at all is a skip; a step that
+        moves them wrongly (one group only, a wrong lr) is judged by the scenario, and fails."""
+        torch = self._torch
+        assert self._group_kwargs is not None
+        layer = self._group_layer if _multi_array_layers(contract) else None
+        ps = [torch.zeros(3, dtype=self._tdt, device=self.device).requires_grad_(True)
+              for _ in contract.groups]  # fmt: skip
+        groups = [
+            {"params": [p], **self._group_kwargs(cfg), **(layer or {}), **self._tensor_lr(cfg)}
+            for p, (_arrays, cfg) in zip(ps, contract.groups, strict=True)
         ]
+        try:
+            opt = self._make(groups)
+            for p in ps:
+                p.grad = torch.ones_like(p)
+            opt.step()
+        except Exception as exc:  # the optimizer refuses it: the reason is its message
+            return f"{type(exc).__name__}: {exc}".strip()
+        if not any(bool((p != 0).any()) for p in ps):
+            return "a probe step left every parameter unchanged"
+        return None
 
     def _schedule(self, step: int | None) -> None:
         """The contract's lr: a real ``LambdaLR`` from step 0 (free-running), or ``group["lr"]``
@@ -240,7 +273,7 @@ class TorchOptimizerPort:
     # -- Port interface
     def configure(self, contract: Any) -> None:
         """Take a contract scenario's groups, lr schedule and absent gradients."""
-        if len(contract.groups) > 1 and self._group_kwargs is None:
+        if (len(contract.groups) > 1 or contract.tensor_lr) and self._group_kwargs is None:
             raise NotImplementedError("the adapter has no param-group options for a config")
         if _multi_array_layers(contract):
             if self._group_layer is None:
@@ -248,6 +281,10 @@ class TorchOptimizerPort:
             if sorted(contract.layers) != sorted(a for a, _ in contract.groups):
                 raise NotImplementedError("a layer of several tensors is one param group here")
         self._contract = contract
+        if (len(contract.groups) > 1 or contract.tensor_lr) and (why := self._probe(contract)):
+            self._contract = None
+            what = "a 0-d tensor lr" if contract.tensor_lr else "these param groups"
+            raise NotImplementedError(f"the optimizer does not take {what} ({why})")
 
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         torch = self._torch

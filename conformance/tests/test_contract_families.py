@@ -185,7 +185,8 @@ def test_layer_across_groups_is_refused() -> None:
 
 
 def test_families_listed_tagged_and_one_in_quick() -> None:
-    names = {"groups", "groups_decoupled", "schedules", "sparse", "sparse_layers"}
+    names = {"groups", "groups_decoupled", "schedules", "schedules_tensor_lr", "sparse",
+             "sparse_layers"}  # fmt: skip
     assert {s.name for s in CONTRACT} == names
     assert all("contract" in s.tags for s in CONTRACT)
     assert [s.name for s in select(quick=True) if s in CONTRACT] == ["groups"]
