@@ -21,7 +21,9 @@ Optional extras a port may provide (looked up with ``getattr``; none is required
     parameters without gradient, after construction and before the first ``reset``; ``step()``
     then receives ``None`` for an array without gradient at that step. Raise
     ``NotImplementedError`` (with the reason) for what the port cannot express: the scenario is
-    skipped with that reason, as it is for a port without ``configure``.
+    skipped with that reason, as it is for a port without ``configure``. The torch adapter
+    decides by a probe step (param groups, a 0-d tensor lr): a refusal or a step without
+    effect is such a reason; a step that moves the parameters, right or wrong, is judged.
 ``resume() -> None``
     checkpoint round trip (the ``resume`` family, ``Scenario.resume_after``): serialise the
     optimizer's state as users checkpoint it (torch: ``state_dict()`` through ``torch.save`` /
