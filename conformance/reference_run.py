@@ -5,6 +5,13 @@ the problem's inputs rounded to the dtype, the free-running error bounds along i
 re-synced step the reference recomputed from that step's inputs *cast to the port's dtype* (so
 input rounding is never counted as port error) with its one-step bounds. The bounds come from
 :mod:`conformance.tolerance`; comparing a port against them is :mod:`conformance.compare`'s job.
+
+A run is *kept* (every step's arrays, shared by every port of its dtype through the cache) or,
+when that would exceed ``STREAM_BYTES``, *streamed*: it keeps no step, and ``free_steps`` /
+``resync_steps`` recompute each step as the comparison consumes it and release it when the next
+is asked for (only the compared budgets, no trace). Memory then stays at one step's working set
+plus the carried trajectory, state and input errors, whatever the horizon; the cost is one
+recomputation per port (docs/src/guide/harness.md, "The reference at scale").
 """
 
 from __future__ import annotations
@@ -133,10 +140,16 @@ class ReferenceRun:
 
     def free_window(self, n: int) -> tuple[list[Arrays], list[np.ndarray]]:
         """The gradients and parameter budgets of steps 1..n (the black-box diagnosis's)."""
+        grads: list[Arrays] = []
+        budgets: list[np.ndarray] = []
         steps = self.free_steps()
-        kept = [fs for _, fs in zip(range(n), steps, strict=False)]
+        for fs in steps:  # read each step before the next: a streamed one is released then
+            grads.append(fs.grads)
+            budgets.append(np.asarray(fs.bounds[N.PARAMS]))
+            if len(grads) >= n:
+                break
         steps.close()
-        return [fs.grads for fs in kept], [np.asarray(fs.bounds[N.PARAMS]) for fs in kept]
+        return grads, budgets
 
     @property
     def layers(self) -> tuple[tuple[int, ...], ...] | None:
