@@ -5,14 +5,17 @@
 1. **Step time.** ``setadam_ref.step`` over one layer of ``HUGE_LAYER_SIZE`` float64
    coordinates, untraced (the fast path, ``setadam_ref.fast``) and traced (the plain form the
    re-synced comparisons need), SET-Adam and Adam; best of ``--repeats``.
-2. **Memory.** ``tracemalloc`` peak and what stays held after ``build_reference`` of the
-   ``big_layers`` scenario (full horizon, float64), in copies of the scenario's parameter set.
+2. **Memory.** ``tracemalloc`` peak and what stays held over ``build_reference`` of
+   ``big_layers`` and ``many_tensors`` and both passes of the comparison (float64), kept and
+   streamed, in copies of the scenario's parameter set; one step's working set by part.
 
 Measured (2 shared cores, load 7.5): SET-Adam 0.17 s untraced, 0.36 s traced; Adam 0.14 s and
-0.32 s. ``big_layers`` (2 steps): 90 parameter-set copies held and a peak of 132, because
-``ReferenceRun`` keeps every step's parameters, state, bounds and re-synced steps (the streaming
-reference of issue 12 item 3 is not done yet; the goal is <= 4 copies beyond one step's working
-set).
+0.32 s. ``big_layers`` float64 SET-Adam, from just before the build through both passes of the
+comparison: kept (every step, what every run was before) 90 parameter-set copies held, peak 115;
+streamed (what the scale scenarios are now) 1.0 held, peak 57.0 at 2 steps and 57.5 at 1: the
+peak is one step's working set, whatever the horizon (the goal: at most 4 copies beyond it).
+That working set (``step_parts``): the traced step 9, ``StepRef`` 11, the bounds 16 held and 30
+at their peak (docs/src/guide/harness.md, "The reference at scale").
 """
 
 from __future__ import annotations
