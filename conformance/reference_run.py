@@ -75,8 +75,11 @@ class FreeStep:
     bounds: Bounds
 
 
-#: a run whose kept steps would exceed this many bytes is streamed (:class:`ReferenceRun`)
-STREAM_BYTES = 32 * 2**20
+#: a run whose kept steps would exceed this many bytes is streamed (:class:`ReferenceRun`):
+#: huge_layer (2.9 GiB kept); big_layers and many_tensors (180 and 100 MiB) stay kept, because
+#: streaming recomputes a run per port, about 40 s more reference CPU in the default run
+#: (docs/src/guide/harness.md, "The reference at scale")
+STREAM_BYTES = 256 * 2**20
 #: parameter-set copies one kept step costs (trajectory, state, gradients, free-running bounds
 #: of every stage, a re-synced step with its trace and bounds; measured, float64 SET-Adam)
 KEPT_COPIES_PER_STEP = 45
@@ -336,8 +339,9 @@ class ReferenceCache:
     Thread-safe: ports checked concurrently from threads share it, and a run that one thread is
     building is waited for by the others instead of being built twice."""
 
-    def __init__(self, capacity: int = 64) -> None:
+    def __init__(self, capacity: int = 64, stream: bool | None = None) -> None:
         self.capacity = capacity
+        self.stream = stream  # as build_reference's (None: by size)
         self._d: OrderedDict[tuple[Any, ...], ReferenceRun] = OrderedDict()
         self._lock = threading.Lock()
         self._building: dict[tuple[Any, ...], threading.Event] = {}
@@ -357,7 +361,7 @@ class ReferenceCache:
                     break
             done.wait()  # another thread builds it; take it from the cache (or build on failure)
         try:
-            rr = build_reference(scenario, config, dtype, state_dtype, quick)
+            rr = build_reference(scenario, config, dtype, state_dtype, quick, self.stream)
             with self._lock:
                 self._d[key] = rr
                 if len(self._d) > self.capacity:

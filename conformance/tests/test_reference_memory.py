@@ -12,13 +12,17 @@ working set (the peak of a one-step run) plus 4 copies. A streamed run meets it;
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import pytest
 
 from conformance.bench.reference_scale import run_memory
-from conformance.reference_run import build_reference
+from conformance.reference_run import ReferenceCache, build_reference
+from conformance.results import PortResult
+from conformance.runner import check_port
 from conformance.scenarios import get
+from conformance.tests import _numpy_ports as P
 
 GOAL_COPIES = 4.0
 
@@ -53,11 +57,13 @@ def test_the_peak_is_at_most_four_copies_beyond_one_step() -> None:
     assert kept > peak1 + 4 * GOAL_COPIES
 
 
-def test_big_runs_stream_by_default_and_small_ones_are_kept() -> None:
-    big = get("big_layers")
-    assert build_reference(big, big.config("setadam"), "float64", quick=True).streamed
-    small = get("normal")
-    assert not build_reference(small, small.config("setadam"), "float64").streamed
+def test_huge_runs_stream_by_default_and_the_others_are_kept() -> None:
+    huge = get("huge_layer")  # streamed: building it only runs the untraced trajectory
+    rr = build_reference(huge, huge.config("setadam"), "float64", quick=True)
+    assert rr.streamed and not rr.params and not rr.resync
+    for name in ("big_layers", "normal"):
+        sc = get(name)
+        assert not build_reference(sc, sc.config("adam"), "float64", quick=True).streamed
 
 
 @pytest.mark.parametrize("alg", ["setadam", "adam"])
@@ -96,3 +102,29 @@ def test_a_streamed_run_is_bitwise_the_kept_one(alg: str) -> None:
         assert ra.bounds.values.keys() == rb.bounds.values.keys()
         for k in ra.bounds.values:
             np.testing.assert_array_equal(ra.bounds[k], rb.bounds[k])
+
+
+def _verdict(r: PortResult) -> dict[str, Any]:
+    d = r.to_dict()
+    d.pop("duration_s", None)
+    for s in d["scenarios"]:
+        s.pop("duration_s", None)
+    return d
+
+
+@pytest.mark.parametrize("port", [P.NumpySETAdam, P.EpsOutside])
+def test_a_port_checked_against_streamed_runs_gets_the_same_verdict_and_diagnosis(
+    port: type[P.NumpySETAdam],
+) -> None:
+    """The driver's consumption: re-synced and free-running passes, the evidence window and
+    the black-box window of a failing port, open and closed loop."""
+    names = ["normal", "quadratic"]
+    kept, streamed = (
+        check_port(
+            lambda cfg: port(cfg), "setadam", scenarios=names, cache=ReferenceCache(stream=s)
+        )
+        for s in (False, True)
+    )
+    assert _verdict(kept) == _verdict(streamed)
+    assert kept.likely_causes == streamed.likely_causes
+    assert (kept.verdict == "pass") == (port is P.NumpySETAdam)
