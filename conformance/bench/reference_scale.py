@@ -12,9 +12,9 @@
 Measured (2 shared cores, load 7.5): SET-Adam 0.17 s untraced, 0.36 s traced; Adam 0.14 s and
 0.32 s. ``big_layers`` float64 SET-Adam, from just before the build through both passes of the
 comparison: kept (every step, what every run was before) 90 parameter-set copies held, peak 115;
-streamed (what the scale scenarios are now) 1.0 held, peak 57.0 at 2 steps and 57.5 at 1: the
-peak is one step's working set, whatever the horizon (the goal: at most 4 copies beyond it).
-That working set (``step_parts``): the traced step 9, ``StepRef`` 11, the bounds 16 held and 30
+streamed (huge_layer by default, any run with ``stream=True``) 1.0 held, peak 57.0 at 2 steps
+and 57.5 at 1: the peak is one step's working set, whatever the horizon (the goal: at most 4
+copies beyond it). That working set (``step_parts``): the traced step 9, ``StepRef`` 11, the bounds 16 held and 30
 at their peak (docs/src/guide/harness.md, "The reference at scale").
 """
 
