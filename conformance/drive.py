@@ -426,7 +426,7 @@ class ScenarioDriver:
             for q, meas in measures.items():
                 judged = q not in STATE_QUANTITIES or self.judge_state
                 bad_any |= self._record(sc, sr, "resync", t, q, meas, judged)
-            ev = Evidence(sc, rr, rs, p64, out.state, out.stages, measures)
+            ev = Evidence(sc, rr, rs.for_diagnosis(), p64, out.state, out.stages, measures)
             if bad_any and first is None:
                 ev.history = recent[-_HISTORY:]
                 first = ev

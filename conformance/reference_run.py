@@ -16,6 +16,7 @@ recomputation per port (docs/src/guide/harness.md, "The reference at scale").
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Generator, Iterator
@@ -62,6 +63,12 @@ class ResyncStep:
     ref: StepRef
     bounds: Bounds
     trace: Any
+
+    def for_diagnosis(self) -> ResyncStep:
+        """This step as the diagnosis's evidence keeps it: the budgets it reads (params, m, v)
+        and no trace; the driver holds a window of these while it goes on."""
+        kept = Bounds({k: v for k, v in self.bounds.values.items() if k in FREE_COMPARED})
+        return dataclasses.replace(self, bounds=kept, trace=None)
 
 
 @dataclass
