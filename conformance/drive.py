@@ -373,8 +373,8 @@ class ScenarioDriver:
         recent: list[Evidence] = []
         first: Evidence | None = None
         after = 0
-        for t in sorted(rr.resync):
-            rs = rr.resync[t]
+        for rs in rr.resync_steps():
+            t = rs.t
             grads = _copies(rs.grads)
             try:
                 out = self.session.reset_step(rs.params, rs.state, grads, True)
@@ -430,7 +430,7 @@ class ScenarioDriver:
             for q, meas in measures.items():
                 judged = q not in STATE_QUANTITIES or self.judge_state
                 bad_any |= self._record(sc, sr, "resync", t, q, meas, judged)
-            ev = Evidence(sc, rr, rs, p64, out.state, out.stages, measures)
+            ev = Evidence(sc, rr, rs.for_diagnosis(), p64, out.state, out.stages, measures)
             if bad_any and first is None:
                 ev.history = recent[-_HISTORY:]
                 first = ev
@@ -499,7 +499,7 @@ class ScenarioDriver:
         if not judged:
             sr.notes.append("free-running is a closed loop here: reported, not judged")
         try:
-            self.session.reset(rr.params[0], None)
+            self.session.reset(rr.params0, None)
         except PortLost as exc:
             self._lost(sc, "free", 0, "the reset before free-running", exc, sr)
         except Exception as exc:
@@ -507,7 +507,7 @@ class ScenarioDriver:
             sr.reason = msg
             self.fail(Failure(sc.name, "free", 0, None, "exception", msg), sr)
             return
-        current = rr.params[0]
+        current = rr.params0
         trajectory: list[np.ndarray] = []
         failed = [False]
         try:
@@ -563,7 +563,8 @@ class ScenarioDriver:
     ) -> None:
         flat = rr.flat
         shapes = flat.shapes
-        for t in range(1, rr.steps + 1):
+        for ref in rr.free_steps():
+            t = ref.t
             if rr.problem.closed_loop:
                 try:
                     g = cast_arrays(rr.problem.gradient(t, current), self.r.dtype)
@@ -572,7 +573,7 @@ class ScenarioDriver:
                     self.fail(Failure(sc.name, "free", t, N.PARAMS, "nonfinite", msg), sr)
                     return
             else:
-                g = rr.grads[t - 1]
+                g = ref.grads
             grads = _copies(g)
             try:
                 out = self.session.step_outputs(grads, False)
@@ -594,11 +595,11 @@ class ScenarioDriver:
             current = p64
             if len(trajectory) < _FREE_STEPS:
                 trajectory.append(flat.cat(p64))
-            b = rr.free_bounds[t - 1]
+            b = ref.bounds
             mp = compare_quantity(
                 N.PARAMS,
                 flat.cat(p64),
-                flat.cat(rr.params[t]),
+                flat.cat(ref.params),
                 b[N.PARAMS],
                 self.r.dtype,
                 flat,
@@ -614,7 +615,7 @@ class ScenarioDriver:
                 refs = {
                     q: flat.cat(a)
                     for q in STATE_QUANTITIES
-                    if (a := getattr(rr.states[t], q)) is not None
+                    if (a := getattr(ref.state, q)) is not None
                 }
                 for q, meas in self._state_measures(
                     sc, sr, t, out.state, refs, b, flat, "free"

@@ -5,12 +5,21 @@ the problem's inputs rounded to the dtype, the free-running error bounds along i
 re-synced step the reference recomputed from that step's inputs *cast to the port's dtype* (so
 input rounding is never counted as port error) with its one-step bounds. The bounds come from
 :mod:`conformance.tolerance`; comparing a port against them is :mod:`conformance.compare`'s job.
+
+A run is *kept* (every step's arrays, shared by every port of its dtype through the cache) or,
+when that would exceed ``STREAM_BYTES``, *streamed*: it keeps no step, and ``free_steps`` /
+``resync_steps`` recompute each step as the comparison consumes it and release it when the next
+is asked for (only the compared budgets, no trace). Memory then stays at one step's working set
+plus the carried trajectory, state and input errors, whatever the horizon; the cost is one
+recomputation per port (docs/src/guide/harness.md, "The reference at scale").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +64,35 @@ class ResyncStep:
     bounds: Bounds
     trace: Any
 
+    def for_diagnosis(self) -> ResyncStep:
+        """This step as the diagnosis's evidence keeps it: the budgets it reads (params, m, v)
+        and no trace; the driver holds a window of these while it goes on."""
+        kept = Bounds({k: v for k, v in self.bounds.values.items() if k in FREE_COMPARED})
+        return dataclasses.replace(self, bounds=kept, trace=None)
+
+
+@dataclass
+class FreeStep:
+    """Step ``t`` of the free-running reference: its gradients, theta_t, state and budget."""
+
+    t: int
+    grads: Arrays
+    params: Arrays
+    state: State
+    bounds: Bounds
+
+
+#: a run whose kept steps would exceed this many bytes is streamed (:class:`ReferenceRun`):
+#: huge_layer (2.9 GiB kept); big_layers and many_tensors (180 and 100 MiB) stay kept, because
+#: streaming recomputes a run per port, about 40 s more reference CPU in the default run
+#: (docs/src/guide/harness.md, "The reference at scale")
+STREAM_BYTES = 256 * 2**20
+#: parameter-set copies one kept step costs (trajectory, state, gradients, free-running bounds
+#: of every stage, a re-synced step with its trace and bounds; measured, float64 SET-Adam)
+KEPT_COPIES_PER_STEP = 45
+#: the budgets of a streamed free-running step that are compared (the others are dropped)
+FREE_COMPARED = ("params", N.M, N.V)
+
 
 @dataclass
 class ReferenceRun:
@@ -74,10 +112,54 @@ class ReferenceRun:
     error: str | None = None  # the reference itself could not run (non-finite): skip
     contract: Contract | None = None  # groups / lr schedule / sparse (conformance.contract)
     notes: list[str] = field(default_factory=list)  # what of the schedule was not compared
+    #: recomputed as consumed (``free_steps``, ``resync_steps``) instead of kept: the lists above
+    #: stay empty, so a run cached for every port of a dtype holds no step
+    streamed: bool = False
 
     @property
     def steps(self) -> int:
         return self.problem.steps
+
+    @property
+    def params0(self) -> Arrays:
+        """theta_0 rounded to the dtype."""
+        return self.params[0] if self.params else cast_arrays(self.problem.params0, self.dtype)
+
+    def resync_steps(self) -> Iterator[ResyncStep]:
+        """The re-synced steps in order (kept ones, or computed one at a time when streamed)."""
+        if not self.streamed:
+            yield from (self.resync[t] for t in sorted(self.resync))
+            return
+        for _, rs in _walk(self, free=False, resync=True):
+            if rs is not None:
+                yield rs
+            del rs  # not alive while the next step is computed
+
+    def free_steps(self) -> Generator[FreeStep, None, None]:
+        """Steps 1..T of the free-running reference (kept, or computed as consumed)."""
+        if not self.streamed:
+            for t in range(1, self.steps + 1):
+                yield FreeStep(
+                    t, self.grads[t - 1], self.params[t], self.states[t], self.free_bounds[t - 1]
+                )
+            return
+        for fs, _ in _walk(self, free=True, resync=False):
+            assert fs is not None
+            yield fs
+            del fs
+
+    def free_window(self, n: int) -> tuple[list[Arrays], list[np.ndarray]]:
+        """The gradients and parameter budgets of steps 1..n (the black-box diagnosis's)."""
+        grads: list[Arrays] = []
+        budgets: list[np.ndarray] = []
+        steps = self.free_steps()
+        for fs in steps:  # read each step before the next: a streamed one is released then
+            grads.append(fs.grads)
+            budgets.append(np.asarray(fs.bounds[N.PARAMS]))
+            if len(grads) >= n:
+                break
+        steps.close()
+        return grads, budgets
 
     @property
     def layers(self) -> tuple[tuple[int, ...], ...] | None:
@@ -134,9 +216,11 @@ def build_reference(
     dtype: str,
     state_dtype: str | None = None,
     quick: bool = False,
+    stream: bool | None = None,
 ) -> ReferenceRun:
     """The reference run of ``scenario`` (its quick horizon when ``quick``)."""
-    return build_reference_for(scenario.problem(quick), config, dtype, state_dtype, scenario.name)
+    problem = scenario.problem(quick)
+    return build_reference_for(problem, config, dtype, state_dtype, scenario.name, stream)
 
 
 def build_reference_for(
@@ -145,45 +229,94 @@ def build_reference_for(
     dtype: str,
     state_dtype: str | None = None,
     name: str = "problem",
+    stream: bool | None = None,
 ) -> ReferenceRun:
-    """The reference run of ``problem``: inputs rounded to ``dtype``, state to ``state_dtype``."""
+    """The reference run of ``problem``: inputs rounded to ``dtype``, state to ``state_dtype``.
+
+    ``stream`` (default: when the kept steps would exceed ``STREAM_BYTES``) makes a run that
+    keeps no step: it checks here that the reference runs (the untraced trajectory) and
+    recomputes each step as :meth:`ReferenceRun.free_steps` / ``resync_steps`` are consumed.
+    A contract scenario's run is always kept."""
     sdt = state_dtype or dtype
     flat = Flat.make([np.shape(p) for p in problem.params0], problem.layers)
     rr = ReferenceRun(name, config, dtype, sdt, problem, flat)
     contract = contract_of(problem, config)
     if contract is not None:
         return _contract_reference(rr, contract)
-    p = cast_arrays(problem.params0, dtype)
-    st = R.init(p, config)
-    rr.params.append(p)
-    rr.states.append(st)
-    budget = FreeRunningBudget(
-        config, flat, dtype, InputErrors.zeros(flat.size, st.vmax is not None), sdt
-    )
-    sched = set(resync_schedule(problem.steps))
+    if stream is None:
+        stream = KEPT_COPIES_PER_STEP * problem.steps * flat.size * 8 > STREAM_BYTES
+    rr.streamed = stream
     try:
-        for t in range(1, problem.steps + 1):
-            g = cast_arrays(problem.gradient(t, p), dtype)
-            newp, newst, tr = R.step(p, g, st, config, problem.layers, trace=True)
-            assert tr is not None
-            sref = StepRef.from_trace(flat, p, st, newp, tr)
-            b = budget.next(sref)
-            if t in sched:
-                cp = cast_arrays(p, dtype)
-                cst = cast_state(st, sdt)
-                rp, rst, rtr = R.step(cp, g, cst, config, problem.layers, trace=True)
-                assert rtr is not None
-                rref = StepRef.from_trace(flat, cp, cst, rp, rtr)
-                rb = comparison_bounds(config, rref, flat, dtype, state_dtype=sdt)[0]
-                rr.resync[t] = ResyncStep(t, cp, cst, g, rp, rst, rref, rb, rtr)
-            rr.grads.append(g)
-            rr.free_bounds.append(b)
-            p, st = newp, newst
-            rr.params.append(p)
-            rr.states.append(st)
+        if stream:
+            for _ in _walk(rr, free=False, resync=False):
+                pass
+            return rr
+        rr.params.append(rr.params0)
+        rr.states.append(R.init(rr.params[0], config))
+        for fs, rs in _walk(rr, free=True, resync=True):
+            assert fs is not None
+            if rs is not None:
+                rr.resync[fs.t] = rs
+            rr.grads.append(fs.grads)
+            rr.free_bounds.append(fs.bounds)
+            rr.params.append(fs.params)
+            rr.states.append(fs.state)
     except (R.NonFiniteError, ValueError) as exc:
         rr.error = f"reference cannot run this scenario in {dtype}: {exc}"
     return rr
+
+
+def _walk(
+    rr: ReferenceRun, free: bool, resync: bool
+) -> Iterator[tuple[FreeStep | None, ResyncStep | None]]:
+    """Steps 1..T of ``rr``'s reference: the free-running step with its budget when ``free``
+    (else the untraced trajectory only: the fast path, bitwise the same), and the re-synced
+    step where scheduled when ``resync``. A streamed run yields only the compared budgets and
+    no trace; each step is dropped once the consumer moves on."""
+    problem, config, dtype, flat = rr.problem, rr.config, rr.dtype, rr.flat
+    keep_all = not rr.streamed
+    p = rr.params0
+    st = R.init(p, config)
+    budget = FreeRunningBudget(
+        config, flat, dtype, InputErrors.zeros(flat.size, st.vmax is not None), rr.state_dtype
+    )
+    sched = set(resync_schedule(problem.steps)) if resync else set()
+    for t in range(1, problem.steps + 1):
+        g = cast_arrays(problem.gradient(t, p), dtype)
+        fs: FreeStep | None = None
+        if free:
+            newp, newst, tr = R.step(p, g, st, config, problem.layers, trace=True)
+            assert tr is not None
+            sref = StepRef.from_trace(flat, p, st, newp, tr)
+            del tr  # the bounds read the flat StepRef: the trace need not live through them
+            b = budget.next(sref)
+            del sref
+            if not keep_all:
+                b = Bounds({k: v for k, v in b.values.items() if k in FREE_COMPARED})
+            fs = FreeStep(t, g, newp, newst, b)
+        else:
+            newp, newst, _ = R.step(p, g, st, config, problem.layers, trace=False)
+        rs = _resync_step(rr, t, p, st, g, keep_all) if t in sched else None
+        yield fs, rs
+        if fs is not None and not keep_all:
+            fs.bounds = Bounds()  # a streamed step's budgets live until the next step is asked for
+        del fs, rs
+        p, st = newp, newst
+
+
+def _resync_step(
+    rr: ReferenceRun, t: int, p: Arrays, st: State, g: Arrays, keep_trace: bool
+) -> ResyncStep:
+    """The re-synced step ``t``: the reference from theta_{t-1}, state cast to the port's."""
+    cp = cast_arrays(p, rr.dtype)
+    cst = cast_state(st, rr.state_dtype)
+    rp, rst, rtr = R.step(cp, g, cst, rr.config, rr.problem.layers, trace=True)
+    assert rtr is not None
+    rref = StepRef.from_trace(rr.flat, cp, cst, rp, rtr)
+    if not keep_trace:  # nothing compares the trace itself: not alive through the bounds
+        rtr = None
+    rb = comparison_bounds(rr.config, rref, rr.flat, rr.dtype, state_dtype=rr.state_dtype)[0]
+    return ResyncStep(t, cp, cst, g, rp, rst, rref, rb, rtr)
 
 
 def _contract_reference(rr: ReferenceRun, contract: Contract) -> ReferenceRun:
@@ -213,8 +346,9 @@ class ReferenceCache:
     Thread-safe: ports checked concurrently from threads share it, and a run that one thread is
     building is waited for by the others instead of being built twice."""
 
-    def __init__(self, capacity: int = 64) -> None:
+    def __init__(self, capacity: int = 64, stream: bool | None = None) -> None:
         self.capacity = capacity
+        self.stream = stream  # as build_reference's (None: by size)
         self._d: OrderedDict[tuple[Any, ...], ReferenceRun] = OrderedDict()
         self._lock = threading.Lock()
         self._building: dict[tuple[Any, ...], threading.Event] = {}
@@ -234,7 +368,7 @@ class ReferenceCache:
                     break
             done.wait()  # another thread builds it; take it from the cache (or build on failure)
         try:
-            rr = build_reference(scenario, config, dtype, state_dtype, quick)
+            rr = build_reference(scenario, config, dtype, state_dtype, quick, self.stream)
             with self._lock:
                 self._d[key] = rr
                 if len(self._d) > self.capacity:

@@ -5,19 +5,23 @@
 1. **Step time.** ``setadam_ref.step`` over one layer of ``HUGE_LAYER_SIZE`` float64
    coordinates, untraced (the fast path, ``setadam_ref.fast``) and traced (the plain form the
    re-synced comparisons need), SET-Adam and Adam; best of ``--repeats``.
-2. **Memory.** ``tracemalloc`` peak and what stays held after ``build_reference`` of the
-   ``big_layers`` scenario (full horizon, float64), in copies of the scenario's parameter set.
+2. **Memory.** ``tracemalloc`` peak and what stays held over ``build_reference`` of
+   ``big_layers`` and ``many_tensors`` and both passes of the comparison (float64), kept and
+   streamed, in copies of the scenario's parameter set; one step's working set by part.
 
 Measured (2 shared cores, load 7.5): SET-Adam 0.17 s untraced, 0.36 s traced; Adam 0.14 s and
-0.32 s. ``big_layers`` (2 steps): 90 parameter-set copies held and a peak of 132, because
-``ReferenceRun`` keeps every step's parameters, state, bounds and re-synced steps (the streaming
-reference of issue 12 item 3 is not done yet; the goal is <= 4 copies beyond one step's working
-set).
+0.32 s. ``big_layers`` float64 SET-Adam, from just before the build through both passes of the
+comparison: kept (every step, what every run was before) 90 parameter-set copies held, peak 115;
+streamed (huge_layer by default, any run with ``stream=True``) 1.0 held, peak 57.0 at 2 steps
+and 57.5 at 1: the peak is one step's working set, whatever the horizon (the goal: at most 4
+copies beyond it). That working set (``step_parts``): the traced step 9, ``StepRef`` 11, the bounds 16 held and 30
+at their peak (docs/src/guide/harness.md, "The reference at scale").
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import time
 import tracemalloc
 from typing import Any
@@ -27,8 +31,10 @@ import numpy as np
 import setadam_ref as R
 from setadam_ref import AdamConfig, Config, SETAdamConfig
 
-from ..reference_run import build_reference
+from ..layout import Flat
+from ..reference_run import ReferenceRun, build_reference
 from ..scenarios import HUGE_LAYER_SIZE, get
+from ..tolerance import StepRef, comparison_bounds
 
 
 def step_seconds(config: Config, trace: bool, repeats: int) -> float:
@@ -47,7 +53,7 @@ def step_seconds(config: Config, trace: bool, repeats: int) -> float:
 
 
 def run_copies(name: str = "big_layers", quick: bool = False) -> tuple[float, float]:
-    """(held, peak) memory of a scenario's float64 reference run, in parameter-set copies."""
+    """(held, peak) of a scenario's float64 reference run as the driver consumes it, in copies."""
     held, peak, _ = run_memory(name, quick)
     return held, peak
 
@@ -69,20 +75,38 @@ def _nbytes(obj: Any, seen: set[int]) -> int:
     return 0
 
 
-def run_memory(name: str, quick: bool = False) -> tuple[float, float, dict[str, float]]:
-    """(held, peak, held by part) of a scenario's float64 reference run (SET-Adam), in copies of
-    its parameter set: ``tracemalloc`` over ``build_reference``, and the distinct arrays each
-    part of the ``ReferenceRun`` holds (free trajectory, states, gradients, free-running bounds,
-    re-synced steps less their traces, the traces)."""
+def _consume(rr: ReferenceRun) -> None:
+    """Both passes of the driver over ``rr`` (re-synced, then free-running), each step dropped
+    before the next is computed (what the comparison of a passing port keeps of the reference;
+    the driver's diagnosis window is bounded apart: ``conformance.drive._HISTORY``)."""
+    collections.deque(rr.resync_steps(), maxlen=0)
+    collections.deque(rr.free_steps(), maxlen=0)
+
+
+def run_memory(
+    name: str, quick: bool = False, stream: bool | None = None
+) -> tuple[float, float, dict[str, float]]:
+    """(held, peak, held by part) of a scenario's float64 SET-Adam reference run, in copies of
+    its parameter set, measured with ``tracemalloc`` from just before ``build_reference`` (the
+    scenario's own inputs, theta_0 and the gradients, already built) through both passes of
+    the comparison: ``held`` is what the run keeps once built (what the cache shares), ``peak``
+    the most allocated at any time. The parts are the distinct arrays each part of the run keeps
+    (free trajectory, states, gradients, free-running bounds, re-synced steps less their traces,
+    the traces): all empty when the run streams. ``stream`` as in ``build_reference``."""
     sc = get(name)
-    size = sum(np.asarray(a).nbytes for a in sc.problem(quick).params0)
+    problem = sc.problem(quick)
+    size = sum(np.asarray(a).nbytes for a in problem.params0)
     tracemalloc.start()
     try:
-        rr = build_reference(sc, sc.config("setadam"), "float64", quick=quick)
-        held, peak = tracemalloc.get_traced_memory()
+        rr = build_reference(sc, sc.config("setadam"), "float64", quick=quick, stream=stream)
+        held = tracemalloc.get_traced_memory()[0]
+        _consume(rr)
+        peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    seen: set[int] = set()
+    seen: set[int] = {
+        id(a) for g in (problem.grads or ()) for a in g
+    }  # the scenario's, not the run's
     parts = {
         "params": _nbytes(rr.params, seen), "states": _nbytes(rr.states, seen),
         "grads": _nbytes(rr.grads, seen), "free_bounds": _nbytes(rr.free_bounds, seen),
@@ -90,6 +114,28 @@ def run_memory(name: str, quick: bool = False) -> tuple[float, float, dict[str, 
         "resync (rest)": _nbytes(rr.resync, seen),
     }  # fmt: skip
     return held / size, peak / size, {k: v / size for k, v in parts.items()}
+
+
+def step_parts(name: str = "big_layers") -> dict[str, float]:
+    """One float64 SET-Adam reference step's working set by part, in parameter-set copies: the
+    traced step's outputs and trace (``setadam_ref``), the flat ``StepRef`` the bounds read, and
+    the bounds (total, port and reference parts) of :func:`conformance.tolerance.comparison_bounds`."""
+    sc = get(name)
+    problem = sc.problem(True)
+    cfg = sc.config("setadam")
+    flat = Flat.make([np.shape(p) for p in problem.params0], problem.layers)
+    size = sum(np.asarray(a).nbytes for a in problem.params0)
+    p = tuple(np.array(a, dtype=np.float64) for a in problem.params0)
+    st = R.init(p, cfg)
+    g = problem.gradient(1, p)
+    seen: set[int] = {id(a) for a in (*p, *g, *st.m, *st.v)}
+    p1, st1, tr = R.step(p, g, st, cfg, problem.layers, trace=True)
+    assert tr is not None
+    ref = StepRef.from_trace(flat, p, st, p1, tr)
+    out = {"step outputs": _nbytes((p1, st1), seen), "trace": _nbytes(tr, seen)}
+    out["StepRef"] = _nbytes(ref, seen)
+    out["bounds"] = _nbytes(comparison_bounds(cfg, ref, flat, "float64"), seen)
+    return {k: v / size for k, v in out.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,10 +149,20 @@ def main(argv: list[str] | None = None) -> int:
             s = step_seconds(cfg, trace, args.repeats)
             kind = "traced (plain)" if trace else "untraced (fast)"
             print(f"{type(cfg).__name__:14s} {kind:16s} {s:.3f} s per step of {HUGE_LAYER_SIZE}")
-    held, peak, parts = run_memory("big_layers")
-    print(f"big_layers reference run: {held:.1f} parameter-set copies held, peak {peak:.1f}")
-    print("  held by part: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
+    print("one step's working set by part: " + _fmt(step_parts("big_layers")))
+    for name in ("big_layers", "many_tensors"):
+        for quick, stream in ((False, False), (True, True), (False, True)):
+            held, peak, parts = run_memory(name, quick, stream)
+            kind = "streamed" if stream else "kept"
+            steps = get(name).problem(quick).steps
+            print(f"{name} ({steps} steps, {kind}): {held:.1f} copies held, peak {peak:.1f}")
+            if not stream:
+                print("  held by part: " + _fmt(parts))
     return 0
+
+
+def _fmt(parts: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in parts.items())
 
 
 if __name__ == "__main__":  # pragma: no cover

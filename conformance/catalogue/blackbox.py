@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from setadam_ref import stage_names as N
 from setadam_ref.config import Config
 
 from ..formats import fmt
@@ -59,9 +58,8 @@ class FreeRun(NamedTuple):
 
 def free_run_of(rr: ReferenceRun, port: Sequence[np.ndarray]) -> FreeRun:
     """The ``FreeRun`` of a port's flat parameters ``port`` (steps 1..len) along ``rr``."""
-    n = len(port)
-    budgets = [np.asarray(b[N.PARAMS]) for b in rr.free_bounds[:n]]
-    return FreeRun(rr.name, rr.params[0], rr.grads[:n], list(port), budgets, rr.config, rr.layers)
+    grads, budgets = rr.free_window(len(port))  # recomputed when the run is streamed
+    return FreeRun(rr.name, rr.params0, grads, list(port), budgets, rr.config, rr.layers)
 
 
 def _error(run: FreeRun, flat: Flat, trajectory: Sequence[Arrays]) -> float:
