@@ -38,6 +38,7 @@ from setadam_ref import stage_names as N
 
 from .catalogue import FreeRun, free_run_of
 from .compare import compare_quantity
+from .free_batches import FreeSteps
 from .interface import DTYPES, PortState
 from .layout import Flat
 from .port_arrays import copies as _copies
@@ -553,6 +554,31 @@ class ScenarioDriver:
         failed: list[bool],
     ) -> None:
         flat = rr.flat
+        stops = frozenset() if sc.resume_after is None else frozenset({sc.resume_after})
+        open_grads = None if rr.problem.closed_loop else (lambda s: rr.grads[s - 1])
+        steps = FreeSteps(self.session, rr.steps, open_grads, flat.size, stops)
+        try:
+            self._free_loop(sc, rr, sr, judged, current, trajectory, failed, steps)
+        finally:
+            try:
+                steps.close()  # the steps sent past the one the loop stopped at
+            except PortLost as exc:
+                self._lost(
+                    sc, "free", steps.draining, f"step {steps.draining} (free-running)", exc, sr
+                )
+
+    def _free_loop(
+        self,
+        sc: Scenario,
+        rr: ReferenceRun,
+        sr: ScenarioResult,
+        judged: bool,
+        current: Any,
+        trajectory: list[np.ndarray],
+        failed: list[bool],
+        steps: FreeSteps,
+    ) -> None:
+        flat = rr.flat
         shapes = flat.shapes
         for t in range(1, rr.steps + 1):
             if rr.problem.closed_loop:
@@ -564,9 +590,8 @@ class ScenarioDriver:
                     return
             else:
                 g = rr.grads[t - 1]
-            grads = _copies(g)
             try:
-                out = self.session.step_outputs(grads, False)
+                grads, out = steps.outputs(t, g)
             except PortLost as exc:
                 self._lost(sc, "free", t, f"step {t} (free-running)", exc, sr)
             except Exception as exc:

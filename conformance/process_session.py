@@ -202,24 +202,19 @@ class Worker:
         ``until``, a monotonic time) while the worker never waits for the parent between them.
         Returns the last op's value; raises for the first op that fails (the rest are not run),
         and PortHung/PortDied when the worker is gone (it is then killed)."""
+        ex = Exchange(self, timeout_s, ops, until)
+        value = None
+        while not ex.done:
+            value = ex.next()
+        return value
+
+    @contextmanager
+    def guard(self, timeout_s: float, until: float | None) -> Iterator[None]:
+        """Channel failures as the port's: PortHung (killed) or PortDied."""
         if self.gone is not None:
             raise PortDied(self.gone)
-        deadline = self._deadline(timeout_s, until)
         try:
-            self.channel.send(list(ops), deadline)
-            for i in range(len(ops)):
-                reply = self.channel.recv(deadline)
-                last = i == len(ops) - 1
-                if not (isinstance(reply, tuple) and len(reply) in (2, 3)):
-                    break
-                if reply[0] == "err" and len(reply) == 3 and reply[1] == i:
-                    raise _exception(reply[2])
-                if reply[:2] == ("ack", i) and not last:
-                    deadline = self._deadline(timeout_s, until)
-                    continue
-                if reply[0] == "ok" and last and len(reply) == 2:
-                    return reply[1]
-                break
+            yield
         except ChannelTimeout:
             self.kill()
             passed = until is not None and time.monotonic() >= until - 1e-3
@@ -233,9 +228,11 @@ class Worker:
             self.kill()
             self.gone = f"the worker's answer was unreadable ({exc}); the worker was killed"
             raise PortDied(self.gone) from None
+
+    def out_of_protocol(self) -> PortDied:
         self.kill()
         self.gone = "the worker answered out of protocol; the worker was killed"
-        raise PortDied(self.gone)
+        return PortDied(self.gone)
 
     @staticmethod
     def _deadline(timeout_s: float, until: float | None) -> float:
@@ -272,6 +269,50 @@ class Worker:
             except OSError:
                 pass
         _live.discard(self)
+
+
+class Exchange:
+    """One request to a worker, its replies read one op at a time (:meth:`Worker.call` reads
+    them all; a batch of free-running steps reads each step's outputs as it comes).
+
+    Each reply is awaited for ``timeout_s`` from the moment it is asked for (and never past
+    ``until``): the worker started that op no later than, so every op keeps at least its own
+    timeout however long the parent spends between replies."""
+
+    def __init__(
+        self, worker: Worker, timeout_s: float, ops: Sequence[tuple[Any, ...]], until: float | None
+    ) -> None:
+        self.worker, self.timeout_s, self.until = worker, timeout_s, until
+        self.n, self.i = len(ops), 0
+        with worker.guard(timeout_s, until):
+            worker.channel.send(list(ops), Worker._deadline(timeout_s, until))
+
+    @property
+    def done(self) -> bool:
+        """Every op answered (or one failed: the rest are not run)."""
+        return self.i >= self.n
+
+    def next(self) -> Any:
+        """The value of the next op (None for one without a value); raises for an op that
+        failed, PortHung/PortDied when the worker is gone."""
+        w, i = self.worker, self.i
+        last = i == self.n - 1
+        self.i = self.n  # until this op's answer is read: a lost worker ends the exchange
+        with w.guard(self.timeout_s, self.until):
+            reply = w.channel.recv(Worker._deadline(self.timeout_s, self.until))
+        self.i = i + 1
+        if isinstance(reply, tuple) and len(reply) in (2, 3):
+            if reply[0] == "err" and len(reply) == 3 and reply[1] == i:
+                self.i = self.n
+                raise _exception(reply[2])
+            if not last and reply == ("ack", i):
+                return None
+            if not last and reply[:2] == ("val", i) and len(reply) == 3:
+                return reply[2]
+            if last and reply[0] == "ok" and len(reply) == 2:
+                return reply[1]
+        self.i = self.n
+        raise w.out_of_protocol()
 
 
 def _step_outputs(out: Any) -> StepOutputs:
@@ -346,10 +387,16 @@ class ProcessSession:
 
     def _rpc(self, *ops: tuple[Any, ...], timeout_s: float | None = None) -> Any:
         assert self.worker is not None
-        try:
+        with self._losing():
             return self.worker.call(
                 self._timeout if timeout_s is None else timeout_s, ops, self._deadline
             )
+
+    @contextmanager
+    def _losing(self) -> Iterator[None]:
+        """A lost worker loses the session: every later call raises the same."""
+        try:
+            yield
         except PortHung as hung:
             lost = hung
             if "deadline" in str(hung):
@@ -436,6 +483,22 @@ class ProcessSession:
     def step_outputs(self, grads: Sequence[np.ndarray], want_stages: bool) -> StepOutputs:
         return _step_outputs(self._call(("step", tuple(grads)), ("outputs", want_stages)))
 
+    def step_batch(self, grads: Sequence[Sequence[np.ndarray]], want_stages: bool) -> StepBatch:
+        """``step`` then ``outputs`` of each of several free-running steps in one exchange; the
+        outputs are read step by step (:class:`StepBatch`), each op under the per-call timeout."""
+        ops: list[tuple[Any, ...]] = []
+        for g in grads:
+            ops += [("step", tuple(g)), ("outputs", want_stages)]
+        if self._lost is not None:
+            raise self._lost
+        self._ensure_loaded()
+        if self._deadline is None and self._deadline_s is not None:
+            self._deadline = time.monotonic() + self._deadline_s
+        assert self.worker is not None
+        with self._losing():
+            ex = Exchange(self.worker, self._timeout, ops, self._deadline)
+        return StepBatch(self, ex)
+
     def extra(self, name: str, *args: Any) -> None:
         self._call(("extra", name, *args))
 
@@ -453,3 +516,21 @@ class ProcessSession:
     def close(self) -> None:
         if self._own and self.worker is not None:
             self.worker.kill()
+
+
+class StepBatch:
+    """The replies of :meth:`ProcessSession.step_batch`, one step at a time."""
+
+    def __init__(self, session: ProcessSession, exchange: Exchange) -> None:
+        self._session, self._ex = session, exchange
+
+    def next(self) -> StepOutputs:
+        """The next step's outputs; raises what its ``step`` or ``outputs`` raised."""
+        with self._session._losing():
+            self._ex.next()  # the step's acknowledgement
+            return _step_outputs(self._ex.next())
+
+    @property
+    def done(self) -> bool:
+        """Every step answered, or the batch ended (an op failed, the worker was lost)."""
+        return self._ex.done
