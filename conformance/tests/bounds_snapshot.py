@@ -26,7 +26,7 @@ from conformance.reference_run import build_reference_for
 from conformance.scenarios import CONTRACT
 from setadam_ref import AdamConfig, SETAdamConfig
 
-STEPS = 12
+STEPS = 8
 
 
 def _runs() -> list[tuple[str, Any, Any, str, str]]:
