@@ -38,10 +38,8 @@ from setadam_ref import stage_names as N
 
 from .catalogue import FreeRun, free_run_of
 from .compare import compare_quantity
-from .free_batches import FreeSteps
 from .interface import DTYPES, PortState
 from .layout import Flat
-from .port_arrays import copies as _copies
 from .port_arrays import plain_reason as _plain
 from .port_arrays import validate_arrays
 from .reference_run import ReferenceCache, ReferenceRun, ResyncStep, cast_arrays, stage_reference
@@ -55,6 +53,7 @@ from .session import (
     PortSetupError,
     describe_exception,
 )
+from .step_batches import FreeSteps, ResyncSteps
 from .systematic import SystematicStats
 
 STATE_QUANTITIES: tuple[str, ...] = (N.M, N.V)
@@ -367,15 +366,31 @@ class ScenarioDriver:
 
     def _resync(self, sc: Scenario, rr: ReferenceRun, sr: ScenarioResult) -> None:
         flat = rr.flat
+        steps = ResyncSteps(
+            self.session, sorted(rr.resync), lambda s: _inputs(rr.resync[s]), flat.size,
+            rr.contract is None,
+        )  # fmt: skip
+        try:
+            self._resync_steps(sc, rr, sr, steps)
+        finally:
+            try:
+                steps.close()  # the steps sent past the one the loop stopped at
+            except PortLost as exc:
+                t = steps.draining
+                self._lost(sc, "resync", t, f"step {t} (re-synced)", exc, sr)
+
+    def _resync_steps(
+        self, sc: Scenario, rr: ReferenceRun, sr: ScenarioResult, steps: ResyncSteps
+    ) -> None:
+        flat = rr.flat
         shapes = flat.shapes
         recent: list[Evidence] = []
         first: Evidence | None = None
         after = 0
         for t in sorted(rr.resync):
             rs = rr.resync[t]
-            grads = _copies(rs.grads)
             try:
-                out = self.session.reset_step(rs.params, rs.state, grads, rr.contract is None)
+                grads, out = steps.outputs(t)
             except NotImplementedError as exc:
                 sr.reason = "port cannot continue from a given state: compared free-running only"
                 if self.state_note is None:
@@ -504,11 +519,19 @@ class ScenarioDriver:
         current = rr.params[0]
         trajectory: list[np.ndarray] = []
         failed = [False]
+        stops = frozenset() if sc.resume_after is None else frozenset({sc.resume_after})
+        open_grads = None if rr.problem.closed_loop else (lambda s: rr.grads[s - 1])
+        steps = FreeSteps(self.session, rr.steps, open_grads, rr.flat.size, stops)
         try:
-            self._free_steps(sc, rr, sr, judged, current, trajectory, failed)
+            self._free_steps(sc, rr, sr, judged, current, trajectory, failed, steps)
         finally:
             if judged and failed[0] and trajectory and rr.contract is None:  # evidence to explain
                 self.free_runs.append(free_run_of(rr, trajectory))
+            try:
+                steps.close()  # the steps sent past the one the loop stopped at
+            except PortLost as exc:
+                t = steps.draining
+                self._lost(sc, "free", t, f"step {t} (free-running)", exc, sr)
 
     def _extra(self, sc: Scenario, sr: ScenarioResult, name: str, *args: Any) -> bool:
         """Ask the port for the scenario's extra (``lay_out``, ``compile_step``); False (the
@@ -544,30 +567,6 @@ class ScenarioDriver:
         return True
 
     def _free_steps(
-        self,
-        sc: Scenario,
-        rr: ReferenceRun,
-        sr: ScenarioResult,
-        judged: bool,
-        current: Any,
-        trajectory: list[np.ndarray],
-        failed: list[bool],
-    ) -> None:
-        flat = rr.flat
-        stops = frozenset() if sc.resume_after is None else frozenset({sc.resume_after})
-        open_grads = None if rr.problem.closed_loop else (lambda s: rr.grads[s - 1])
-        steps = FreeSteps(self.session, rr.steps, open_grads, flat.size, stops)
-        try:
-            self._free_loop(sc, rr, sr, judged, current, trajectory, failed, steps)
-        finally:
-            try:
-                steps.close()  # the steps sent past the one the loop stopped at
-            except PortLost as exc:
-                self._lost(
-                    sc, "free", steps.draining, f"step {steps.draining} (free-running)", exc, sr
-                )
-
-    def _free_loop(
         self,
         sc: Scenario,
         rr: ReferenceRun,
@@ -638,6 +637,11 @@ class ScenarioDriver:
                     self._record(sc, sr, "free", t, q, meas, self.judge_state)
             if self._full():
                 return
+
+
+def _inputs(rs: ResyncStep) -> tuple[Any, Any, Any]:
+    """What a re-synced step hands the port: its parameters, state and gradients."""
+    return rs.params, rs.state, rs.grads
 
 
 _CONTRACT_NOTE = (

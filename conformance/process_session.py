@@ -122,6 +122,7 @@ def describe_exit(code: int | None) -> str:
         return f"process died with signal {-code} ({name})"
     return f"process exited with code {code}"
 
+
 _MAIN_LOCK = threading.Lock()
 
 
@@ -218,7 +219,11 @@ class Worker:
         except ChannelTimeout:
             self.kill()
             passed = until is not None and time.monotonic() >= until - 1e-3
-            what = "the whole-check deadline passed" if passed else f"no answer within {timeout_s:.3g} s"
+            what = (
+                "the whole-check deadline passed"
+                if passed
+                else f"no answer within {timeout_s:.3g} s"
+            )
             self.gone = f"{what} (the worker process was killed)"
             raise PortHung(self.gone) from None
         except ChannelClosed:
@@ -377,13 +382,16 @@ class ProcessSession:
 
     # -- calls
     def _call(self, *ops: tuple[Any, ...], timeout_s: float | None = None) -> Any:
+        self._ready()
+        return self._rpc(*ops, timeout_s=timeout_s)
+
+    def _ready(self) -> None:
         if self._lost is not None:
             raise self._lost
         self._ensure_loaded()
         if self._deadline is None and self._deadline_s is not None:
             # from the first call after loading: imports have their own limits
             self._deadline = time.monotonic() + self._deadline_s
-        return self._rpc(*ops, timeout_s=timeout_s)
 
     def _rpc(self, *ops: tuple[Any, ...], timeout_s: float | None = None) -> Any:
         assert self.worker is not None
@@ -486,18 +494,29 @@ class ProcessSession:
     def step_batch(self, grads: Sequence[Sequence[np.ndarray]], want_stages: bool) -> StepBatch:
         """``step`` then ``outputs`` of each of several free-running steps in one exchange; the
         outputs are read step by step (:class:`StepBatch`), each op under the per-call timeout."""
-        ops: list[tuple[Any, ...]] = []
-        for g in grads:
-            ops += [("step", tuple(g)), ("outputs", want_stages)]
-        if self._lost is not None:
-            raise self._lost
-        self._ensure_loaded()
-        if self._deadline is None and self._deadline_s is not None:
-            self._deadline = time.monotonic() + self._deadline_s
+        ops = [(("step", tuple(g)), ("outputs", want_stages)) for g in grads]
+        return self._batch(ops)
+
+    def reset_step_batch(
+        self,
+        steps: Sequence[tuple[Sequence[np.ndarray], State | None, Sequence[np.ndarray]]],
+        want_stages: bool,
+    ) -> StepBatch:
+        """:meth:`reset_step` of each of several re-synced steps in one exchange (as
+        :meth:`step_batch`)."""
+        ops = [
+            (("reset", tuple(p), st), ("step", tuple(g)), ("outputs", want_stages))
+            for p, st, g in steps
+        ]
+        return self._batch(ops)
+
+    def _batch(self, steps: Sequence[tuple[tuple[Any, ...], ...]]) -> StepBatch:
+        self._ready()
         assert self.worker is not None
+        ops = [op for step in steps for op in step]
         with self._losing():
             ex = Exchange(self.worker, self._timeout, ops, self._deadline)
-        return StepBatch(self, ex)
+        return StepBatch(self, ex, len(steps[0]) if steps else 1)
 
     def extra(self, name: str, *args: Any) -> None:
         self._call(("extra", name, *args))
@@ -521,13 +540,14 @@ class ProcessSession:
 class StepBatch:
     """The replies of :meth:`ProcessSession.step_batch`, one step at a time."""
 
-    def __init__(self, session: ProcessSession, exchange: Exchange) -> None:
-        self._session, self._ex = session, exchange
+    def __init__(self, session: ProcessSession, exchange: Exchange, ops_per_step: int) -> None:
+        self._session, self._ex, self._ops = session, exchange, ops_per_step
 
     def next(self) -> StepOutputs:
-        """The next step's outputs; raises what its ``step`` or ``outputs`` raised."""
+        """The next step's outputs; raises what one of its ops raised."""
         with self._session._losing():
-            self._ex.next()  # the step's acknowledgement
+            for _ in range(self._ops - 1):
+                self._ex.next()  # the acknowledgements of reset and step
             return _step_outputs(self._ex.next())
 
     @property

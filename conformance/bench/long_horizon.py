@@ -11,7 +11,8 @@ comparison_bounds`, free-running and re-synced), *reference* (the rest of the re
 traced steps), *port* (driving the port: worker round trips, the port's own step, the
 comparisons) and *total*, with the machine's load (``os.getloadavg``). With ``--baseline DIR``
 (a tree of an earlier commit, e.g. ``mkdir /tmp/base && git archive <commit> | tar -x -C
-/tmp/base``) this script runs again on that tree's package in a subprocess right after, and the ratios baseline / this tree are
+/tmp/base``) this script also runs on that tree's package in a subprocess, the rounds
+interleaved (this tree, the baseline, this tree, ...), and the ratios baseline / this tree are
 printed (only ratios measured side by side mean anything on a shared machine).
 """
 
@@ -26,7 +27,7 @@ import sys
 import time
 from typing import Any
 
-PORTS = ("ours.torch.SETAdam[single]", "ours.jax.SETAdam[single]")
+PORTS = ("ours.torch.SETAdam[single]", "ours.jax.setadam")
 PARTS = ("bounds", "reference", "port", "total")
 
 
@@ -102,28 +103,39 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # the baseline's run
     a = ap.parse_args()
     ports = a.port or list(PORTS)
-    load = os.getloadavg()
-    out = {p: measure(p, a.steps, a.repeats) for p in ports}
     if a.json:
-        print(json.dumps(out))
+        print(json.dumps({p: measure(p, a.steps, a.repeats) for p in ports}))
         return
+    load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (before)")
-    for p, ms in out.items():
-        print(_line(p, ms, a.steps))
-    if a.baseline is None:
-        return
-    cmd = [sys.executable, os.path.abspath(__file__), "--json"]  # this script, the old package
-    cmd += [f"--steps={a.steps}", f"--repeats={a.repeats}", *(f"--port={p}" for p in ports)]
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(a.baseline))
-    res = subprocess.run(cmd, cwd=a.baseline, env=env, capture_output=True, text=True, check=True)
-    base: dict[str, dict[str, float]] = json.loads(res.stdout.strip().splitlines()[-1])
-    print(f"baseline {a.baseline}:")
-    for p, ms in base.items():
-        print(_line(p, ms, a.steps))
-        ratios = ", ".join(f"{q} {ms[q] / out[p][q]:.2f}x" for q in PARTS if out[p][q] > 0)
-        print(f"  speed-up (baseline / this tree): {ratios}")
+    rounds: list[tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]] = []
+    for _ in range(a.repeats if a.baseline else 1):  # interleaved: this tree, then the baseline
+        here = {p: measure(p, a.steps, 1 if a.baseline else a.repeats) for p in ports}
+        rounds.append((here, _baseline(a.baseline, ports, a.steps) if a.baseline else {}))
+    for p in ports:
+        ours = _median([r[0][p] for r in rounds])
+        print(_line(p, ours, a.steps))
+        if a.baseline:
+            base = _median([r[1][p] for r in rounds])
+            print(f"  baseline {a.baseline}: " + _line(p, base, a.steps).split(": ", 1)[1])
+            ratios = ", ".join(f"{q} {base[q] / ours[q]:.2f}x" for q in PARTS if ours[q] > 0)
+            print(f"  speed-up (baseline / this tree, medians of {len(rounds)} rounds): {ratios}")
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (after)")
+
+
+def _median(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {q: statistics.median(r[q] for r in rows) for q in PARTS}
+
+
+def _baseline(tree: str, ports: list[str], steps: int) -> dict[str, dict[str, float]]:
+    """One round of :func:`measure` on the package of ``tree`` (a subprocess)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--json", f"--steps={steps}", "--repeats=1"]
+    cmd += [f"--port={p}" for p in ports]
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
+    res = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=True)
+    out: dict[str, dict[str, float]] = json.loads(res.stdout.strip().splitlines()[-1])
+    return out
 
 
 if __name__ == "__main__":

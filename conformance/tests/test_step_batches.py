@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from conformance.adapters import third_party
-from conformance.free_batches import FreeSteps
 from conformance.process_session import ProcessSession
 from conformance.session import PortDied, PortHung, PortRaised
+from conformance.step_batches import FreeSteps
 from setadam_ref import AdamConfig
 
 HERE = Path(__file__).parent / "misbehaving"
