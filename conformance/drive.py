@@ -366,10 +366,11 @@ class ScenarioDriver:
 
     def _resync(self, sc: Scenario, rr: ReferenceRun, sr: ScenarioResult) -> None:
         flat = rr.flat
-        steps = ResyncSteps(
-            self.session, sorted(rr.resync), lambda s: _inputs(rr.resync[s]), flat.size,
-            rr.contract is None,
-        )  # fmt: skip
+
+        def inputs(t: int) -> tuple[Any, Any, Any]:  # what a re-synced step hands the port
+            return rr.resync[t].params, rr.resync[t].state, rr.resync[t].grads
+
+        steps = ResyncSteps(self.session, sorted(rr.resync), inputs, flat.size, rr.contract is None)
         try:
             self._resync_steps(sc, rr, sr, steps)
         finally:
@@ -637,11 +638,6 @@ class ScenarioDriver:
                     self._record(sc, sr, "free", t, q, meas, self.judge_state)
             if self._full():
                 return
-
-
-def _inputs(rs: ResyncStep) -> tuple[Any, Any, Any]:
-    """What a re-synced step hands the port: its parameters, state and gradients."""
-    return rs.params, rs.state, rs.grads
 
 
 _CONTRACT_NOTE = (
