@@ -40,11 +40,14 @@ from .catalogue import FreeRun, free_run_of
 from .compare import compare_quantity
 from .interface import DTYPES, PortState
 from .layout import Flat
-from .port_arrays import copies as _copies
 from .port_arrays import plain_reason as _plain
 from .port_arrays import validate_arrays
 from .reference_run import ReferenceCache, ReferenceRun, ResyncStep, cast_arrays, stage_reference
 from .results import Evidence, Failure, Measure, PortResult, ScenarioResult, Supports
+from .scenario_notes import COMPILED as _COMPILED
+from .scenario_notes import CONTRACT as _CONTRACT_NOTE
+from .scenario_notes import RESUMED as _RESUMED
+from .scenario_notes import UNJUDGED_STATE as _UNJUDGED_STATE
 from .scenarios import Scenario
 from .session import (
     PortDied,
@@ -54,6 +57,7 @@ from .session import (
     PortSetupError,
     describe_exception,
 )
+from .step_batches import FreeSteps, ResyncSteps
 from .systematic import SystematicStats
 
 STATE_QUANTITIES: tuple[str, ...] = (N.M, N.V)
@@ -65,15 +69,6 @@ _AFTER = 2
 #: kept per failing scenario (the black-box diagnosis needs no more: an entry is ruled out early)
 _OTHER_SCENARIOS = 8
 _FREE_STEPS = 64
-_UNJUDGED_STATE = "m and v reported, not judged (the target's state convention is not assumed)"
-_COMPILED = (
-    "free run through the port's compiled step (torch.compile(opt.step)); no re-synced steps "
-    "(each builds a fresh optimizer: a compilation apiece)"
-)
-_RESUMED = (
-    "free run through a checkpoint round trip after step {k} (state to bytes, fresh optimizer "
-    "over fresh parameters), against the uninterrupted reference; no re-synced steps"
-)
 
 
 class _Abort(Exception):
@@ -368,6 +363,29 @@ class ScenarioDriver:
         return out
 
     def _resync(self, sc: Scenario, rr: ReferenceRun, sr: ScenarioResult) -> None:
+        steps = ResyncSteps(self.session, None if rr.streamed else rr.resync, rr.flat.size, True)
+        try:
+            self._resync_steps(sc, rr, sr, steps)
+        finally:
+            self._drain(steps, sc, "resync", sr)
+
+    def _drain(
+        self, steps: FreeSteps | ResyncSteps, sc: Scenario, mode: str, sr: ScenarioResult
+    ) -> None:
+        try:
+            steps.close()  # the steps sent past the one the loop stopped at
+        except PortLost as exc:
+            t = steps.draining
+            what = "re-synced" if mode == "resync" else "free-running"
+            self._lost(sc, mode, t, f"step {t} ({what})", exc, sr)
+
+    def _resync_steps(
+        self,
+        sc: Scenario,
+        rr: ReferenceRun,
+        sr: ScenarioResult,
+        steps: ResyncSteps,
+    ) -> None:
         flat = rr.flat
         shapes = flat.shapes
         recent: list[Evidence] = []
@@ -375,9 +393,8 @@ class ScenarioDriver:
         after = 0
         for rs in rr.resync_steps():
             t = rs.t
-            grads = _copies(rs.grads)
             try:
-                out = self.session.reset_step(rs.params, rs.state, grads, True)
+                grads, out = steps.outputs(rs)
             except NotImplementedError as exc:
                 sr.reason = "port cannot continue from a given state: compared free-running only"
                 if self.state_note is None:
@@ -510,13 +527,17 @@ class ScenarioDriver:
         current = rr.params0
         trajectory: list[np.ndarray] = []
         failed = [False]
+        stops = frozenset() if sc.resume_after is None else frozenset({sc.resume_after})
+        open_grads = None if rr.problem.closed_loop else rr.open_grads
+        steps = FreeSteps(self.session, rr.steps, open_grads, rr.flat.size, stops)
         try:
-            self._free_steps(sc, rr, sr, judged, current, trajectory, failed)
+            self._free_steps(sc, rr, sr, judged, current, trajectory, failed, steps)
         finally:
             if judged and failed[0] and trajectory and rr.contract is None:  # evidence to explain
                 self.free_runs.append(free_run_of(rr, trajectory))
             elif judged and failed[0] and trajectory:
                 self.contract_runs.append((rr, list(trajectory)))
+            self._drain(steps, sc, "free", sr)
 
     def _extra(self, sc: Scenario, sr: ScenarioResult, name: str, *args: Any) -> bool:
         """Ask the port for the scenario's extra (``lay_out``, ``compile_step``); False (the
@@ -560,6 +581,7 @@ class ScenarioDriver:
         current: Any,
         trajectory: list[np.ndarray],
         failed: list[bool],
+        steps: FreeSteps,
     ) -> None:
         flat = rr.flat
         shapes = flat.shapes
@@ -574,9 +596,8 @@ class ScenarioDriver:
                     return
             else:
                 g = ref.grads
-            grads = _copies(g)
             try:
-                out = self.session.step_outputs(grads, False)
+                grads, out = steps.outputs(t, g)
             except PortLost as exc:
                 self._lost(sc, "free", t, f"step {t} (free-running)", exc, sr)
             except Exception as exc:
@@ -623,10 +644,3 @@ class ScenarioDriver:
                     self._record(sc, sr, "free", t, q, meas, self.judge_state)
             if self._full():
                 return
-
-
-_CONTRACT_NOTE = (
-    "a contract scenario (param groups / lr schedule / absent gradients): parameters, m, v and "
-    "the stage intermediates of the parameters with a gradient compared; failures ranked by "
-    "the contract's catalogue (conformance.contract_causes)"
-)

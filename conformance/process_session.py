@@ -122,6 +122,7 @@ def describe_exit(code: int | None) -> str:
         return f"process died with signal {-code} ({name})"
     return f"process exited with code {code}"
 
+
 _MAIN_LOCK = threading.Lock()
 
 
@@ -202,28 +203,27 @@ class Worker:
         ``until``, a monotonic time) while the worker never waits for the parent between them.
         Returns the last op's value; raises for the first op that fails (the rest are not run),
         and PortHung/PortDied when the worker is gone (it is then killed)."""
+        ex = Exchange(self, timeout_s, ops, until)
+        value = None
+        while not ex.done:
+            value = ex.next()
+        return value
+
+    @contextmanager
+    def guard(self, timeout_s: float, until: float | None) -> Iterator[None]:
+        """Channel failures as the port's: PortHung (killed) or PortDied."""
         if self.gone is not None:
             raise PortDied(self.gone)
-        deadline = self._deadline(timeout_s, until)
         try:
-            self.channel.send(list(ops), deadline)
-            for i in range(len(ops)):
-                reply = self.channel.recv(deadline)
-                last = i == len(ops) - 1
-                if not (isinstance(reply, tuple) and len(reply) in (2, 3)):
-                    break
-                if reply[0] == "err" and len(reply) == 3 and reply[1] == i:
-                    raise _exception(reply[2])
-                if reply[:2] == ("ack", i) and not last:
-                    deadline = self._deadline(timeout_s, until)
-                    continue
-                if reply[0] == "ok" and last and len(reply) == 2:
-                    return reply[1]
-                break
+            yield
         except ChannelTimeout:
             self.kill()
             passed = until is not None and time.monotonic() >= until - 1e-3
-            what = "the whole-check deadline passed" if passed else f"no answer within {timeout_s:.3g} s"
+            what = (
+                "the whole-check deadline passed"
+                if passed
+                else f"no answer within {timeout_s:.3g} s"
+            )
             self.gone = f"{what} (the worker process was killed)"
             raise PortHung(self.gone) from None
         except ChannelClosed:
@@ -233,9 +233,11 @@ class Worker:
             self.kill()
             self.gone = f"the worker's answer was unreadable ({exc}); the worker was killed"
             raise PortDied(self.gone) from None
+
+    def out_of_protocol(self) -> PortDied:
         self.kill()
         self.gone = "the worker answered out of protocol; the worker was killed"
-        raise PortDied(self.gone)
+        return PortDied(self.gone)
 
     @staticmethod
     def _deadline(timeout_s: float, until: float | None) -> float:
@@ -272,6 +274,50 @@ class Worker:
             except OSError:
                 pass
         _live.discard(self)
+
+
+class Exchange:
+    """One request to a worker, its replies read one op at a time (:meth:`Worker.call` reads
+    them all; a batch of free-running steps reads each step's outputs as it comes).
+
+    Each reply is awaited for ``timeout_s`` from the moment it is asked for (and never past
+    ``until``): the worker started that op no later than, so every op keeps at least its own
+    timeout however long the parent spends between replies."""
+
+    def __init__(
+        self, worker: Worker, timeout_s: float, ops: Sequence[tuple[Any, ...]], until: float | None
+    ) -> None:
+        self.worker, self.timeout_s, self.until = worker, timeout_s, until
+        self.n, self.i = len(ops), 0
+        with worker.guard(timeout_s, until):
+            worker.channel.send(list(ops), Worker._deadline(timeout_s, until))
+
+    @property
+    def done(self) -> bool:
+        """Every op answered (or one failed: the rest are not run)."""
+        return self.i >= self.n
+
+    def next(self) -> Any:
+        """The value of the next op (None for one without a value); raises for an op that
+        failed, PortHung/PortDied when the worker is gone."""
+        w, i = self.worker, self.i
+        last = i == self.n - 1
+        self.i = self.n  # until this op's answer is read: a lost worker ends the exchange
+        with w.guard(self.timeout_s, self.until):
+            reply = w.channel.recv(Worker._deadline(self.timeout_s, self.until))
+        self.i = i + 1
+        if isinstance(reply, tuple) and len(reply) in (2, 3):
+            if reply[0] == "err" and len(reply) == 3 and reply[1] == i:
+                self.i = self.n
+                raise _exception(reply[2])
+            if not last and reply == ("ack", i):
+                return None
+            if not last and reply[:2] == ("val", i) and len(reply) == 3:
+                return reply[2]
+            if last and reply[0] == "ok" and len(reply) == 2:
+                return reply[1]
+        self.i = self.n
+        raise w.out_of_protocol()
 
 
 def _step_outputs(out: Any) -> StepOutputs:
@@ -336,20 +382,29 @@ class ProcessSession:
 
     # -- calls
     def _call(self, *ops: tuple[Any, ...], timeout_s: float | None = None) -> Any:
+        self._ready()
+        return self._rpc(*ops, timeout_s=timeout_s)
+
+    def _ready(self) -> None:
         if self._lost is not None:
             raise self._lost
         self._ensure_loaded()
         if self._deadline is None and self._deadline_s is not None:
             # from the first call after loading: imports have their own limits
             self._deadline = time.monotonic() + self._deadline_s
-        return self._rpc(*ops, timeout_s=timeout_s)
 
     def _rpc(self, *ops: tuple[Any, ...], timeout_s: float | None = None) -> Any:
         assert self.worker is not None
-        try:
+        with self._losing():
             return self.worker.call(
                 self._timeout if timeout_s is None else timeout_s, ops, self._deadline
             )
+
+    @contextmanager
+    def _losing(self) -> Iterator[None]:
+        """A lost worker loses the session: every later call raises the same."""
+        try:
+            yield
         except PortHung as hung:
             lost = hung
             if "deadline" in str(hung):
@@ -436,6 +491,33 @@ class ProcessSession:
     def step_outputs(self, grads: Sequence[np.ndarray], want_stages: bool) -> StepOutputs:
         return _step_outputs(self._call(("step", tuple(grads)), ("outputs", want_stages)))
 
+    def step_batch(self, grads: Sequence[Sequence[np.ndarray]], want_stages: bool) -> StepBatch:
+        """``step`` then ``outputs`` of each of several free-running steps in one exchange; the
+        outputs are read step by step (:class:`StepBatch`), each op under the per-call timeout."""
+        ops = [(("step", tuple(g)), ("outputs", want_stages)) for g in grads]
+        return self._batch(ops)
+
+    def reset_step_batch(
+        self,
+        steps: Sequence[tuple[Sequence[np.ndarray], State | None, Sequence[np.ndarray]]],
+        want_stages: bool,
+    ) -> StepBatch:
+        """:meth:`reset_step` of each of several re-synced steps in one exchange (as
+        :meth:`step_batch`)."""
+        ops = [
+            (("reset", tuple(p), st), ("step", tuple(g)), ("outputs", want_stages))
+            for p, st, g in steps
+        ]
+        return self._batch(ops)
+
+    def _batch(self, steps: Sequence[tuple[tuple[Any, ...], ...]]) -> StepBatch:
+        self._ready()
+        assert self.worker is not None
+        ops = [op for step in steps for op in step]
+        with self._losing():
+            ex = Exchange(self.worker, self._timeout, ops, self._deadline)
+        return StepBatch(self, ex, len(steps[0]) if steps else 1)
+
     def extra(self, name: str, *args: Any) -> None:
         self._call(("extra", name, *args))
 
@@ -453,3 +535,22 @@ class ProcessSession:
     def close(self) -> None:
         if self._own and self.worker is not None:
             self.worker.kill()
+
+
+class StepBatch:
+    """The replies of :meth:`ProcessSession.step_batch`, one step at a time."""
+
+    def __init__(self, session: ProcessSession, exchange: Exchange, ops_per_step: int) -> None:
+        self._session, self._ex, self._ops = session, exchange, ops_per_step
+
+    def next(self) -> StepOutputs:
+        """The next step's outputs; raises what one of its ops raised."""
+        with self._session._losing():
+            for _ in range(self._ops - 1):
+                self._ex.next()  # the acknowledgements of reset and step
+            return _step_outputs(self._ex.next())
+
+    @property
+    def done(self) -> bool:
+        """Every step answered, or the batch ended (an op failed, the worker was lost)."""
+        return self._ex.done

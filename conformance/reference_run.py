@@ -148,6 +148,14 @@ class ReferenceRun:
             yield fs
             del fs
 
+    def open_grads(self, t: int) -> Arrays:
+        """The cast gradients of step ``t`` of an open loop (kept, or cast again when streamed:
+        the same rounding of the same inputs, so bitwise the streamed step's)."""
+        if self.grads:
+            return self.grads[t - 1]
+        assert not self.problem.closed_loop
+        return cast_arrays(self.problem.gradient(t, self.params0), self.dtype)
+
     def free_window(self, n: int) -> tuple[list[Arrays], list[np.ndarray]]:
         """The gradients and parameter budgets of steps 1..n (the black-box diagnosis's)."""
         grads: list[Arrays] = []

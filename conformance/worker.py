@@ -8,8 +8,9 @@ nothing a port prints reaches the harness's terminal), Ctrl-C left to the parent
 optional address-space limit (``RLIMIT_AS``). Then it answers
 requests in order (:mod:`conformance.channel`): a request is a list of ``(op, *args)``, run one
 after the other; each op but the last is acknowledged as it finishes (so the parent times each
-op on its own without the worker waiting for it), the last is answered with its value, and the
-first that raises is answered with its error (the rest are not run):
+op on its own without the worker waiting for it; one with a value, such as the ``outputs`` of
+a step in a batch of free-running steps, is answered with it), the last is answered with its
+value, and the first that raises is answered with its error (the rest are not run):
 
 ``framework`` imports torch or jax; ``load`` rebuilds the port spec from a
 :class:`~conformance.results.PortLocator` (importing a third-party target happens here, never in
@@ -258,7 +259,11 @@ def serve(conn: Connection, out: Connection, max_memory: int | None) -> None:
             last = i == len(request) - 1
             try:
                 value = table[op](*args)
-                reply: tuple[Any, ...] = ("ok", value) if last else ("ack", i)
+                # an op before the last answers its value when it has one (a batch of free-running
+                # steps streams every step's outputs); ops without a value are acknowledged
+                reply: tuple[Any, ...] = (
+                    ("ok", value) if last else ("ack", i) if value is None else ("val", i, value)
+                )
             except BaseException as exc:  # SystemExit and KeyboardInterrupt of the port included
                 reply = ("err", i, _remote(exc, op in ("framework", "load")))
             _flush()

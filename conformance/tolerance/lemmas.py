@@ -29,6 +29,8 @@ it, the one place where the model is coarser than the format.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..formats import Format
@@ -49,8 +51,11 @@ def under(x: F | float, f: Format, amp: F | float = 1.0, e: F | float | None = N
     with ``e`` (the port's value is within e of |x|) also at most ``amp * (|x| + e)``: an exact
     zero is not rounded."""
     ax = np.abs(np.asarray(x, dtype=np.float64))
-    if ax.size == 0 or np.min(ax) >= f.tiny:  # fast path: every value normal, no excess
-        return np.zeros(np.broadcast_shapes(ax.shape, np.shape(amp)))
+    if ax.size == 0 or ax.min() >= f.tiny:  # fast path: every value normal, no excess
+        shape = ax.shape
+        if not (isinstance(amp, float) or np.shape(amp) == shape):
+            shape = np.broadcast_shapes(shape, np.shape(amp))
+        return np.zeros(shape)
     with np.errstate(invalid="ignore", over="ignore"):
         ex = np.maximum(eta(f) - f.u * ax, 0.0)
         if e is not None:
@@ -64,6 +69,8 @@ def rnd(x: F | float, e: F | float, f: Format) -> F:
     never more than |x| + e (0 is a float: rounding to nearest moves r by at most |r|)."""
     ax = np.abs(np.asarray(x, dtype=np.float64))
     hi = ax + e
+    if ax.size and ax.min() >= f.tiny:  # every value normal: under() is zeros of ax's shape
+        return np.asarray(np.minimum(f.u * hi + 0.0, hi), dtype=np.float64)
     return np.asarray(np.minimum(f.u * hi + under(ax, f), hi), dtype=np.float64)
 
 
@@ -96,10 +103,18 @@ def rel_product(rels: list[F | float], inv: list[F | float] | None = None) -> F:
     ``rels`` bound the relative errors of the factors, ``inv`` those of the divisors (each must
     be below 1, else there is no bound: inf).
     """
-    num = np.ones(())
+    if all(isinstance(r, float) for r in rels) and all(isinstance(s, float) for s in inv or []):
+        # scalars: the same float64 operations in Python floats (bitwise equal, no array calls)
+        fnum, fden = 1.0, 1.0
+        for r in rels:
+            fnum = fnum * (1.0 + float(r))
+        for s in inv or []:
+            fden = fden * (1.0 - float(s))
+        return np.asarray(fnum / fden - 1.0 if fden > 0 else math.inf, dtype=np.float64)
+    num: F | float = 1.0  # 1.0 * x == x: the first factor as it is
     for r in rels:
         num = num * (1.0 + np.asarray(r, dtype=np.float64))
-    den = np.ones(())
+    den: F | float = 1.0
     for s in inv or []:
         den = den * (1.0 - np.asarray(s, dtype=np.float64))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):

@@ -40,7 +40,9 @@ there (unresolved, not judged).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -178,6 +180,7 @@ class _Evals:
     by_max: F
 
 
+@lru_cache(maxsize=64)
 def _evals(fm: Format) -> _Evals:
     fa = fm.acc
     fmts = tuple({fa.name: fa, fm.name: fm}.values())
@@ -208,7 +211,7 @@ def statistics_bounds(v: F, ev: F, c: F, flat: Flat, fm: Format) -> StatisticsBo
         r2_in = np.where(s2 > 0, flat.layer_sum(2 * vv * evv + evv * evv) / s2, np.inf)
     r1_in = np.where(np.isnan(r1_in), np.inf, r1_in)
     r2_in = np.where(np.isnan(r2_in), np.inf, r2_in)
-    gd = np.array([gamma(max(k - 1.0, 0.0), fa.u) for k in d])
+    gd = _gammas(np.asarray(d, dtype=np.float64).tobytes(), fa.u)
     vals = _degree_values(s1, s2, dd)
     ev_ = _evals(fm)
     with np.errstate(all="ignore"):
@@ -240,6 +243,95 @@ def statistics_bounds(v: F, ev: F, c: F, flat: Flat, fm: Format) -> StatisticsBo
     return StatisticsBounds(ec, ecq, c_hi, rho_l, notes)
 
 
+@lru_cache(maxsize=64)
+def _columns(fm: Format) -> tuple[F, F, F, F, F, F]:
+    """Per-evaluation columns of the formats' constants: u, eta, tiny, max, the rounding into
+    the accumulation format, whether c is rounded into ``fm`` (the same for every step)."""
+    e, fa = _evals(fm), fm.acc
+    cols = (
+        [g.u for g in e.formats],
+        [eta(g) for g in e.formats],
+        [g.tiny for g in e.formats],
+        [g.max for g in e.formats],
+        [0.0 if g is fa else g.u for g in e.formats],
+        [0.0 if g is fm else 1.0 for g in e.formats],
+    )
+    a, b, c, d, i, r = (_frozen(np.array(x)[:, None]) for x in cols)
+    return a, b, c, d, i, r
+
+
+def _frozen(a: F) -> F:
+    """``a`` read-only: a cached array is shared by every step."""
+    a.flags.writeable = False
+    return a
+
+
+@lru_cache(maxsize=256)
+def _gammas(d: bytes, u: float) -> F:
+    """gamma_{d-1}(u) of each layer size (``d``: the float64 sizes' bytes)."""
+    return _frozen(np.array([gamma(max(k - 1.0, 0.0), u) for k in np.frombuffer(d)]))
+
+
+@lru_cache(maxsize=256)
+def _scaled_range(dd: bytes) -> tuple[F, F]:
+    """The rescaled intermediates' lower and upper bounds by layer (``dd``: max(d, 1)'s bytes)."""
+    d = np.frombuffer(dd)
+    low_s, high_s = _scaled_low(d), _scaled_high(d)
+    lo = np.stack([low_s[n] for n in _NAMES])
+    return _frozen(lo), _frozen(np.stack([high_s[n] for n in _NAMES]))
+
+
+@dataclass(frozen=True)
+class _Constants:
+    """What :func:`_evaluate` computes from the format and the layer sizes alone, once (the same
+    operations on the same values as inline: bitwise the same bounds)."""
+
+    und1_num: F  # numerators of the underflow terms of S1, S2
+    und2_num: F
+    rnd1: F  # rounding-only relative bounds of S1, S2 (before their underflow terms)
+    rnd2: F
+    gu3: F
+    geta3: F
+    gtiny3: F
+    gmax3: F
+    lo_scaled: F  # lower bounds of a rescaled layer's intermediates, after their roundings
+    hi_s: F
+    ed_c: F  # relative bound of the rounding of c, and of c into fm
+    ef: F
+
+
+@lru_cache(maxsize=256)
+def _constants(fm: Format, dd_bytes: bytes, gd_bytes: bytes) -> _Constants:
+    fa = fm.acc
+    e = _evals(fm)
+    dd, gd = np.frombuffer(dd_bytes), np.frombuffer(gd_bytes)
+    gu, geta, gtiny, gmax, into, rounded = _columns(fm)
+    # c computed in the accumulation format and rounded into fm: c >= 1/d, so eta/c <= eta d
+    ef = rounded * (fm.u + eta(fm) * dd)
+    ea = eta(fa)
+    lo_s, hi_s = _scaled_range(dd_bytes)
+    u_scale = np.where(e.by_max, fa.u, 0.0)
+    gu3, geta3 = gu[:, :, None], geta[:, :, None]
+    shape = (len(e.names), dd.size)
+    k = _Constants(
+        und1_num=2 * dd * ea + geta,
+        und2_num=dd * geta + dd * ea + geta,
+        rnd1=rel_product([u_scale, gd, into]),
+        rnd2=rel_product([2 * u_scale + u_scale**2, gu, gd, into]),
+        gu3=gu3,
+        geta3=geta3,
+        gtiny3=gtiny[:, :, None],
+        gmax3=gmax[:, :, None],
+        lo_scaled=lo_s[None] * (1.0 - gu3) ** 4,
+        hi_s=hi_s[None],
+        ed_c=np.broadcast_to(gu + geta * dd, shape),
+        ef=np.broadcast_to(ef, shape),
+    )
+    for f in dataclasses.fields(k):  # shared by every step
+        getattr(k, f.name).flags.writeable = False
+    return k
+
+
 def _evaluate(
     e: _Evals,
     vals: dict[str, tuple[F, int]],
@@ -253,33 +345,18 @@ def _evaluate(
 ) -> tuple[F, F, F, F]:
     """(full relative bound, rounding-only bound, in range?, first name out of range) per
     evaluation (rows) and layer (columns)."""
-    fa = fm.acc
-    col = np.array
-    gu = col([[g.u] for g in e.formats])
-    geta = col([[eta(g)] for g in e.formats])
-    gtiny = col([[g.tiny] for g in e.formats])
-    gmax = col([[g.max] for g in e.formats])
-    into = col([[0.0 if g is fa else g.u] for g in e.formats])
-    # c computed in the accumulation format and rounded into fm: c >= 1/d, so eta/c <= eta d
-    rounded = col([[0.0 if g is fm else 1.0] for g in e.formats])
-    ef = rounded * (fm.u + eta(fm) * dd)
-    ea = eta(fa)
+    k = _constants(fm, dd.tobytes(), gd.tobytes())
     sc = e.scaled  # (E, 1)
     nz = s1 > 0
     x_s = np.stack([vals[n][0] for n in _NAMES])  # (N, L) scaled units
     deg = np.array([vals[n][1] for n in _NAMES])
     x_u = np.ldexp(x_s, (deg[:, None] * expo[None, :]).astype(np.int64))  # unscaled
-    low_s = _scaled_low(dd)
-    high_s = _scaled_high(dd)
-    lo_s = np.stack([low_s[n] for n in _NAMES])
-    hi_s = np.stack([high_s[n] for n in _NAMES])
-    u_scale = np.where(e.by_max, fa.u, 0.0)
     v1 = np.where(sc, 0.5, np.maximum(x_u[0] * (1.0 - np.minimum(r1_in, 1.0)), 0.0))
     v2 = np.where(sc, 0.25, np.maximum(x_u[1] * (1.0 - np.minimum(r2_in, 1.0)), 0.0))
-    und1 = np.where(nz, np.where(v1 > 0, (2 * dd * ea + geta) / v1, np.inf), 0.0)
-    und2 = np.where(nz, np.where(v2 > 0, (dd * geta + dd * ea + geta) / v2, np.inf), 0.0)
-    rnd1 = rel_product([u_scale, gd, into]) + und1
-    rnd2 = rel_product([2 * u_scale + u_scale**2, gu, gd, into]) + und2
+    und1 = np.where(nz, np.where(v1 > 0, k.und1_num / v1, np.inf), 0.0)
+    und2 = np.where(nz, np.where(v2 > 0, k.und2_num / v2, np.inf), 0.0)
+    rnd1 = k.rnd1 + und1
+    rnd2 = k.rnd2 + und2
     r1 = rel_product([r1_in, rnd1])
     r2 = rel_product([r2_in, rnd2])
     sq1 = 2 * r1 + r1 * r1
@@ -288,20 +365,20 @@ def _evaluate(
     ax_u = np.abs(x_u)[None]
     rin = np.minimum(rel_in, 1.0)
     sc3 = sc[:, :, None]
-    gu3, geta3 = gu[:, :, None], geta[:, :, None]
-    lo = np.where(sc3, lo_s[None] * (1.0 - gu3) ** 4, ax_u * (1.0 - rin))
+    gu3, geta3 = k.gu3, k.geta3
+    lo = np.where(sc3, k.lo_scaled, ax_u * (1.0 - rin))
     hi_sc = np.minimum(
-        np.where(np.isnan(ax_s * (1 + rel_in + gu3)), np.inf, ax_s * (1 + rel_in + gu3)), hi_s[None]
+        np.where(np.isnan(ax_s * (1 + rel_in + gu3)), np.inf, ax_s * (1 + rel_in + gu3)), k.hi_s
     )
     hi = np.where(sc3, hi_sc, ax_u * (1.0 + rel_in + gu3))
     eps = np.where(nz, np.where(lo > 0, gu3 + geta3 / lo, np.inf), gu3)
-    inr = (lo >= gtiny[:, :, None]) & (hi < gmax[:, :, None])
+    inr = (lo >= k.gtiny3) & (hi < k.gmax3)
     bad = ~inr & nz
     ok = ~np.any(bad, axis=1)
     first = np.argmax(bad, axis=1)
     ed = {n: eps[:, i, :] for i, n in enumerate(_NAMES)}
-    ed["c"] = np.broadcast_to(gu + geta * dd, r1.shape)
-    ef = np.broadcast_to(ef, r1.shape)
+    assert r1.shape == k.ed_c.shape
+    ed["c"], ef = k.ed_c, k.ef
     full = _form_bounds(r1, r2, ed, ef)
     rho = _form_bounds(rnd1, rnd2, ed, ef)
     f_full = np.maximum.reduce([full[f] for f in FORMS])

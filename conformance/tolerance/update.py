@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..formats import Format
-from .lemmas import div_err, rnd, under
+from .lemmas import div_err, rel_product, rnd, under
 from .scalars import (
     bias_correction_parts,
     const_rel,
@@ -60,10 +60,8 @@ class UpdateInputs:
 
 
 def _rel(*rs: float | F) -> F:
-    out = np.ones(())
-    for r in rs:
-        out = out * (1.0 + np.asarray(r, dtype=np.float64))
-    return np.asarray(out - 1.0, dtype=np.float64)
+    r"""$\prod(1+r_i) - 1$ (:func:`~conformance.tolerance.lemmas.rel_product`, no divisors)."""
+    return rel_product(list(rs))
 
 
 @dataclass(frozen=True)
