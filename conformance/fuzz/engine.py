@@ -5,8 +5,16 @@ reused across examples as ``run`` reuses a worker across ports; replaced when th
 it). Each example is judged exactly as a ``check`` scenario is: the reference run with its error
 budgets (:mod:`conformance.reference_run`), the port driven re-synced where its state can be
 written and free-running (:mod:`conformance.drive`), the comparison against the tolerance model
-(:mod:`conformance.compare`). A case fails when that verdict is ``fail``; a case the reference
-itself cannot run (non-finite) is rejected. On a failure hypothesis shrinks the case; the last
+(:mod:`conformance.compare`), and the statistical verdict (:mod:`conformance.systematic`) over
+its re-synced steps. A case fails when either fires; a case the reference itself cannot run
+(non-finite) is rejected.
+
+**False alarms.** A correct port fails a case of the rigorous budget never (a bound, not a
+quantile); only the statistical verdict can cry wolf. Each case's check runs it at
+``alpha = ALPHA / max_examples`` (Bonferroni over the session's at most ``max_examples`` search
+cases, each check Bonferroni over its own tests), so a fuzz session of a correct port fails with
+probability at most ``ALPHA / 2`` (``systematic``'s two-sided bound), whatever its length. Shrink
+steps run after the first failure and cannot turn a pass into a fail. On a failure hypothesis shrinks the case; the last
 failing call is the shrunk one, and it is judged once more with the diagnosis.
 """
 
@@ -28,7 +36,8 @@ from ..process_session import ProcessSession, Worker
 from ..reference_run import ReferenceCache
 from ..results import PortResult, PortSpec
 from ..runner import check_port
-from .cases import Capabilities, Case, base_of, cases, probes
+from ..systematic import ALPHA
+from .cases import Capabilities, Case, base_of, cases, probe_cases, probes
 
 
 class _OutOfTime(BaseException):
@@ -51,6 +60,11 @@ class FuzzOptions:
     derandomize: bool = False
     timeout_s: float = 60.0
     max_memory: int | None = None
+
+    @property
+    def alpha(self) -> float:
+        """The statistical verdict's false-alarm bound per case (module docstring)."""
+        return ALPHA / max(self.max_examples, 1)
 
 
 @dataclass
@@ -96,6 +110,7 @@ class _Target:
         return check_port(
             self.spec, scenarios=[case.scenario()], session=self.session(),
             cache=ReferenceCache(1), diagnose=diagnose, max_failures=20,
+            systematic_alpha=self.opts.alpha,
         )  # fmt: skip
 
     def capabilities(self) -> Capabilities:
@@ -108,7 +123,17 @@ class _Target:
                 ok.add(name)
         modes = tuple(m for m in ("l2", "decoupled") if f"wd:{m}" in ok)
         fields = frozenset(n for n in ok if not n.startswith("wd:"))
-        return Capabilities(self.spec.algorithm, self.spec.dtype, fields, modes)
+        return Capabilities(self.spec.algorithm, self.spec.dtype, fields, modes, self.contract())
+
+    def contract(self) -> frozenset[str]:
+        """The contract features the target takes: those whose tiny probe case its check does
+        not skip (a probe that fails is taken: the search will find and shrink it)."""
+        out = set()
+        for name, case in probe_cases(self.spec.algorithm).items():
+            r = self.judge(case)
+            if not (r.scenarios and r.scenarios[0].status == "skip"):
+                out.add(name)
+        return frozenset(out)
 
     def close(self) -> None:
         if self.worker is not None:

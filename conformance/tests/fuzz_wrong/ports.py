@@ -12,13 +12,16 @@ Each is the Dict-style outside port (``conformance.wrong_ports.outside_torch``) 
   scenarios have layers of <= 48 coordinates), never both; a chunk-tail bug on every path is
   ``big_layers``'s to catch (``conformance.wrong_ports.outside_kernels``);
 - ``LateBiasSETAdam``: the bias correction of v read from a table of 1000 precomputed
-  steps, clamped: wrong only after step 1000, visibly so only when beta2 is near 1.
+  steps, clamped: wrong only after step 1000, visibly so only when beta2 is near 1;
+- ``DecayIdleSETAdam`` (found by the contract strategies only): decoupled weight decay applied
+  to a trained parameter also on a step where it has no gradient.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from conformance.wrong_ports.outside_math import Frame, SetAdamMath
@@ -72,3 +75,22 @@ LateBiasSETAdam = _planted(
     "SET-Adam whose v bias correction is clamped to step 1000.",
 )  # fmt: skip
 CONTROL = PORTS["DictSETAdam"]
+
+
+class DecayIdleSETAdam(CONTROL):  # type: ignore[misc, valid-type]
+    """SET-Adam that applies decoupled weight decay to every parameter it has trained, also on
+    the steps where that parameter has no gradient (its author: "decay is a property of the
+    parameter, not of its gradient"). Only a parameter that had a gradient once and then none,
+    with decoupled weight decay on, shows it: ``sparse`` has no weight decay, the decoupled
+    ``groups_decoupled``'s idle group never had a gradient (no state: not decayed)."""
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        idle = [
+            (p, g) for g in self.param_groups for p in g["params"]
+            if p.grad is None and self.state[p] and g["decoupled_weight_decay"]
+        ]  # fmt: skip
+        loss = super().step(closure)
+        for p, g in idle:
+            p.mul_(1.0 - g["lr"] * g["weight_decay"])
+        return loss

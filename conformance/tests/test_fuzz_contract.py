@@ -1,0 +1,119 @@
+"""Meta-tests of fuzz's contract strategies (param groups, an lr schedule, absent gradients), its
+statistical verdict and ``--target-hyper``: a planted port only the contract strategies catch is
+found and shrunk to the step and absence that matter; a bias below the budget is caught by the
+statistical verdict inside fuzz."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conformance.adapters import third_party
+from conformance.fuzz.cases import Case
+from conformance.fuzz.command import fuzz_target, target_spec
+from conformance.fuzz.engine import FuzzOptions, _Target
+from conformance.runner import check_port
+from conformance.systematic import ALPHA
+
+ROOT = Path(__file__).resolve().parents[2]
+IDLE = "conformance.tests.fuzz_wrong.ports:DecayIdleSETAdam"
+#: the planted port's own switch for AdamW-style decay: a constructor argument only it takes
+DECOUPLED = {"hyper": {"tau": 0.5, "maximize": False}, "weight_decay_mode": "decoupled",
+             "target_hyper": {"decoupled_weight_decay": True}}  # fmt: skip
+#: the stated example budgets at SEED
+SEED = 1
+BUDGET = {"DecayIdleSETAdam": 150, "LrPlus8uAdam": 60}
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 60), st.integers(0, 2**16))
+def test_a_shorter_horizon_is_a_prefix_of_the_longer_case(a: int, b: int, seed: int) -> None:
+    # what lets hypothesis shrink the horizon alone: nothing else changes with it
+    short, long = sorted((a, b))
+    case = Case("setadam", ((3,), (2,)), ("normal", "onehot"), (0, 2), (), long, seed,
+                schedule="decay", absent=(0, 2))  # fmt: skip
+    cut = Case("setadam", ((3,), (2,)), ("normal", "onehot"), (0, 2), (), short, seed,
+               schedule="decay", absent=(0, 2))  # fmt: skip
+    pa = case.problem()
+    pb = cut.problem()
+    assert pa.grads is not None and pb.grads is not None
+    for ga, gb in zip(pa.grads, pb.grads):
+        for x, y in zip(ga, gb, strict=True):
+            assert (x == y).all()
+    assert pb.lr_factors == pa.lr_factors[:short]  # type: ignore[index]
+    assert pb.active == pa.active[:short]  # type: ignore[index]
+
+
+def test_target_and_reference_hyper_reach_their_sides_only() -> None:
+    spec = target_spec("torch.optim:AdamW", "torch", "adam", weight_decay_mode="decoupled",
+                       target_hyper={"foreach": False},
+                       reference_hyper={"eps_mode": "tf"})  # fmt: skip
+    assert spec.locator is not None
+    assert spec.locator.options["target_hyper"] == {"foreach": False}
+    assert spec.base_config is not None and spec.base_config.eps_mode == "tf"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="MODULE:ATTR"):
+        target_spec("ours.torch.SETAdam[single]", None, None, target_hyper={"foreach": False})
+
+
+@pytest.mark.slow
+def test_fuzz_finds_decay_on_idle_parameters_with_the_contract_strategies(tmp_path: Path) -> None:
+    opts = FuzzOptions(max_examples=BUDGET["DecayIdleSETAdam"], time_budget_s=None, seed=SEED)
+    out = fuzz_target(IDLE, "torch", "setadam", report=tmp_path, options=opts, **DECOUPLED)
+    assert out.verdict == "fail", out.message
+    case = out.case
+    assert case is not None and out.caps is not None
+    assert out.caps.contract == {"groups", "schedule", "sparse"}
+    # minimal where it matters: two steps (a gradient at step 1, none at step 2), an array of
+    # absence period 2, decoupled weight decay at its smallest nonzero value, no schedule
+    assert case.steps == 2
+    assert 2 in case.absent and not case.schedule
+    assert dict(case.hyper).get("weight_decay") == 1e-2
+    assert dict(case.hyper).get("weight_decay_mode") == "decoupled"
+    summary = json.loads((tmp_path / "fuzz.json").read_text())
+    assert summary["case"]["absent"] == list(case.absent)
+    assert "cannot express" in summary["vector_error"]  # said, not silently left out
+    assert not (tmp_path / "vector").exists()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, str(tmp_path / "reproducer.py")], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "FAIL" in run.stdout
+
+
+@pytest.mark.slow
+def test_the_default_scenarios_miss_decay_on_idle_parameters() -> None:
+    spec = third_party.spec(IDLE, "torch", "setadam", **DECOUPLED)  # type: ignore[arg-type]
+    r = check_port(spec)
+    assert r.verdict == "pass", r.message
+    assert {s.scenario for s in r.scenarios if s.status == "pass"} >= {"groups_decoupled", "sparse"}
+
+
+def test_a_fuzz_case_fails_by_the_statistical_verdict_at_the_sessions_alpha() -> None:
+    # lr * (1 + 8u) in float32: below every coordinate's budget, caught by the statistical
+    # verdict alone (test_systematic); judged as fuzz judges a case, at ALPHA / max_examples
+    opts = FuzzOptions(max_examples=1000, time_budget_s=None)
+    spec = target_spec("conformance.wrong_ports.systematic_torch:LrPlus8uAdam", "torch", "adam",
+                       dtype="float32")  # fmt: skip
+    target = _Target(spec, opts)
+    try:
+        exact = (("betas", (0.5, 0.75)), ("lr", 1e-2))  # exact betas: a floor below 8u
+        case = Case("adam", ((16, 16), (64,)), ("normal", "normal"), (0, 0), exact, 16, 3)
+        r = target.judge(case)
+        control = _Target(target_spec("conformance.wrong_ports.systematic_torch:HandAdam",
+                                      "torch", "adam", dtype="float32"), opts)  # fmt: skip
+        ok = control.judge(case)
+        control.close()
+    finally:
+        target.close()
+    assert r.verdict == "fail" and {f.kind for f in r.failures} == {"systematic"}, r.message
+    assert r.systematic is not None and r.systematic["rejected"] == 1
+    assert f"{ALPHA:.0e}/" in r.failures[0].message
+    assert ok.verdict == "pass", ok.message
+    assert opts.alpha == ALPHA / 1000
