@@ -104,6 +104,7 @@ def write(out: FuzzResult, spec: PortSpec, opts: FuzzOptions, outdir: Path) -> N
         "examples": out.examples, "rejected": out.rejected, "failing_calls": out.failing_calls,
         "elapsed_s": round(out.elapsed_s, 3), "search_s": round(out.search_s, 3),
         "examples_per_s": round(out.rate, 3), "case_digest": out.case_digest,
+        "horizon_cut": out.horizon_cut,
         "capabilities": None if out.caps is None else {
             "fields": sorted(out.caps.fields), "weight_decay_modes": list(out.caps.weight_decay_modes),
             "contract": sorted(out.caps.contract),
@@ -151,6 +152,9 @@ def terminal(out: FuzzResult) -> list[str]:
             f"first failure after {out.search_s:.1f} s; shrunk in {out.failing_calls} failing cases to:"
         )
         lines.append(f"  {out.case.describe()}")
+        if out.horizon_cut is not None:
+            a, b = out.horizon_cut
+            lines.append(f"  (horizon cut from {a} to its first failing step {b})")
         f = r.failures[0] if r.failures else None
         if f is not None:
             lines.append(f"  {f.mode} step {f.step}: {f.message}"[:300])

@@ -85,6 +85,8 @@ class FuzzResult:
     files: dict[str, str] = field(default_factory=dict)
     #: sha256 over the cases judged, in order: equal for two sessions that drew the same cases
     case_digest: str = ""
+    #: (from, to): the shrunk case's horizon cut to its first failing step (``_cut_horizon``)
+    horizon_cut: tuple[int, int] | None = None
 
     @property
     def rate(self) -> float:
@@ -206,7 +208,8 @@ def fuzz(
         return out
     out.elapsed_s = time.monotonic() - t0
     if last:
-        case, _ = last[-1]
+        case, r = last[-1]
+        case = _cut_horizon(target, case, r, out)
         out.case = case
         out.result = target.judge(case, diagnose=True)
         out.verdict = "fail" if out.result.verdict == "fail" else "error"
@@ -218,6 +221,31 @@ def fuzz(
         out.message = f"no disagreement in {out.examples} cases"
     target.close()
     return out
+
+
+def first_failing_step(r: PortResult) -> int | None:
+    """The earliest step at which any comparison failed (free-running compares every step)."""
+    steps = [f.step for f in r.failures if f.step is not None]
+    return min(steps) if steps else None
+
+
+def _cut_horizon(target: _Target, case: Case, r: PortResult, out: FuzzResult) -> Case:
+    """The shrunk case cut to its first failing step, when that still fails.
+
+    Hypothesis stops shrinking after five minutes; a long case (a judge of ~1000 steps takes
+    seconds) may leave it with its horizon unshrunk. Its gradients, schedule factors (but the
+    horizon-relative cosine's) and absences of step t do not depend on the horizon, so the
+    case cut to its first failing step s fails at s again: one more judge, kept only if it does
+    (``out.horizon_cut`` records it)."""
+    s = first_failing_step(r)
+    if s is None or s >= case.steps:
+        return case
+    cut = dataclasses.replace(case, steps=s)
+    if target.judge(cut).verdict != "fail":
+        return case
+    out.failing_calls += 1
+    out.horizon_cut = (case.steps, s)
+    return cut
 
 
 def options_json(opts: FuzzOptions) -> dict[str, Any]:

@@ -82,13 +82,13 @@ class DecayIdleSETAdam(CONTROL):  # type: ignore[misc, valid-type]
     the steps where that parameter has no gradient (its author: "decay is a property of the
     parameter, not of its gradient"). Only a parameter that had a gradient once and then none,
     with decoupled weight decay on, shows it: ``sparse`` has no weight decay, the decoupled
-    ``groups_decoupled``'s idle group never had a gradient (no state: not decayed)."""
+    ``groups_decoupled``'s idle group never had a gradient (step count 0: not decayed)."""
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         idle = [
             (p, g) for g in self.param_groups for p in g["params"]
-            if p.grad is None and self.state[p] and g["decoupled_weight_decay"]
+            if p.grad is None and self.state[p].get("step", 0) > 0 and g["decoupled_weight_decay"]
         ]  # fmt: skip
         loss = super().step(closure)
         for p, g in idle:
