@@ -48,7 +48,7 @@ LONG_BETA2: tuple[float, ...] = (0.9999, 0.99999, 0.999, 0.99)
 STEP_COST = 256
 #: the contract features a case may draw (Capabilities.contract), and the schedules by name
 CONTRACT: tuple[str, ...] = ("groups", "schedule", "sparse")
-CONTRACT_ODDS = 4
+CONTRACT_ODDS = 2
 SCHEDULES: tuple[str, ...] = ("cosine", "alternate", "decay")
 #: the absence periods of an array (``_gen.has_grad``): always, every 2nd / 3rd step, never
 PERIODS: tuple[int, ...] = (0, 2, 3, -1)
@@ -229,11 +229,11 @@ def _hyper(draw: st.DrawFn, caps: Capabilities, long: bool) -> tuple[tuple[str, 
 def _groups(
     draw: st.DrawFn, caps: Capabilities, n: int
 ) -> tuple[tuple[tuple[int, ...], tuple[tuple[str, Any], ...]], ...]:
-    """1-3 param groups over the n arrays (contiguous runs, none empty), each with its own lr,
-    eps, weight decay (in a mode the target implements) and tau where taken; () for one."""
-    k = draw(st.integers(1, min(3, n)))
-    if k == 1:
+    """2-3 param groups over the n arrays (contiguous runs, none empty), each with its own lr,
+    eps, weight decay (in a mode the target implements) and tau where taken; () for one array."""
+    if n < 2:
         return ()
+    k = draw(st.integers(2, min(3, n)))
     out = []
     for g in range(k):
         arrays = tuple(i for i in range(n) if i * k // n == g)

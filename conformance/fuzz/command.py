@@ -78,8 +78,9 @@ def fuzz_target(
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
 
-def add_subparser(sub: Any, limit_options: Any, func: Any) -> None:
-    """Register ``fuzz`` (``func(args)`` runs it: the CLI's wrapper of :func:`run`)."""
+def add_subparser(sub: Any, limit_options: Any, func: Any, sided_hyper: Any) -> None:
+    """Register ``fuzz`` (``func(args)`` runs it: the CLI's wrapper of :func:`run`;
+    ``limit_options``/``sided_hyper`` add the CLI's shared options to a parser)."""
     f = sub.add_parser("fuzz", help="search for a failing case of TARGET and shrink it",
                        description="Search for a case where TARGET disagrees with the reference "
                        "and shrink it to a minimal reproducer, e.g. setadam-conformance fuzz "
@@ -96,12 +97,7 @@ def add_subparser(sub: Any, limit_options: Any, func: Any) -> None:
     f.add_argument("--hyper", action="append", metavar="NAME=VALUE",
                    help="a hyperparameter of both sides: the target's constructor and the "
                    "reference config; repeatable (default: none; e.g. --hyper tau=0.5)")  # fmt: skip
-    f.add_argument("--target-hyper", action="append", metavar="NAME=VALUE",
-                   help="a constructor argument of the target only, as given; repeatable "
-                   "(default: none; e.g. --target-hyper foreach=True)")  # fmt: skip
-    f.add_argument("--reference-hyper", action="append", metavar="NAME=VALUE",
-                   help="a field of the reference config only; repeatable (default: none; "
-                   "e.g. --reference-hyper eps_mode=tf for a TF-style eps)")  # fmt: skip
+    sided_hyper(f)  # --target-hyper, --reference-hyper: as for check
     f.add_argument("--weight-decay-mode", choices=("l2", "decoupled"), default=None,
                    help="how the target applies weight decay (default: l2 for torch, decoupled "
                    "for jax; e.g. --weight-decay-mode decoupled)")  # fmt: skip

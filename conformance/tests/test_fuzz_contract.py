@@ -23,13 +23,11 @@ from conformance.runner import check_port
 from conformance.systematic import ALPHA
 
 ROOT = Path(__file__).resolve().parents[2]
-IDLE = "conformance.tests.fuzz_wrong.ports:DecayIdleSETAdam"
-#: the planted port's own switch for AdamW-style decay: a constructor argument only it takes
-DECOUPLED = {"hyper": {"tau": 0.5, "maximize": False}, "weight_decay_mode": "decoupled",
-             "target_hyper": {"decoupled_weight_decay": True}}  # fmt: skip
+CACHE = "conformance.tests.fuzz_wrong.ports:GroupLrCacheSETAdam"
+HYPER = {"tau": 0.5, "maximize": False}
 #: the stated example budgets at SEED
 SEED = 1
-BUDGET = {"DecayIdleSETAdam": 150, "LrPlus8uAdam": 60}
+BUDGET = {"GroupLrCacheSETAdam": 150}
 
 
 @settings(max_examples=30, deadline=None)
@@ -63,21 +61,19 @@ def test_target_and_reference_hyper_reach_their_sides_only() -> None:
 
 
 @pytest.mark.slow
-def test_fuzz_finds_decay_on_idle_parameters_with_the_contract_strategies(tmp_path: Path) -> None:
-    opts = FuzzOptions(max_examples=BUDGET["DecayIdleSETAdam"], time_budget_s=None, seed=SEED)
-    out = fuzz_target(IDLE, "torch", "setadam", report=tmp_path, options=opts, **DECOUPLED)
+def test_fuzz_finds_a_cached_group_lr_with_the_contract_strategies(tmp_path: Path) -> None:
+    opts = FuzzOptions(max_examples=BUDGET["GroupLrCacheSETAdam"], time_budget_s=None, seed=SEED)
+    out = fuzz_target(CACHE, "torch", "setadam", hyper=HYPER, report=tmp_path, options=opts)
     assert out.verdict == "fail", out.message
     case = out.case
     assert case is not None and out.caps is not None
     assert out.caps.contract == {"groups", "schedule", "sparse"}
-    # minimal where it matters: two steps (a gradient at step 1, none at step 2), an array of
-    # absence period 2, decoupled weight decay at its smallest nonzero value, no schedule
-    assert case.steps == 2
-    assert 2 in case.absent and not case.schedule
-    assert dict(case.hyper).get("weight_decay") == 1e-2
-    assert dict(case.hyper).get("weight_decay_mode") == "decoupled"
+    # minimal where it matters: two groups, an lr schedule, two steps (the lr changes at the
+    # second), every gradient present
+    assert len(case.groups) == 2 and case.schedule
+    assert case.steps == 2 and not case.absent
     summary = json.loads((tmp_path / "fuzz.json").read_text())
-    assert summary["case"]["absent"] == list(case.absent)
+    assert summary["case"]["schedule"] == case.schedule and len(summary["case"]["groups"]) == 2
     assert "cannot express" in summary["vector_error"]  # said, not silently left out
     assert not (tmp_path / "vector").exists()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -88,11 +84,10 @@ def test_fuzz_finds_decay_on_idle_parameters_with_the_contract_strategies(tmp_pa
 
 
 @pytest.mark.slow
-def test_the_default_scenarios_miss_decay_on_idle_parameters() -> None:
-    spec = third_party.spec(IDLE, "torch", "setadam", **DECOUPLED)  # type: ignore[arg-type]
-    r = check_port(spec)
+def test_the_default_scenarios_miss_a_cached_group_lr() -> None:
+    r = check_port(third_party.spec(CACHE, "torch", "setadam", hyper=HYPER))
     assert r.verdict == "pass", r.message
-    assert {s.scenario for s in r.scenarios if s.status == "pass"} >= {"groups_decoupled", "sparse"}
+    assert {s.scenario for s in r.scenarios if s.status == "pass"} >= {"groups", "schedules"}
 
 
 def test_a_fuzz_case_fails_by_the_statistical_verdict_at_the_sessions_alpha() -> None:
@@ -117,3 +112,13 @@ def test_a_fuzz_case_fails_by_the_statistical_verdict_at_the_sessions_alpha() ->
     assert f"{ALPHA:.0e}/" in r.failures[0].message
     assert ok.verdict == "pass", ok.message
     assert opts.alpha == ALPHA / 1000
+
+
+def test_fuzz_cli_takes_target_hyper_and_refuses_it_for_our_ports(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from conformance.cli import main
+
+    assert main(["fuzz", "ours.torch.SETAdam[single]", "--target-hyper", "foreach=False"]) == 2
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("VERDICT: error: usage") and "MODULE:ATTR" in last

@@ -13,15 +13,14 @@ Each is the Dict-style outside port (``conformance.wrong_ports.outside_torch``) 
   ``big_layers``'s to catch (``conformance.wrong_ports.outside_kernels``);
 - ``LateBiasSETAdam``: the bias correction of v read from a table of 1000 precomputed
   steps, clamped: wrong only after step 1000, visibly so only when beta2 is near 1;
-- ``DecayIdleSETAdam`` (found by the contract strategies only): decoupled weight decay applied
-  to a trained parameter also on a step where it has no gradient.
+- ``GroupLrCacheSETAdam`` (found by the contract strategies only): the lr of every param group
+  but the first read once, at construction: wrong only for an lr schedule over several groups.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from conformance.wrong_ports.outside_math import Frame, SetAdamMath
@@ -77,20 +76,19 @@ LateBiasSETAdam = _planted(
 CONTROL = PORTS["DictSETAdam"]
 
 
-class DecayIdleSETAdam(CONTROL):  # type: ignore[misc, valid-type]
-    """SET-Adam that applies decoupled weight decay to every parameter it has trained, also on
-    the steps where that parameter has no gradient (its author: "decay is a property of the
-    parameter, not of its gradient"). Only a parameter that had a gradient once and then none,
-    with decoupled weight decay on, shows it: ``sparse`` has no weight decay, the decoupled
-    ``groups_decoupled``'s idle group never had a gradient (step count 0: not decayed)."""
+class GroupLrCacheSETAdam(CONTROL):  # type: ignore[misc, valid-type]
+    """SET-Adam whose param groups after the first keep the lr they had at construction (its
+    author's "fast path" for fine-tuning setups caches the extra groups' options; the first,
+    main group is read live). Only an lr that changes while there are several groups shows
+    it: ``schedules`` has one group, the ``groups`` scenarios a constant lr."""
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        idle = [
-            (p, g) for g in self.param_groups for p in g["params"]
-            if p.grad is None and self.state[p].get("step", 0) > 0 and g["decoupled_weight_decay"]
-        ]  # fmt: skip
-        loss = super().step(closure)
-        for p, g in idle:
-            p.mul_(1.0 - g["lr"] * g["weight_decay"])
-        return loss
+    def __init__(self, params: Any, *args: Any, **kw: Any) -> None:
+        super().__init__(params, *args, **kw)
+        self._cached_lr = [g["lr"] for g in self.param_groups]
+
+    def _hyper(self, group: dict[str, Any]) -> Any:
+        hp = super()._hyper(group)
+        k = next(i for i, g in enumerate(self.param_groups) if g is group)
+        if 0 < k < len(self._cached_lr):
+            hp.lr = self._cached_lr[k]
+        return hp
