@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conformance.adapters import third_party
+from conformance.fuzz._gen import lr_factors
 from conformance.fuzz.cases import Case
 from conformance.fuzz.command import fuzz_target, target_spec
 from conformance.fuzz.engine import FuzzOptions, _Target
@@ -68,10 +69,12 @@ def test_fuzz_finds_a_cached_group_lr_with_the_contract_strategies(tmp_path: Pat
     case = out.case
     assert case is not None and out.caps is not None
     assert out.caps.contract == {"groups", "schedule", "sparse"}
-    # minimal where it matters: two groups, an lr schedule, two steps (the lr changes at the
-    # second), every gradient present
-    assert len(case.groups) == 2 and case.schedule
-    assert case.steps == 2 and not case.absent
+    # minimal where it matters: two groups, an lr schedule, and the horizon the first step at
+    # which the scheduled lr differs from the constructed one (f_t != 1: step 1 for the
+    # cosine's warm-up, step 2 for the others), every gradient present
+    assert len(case.groups) == 2 and case.schedule and not case.absent
+    factors = lr_factors(case.schedule, case.steps)
+    assert factors[-1] != 1.0 and all(f == 1.0 for f in factors[:-1])
     summary = json.loads((tmp_path / "fuzz.json").read_text())
     assert summary["case"]["schedule"] == case.schedule and len(summary["case"]["groups"]) == 2
     assert "cannot express" in summary["vector_error"]  # said, not silently left out
