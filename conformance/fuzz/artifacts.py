@@ -104,7 +104,7 @@ def write(out: FuzzResult, spec: PortSpec, opts: FuzzOptions, outdir: Path) -> N
         "examples": out.examples, "rejected": out.rejected, "failing_calls": out.failing_calls,
         "elapsed_s": round(out.elapsed_s, 3), "search_s": round(out.search_s, 3),
         "examples_per_s": round(out.rate, 3), "case_digest": out.case_digest,
-        "horizon_cut": out.horizon_cut,
+        "horizon_cut": out.horizon_cut, "cost_element_steps": out.cost,
         "capabilities": None if out.caps is None else {
             "fields": sorted(out.caps.fields), "weight_decay_modes": list(out.caps.weight_decay_modes),
             "contract": sorted(out.caps.contract),

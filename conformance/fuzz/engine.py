@@ -37,7 +37,7 @@ from ..reference_run import ReferenceCache
 from ..results import PortResult, PortSpec
 from ..runner import check_port
 from ..systematic import ALPHA
-from .cases import Capabilities, Case, base_of, cases, probe_cases, probes
+from .cases import Capabilities, Case, base_of, cases, cost, probe_cases, probes
 
 
 class _OutOfTime(BaseException):
@@ -85,6 +85,8 @@ class FuzzResult:
     files: dict[str, str] = field(default_factory=dict)
     #: sha256 over the cases judged, in order: equal for two sessions that drew the same cases
     case_digest: str = ""
+    #: element-steps judged (``cases.cost``: the cost model), search and shrinking together
+    cost: int = 0
     #: (from, to): the shrunk case's horizon cut to its first failing step (``_cut_horizon``)
     horizon_cut: tuple[int, int] | None = None
 
@@ -178,6 +180,7 @@ def fuzz(
             digest.update(case.describe().encode() + b"\n")
             out.case_digest = digest.hexdigest()
             r = target.judge(case)
+            out.cost += cost(case)
             if r.scenarios and r.scenarios[0].status == "skip":
                 out.rejected += 1
                 reject()
