@@ -24,6 +24,9 @@ PLANTED = "conformance.tests.fuzz_wrong.ports:"
 HYPER = {"tau": 0.5, "maximize": False}
 #: the stated example budgets (a fixed seed makes each search repeatable)
 SEED = 1
+#: the late-step search's seed: a case past step 1000 is drawn within 150 examples for 23 of
+#: seeds 1..30 (the first at example 35 for seed 3, near the median of 38; none for seed 1)
+LATE_SEED = 3
 BUDGET = {"TinyLayerTauSETAdam": 40, "DecayChunkTailSETAdam": 40, "LateBiasSETAdam": 150}
 
 
@@ -34,8 +37,8 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
-def _fuzz(name: str, report: Path) -> tuple[Case, object]:
-    opts = FuzzOptions(max_examples=BUDGET[name], time_budget_s=None, seed=SEED)
+def _fuzz(name: str, report: Path, seed: int = SEED) -> tuple[Case, object]:
+    opts = FuzzOptions(max_examples=BUDGET[name], time_budget_s=None, seed=seed)
     out = fuzz_target(PLANTED + name, "torch", "setadam", hyper=HYPER, report=report,
                       options=opts)  # fmt: skip
     assert out.verdict == "fail", out.message
@@ -80,7 +83,7 @@ def test_fuzz_finds_the_late_bias_bug_at_exactly_the_first_failing_step(tmp_path
     # Minutes on a 2-core machine: a ~1000-step case costs ~15-45 s to judge (loaded), so
     # hypothesis's shrinking (5 minutes at most) rarely reaches the horizon, which fuzz then
     # cuts to the first failing step; faster once long horizons are cheap to judge
-    case, out = _fuzz("LateBiasSETAdam", tmp_path)
+    case, out = _fuzz("LateBiasSETAdam", tmp_path, LATE_SEED)
     assert case.steps == 1001
     assert len(case.shapes) <= 2 and all(_numel(s) <= 8 for s in case.shapes)  # a long case
     summary = json.loads((tmp_path / "fuzz.json").read_text())
