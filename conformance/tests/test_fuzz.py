@@ -80,9 +80,9 @@ def test_fuzz_finds_the_decay_chunk_tail_bug_at_the_boundary(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_fuzz_finds_the_late_bias_bug_at_exactly_the_first_failing_step(tmp_path: Path) -> None:
     # the table of v's bias corrections ends at step 1000: step 1001 is the first wrong one.
-    # Minutes on a 2-core machine: a ~1000-step case costs ~15-45 s to judge (loaded), so
-    # hypothesis's shrinking (5 minutes at most) rarely reaches the horizon, which fuzz then
-    # cuts to the first failing step; faster once long horizons are cheap to judge
+    # 392 s on the 2-core machine (load 3-5): a ~1000-step case costs 4-45 s to judge, and
+    # hypothesis's shrinking stops after 5 minutes; where it has not reached the horizon, fuzz
+    # cuts it to the first failing step. Faster once long horizons are cheap to judge
     case, out = _fuzz("LateBiasSETAdam", tmp_path, LATE_SEED)
     assert case.steps == 1001
     assert len(case.shapes) <= 2 and all(_numel(s) <= 8 for s in case.shapes)  # a long case
