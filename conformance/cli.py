@@ -187,6 +187,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+def _sided_hyper_options(tg: Any) -> None:
+    """``--target-hyper`` and ``--reference-hyper`` (``check`` and ``fuzz``)."""
+    tg.add_argument("--target-hyper", action="append", metavar="NAME=VALUE",
+                    help="a constructor argument for the target only, passed as given; "
+                    "repeatable (default: none; e.g. --target-hyper foreach=True)")  # fmt: skip
+    tg.add_argument("--reference-hyper", action="append", metavar="NAME=VALUE",
+                    help="a field of the reference config only, never passed to the target; "
+                    "repeatable (default: none; e.g. --reference-hyper eps_mode=tf for a "
+                    "TensorFlow / keras Adam)")  # fmt: skip
+
+
 def _sided_hypers(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """``--hyper`` (both sides), ``--target-hyper``, ``--reference-hyper``, parsed."""
     from .adapters import third_party
@@ -383,13 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a hyperparameter for the target's constructor; repeatable (default: "
                     "the reference's; e.g. --hyper lr=1e-3 --hyper eps=1e-8); where the "
                     "reference config has the field it is set there too, else a note says so")  # fmt: skip
-    tg.add_argument("--target-hyper", action="append", metavar="NAME=VALUE",
-                    help="a constructor argument for the target only, passed as given; "
-                    "repeatable (default: none; e.g. --target-hyper foreach=True)")  # fmt: skip
-    tg.add_argument("--reference-hyper", action="append", metavar="NAME=VALUE",
-                    help="a field of the reference config only, never passed to the target; "
-                    "repeatable (default: none; e.g. --reference-hyper eps_mode=tf for a "
-                    "TensorFlow / keras Adam)")  # fmt: skip
+    _sided_hyper_options(tg)
     tg.add_argument("--weight-decay-mode", choices=("l2", "decoupled"), default=None,
                     help="how the target applies weight decay (default: l2 for torch, "
                     "decoupled for jax; e.g. --weight-decay-mode decoupled for AdamW)")  # fmt: skip
@@ -425,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     vectors_cli.add_subparser(sub)
     from .fuzz import command as fuzz_command
 
-    fuzz_command.add_subparser(sub, _limit_options, cmd_fuzz)
+    fuzz_command.add_subparser(sub, _limit_options, cmd_fuzz, _sided_hyper_options)
     return p
 
 

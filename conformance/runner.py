@@ -67,6 +67,7 @@ def check_port(
     session: PortSession | None = None,
     deadline_s: float | None = None,
     max_memory: int | None = None,
+    systematic_alpha: float | None = None,
 ) -> PortResult:
     """Check one port against the reference on ``scenarios`` (default: all, or the quick subset).
 
@@ -78,7 +79,8 @@ def check_port(
     ``isolate``: run the port in a worker process (the spec needs a ``locator``); ``session``:
     a session to drive instead (the caller closes nothing: ``check_port`` closes it);
     ``deadline_s``: wall-clock limit of the whole check (worker processes only);
-    ``max_memory``: address-space limit of the worker in bytes.
+    ``max_memory``: address-space limit of the worker in bytes; ``systematic_alpha``: the
+    statistical verdict's false-alarm bound for this check (default ``systematic.ALPHA``).
     """
     spec: PortSpec | None = None
     factory: PortFactory | None
@@ -146,7 +148,7 @@ def check_port(
     finally:
         session.close()
         result.output = session.output()
-    _judge_systematic(result, driver)
+    _judge_systematic(result, driver, systematic_alpha)
     _decide(result)
     result.state_note = driver.state_note or ""
     if diagnose and any(f.kind != "systematic" for f in result.failures):
@@ -171,10 +173,11 @@ def check_port(
     return result
 
 
-def _judge_systematic(r: PortResult, driver: ScenarioDriver) -> None:
+def _judge_systematic(r: PortResult, driver: ScenarioDriver, alpha: float | None) -> None:
     """The statistical verdict (:mod:`conformance.systematic`): its record, and a failure of
-    the scenario for every systematic deviation found."""
-    verdict = driver.systematic.judge()
+    the scenario for every systematic deviation found (``alpha``: the check's false-alarm
+    bound, default ``systematic.ALPHA``; fuzz splits its own over the session's cases)."""
+    verdict = driver.systematic.judge() if alpha is None else driver.systematic.judge(alpha)
     r.systematic = verdict.to_dict()
     failing = {t.scenario for t in verdict.rejected}
     for s in r.scenarios:

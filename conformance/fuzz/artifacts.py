@@ -28,6 +28,10 @@ from .cases import Case, base_of
 from .engine import FuzzOptions, FuzzResult, options_json
 
 VECTOR_ID = "{algorithm}-9001"  # the 9000s: vectors of shrunk fuzz cases
+VECTOR_CANNOT = (
+    "not written: the golden vector format has one config, a constant lr and every gradient; "
+    "it cannot express param groups, an lr schedule or absent gradients (the reproducer can)"
+)
 
 
 def _config(case: Case, spec: PortSpec) -> Any:
@@ -63,26 +67,30 @@ def write_vector(case: Case, spec: PortSpec, directory: Path) -> Path:
 
 
 def write_reproducer(case: Case, spec: PortSpec, failure: Failure, path: Path) -> bool:
-    """Write the reproducer script; False when the target is not a MODULE:ATTR (our ports)."""
+    """Write the reproducer script; False when the target is not a MODULE:ATTR (our ports) or
+    a JAX target's contract case (optax has no param groups to write it with yet)."""
     loc = spec.locator
     if loc is None or loc.kind != "third_party" or failure.step is None:
         return False
     framework = str(loc.options["framework"])
+    if framework != "torch" and case.contract:
+        return False
     hyper = dict(loc.options.get("hyper") or {})
     cfg = _config(case, spec)
-    kwargs = (third_party._torch_kwargs if framework == "torch" else third_party._jax_kwargs)(
-        cfg, hyper
-    )
+    to_kwargs = third_party._torch_kwargs if framework == "torch" else third_party._jax_kwargs
+    kwargs = {**to_kwargs(cfg, hyper), **dict(loc.options.get("target_hyper") or {})}
     rr = build_reference_for(case.problem(), cfg, spec.dtype)
+    arrays = list(range(len(case.shapes)))
+    groups: list[tuple[list[int], dict[str, Any], dict[str, Any]]] = [(arrays, _fields(cfg), {})]
+    if rr.contract is not None and len(rr.contract.groups) > 1:
+        groups = [(list(a), _fields(c), to_kwargs(c, hyper)) for a, c in rr.contract.groups]
     assert failure.array is not None
     flat = rr.flat
     t = min(failure.step, len(rr.free_bounds))
     bound = rr.free_bounds[t - 1][N.PARAMS]
     a = failure.array
     budget = np.asarray(bound)[flat.offsets[a] : flat.offsets[a + 1]]
-    src = reproducer.script(
-        case, framework, spec.name, spec.dtype, _fields(cfg), kwargs, t, a, budget
-    )
+    src = reproducer.script(case, framework, spec.name, spec.dtype, groups, kwargs, t, a, budget)
     path.write_text(src)
     return True
 
@@ -96,8 +104,14 @@ def write(out: FuzzResult, spec: PortSpec, opts: FuzzOptions, outdir: Path) -> N
         "examples": out.examples, "rejected": out.rejected, "failing_calls": out.failing_calls,
         "elapsed_s": round(out.elapsed_s, 3), "search_s": round(out.search_s, 3),
         "examples_per_s": round(out.rate, 3), "case_digest": out.case_digest,
+        "horizon_cut": out.horizon_cut, "cost_element_steps": out.cost,
         "capabilities": None if out.caps is None else {
             "fields": sorted(out.caps.fields), "weight_decay_modes": list(out.caps.weight_decay_modes),
+            "contract": sorted(out.caps.contract),
+        },
+        "statistical_verdict": {
+            "alpha_per_case": opts.alpha, "alpha_per_session": opts.alpha * opts.max_examples / 2,
+            "rule": "Bonferroni over the session's max_examples cases; two-sided t test (halved)",
         },
     }  # fmt: skip
     if out.case is not None and out.result is not None:
@@ -111,10 +125,13 @@ def write(out: FuzzResult, spec: PortSpec, opts: FuzzOptions, outdir: Path) -> N
             "stage": r.stage, "cause": cause_phrase(r),
             "likely_causes": [list(c) for c in r.likely_causes[:5]], "details": r.diagnosis,
         }  # fmt: skip
-        try:
-            out.files["vector"] = str(write_vector(case, spec, outdir / "vector"))
-        except Exception as exc:  # the reference could not export it (non-finite, ...)
-            summary["vector_error"] = str(exc)
+        if case.contract:
+            summary["vector_error"] = VECTOR_CANNOT
+        else:
+            try:
+                out.files["vector"] = str(write_vector(case, spec, outdir / "vector"))
+            except Exception as exc:  # the reference could not export it (non-finite, ...)
+                summary["vector_error"] = str(exc)
         f = judged_failure(r.failures)
         if f is not None and write_reproducer(case, spec, f, outdir / "reproducer.py"):
             out.files["reproducer"] = str(outdir / "reproducer.py")
@@ -135,6 +152,9 @@ def terminal(out: FuzzResult) -> list[str]:
             f"first failure after {out.search_s:.1f} s; shrunk in {out.failing_calls} failing cases to:"
         )
         lines.append(f"  {out.case.describe()}")
+        if out.horizon_cut is not None:
+            a, b = out.horizon_cut
+            lines.append(f"  (horizon cut from {a} to its first failing step {b})")
         f = r.failures[0] if r.failures else None
         if f is not None:
             lines.append(f"  {f.mode} step {f.step}: {f.message}"[:300])

@@ -27,21 +27,29 @@ def target_spec(
     algorithm: str | None,
     *,
     hyper: dict[str, Any] | None = None,
+    target_hyper: dict[str, Any] | None = None,
+    reference_hyper: dict[str, Any] | None = None,
     weight_decay_mode: str | None = None,
     dtype: str | None = None,
     timeout_s: float = 60.0,
     state_map: dict[str, str] | None = None,
 ) -> PortSpec:
-    """The spec of ``target`` run in a worker: ``MODULE:ATTR`` or one of our ports by name."""
+    """The spec of ``target`` run in a worker: ``MODULE:ATTR`` or one of our ports by name;
+    ``hyper`` goes to both sides, ``target_hyper`` to the target only, ``reference_hyper`` to
+    the reference config only (as for ``check``)."""
     if ":" in target:
         from ..adapters import third_party
 
         if framework is None or algorithm is None:
             raise ValueError("a MODULE:ATTR target needs --framework and --algorithm")
         return third_party.remote_spec(
-            target, framework, algorithm, hyper=hyper, weight_decay_mode=weight_decay_mode,
+            target, framework, algorithm, hyper=hyper, target_hyper=target_hyper,
+            reference_hyper=reference_hyper, weight_decay_mode=weight_decay_mode,
             dtype=dtype, timeout_s=timeout_s, state_map=state_map,
         )  # fmt: skip
+    if hyper or target_hyper or reference_hyper:
+        raise ValueError("--hyper, --target-hyper and --reference-hyper are for MODULE:ATTR "
+                         "targets (our ports take the scenarios' configs)")  # fmt: skip
     from ..adapters.registry import _framework, find_spec
 
     spec = find_spec(target, dtype or "float64", "cpu")
@@ -70,8 +78,9 @@ def fuzz_target(
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
 
-def add_subparser(sub: Any, limit_options: Any, func: Any) -> None:
-    """Register ``fuzz`` (``func(args)`` runs it: the CLI's wrapper of :func:`run`)."""
+def add_subparser(sub: Any, limit_options: Any, func: Any, sided_hyper: Any) -> None:
+    """Register ``fuzz`` (``func(args)`` runs it: the CLI's wrapper of :func:`run`;
+    ``limit_options``/``sided_hyper`` add the CLI's shared options to a parser)."""
     f = sub.add_parser("fuzz", help="search for a failing case of TARGET and shrink it",
                        description="Search for a case where TARGET disagrees with the reference "
                        "and shrink it to a minimal reproducer, e.g. setadam-conformance fuzz "
@@ -86,8 +95,9 @@ def add_subparser(sub: Any, limit_options: Any, func: Any) -> None:
                    help="the algorithm the target claims (default: from our port's name; "
                    "required for MODULE:ATTR; e.g. --algorithm setadam)")  # fmt: skip
     f.add_argument("--hyper", action="append", metavar="NAME=VALUE",
-                   help="a hyperparameter for the target's constructor; repeatable (default: "
-                   "none; e.g. --hyper foreach=True)")  # fmt: skip
+                   help="a hyperparameter of both sides: the target's constructor and the "
+                   "reference config; repeatable (default: none; e.g. --hyper tau=0.5)")  # fmt: skip
+    sided_hyper(f)  # --target-hyper, --reference-hyper: as for check
     f.add_argument("--weight-decay-mode", choices=("l2", "decoupled"), default=None,
                    help="how the target applies weight decay (default: l2 for torch, decoupled "
                    "for jax; e.g. --weight-decay-mode decoupled)")  # fmt: skip
@@ -124,9 +134,11 @@ def run(args: argparse.Namespace, report_dir: Callable[[str | None], Path]) -> i
     from ..adapters import third_party
 
     try:
-        hyper = third_party.parse_hyper(args.hyper)
         spec = target_spec(
-            args.target, args.framework, args.algorithm, hyper=hyper,
+            args.target, args.framework, args.algorithm,
+            hyper=third_party.parse_hyper(args.hyper),
+            target_hyper=third_party.parse_hyper(args.target_hyper, "--target-hyper"),
+            reference_hyper=third_party.parse_hyper(args.reference_hyper, "--reference-hyper"),
             weight_decay_mode=args.weight_decay_mode, dtype=args.dtype,
             timeout_s=args.timeout or 60.0,
         )  # fmt: skip

@@ -5,8 +5,16 @@ reused across examples as ``run`` reuses a worker across ports; replaced when th
 it). Each example is judged exactly as a ``check`` scenario is: the reference run with its error
 budgets (:mod:`conformance.reference_run`), the port driven re-synced where its state can be
 written and free-running (:mod:`conformance.drive`), the comparison against the tolerance model
-(:mod:`conformance.compare`). A case fails when that verdict is ``fail``; a case the reference
-itself cannot run (non-finite) is rejected. On a failure hypothesis shrinks the case; the last
+(:mod:`conformance.compare`), and the statistical verdict (:mod:`conformance.systematic`) over
+its re-synced steps. A case fails when either fires; a case the reference itself cannot run
+(non-finite) is rejected.
+
+**False alarms.** A correct port fails a case of the rigorous budget never (a bound, not a
+quantile); only the statistical verdict can cry wolf. Each case's check runs it at
+``alpha = ALPHA / max_examples`` (Bonferroni over the session's at most ``max_examples`` search
+cases, each check Bonferroni over its own tests), so a fuzz session of a correct port fails with
+probability at most ``ALPHA / 2`` (``systematic``'s two-sided bound), whatever its length. Shrink
+steps run after the first failure and cannot turn a pass into a fail. On a failure hypothesis shrinks the case; the last
 failing call is the shrunk one, and it is judged once more with the diagnosis.
 """
 
@@ -28,7 +36,8 @@ from ..process_session import ProcessSession, Worker
 from ..reference_run import ReferenceCache
 from ..results import PortResult, PortSpec
 from ..runner import check_port
-from .cases import Capabilities, Case, base_of, cases, probes
+from ..systematic import ALPHA
+from .cases import Capabilities, Case, base_of, cases, cost, probe_cases, probes
 
 
 class _OutOfTime(BaseException):
@@ -52,6 +61,11 @@ class FuzzOptions:
     timeout_s: float = 60.0
     max_memory: int | None = None
 
+    @property
+    def alpha(self) -> float:
+        """The statistical verdict's false-alarm bound per case (module docstring)."""
+        return ALPHA / max(self.max_examples, 1)
+
 
 @dataclass
 class FuzzResult:
@@ -71,6 +85,10 @@ class FuzzResult:
     files: dict[str, str] = field(default_factory=dict)
     #: sha256 over the cases judged, in order: equal for two sessions that drew the same cases
     case_digest: str = ""
+    #: element-steps judged (``cases.cost``: the cost model), search and shrinking together
+    cost: int = 0
+    #: (from, to): the shrunk case's horizon cut to its first failing step (``_cut_horizon``)
+    horizon_cut: tuple[int, int] | None = None
 
     @property
     def rate(self) -> float:
@@ -96,6 +114,7 @@ class _Target:
         return check_port(
             self.spec, scenarios=[case.scenario()], session=self.session(),
             cache=ReferenceCache(1), diagnose=diagnose, max_failures=20,
+            systematic_alpha=self.opts.alpha,
         )  # fmt: skip
 
     def capabilities(self) -> Capabilities:
@@ -108,7 +127,17 @@ class _Target:
                 ok.add(name)
         modes = tuple(m for m in ("l2", "decoupled") if f"wd:{m}" in ok)
         fields = frozenset(n for n in ok if not n.startswith("wd:"))
-        return Capabilities(self.spec.algorithm, self.spec.dtype, fields, modes)
+        return Capabilities(self.spec.algorithm, self.spec.dtype, fields, modes, self.contract())
+
+    def contract(self) -> frozenset[str]:
+        """The contract features the target takes: those whose tiny probe case its check does
+        not skip (a probe that fails is taken: the search will find and shrink it)."""
+        out = set()
+        for name, case in probe_cases(self.spec.algorithm).items():
+            r = self.judge(case)
+            if not (r.scenarios and r.scenarios[0].status == "skip"):
+                out.add(name)
+        return frozenset(out)
 
     def close(self) -> None:
         if self.worker is not None:
@@ -141,15 +170,17 @@ def fuzz(
     digest = hashlib.sha256()
     try:
         caps = out.caps = target.capabilities()
+        t_search = time.monotonic()  # the time budget is the search's: setup and probes not
 
         @given(cases(caps))
         def prop(case: Case) -> None:
             if not last and opts.time_budget_s is not None:
-                if time.monotonic() - t0 > opts.time_budget_s:
+                if time.monotonic() - t_search > opts.time_budget_s:
                     raise _OutOfTime
             digest.update(case.describe().encode() + b"\n")
             out.case_digest = digest.hexdigest()
             r = target.judge(case)
+            out.cost += cost(case)
             if r.scenarios and r.scenarios[0].status == "skip":
                 out.rejected += 1
                 reject()
@@ -181,7 +212,8 @@ def fuzz(
         return out
     out.elapsed_s = time.monotonic() - t0
     if last:
-        case, _ = last[-1]
+        case, r = last[-1]
+        case = _cut_horizon(target, case, r, out)
         out.case = case
         out.result = target.judge(case, diagnose=True)
         out.verdict = "fail" if out.result.verdict == "fail" else "error"
@@ -193,6 +225,31 @@ def fuzz(
         out.message = f"no disagreement in {out.examples} cases"
     target.close()
     return out
+
+
+def first_failing_step(r: PortResult) -> int | None:
+    """The earliest step at which any comparison failed (free-running compares every step)."""
+    steps = [f.step for f in r.failures if f.step is not None]
+    return min(steps) if steps else None
+
+
+def _cut_horizon(target: _Target, case: Case, r: PortResult, out: FuzzResult) -> Case:
+    """The shrunk case cut to its first failing step, when that still fails.
+
+    Hypothesis stops shrinking after five minutes; a long case (a judge of ~1000 steps takes
+    seconds) may leave it with its horizon unshrunk. Its gradients, schedule factors (but the
+    horizon-relative cosine's) and absences of step t do not depend on the horizon, so the
+    case cut to its first failing step s fails at s again: one more judge, kept only if it does
+    (``out.horizon_cut`` records it)."""
+    s = first_failing_step(r)
+    if s is None or s >= case.steps:
+        return case
+    cut = dataclasses.replace(case, steps=s)
+    if target.judge(cut).verdict != "fail":
+        return case
+    out.failing_calls += 1
+    out.horizon_cut = (case.steps, s)
+    return cut
 
 
 def options_json(opts: FuzzOptions) -> dict[str, Any]:

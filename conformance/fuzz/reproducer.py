@@ -1,7 +1,10 @@
 """The stand-alone reproducer script of a shrunk case: NumPy, ``setadam_ref`` and the framework.
 
 The script regenerates the case's inputs (the generator's source is copied in), runs the
-reference and the target free-running for the failing step's horizon, and compares the failing
+reference and the target free-running for the failing step's horizon (with the case's param
+groups, lr schedule and absent gradients: the reference steps each array on its own, with its
+group's config at the step's lr and its own step count, as :mod:`conformance.contract_reference`
+does for layers of one array; a JAX target's contract case has no reproducer yet), and compares the failing
 array at that step against the budget the harness's tolerance model gave each coordinate there
 (embedded as hex floats: the script imports nothing of ``conformance``). It prints the port's and
 the reference's values at the first coordinate over budget and exits 1; 0 when nothing is over.
@@ -30,10 +33,16 @@ def rounded(a):
 
 def port_params(params0, grads, steps):
     tensors = [torch.tensor(rounded(p), dtype=TORCH_DTYPE).requires_grad_(True) for p in params0]
-    opt = TARGET([{"params": tensors}], **KWARGS)
-    for g in grads[:steps]:
-        for p, gi in zip(tensors, g):
-            p.grad = torch.tensor(rounded(gi), dtype=TORCH_DTYPE).reshape(p.shape)
+    groups = [{"params": [tensors[i] for i in arrays], **kw} for arrays, _cfg, kw in GROUPS]
+    opt = TARGET(groups, **KWARGS)
+    lr0 = [g.get("lr") for g in opt.param_groups]
+    for t, g in enumerate(grads[:steps], start=1):
+        for group, lr in zip(opt.param_groups, lr0):
+            if lr is not None:
+                group["lr"] = lr * FACTORS[t - 1]
+        for i, (p, gi) in enumerate(zip(tensors, g)):
+            ok = has_grad(ABSENT[i], t)
+            p.grad = torch.tensor(rounded(gi), dtype=TORCH_DTYPE).reshape(p.shape) if ok else None
         opt.step()
     return [p.detach().double().numpy() for p in tensors]
 '''
@@ -67,11 +76,15 @@ _MAIN = """
 
 def main():
     params0, grads = make_inputs(CASE["shapes"], CASE["kinds"], CASE["scales"], CASE["steps"], CASE["seed"])
-    cfg = CONFIG_CLASS(**CONFIG)
     p = [rounded(a) for a in params0]
-    state = setadam_ref.init(p, cfg)
-    for g in grads[:STEP]:
-        p, state, _ = setadam_ref.step(p, [rounded(gi) for gi in g], state, cfg)
+    cfgs = {i: CONFIG_CLASS(**cfg) for arrays, cfg, _kw in GROUPS for i in arrays}
+    states = [setadam_ref.init([p[i]], cfgs[i]) for i in range(len(p))]
+    for t, g in enumerate(grads[:STEP], start=1):
+        for i, gi in enumerate(g):  # each array is its own layer: one call per array
+            if has_grad(ABSENT[i], t):
+                cfg = dataclasses.replace(cfgs[i], lr=cfgs[i].lr * FACTORS[t - 1])
+                out, states[i], _ = setadam_ref.step([p[i]], [rounded(gi)], states[i], cfg)
+                p[i] = out[0]
     ref = np.asarray(p[ARRAY], dtype=np.float64).reshape(-1)
     port = np.asarray(port_params(params0, grads, STEP)[ARRAY], dtype=np.float64).reshape(-1)
     budget = np.array([float.fromhex(h) for h in BUDGET])
@@ -101,16 +114,22 @@ def script(
     framework: str,
     target: str,
     dtype: str,
-    config: dict[str, Any],
+    groups: list[tuple[list[int], dict[str, Any], dict[str, Any]]],
     kwargs: dict[str, Any],
     step: int,
     array: int,
     budget: np.ndarray,
 ) -> str:
-    """The reproducer's source: free-run ``target`` to ``step``, judge ``array`` there."""
+    """The reproducer's source: free-run ``target`` to ``step``, judge ``array`` there;
+    ``groups``: per param group its arrays, reference config fields and the target's group
+    options (one group of every array for a plain case)."""
     module, attr = target.split(":", 1)
     cls = "AdamConfig" if case.algorithm == "adam" else "SETAdamConfig"
-    gen = inspect.getsource(_gen.make_inputs)
+    gen = "\n\n".join(
+        inspect.getsource(f) for f in (_gen.make_inputs, _gen.lr_factors, _gen.has_grad)
+    )
+    factors = _gen.lr_factors(case.schedule, case.steps) if case.schedule else [1.0] * case.steps
+    absent = list(case.absent) or [0] * len(case.shapes)
     port = _TORCH_PORT if framework == "torch" else _JAX_PORT
     head = [
         f'"""Reproducer of a fuzz failure of {target} ({framework}, {case.algorithm}, {dtype}).',
@@ -118,6 +137,7 @@ def script(
         "Written by `setadam-conformance fuzz`; needs only numpy, setadam_ref and the framework.",
         'Exit status 1: the port is over the tolerance-model budget (FAIL); 0: not reproduced."""',
         "",
+        "import dataclasses",
         "import sys",
         "",
         "import numpy as np",
@@ -129,8 +149,11 @@ def script(
         f"CASE = {case.as_json()!r}",
         f"CASE_TEXT = {case.describe()!r}",
         f"CONFIG_CLASS = setadam_ref.{cls}",
-        f"CONFIG = {config!r}",
+        "# per param group: its arrays, the reference config, the target's group options",
+        f"GROUPS = {groups!r}",
         f"KWARGS = {kwargs!r}",
+        f"FACTORS = {factors!r}  # step t uses lr * FACTORS[t - 1]",
+        f"ABSENT = {absent!r}  # per array its gradient absence period (has_grad)",
         f"STEP = {step}",
         f"ARRAY = {array}",
         "# the harness's per-coordinate budget of |port - reference| for that array at that step",

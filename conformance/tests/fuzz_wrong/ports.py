@@ -12,7 +12,9 @@ Each is the Dict-style outside port (``conformance.wrong_ports.outside_torch``) 
   scenarios have layers of <= 48 coordinates), never both; a chunk-tail bug on every path is
   ``big_layers``'s to catch (``conformance.wrong_ports.outside_kernels``);
 - ``LateBiasSETAdam``: the bias correction of v read from a table of 1000 precomputed
-  steps, clamped: wrong only after step 1000, visibly so only when beta2 is near 1.
+  steps, clamped: wrong only after step 1000, visibly so only when beta2 is near 1;
+- ``GroupLrCacheSETAdam`` (found by the contract strategies only): the lr of every param group
+  but the first read once, at construction: wrong only for an lr schedule over several groups.
 """
 
 from __future__ import annotations
@@ -72,3 +74,21 @@ LateBiasSETAdam = _planted(
     "SET-Adam whose v bias correction is clamped to step 1000.",
 )  # fmt: skip
 CONTROL = PORTS["DictSETAdam"]
+
+
+class GroupLrCacheSETAdam(CONTROL):  # type: ignore[misc, valid-type]
+    """SET-Adam whose param groups after the first keep the lr they had at construction (its
+    author's "fast path" for fine-tuning setups caches the extra groups' options; the first,
+    main group is read live). Only an lr that changes while there are several groups shows
+    it: ``schedules`` has one group, the ``groups`` scenarios a constant lr."""
+
+    def __init__(self, params: Any, *args: Any, **kw: Any) -> None:
+        super().__init__(params, *args, **kw)
+        self._cached_lr = [g["lr"] for g in self.param_groups]
+
+    def _hyper(self, group: dict[str, Any]) -> Any:
+        hp = super()._hyper(group)
+        k = next(i for i, g in enumerate(self.param_groups) if g is group)
+        if 0 < k < len(self._cached_lr):
+            hp.lr = self._cached_lr[k]
+        return hp
