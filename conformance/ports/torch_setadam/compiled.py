@@ -250,6 +250,16 @@ def _call(name: str, signature: tuple[object, ...], *args: Any) -> Any:
     return out
 
 
+def moments_partials(
+    key: DtypeKey, l2: bool, cols: Sequence[Sequence[Tensor]], gsc: Tensor
+) -> np.ndarray:
+    """Run :func:`~.compiled_kernels.moments` on one chunk (``cols`` = params, grads, m, v) with
+    the group scalars ``gsc`` (one row, given to every slot); the partials, one row per slot."""
+    n = len(cols[0])
+    out = _call("moments", (key, l2), *cols, gsc.repeat(n, 1), l2)
+    return torch.stack(out).view(n, -1).numpy()
+
+
 def _require_cpu(tensors: Sequence[Tensor]) -> None:
     for t in tensors:
         if t.device.type != "cpu":
@@ -308,8 +318,7 @@ def _step(g: GroupTensors, layer_of: list[int], hyper: Hyper) -> None:
             for col, t in zip(cols, dummy):
                 col.append(t)
         flats.append(cols)
-        out = _call("moments", (key, hyper.l2), *cols, gsc, hyper.l2)
-        got = out.numpy()
+        got = moments_partials(key, hyper.l2, cols, gsc)
         parts[list(pos), : got.shape[1]] = got[: len(pos)]
         sub = plan.scalars[k]
         if sub is not None:
