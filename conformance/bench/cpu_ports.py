@@ -10,7 +10,8 @@ Each implementation gets its own copy of a K-tensor parameter set (default: the 
 multiplies the parameter count) and a fixed gradient set (N(0, 1e-3^2)). After ``W`` warm-up
 steps, the implementations are timed in turns, one step each per round, for ``S`` rounds (so a
 slow phase of a noisy machine hits all of them), and the table gives the median milliseconds per
-step and the ratio to the matching baseline, measured in the same rounds: our compiled path vs
+step and the ratio to the matching baseline, the median (and quartiles) of the per-round ratios,
+measured in the same rounds: our compiled path vs
 torch ``Adam(fused=True)``, our foreach vs ``Adam(foreach=True)``, our for-loop vs
 ``Adam(foreach=False)``, our jitted JAX port vs jitted ``optax.adam`` (parameters and state
 donated). The fused and compiled rows also give bytes moved per parameter (the floors of
@@ -64,7 +65,10 @@ def anchor_shapes(n_params: int = _ANCHOR_PARAMS, n_tensors: int = 50) -> list[t
     return shapes
 
 
-def _time_rounds(fns: dict[str, Callable[[], None]], steps: int, warmup: int) -> dict[str, float]:
+def _time_rounds(
+    fns: dict[str, Callable[[], None]], steps: int, warmup: int
+) -> dict[str, list[float]]:
+    """Milliseconds of each step, per implementation, one step each per round."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -73,8 +77,16 @@ def _time_rounds(fns: dict[str, Callable[[], None]], steps: int, warmup: int) ->
         for k, fn in fns.items():
             t0 = time.perf_counter()
             fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+            times[k].append(1e3 * (time.perf_counter() - t0))
+    return times
+
+
+def _ratio(times: dict[str, list[float]], ours: str, base: str) -> str:
+    """Median and quartiles of the per-round ratios ours / base (a round's two steps are
+    adjacent in time, so a slow phase of a loaded machine hits both)."""
+    r = np.array(times[ours]) / np.array(times[base])
+    q1, med, q3 = np.percentile(r, [25, 50, 75])
+    return f"{med:6.2f} [{q1:4.2f}-{q3:4.2f}]"
 
 
 def _torch_params(
@@ -195,7 +207,8 @@ def _jax_fns(shapes: Sequence[tuple[int, ...]], dtype_name: str) -> dict[str, Ca
     }
 
 
-def _rows(dtype_name: str, res: dict[str, float], n: int, itemsize: int) -> list[str]:
+def _rows(dtype_name: str, times: dict[str, list[float]], n: int, itemsize: int) -> list[str]:
+    res = {k: statistics.median(v) for k, v in times.items()}
     out: list[str] = []
     done: set[str] = set()
     for ours, base, _ in _PAIRS:
@@ -205,7 +218,7 @@ def _rows(dtype_name: str, res: dict[str, float], n: int, itemsize: int) -> list
             if name in done:
                 continue
             done.add(name)
-            ratio = f"{res[ours] / res[base]:6.2f}" if name == ours else "      "
+            ratio = _ratio(times, ours, base) if name == ours else " " * 18
             tail = f"  vs {base}" if name == ours else ""
             out.append(
                 f"{dtype_name:8} {name:26} {res[name]:9.1f}   {ratio}{_bandwidth(name, res[name], n, itemsize)}{tail}"
@@ -213,7 +226,7 @@ def _rows(dtype_name: str, res: dict[str, float], n: int, itemsize: int) -> list
         if ours == "ours SETAdam compiled" and "copy (read + write)" in res:
             name = "copy (read + write)"
             out.append(
-                f"{dtype_name:8} {name:26} {res[name]:9.1f}         {_bandwidth(name, res[name], n, itemsize)}"
+                f"{dtype_name:8} {name:26} {res[name]:9.1f}   {' ' * 18}{_bandwidth(name, res[name], n, itemsize)}"
             )
     return out
 
@@ -269,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: list[str] = []
     for dtype_name in dtypes:
         fns = _torch_fns(shapes, dtype_name, only, report, args.recompile_steps)
-        res = _time_rounds(fns, args.steps, args.warmup) if fns else {}
+        res: dict[str, list[float]] = _time_rounds(fns, args.steps, args.warmup) if fns else {}
         del fns
         if "jax" in only:
             jfns = _jax_fns(shapes, dtype_name)
@@ -279,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in report:
         print(line)
     print(
-        f"{'dtype':8} {'implementation':26} {'ms/step':>9}   {'ratio':>6}  {'moved':>9} {'effective':>11}  baseline"
+        f"{'dtype':8} {'implementation':26} {'ms/step':>9}   {'ratio [quartiles]':18}  {'moved':>9} {'effective':>11}  baseline"
     )
     for line in lines:
         print(line)

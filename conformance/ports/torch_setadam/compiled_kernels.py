@@ -47,37 +47,45 @@ def compute_dtype(t: Tensor) -> torch.dtype:
     return F64 if t.dtype == F64 else torch.float32
 
 
-def _partials(v: Tensor) -> Tensor:
-    """The partials of one tensor's (new, state-dtype) second moment ``v``."""
+def _partials(v: Tensor) -> list[Tensor]:
+    """The partials of one tensor's (new, state-dtype) second moment ``v`` (0-d float64)."""
     x = v.to(F64)
     # the minimum in the state dtype: exact, and half the vector work of float64 for float32
     lo = v.amin().to(F64)
     s1, s2 = x.sum(), (x * x).sum()
     if v.dtype != F64:
-        return torch.stack([lo, s1, s2])
+        return [lo, s1, s2]
     xd, xu = x * DOWN, x * UP
     hi = x.amax()
-    return torch.stack([lo, s1, s2, hi, xd.sum(), (xd * xd).sum(), xu.sum(), (xu * xu).sum()])
+    return [lo, s1, s2, hi, xd.sum(), (xd * xd).sum(), xu.sum(), (xu * xu).sum()]
 
 
 def moments(
     ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], vs: list[Tensor], gsc: Tensor, l2: bool
-) -> Tensor:
-    """Update ``ms`` and ``vs`` in place; returns the partials, one row per tensor (3 columns,
-    or 8 for float64 state)."""
-    rows = []
-    for p, g, m, v in zip(ps, gs, ms, vs):
+) -> tuple[Tensor, ...]:
+    """Update ``ms`` and ``vs`` in place; returns the partials of every tensor in turn (3 0-d
+    tensors each, or 8 for float64 state).
+
+    ``gsc`` has one row of group scalars per tensor slot (all rows equal). Why not one shared
+    row: a scalar read by every tensor's nodes makes inductor's fusion score join the reductions
+    of different tensors first, and then a tensor's $m$ update no longer fits its own $v$ loop
+    and gets a loop of its own, which reads $g$ a second time (6 streams instead of 5). Stacking
+    the partials in the graph would add a serial copy region per partial, so they come back as
+    they are."""
+    out: list[Tensor] = []
+    for i, (p, g, m, v) in enumerate(zip(ps, gs, ms, vs)):
+        row = gsc[i]
         cd = compute_dtype(p)
-        gi = g.to(cd) * gsc[SIGN].to(cd)
+        gi = g.to(cd) * row[SIGN].to(cd)
         if l2:
-            gi = gi + gsc[WEIGHT_DECAY].to(cd) * p.to(cd)
-        m_new = torch.lerp(m.to(cd), gi, gsc[ONE_MINUS_BETA1].to(cd)).to(m.dtype)
-        v_cd = v.to(cd) * gsc[BETA2].to(cd) + gsc[ONE_MINUS_BETA2].to(cd) * gi * gi
+            gi = gi + row[WEIGHT_DECAY].to(cd) * p.to(cd)
+        m_new = torch.lerp(m.to(cd), gi, row[ONE_MINUS_BETA1].to(cd)).to(m.dtype)
+        v_cd = v.to(cd) * row[BETA2].to(cd) + row[ONE_MINUS_BETA2].to(cd) * gi * gi
         v_new = v_cd.to(v.dtype)
         m.copy_(m_new)
         v.copy_(v_new)
-        rows.append(_partials(v_new))
-    return torch.stack(rows)
+        out += _partials(v_new)
+    return tuple(out)
 
 
 def update(ps: list[Tensor], ms: list[Tensor], vs: list[Tensor], sc: Tensor) -> None:
