@@ -115,6 +115,10 @@ def add_subparser(sub: Any, limit_options: Any, func: Any, sided_hyper: Any) -> 
                    help="hypothesis example database; earlier failures are replayed first; "
                    "'none' for no database (default: REPORT/hypothesis-db; "
                    "e.g. --database ~/.fuzz-db)")  # fmt: skip
+    f.add_argument("--report", metavar="DIR",
+                   help="directory for fuzz.json, the shrunk case's reproducer and vector, and "
+                   "the example database (default: a fresh ./reports/<timestamp>; "
+                   "e.g. --report out/fuzz)")  # fmt: skip
     f.add_argument(
         "--ci",
         action="store_true",

@@ -117,3 +117,28 @@ def test_fuzz_usage_errors_exit_2_with_a_verdict_line(capsys: pytest.CaptureFixt
 
     assert main(["fuzz", "mymodule:Opt"]) == 2  # MODULE:ATTR needs --framework/--algorithm
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("VERDICT: error: usage")
+
+
+def test_the_fuzz_command_line_runs_end_to_end_and_writes_its_summary(tmp_path: Path) -> None:
+    # the command as a user types it (the functions above bypass argument parsing: a fuzz
+    # subcommand without its --report option once crashed on every invocation unnoticed)
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "conformance", "fuzz", "ours.torch.SETAdam[single]",
+         "--max-examples", "1", "--seed", "1", "--report", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip().splitlines()[-1].startswith("VERDICT: pass")
+    summary = json.loads((out / "fuzz.json").read_text())
+    assert summary["examples"] >= 1
+
+
+def test_the_fuzz_report_directory_defaults_to_a_fresh_one() -> None:
+    from conformance.cli import build_parser
+
+    args = build_parser().parse_args(["fuzz", "ours.torch.SETAdam[single]"])
+    assert args.report is None  # the CLI then makes reports/<timestamp>, as for check
+    args = build_parser().parse_args(["fuzz", "ours.torch.SETAdam[single]", "--report", "d"])
+    assert args.report == "d"
