@@ -243,6 +243,8 @@ class ContractRun:
         default_factory=dict
     )
     not_resynced: list[int] = field(default_factory=list)  # scheduled, not expressible
+    #: scheduled, but the count of the arrays with a gradient is not t - 1 under an lr schedule
+    unplaced: list[int] = field(default_factory=list)
 
 
 def contract_run(
@@ -273,6 +275,10 @@ def contract_run(
             k = common_step(states, g)
             if k is None:
                 out.not_resynced.append(t)
+            elif contract.lr_factors is not None and k != t - 1:
+                # a scheduler advances on every step, the count only with a gradient: a reset
+                # that takes the count alone cannot place the schedule (f_t, not f_{k+1})
+                out.unplaced.append(t)
             else:
                 cp = tuple(round_to(a, dtype) for a in p)
                 cst = states.cast(state_dtype)

@@ -345,6 +345,12 @@ def _contract_reference(rr: ReferenceRun, contract: Contract) -> ReferenceRun:
             f"re-synced steps {cr.not_resynced} not compared: the arrays with a gradient there "
             "have different step counts, and a reset takes one (free-running compares them)"
         )
+    if cr.unplaced:
+        rr.notes.append(
+            f"re-synced steps {cr.unplaced} not compared: an earlier step left the arrays with "
+            "a gradient there without one, so the step count a reset takes is not the lr "
+            "schedule's position (t - 1; free-running compares them)"
+        )
     return rr
 
 

@@ -253,3 +253,28 @@ def test_optax_inject_hyperparams_takes_the_schedule() -> None:
     r = check_port(factory, "adam", None, ["schedules"], quick=True, dtype="float64")
     (s,) = r.scenarios
     assert s.status == "pass" and not s.reason, s.reason  # re-synced too
+
+
+def test_a_step_without_any_gradient_under_a_schedule_is_no_false_alarm() -> None:
+    """Step 2 gives no array a gradient, with the lr changed every step: torch's scheduler
+    advances there, the arrays' step counts do not, so at steps 3 and 4 a reset (one count,
+    1 and 2) cannot place the schedule (f_3, f_4): those re-synced steps are not compared, with
+    the reason, and torch.optim.Adam passes (found by the fuzzer: it failed re-synced there)."""
+    from conformance.adapters import torch_optim
+    from conformance.scenarios import Scenario
+
+    rng = np.random.default_rng(3)
+    shapes = [(3,), (4,)]
+    active = ((True, True), (False, False), (True, True), (True, True))
+    grads = tuple(tuple(rng.standard_normal(s) for s in shapes) for _ in active)
+    prob = Problem(tuple(rng.standard_normal(s) for s in shapes), 4, grads=grads,
+                   active=active, lr_factors=(1.0, 0.5, 0.25, 0.125))  # fmt: skip
+    rr = build_reference_for(prob, AdamConfig(lr=1e-2), "float64")
+    assert rr.error is None
+    assert sorted(rr.resync) == [1, 2] and any("schedule's position" in n for n in rr.notes)
+    sc = Scenario("gradient_free_step", "a step without any gradient, lr scheduled",
+                  lambda _rng, _steps: prob, steps=4, quick_steps=4, seed=3, hyper={"lr": 1e-2},
+                  algorithms=("adam",), tags=("contract",))  # fmt: skip
+    r = check_port(torch_optim.factory("Adam", "forloop", "float64", "cpu"), "adam", None, [sc],
+                   dtype="float64", supports=torch_optim.supports("Adam"), diagnose=False)  # fmt: skip
+    assert _statuses(r) == {"gradient_free_step": "pass"}, [s.reason for s in r.scenarios]
