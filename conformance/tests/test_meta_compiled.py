@@ -11,7 +11,6 @@ a constant: the step raised).
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import pytest
@@ -25,24 +24,17 @@ from conformance.adapters import registry
 from conformance.ports.torch_setadam import SETAdam
 from conformance.results import PortResult
 from conformance.runner import check_port
-from conformance.tests._factories import torch_factory
-from conformance.tests._older import older as older_scenarios
+from conformance.tests._older import check_planted, older_for_group_counters
 from conformance.wrong_ports.outside_compile import CompileBranchSETAdam
 from conformance.wrong_ports.outside_layouts import StorageOrderFixedSETAdam
 from setadam_ref import stage_names as N
 
-#: the scenarios a port must pass; not ``sparse``: the counter ``group["k"]`` is one per param
-#: group, which ``sparse`` rejects (a skipped parameter bias-corrected with its group's count;
-#: test_meta_scale_families.test_a_group_counter_is_resynced_in_every_group)
-OLDER = older_scenarios(without=("sparse",))
+#: the scenarios a port must pass (its counter is one per param group: not ``sparse``)
+OLDER = older_for_group_counters()
 
 
-@functools.cache
 def _check(cls: Any, scenarios: tuple[str, ...]) -> PortResult:
-    return check_port(
-        torch_factory(cls, "float32"), "setadam", None, list(scenarios), quick=True,
-        dtype="float32", name=cls.__name__, diagnose=False,
-    )  # fmt: skip
+    return check_planted(cls, "float32", scenarios)
 
 
 def test_compiled_is_opt_in_and_listed() -> None:

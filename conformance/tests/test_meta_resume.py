@@ -9,7 +9,6 @@ skipped with the reason (never judged silently).
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from conformance.adapters import registry
 from conformance.results import PortResult
 from conformance.runner import check_port
 from conformance.tests._factories import torch_factory
+from conformance.tests._older import check_planted
 from conformance.tests._older import older as older_scenarios
 from conformance.wrong_ports import outside_checkpoint as C
 from conformance.wrong_ports.outside_torch import PORTS
@@ -32,12 +32,8 @@ K = S.get("resume").resume_after
 assert K is not None
 
 
-@functools.cache
 def _check(cls: Any, scenarios: tuple[str, ...]) -> PortResult:
-    return check_port(
-        torch_factory(cls, "float64"), "setadam", None, list(scenarios), quick=True,
-        dtype="float64", name=cls.__name__, diagnose=False,
-    )  # fmt: skip
+    return check_planted(cls, "float64", scenarios)
 
 
 def _spec(name: str) -> Any:
