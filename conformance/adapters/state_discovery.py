@@ -194,10 +194,13 @@ def probe_gradients(shapes: Sequence[tuple[int, ...]]) -> tuple[list[np.ndarray]
     return g1, g2
 
 
-def _views(leaf: Leaf, sizes: Sequence[int]) -> list[View]:
-    """The ways ``leaf`` could hold one array's values (whole, sliced, or all arrays flat)."""
+def _views(leaf: Leaf, sizes: Sequence[int], whole: bool = True) -> list[View]:
+    """The ways ``leaf`` could hold one array's values (whole, sliced, or all arrays flat;
+    ``whole=False``: not whole)."""
     x = leaf.value
-    out = [View(leaf.path, i) for i, n in enumerate(sizes) if x.size == n and n > 0]
+    out = (
+        [View(leaf.path, i) for i, n in enumerate(sizes) if x.size == n and n > 0] if whole else []
+    )
     if x.ndim == 1 and x.size == sum(sizes) and len(sizes) > 1:
         out.append(View(leaf.path, None))
     if x.ndim >= 2 and 2 <= x.shape[0] <= 4:
@@ -232,6 +235,47 @@ def _fit(x: np.ndarray, y: np.ndarray) -> float | None:
     return a if bool(np.all(np.abs(x - a * y) <= TOL * np.abs(a * y))) else None
 
 
+#: at most this many coordinates of same-size arrays are fitted in one stacked product
+_STACK = 1 << 22
+
+
+class _SameSize:
+    r"""The arrays of each size, stacked, so that a leaf is fitted against all arrays of its size
+    in one matrix product: $a_i = \langle x, y_i\rangle / \langle y_i, y_i\rangle$, then the
+    coordinatewise check of :func:`_fit` per row (a many-tensor port has hundreds of arrays, a
+    leaf-by-array loop thousands of calls)."""
+
+    def __init__(self, sizes: Sequence[int], arrays: Sequence[np.ndarray]) -> None:
+        by: dict[int, list[int]] = {}
+        for i, n in enumerate(sizes):
+            if n > 0:
+                by.setdefault(n, []).append(i)
+        self._arrays = arrays
+        self._by = by
+        self._stacks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def fits(self, leaf: Leaf) -> list[tuple[float, View]]:
+        """(a, view) for every array ``leaf`` holds whole, as :func:`_fit` decides them."""
+        x = np.ravel(leaf.value)
+        idx = self._by.get(x.size, [])
+        if not idx:
+            return []
+        if len(idx) * x.size > _STACK:
+            out = [(_fit(x, np.ravel(self._arrays[i])), View(leaf.path, i)) for i in idx]
+            return [(a, v) for a, v in out if a is not None]
+        if not np.all(np.isfinite(x)):
+            return []
+        if x.size not in self._stacks:
+            ys = np.stack([np.ravel(self._arrays[i]) for i in idx])
+            self._stacks[x.size] = ys, np.einsum("ij,ij->i", ys, ys)
+        ys, yy = self._stacks[x.size]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            a = (ys @ x) / yy
+            ay = a[:, None] * ys
+            ok = np.isfinite(a) & (a != 0.0) & np.all(np.abs(x - ay) <= TOL * np.abs(ay), axis=1)
+        return [(float(a[k]), View(leaf.path, i)) for k, i in enumerate(idx) if ok[k]]
+
+
 Family = list[View]
 
 
@@ -240,13 +284,16 @@ def _families(
 ) -> list[Family]:
     """Sets of views, one per array (or one flat view), fitting ``arrays`` with one coefficient."""
     fits: list[tuple[float, View]] = []
+    same = _SameSize(sizes, arrays)
     for leaf in leaves.values():
         if leaf.scalar:
             continue
-        for view in _views(leaf, sizes):
-            a = _fit(_values(leaf, view), _target(view, arrays))
-            if a is not None and (a > 0 or not positive):
-                fits.append((a, view))
+        found = same.fits(leaf)
+        for view in _views(leaf, sizes, whole=False):
+            b = _fit(_values(leaf, view), _target(view, arrays))
+            if b is not None:
+                found.append((b, view))
+        fits += [(a, view) for a, view in found if a > 0 or not positive]
     # a whole entry per array is the usual layout; a flat buffer next; slices of a stack last
     fits.sort(key=lambda f: (f[1].sub is not None, f[1].array is None))
     out: list[Family] = []
