@@ -35,6 +35,7 @@ from .formats import round_to
 from .layout import Flat
 from .scenarios import Arrays, Problem, Scenario
 from .tolerance import Bounds, InputErrors, StepRef, comparison_bounds
+from .tolerance.chunked import StepSource, chunked_comparison_bounds
 
 
 def cast_arrays(arrays: Any, dtype: str) -> Arrays:
@@ -92,6 +93,8 @@ STREAM_BYTES = 256 * 2**20
 KEPT_COPIES_PER_STEP = 45
 #: the budgets of a streamed free-running step that are compared (the others are dropped)
 FREE_COMPARED = ("params", N.M, N.V)
+#: the budgets' parts a free-running recursion carries into the next step (its input errors)
+CARRIED = ("params", N.M, N.V, N.VMAX)
 
 
 @dataclass
@@ -210,6 +213,16 @@ class FreeRunningBudget:
         self._port, self._ref = bp.next_inputs(), br.next_inputs()
         return total
 
+    def next_streamed(self, src: StepSource) -> Bounds:
+        """:meth:`next` of a streamed step: only the compared budgets (``FREE_COMPARED``),
+        computed in chunks from the step's values in place (bitwise :meth:`next`'s)."""
+        total, bp, br = chunked_comparison_bounds(
+            self.config, src, self.flat, self.dtype, self._port, self._ref,
+            state_dtype=self.state_dtype, keep=FREE_COMPARED, parts=CARRIED,
+        )  # fmt: skip
+        self._port, self._ref = bp.next_inputs(), br.next_inputs()
+        return total
+
 
 def resync_schedule(steps: int) -> list[int]:
     """Steps compared re-synced: all for short runs; 1..10, every 25th and the last otherwise."""
@@ -295,20 +308,24 @@ def _walk(
         if free:
             newp, newst, tr = R.step(p, g, st, config, problem.layers, trace=True)
             assert tr is not None
-            sref = StepRef.from_trace(flat, p, st, newp, tr)
-            del tr  # the bounds read the flat StepRef: the trace need not live through them
-            b = budget.next(sref)
-            del sref
-            if not keep_all:
-                b = Bounds({k: v for k, v in b.values.items() if k in FREE_COMPARED})
+            if keep_all:
+                sref = StepRef.from_trace(flat, p, st, newp, tr)
+                del tr  # the bounds read the flat StepRef: the trace need not live through them
+                b = budget.next(sref)
+                del sref
+            else:  # the bounds read the trace in place, chunk by chunk
+                b = budget.next_streamed(StepSource.of_trace(p, st, newp, tr))
+                del tr
             fs = FreeStep(t, g, newp, newst, b)
-        else:
-            newp, newst, _ = R.step(p, g, st, config, problem.layers, trace=False)
         rs = _resync_step(rr, t, p, st, g, keep_all) if t in sched else None
+        if not free and keep_all:
+            newp, newst, _ = R.step(p, g, st, config, problem.layers, trace=False)
         yield fs, rs
         if fs is not None and not keep_all:
             fs.bounds = Bounds()  # a streamed step's budgets live until the next step is asked for
         del fs, rs
+        if not free and not keep_all:  # after the re-synced step is consumed: not alive with it
+            newp, newst, _ = R.step(p, g, st, config, problem.layers, trace=False)
         p, st = newp, newst
 
 
@@ -321,9 +338,14 @@ def _resync_step(
     rp, rst, rtr = R.step(cp, g, cst, rr.config, rr.problem.layers, trace=True)
     assert rtr is not None
     rref = StepRef.from_trace(rr.flat, cp, cst, rp, rtr)
-    if not keep_trace:  # nothing compares the trace itself: not alive through the bounds
+    if keep_trace:
+        rb = comparison_bounds(rr.config, rref, rr.flat, rr.dtype, state_dtype=rr.state_dtype)[0]
+    else:  # nothing compares the trace itself: not alive through the bounds, done in chunks
         rtr = None
-    rb = comparison_bounds(rr.config, rref, rr.flat, rr.dtype, state_dtype=rr.state_dtype)[0]
+        src = StepSource.of_ref(rref, rr.flat)
+        rb = chunked_comparison_bounds(
+            rr.config, src, rr.flat, rr.dtype, state_dtype=rr.state_dtype
+        )[0]
     return ResyncStep(t, cp, cst, g, rp, rst, rref, rb, rtr)
 
 

@@ -23,6 +23,7 @@ from conformance.results import PortResult
 from conformance.runner import check_port
 from conformance.scenarios import get
 from conformance.tests import _numpy_ports as P
+from conformance.tolerance import chunked
 
 GOAL_COPIES = 4.0
 
@@ -66,10 +67,16 @@ def test_huge_runs_stream_by_default_and_the_others_are_kept() -> None:
         assert not build_reference(sc, sc.config("adam"), "float64", quick=True).streamed
 
 
+@pytest.mark.parametrize("chunk", [None, 64])
 @pytest.mark.parametrize("alg", ["setadam", "adam"])
-def test_a_streamed_run_is_bitwise_the_kept_one(alg: str) -> None:
+def test_a_streamed_run_is_bitwise_the_kept_one(
+    alg: str, chunk: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every array the comparison and the diagnosis read, step for step (verdicts and
-    explanations cannot differ)."""
+    explanations cannot differ); with chunks of 64 coordinates the streamed budgets take the
+    chunked path (conformance.tolerance.chunked) that larger runs take."""
+    if chunk is not None:
+        monkeypatch.setattr(chunked, "CHUNK", chunk)
     sc = get("normal")  # small and 15 steps: every step re-synced, budgets carried over steps
     cfg = sc.config(alg)
     kept = build_reference(sc, cfg, "float32", stream=False)
