@@ -298,14 +298,16 @@ def _walk(
     keep_all = not rr.streamed
     p = rr.params0
     st = R.init(p, config)
-    budget = FreeRunningBudget(
-        config, flat, dtype, InputErrors.zeros(flat.size, st.vmax is not None), rr.state_dtype
-    )
+    budget = None  # a pass without free-running budgets holds no input errors
+    if free:
+        ein = InputErrors.zeros(flat.size, st.vmax is not None)
+        budget = FreeRunningBudget(config, flat, dtype, ein, rr.state_dtype)
+        del ein  # the budget's until its first step replaces it
     sched = set(resync_schedule(problem.steps)) if resync else set()
     for t in range(1, problem.steps + 1):
         g = cast_arrays(problem.gradient(t, p), dtype)
         fs: FreeStep | None = None
-        if free:
+        if budget is not None:
             newp, newst, tr = R.step(p, g, st, config, problem.layers, trace=True)
             assert tr is not None
             if keep_all:
@@ -317,6 +319,7 @@ def _walk(
                 b = budget.next_streamed(StepSource.of_trace(p, st, newp, tr))
                 del tr
             fs = FreeStep(t, g, newp, newst, b)
+            del b  # held by fs alone: released with it
         rs = _resync_step(rr, t, p, st, g, keep_all) if t in sched else None
         if not free and keep_all:
             newp, newst, _ = R.step(p, g, st, config, problem.layers, trace=False)
@@ -326,6 +329,7 @@ def _walk(
         del fs, rs
         if not free and not keep_all:  # after the re-synced step is consumed: not alive with it
             newp, newst, _ = R.step(p, g, st, config, problem.layers, trace=False)
+        del g  # not alive while the next step's is cast
         p, st = newp, newst
 
 
@@ -337,11 +341,15 @@ def _resync_step(
     cst = cast_state(st, rr.state_dtype)
     rp, rst, rtr = R.step(cp, g, cst, rr.config, rr.problem.layers, trace=True)
     assert rtr is not None
-    rref = StepRef.from_trace(rr.flat, cp, cst, rp, rtr)
+    rref = StepRef.from_trace(rr.flat, cp, cst, rp, rtr, views=not keep_trace)
     if keep_trace:
         rb = comparison_bounds(rr.config, rref, rr.flat, rr.dtype, state_dtype=rr.state_dtype)[0]
     else:  # nothing compares the trace itself: not alive through the bounds, done in chunks
         rtr = None
+        # the outputs as views of the flat reference (bitwise them; read by nothing but us)
+        rp = rr.flat.split(rref.theta1)
+        vmax = None if rst.vmax is None or rref.vmax is None else rr.flat.split(rref.vmax)
+        rst = State(rst.step, rr.flat.split(rref.m), rr.flat.split(rref.v), vmax)
         src = StepSource.of_ref(rref, rr.flat)
         rb = chunked_comparison_bounds(
             rr.config, src, rr.flat, rr.dtype, state_dtype=rr.state_dtype

@@ -32,9 +32,10 @@ import setadam_ref as R
 from setadam_ref import AdamConfig, Config, SETAdamConfig
 
 from ..layout import Flat
-from ..reference_run import ReferenceRun, build_reference
+from ..reference_run import CARRIED, FREE_COMPARED, ReferenceRun, build_reference
 from ..scenarios import HUGE_LAYER_SIZE, get
 from ..tolerance import StepRef, comparison_bounds
+from ..tolerance.chunked import StepSource, chunked_comparison_bounds
 
 
 def step_seconds(config: Config, trace: bool, repeats: int) -> float:
@@ -75,12 +76,34 @@ def _nbytes(obj: Any, seen: set[int]) -> int:
     return 0
 
 
-def _consume(rr: ReferenceRun) -> None:
+def _consume(rr: ReferenceRun, peaks: dict[str, int] | None = None) -> None:
     """Both passes of the driver over ``rr`` (re-synced, then free-running), each step dropped
     before the next is computed (what the comparison of a passing port keeps of the reference;
-    the driver's diagnosis window is bounded apart: ``conformance.drive._HISTORY``)."""
-    collections.deque(rr.resync_steps(), maxlen=0)
-    collections.deque(rr.free_steps(), maxlen=0)
+    the driver's diagnosis window is bounded apart: ``conformance.drive._HISTORY``); ``peaks``
+    receives each pass's ``tracemalloc`` peak (bytes)."""
+    for name, steps in (("resync", rr.resync_steps), ("free", rr.free_steps)):
+        if peaks is not None:
+            tracemalloc.reset_peak()
+        collections.deque(steps(), maxlen=0)
+        if peaks is not None:
+            peaks[name] = tracemalloc.get_traced_memory()[1]
+
+
+def pass_peaks(name: str, quick: bool = False, stream: bool | None = None) -> dict[str, float]:
+    """The peak of each part of :func:`run_memory`'s measurement (the build, the re-synced
+    pass, the free-running pass), measured the same way, in copies of the parameter set."""
+    sc = get(name)
+    problem = sc.problem(quick)
+    size = sum(np.asarray(a).nbytes for a in problem.params0)
+    peaks: dict[str, int] = {}
+    tracemalloc.start()
+    try:
+        rr = build_reference(sc, sc.config("setadam"), "float64", quick=quick, stream=stream)
+        peaks["build"] = tracemalloc.get_traced_memory()[1]
+        _consume(rr, peaks)
+    finally:
+        tracemalloc.stop()
+    return {k: v / size for k, v in peaks.items()}
 
 
 def run_memory(
@@ -135,6 +158,14 @@ def step_parts(name: str = "big_layers") -> dict[str, float]:
     out = {"step outputs": _nbytes((p1, st1), seen), "trace": _nbytes(tr, seen)}
     out["StepRef"] = _nbytes(ref, seen)
     out["bounds"] = _nbytes(comparison_bounds(cfg, ref, flat, "float64"), seen)
+    src = StepSource.of_trace(p, st, p1, tr)
+    kept = FREE_COMPARED
+    out["bounds, chunked (free)"] = _nbytes(
+        chunked_comparison_bounds(cfg, src, flat, "float64", keep=kept, parts=CARRIED), seen
+    )
+    out["bounds, chunked (re-synced)"] = _nbytes(
+        chunked_comparison_bounds(cfg, src, flat, "float64")[0], seen
+    )
     return {k: v / size for k, v in out.items()}
 
 
@@ -158,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} ({steps} steps, {kind}): {held:.1f} copies held, peak {peak:.1f}")
             if not stream:
                 print("  held by part: " + _fmt(parts))
+            else:
+                print("  peak by pass: " + _fmt(pass_peaks(name, quick, stream)))
     return 0
 
 

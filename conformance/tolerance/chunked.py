@@ -42,8 +42,18 @@ from .statistics import LayerSums, scale_exponent, statistics_from_sums
 
 F = np.ndarray
 
-#: coordinates per chunk: 512 KiB per float64 temporary, a few dozen of them in cache
+#: coordinates per chunk (at most): 128 KiB per float64 temporary, a few dozen of them in cache
 CHUNK = 1 << 14
+#: at least this many chunks in a run of 2^18 coordinates or more (so that the chunk's few dozen
+#: temporaries stay under one copy of the parameter set), of at least ``MIN_CHUNK`` coordinates
+CHUNKS_PER_RUN = 64
+MIN_CHUNK = 1 << 12
+
+
+def chunk_size(n: int) -> int:
+    """The chunk size for ``n`` coordinates (any size gives the same bits)."""
+    return min(CHUNK, max(MIN_CHUNK, n // CHUNKS_PER_RUN))
+
 
 #: the array fields of a StepRef, in its order
 _FIELDS = (
@@ -293,10 +303,10 @@ def chunked_comparison_bounds(
 ) -> tuple[Bounds, Bounds, Bounds]:
     """:func:`~conformance.tolerance.comparison_bounds` of the quantities ``keep`` (the total)
     and ``parts`` (the port's and the reference's parts, which a free-running recursion carries),
-    in chunks of ``size`` coordinates (default ``CHUNK``); bitwise the whole step's (module docstring). A run of at
+    in chunks of ``size`` coordinates (default :func:`chunk_size`); bitwise the whole step's (module docstring). A run of at
     most one chunk takes the whole-step path."""
     sdt = state_dtype or dtype
-    size = CHUNK if size is None else size
+    size = chunk_size(flat.size) if size is None else size
     if flat.size <= size:
         tot, bp, br = comparison_bounds(
             config, src.flat_ref(flat), flat, dtype, port_inputs, ref_inputs, sdt
