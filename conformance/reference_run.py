@@ -9,9 +9,12 @@ input rounding is never counted as port error) with its one-step bounds. The bou
 A run is *kept* (every step's arrays, shared by every port of its dtype through the cache) or,
 when that would exceed ``STREAM_BYTES``, *streamed*: it keeps no step, and ``free_steps`` /
 ``resync_steps`` recompute each step as the comparison consumes it and release it when the next
-is asked for (only the compared budgets, no trace). Memory then stays at one step's working set
-plus the carried trajectory, state and input errors, whatever the horizon; the cost is one
-recomputation per port (docs/src/guide/harness.md, "The reference at scale").
+is asked for (only the compared budgets, computed in chunks of coordinates from the step's
+values in place: :mod:`conformance.tolerance.chunked`; no trace). Memory then stays within 4
+parameter-set copies of what one step must hold (its floor: the reference step's inputs,
+outputs and trace, the flat reference a re-synced comparison reads, the carried trajectory and
+input errors), whatever the horizon; the cost is one recomputation per port
+(docs/src/guide/harness.md, "The reference at scale").
 """
 
 from __future__ import annotations
