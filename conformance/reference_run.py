@@ -9,9 +9,12 @@ input rounding is never counted as port error) with its one-step bounds. The bou
 A run is *kept* (every step's arrays, shared by every port of its dtype through the cache) or,
 when that would exceed ``STREAM_BYTES``, *streamed*: it keeps no step, and ``free_steps`` /
 ``resync_steps`` recompute each step as the comparison consumes it and release it when the next
-is asked for (only the compared budgets, no trace). Memory then stays at one step's working set
-plus the carried trajectory, state and input errors, whatever the horizon; the cost is one
-recomputation per port (docs/src/guide/harness.md, "The reference at scale").
+is asked for (only the compared budgets, computed in chunks of coordinates from the step's
+values in place: :mod:`conformance.tolerance.chunked`; no trace). Memory then stays within 4
+parameter-set copies of what one step must hold (its floor: the reference step's inputs,
+outputs and trace, the flat reference a re-synced comparison reads, the carried trajectory and
+input errors), whatever the horizon; the cost is one recomputation per port
+(docs/src/guide/harness.md, "The reference at scale").
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from .formats import round_to
 from .layout import Flat
 from .scenarios import Arrays, Problem, Scenario
 from .tolerance import Bounds, InputErrors, StepRef, comparison_bounds
+from .tolerance.chunked import StepSource, chunked_comparison_bounds
 
 
 def cast_arrays(arrays: Any, dtype: str) -> Arrays:
@@ -92,6 +96,8 @@ STREAM_BYTES = 256 * 2**20
 KEPT_COPIES_PER_STEP = 45
 #: the budgets of a streamed free-running step that are compared (the others are dropped)
 FREE_COMPARED = ("params", N.M, N.V)
+#: the budgets' parts a free-running recursion carries into the next step (its input errors)
+CARRIED = ("params", N.M, N.V, N.VMAX)
 
 
 @dataclass
@@ -210,6 +216,16 @@ class FreeRunningBudget:
         self._port, self._ref = bp.next_inputs(), br.next_inputs()
         return total
 
+    def next_streamed(self, src: StepSource) -> Bounds:
+        """:meth:`next` of a streamed step: only the compared budgets (``FREE_COMPARED``),
+        computed in chunks from the step's values in place (bitwise :meth:`next`'s)."""
+        total, bp, br = chunked_comparison_bounds(
+            self.config, src, self.flat, self.dtype, self._port, self._ref,
+            state_dtype=self.state_dtype, keep=FREE_COMPARED, parts=CARRIED,
+        )  # fmt: skip
+        self._port, self._ref = bp.next_inputs(), br.next_inputs()
+        return total
+
 
 def resync_schedule(steps: int) -> list[int]:
     """Steps compared re-synced: all for short runs; 1..10, every 25th and the last otherwise."""
@@ -285,30 +301,38 @@ def _walk(
     keep_all = not rr.streamed
     p = rr.params0
     st = R.init(p, config)
-    budget = FreeRunningBudget(
-        config, flat, dtype, InputErrors.zeros(flat.size, st.vmax is not None), rr.state_dtype
-    )
+    budget = None  # a pass without free-running budgets holds no input errors
+    if free:
+        ein = InputErrors.zeros(flat.size, st.vmax is not None)
+        budget = FreeRunningBudget(config, flat, dtype, ein, rr.state_dtype)
+        del ein  # the budget's until its first step replaces it
     sched = set(resync_schedule(problem.steps)) if resync else set()
     for t in range(1, problem.steps + 1):
         g = cast_arrays(problem.gradient(t, p), dtype)
         fs: FreeStep | None = None
-        if free:
+        if budget is not None:
             newp, newst, tr = R.step(p, g, st, config, problem.layers, trace=True)
             assert tr is not None
-            sref = StepRef.from_trace(flat, p, st, newp, tr)
-            del tr  # the bounds read the flat StepRef: the trace need not live through them
-            b = budget.next(sref)
-            del sref
-            if not keep_all:
-                b = Bounds({k: v for k, v in b.values.items() if k in FREE_COMPARED})
+            if keep_all:
+                sref = StepRef.from_trace(flat, p, st, newp, tr)
+                del tr  # the bounds read the flat StepRef: the trace need not live through them
+                b = budget.next(sref)
+                del sref
+            else:  # the bounds read the trace in place, chunk by chunk
+                b = budget.next_streamed(StepSource.of_trace(p, st, newp, tr))
+                del tr
             fs = FreeStep(t, g, newp, newst, b)
-        else:
-            newp, newst, _ = R.step(p, g, st, config, problem.layers, trace=False)
+            del b  # held by fs alone: released with it
         rs = _resync_step(rr, t, p, st, g, keep_all) if t in sched else None
+        if not free and keep_all:
+            newp, newst, _ = R.step(p, g, st, config, problem.layers, trace=False)
         yield fs, rs
         if fs is not None and not keep_all:
             fs.bounds = Bounds()  # a streamed step's budgets live until the next step is asked for
         del fs, rs
+        if not free and not keep_all:  # after the re-synced step is consumed: not alive with it
+            newp, newst, _ = R.step(p, g, st, config, problem.layers, trace=False)
+        del g  # not alive while the next step's is cast
         p, st = newp, newst
 
 
@@ -320,10 +344,19 @@ def _resync_step(
     cst = cast_state(st, rr.state_dtype)
     rp, rst, rtr = R.step(cp, g, cst, rr.config, rr.problem.layers, trace=True)
     assert rtr is not None
-    rref = StepRef.from_trace(rr.flat, cp, cst, rp, rtr)
-    if not keep_trace:  # nothing compares the trace itself: not alive through the bounds
+    rref = StepRef.from_trace(rr.flat, cp, cst, rp, rtr, views=not keep_trace)
+    if keep_trace:
+        rb = comparison_bounds(rr.config, rref, rr.flat, rr.dtype, state_dtype=rr.state_dtype)[0]
+    else:  # nothing compares the trace itself: not alive through the bounds, done in chunks
         rtr = None
-    rb = comparison_bounds(rr.config, rref, rr.flat, rr.dtype, state_dtype=rr.state_dtype)[0]
+        # the outputs as views of the flat reference (bitwise them; read by nothing but us)
+        rp = rr.flat.split(rref.theta1)
+        vmax = None if rst.vmax is None or rref.vmax is None else rr.flat.split(rref.vmax)
+        rst = State(rst.step, rr.flat.split(rref.m), rr.flat.split(rref.v), vmax)
+        src = StepSource.of_ref(rref, rr.flat)
+        rb = chunked_comparison_bounds(
+            rr.config, src, rr.flat, rr.dtype, state_dtype=rr.state_dtype
+        )[0]
     return ResyncStep(t, cp, cst, g, rp, rst, rref, rb, rtr)
 
 

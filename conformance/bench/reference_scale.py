@@ -7,15 +7,19 @@
    re-synced comparisons need), SET-Adam and Adam; best of ``--repeats``.
 2. **Memory.** ``tracemalloc`` peak and what stays held over ``build_reference`` of
    ``big_layers`` and ``many_tensors`` and both passes of the comparison (float64), kept and
-   streamed, in copies of the scenario's parameter set; one step's working set by part.
+   streamed, in copies of the scenario's parameter set (8 bytes per coordinate); one step's
+   working set by part, and a streamed run's peak by pass.
+3. **Budget time.** ``bounds_seconds``: one re-synced step's budget, whole-step against
+   chunked, in the same process.
 
 Measured (2 shared cores, load 7.5): SET-Adam 0.17 s untraced, 0.36 s traced; Adam 0.14 s and
 0.32 s. ``big_layers`` float64 SET-Adam, from just before the build through both passes of the
-comparison: kept (every step, what every run was before) 90 parameter-set copies held, peak 115;
-streamed (huge_layer by default, any run with ``stream=True``) 1.0 held, peak 57.0 at 2 steps
-and 57.5 at 1: the peak is one step's working set, whatever the horizon (the goal: at most 4
-copies beyond it). That working set (``step_parts``): the traced step 9, ``StepRef`` 11, the bounds 16 held and 30
-at their peak (docs/src/guide/harness.md, "The reference at scale").
+comparison (load 12): kept 90.0 parameter-set copies held, peak 113.0; streamed 1.0 held, peak
+28.3 at 2 steps and 28.8 at 1 (57 before the budgets were chunked): the re-synced pass peaks at
+28.8 (its floor 27) and the free-running one at 24.8 (floor 22), within 4 copies of what a step
+must hold (``conformance/tests/test_reference_memory.py``; docs/src/guide/harness.md, "The
+reference at scale"). ``step_parts``: the traced step 9, ``StepRef`` 11, the whole-step bounds
+16 held (30 at their peak), the chunked ones 6 (free-running) and 8 (re-synced).
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ import setadam_ref as R
 from setadam_ref import AdamConfig, Config, SETAdamConfig
 
 from ..layout import Flat
-from ..reference_run import ReferenceRun, build_reference
+from ..reference_run import CARRIED, FREE_COMPARED, ReferenceRun, build_reference
 from ..scenarios import HUGE_LAYER_SIZE, get
 from ..tolerance import StepRef, comparison_bounds
+from ..tolerance.chunked import StepSource, chunked_comparison_bounds
 
 
 def step_seconds(config: Config, trace: bool, repeats: int) -> float:
@@ -50,6 +55,37 @@ def step_seconds(config: Config, trace: bool, repeats: int) -> float:
         R.step(p, g, st, config, None, trace=trace)
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def bounds_seconds(name: str, repeats: int) -> tuple[float, float]:
+    """Best wall time of one float64 SET-Adam step's re-synced budget of ``name`` (step 1):
+    whole-step (:func:`~conformance.tolerance.comparison_bounds`, what a kept run computes)
+    and chunked (:func:`~conformance.tolerance.chunked.chunked_comparison_bounds`, what a
+    streamed run computes), in the same process."""
+    sc = get(name)
+    problem = sc.problem(True)
+    cfg = sc.config("setadam")
+    flat = Flat.make([np.shape(p) for p in problem.params0], problem.layers)
+    p = tuple(np.array(a, dtype=np.float64) for a in problem.params0)
+    st = R.init(p, cfg)
+    p1, _, tr = R.step(p, problem.gradient(1, p), st, cfg, problem.layers, trace=True)
+    assert tr is not None
+    ref = StepRef.from_trace(flat, p, st, p1, tr)
+    src = StepSource.of_ref(ref, flat)
+
+    def whole() -> object:
+        return comparison_bounds(cfg, ref, flat, "float64")
+
+    def chunked() -> object:
+        return chunked_comparison_bounds(cfg, src, flat, "float64")
+
+    best = [float("inf"), float("inf")]
+    for _ in range(repeats):
+        for k, run in enumerate((whole, chunked)):
+            t0 = time.perf_counter()
+            run()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best[0], best[1]
 
 
 def run_copies(name: str = "big_layers", quick: bool = False) -> tuple[float, float]:
@@ -75,12 +111,34 @@ def _nbytes(obj: Any, seen: set[int]) -> int:
     return 0
 
 
-def _consume(rr: ReferenceRun) -> None:
+def _consume(rr: ReferenceRun, peaks: dict[str, int] | None = None) -> None:
     """Both passes of the driver over ``rr`` (re-synced, then free-running), each step dropped
     before the next is computed (what the comparison of a passing port keeps of the reference;
-    the driver's diagnosis window is bounded apart: ``conformance.drive._HISTORY``)."""
-    collections.deque(rr.resync_steps(), maxlen=0)
-    collections.deque(rr.free_steps(), maxlen=0)
+    the driver's diagnosis window is bounded apart: ``conformance.drive._HISTORY``); ``peaks``
+    receives each pass's ``tracemalloc`` peak (bytes)."""
+    for name, steps in (("resync", rr.resync_steps), ("free", rr.free_steps)):
+        if peaks is not None:
+            tracemalloc.reset_peak()
+        collections.deque(steps(), maxlen=0)
+        if peaks is not None:
+            peaks[name] = tracemalloc.get_traced_memory()[1]
+
+
+def pass_peaks(name: str, quick: bool = False, stream: bool | None = None) -> dict[str, float]:
+    """The peak of each part of :func:`run_memory`'s measurement (the build, the re-synced
+    pass, the free-running pass), measured the same way, in copies of the parameter set."""
+    sc = get(name)
+    problem = sc.problem(quick)
+    size = sum(np.asarray(a).nbytes for a in problem.params0)
+    peaks: dict[str, int] = {}
+    tracemalloc.start()
+    try:
+        rr = build_reference(sc, sc.config("setadam"), "float64", quick=quick, stream=stream)
+        peaks["build"] = tracemalloc.get_traced_memory()[1]
+        _consume(rr, peaks)
+    finally:
+        tracemalloc.stop()
+    return {k: v / size for k, v in peaks.items()}
 
 
 def run_memory(
@@ -135,6 +193,14 @@ def step_parts(name: str = "big_layers") -> dict[str, float]:
     out = {"step outputs": _nbytes((p1, st1), seen), "trace": _nbytes(tr, seen)}
     out["StepRef"] = _nbytes(ref, seen)
     out["bounds"] = _nbytes(comparison_bounds(cfg, ref, flat, "float64"), seen)
+    src = StepSource.of_trace(p, st, p1, tr)
+    kept = FREE_COMPARED
+    out["bounds, chunked (free)"] = _nbytes(
+        chunked_comparison_bounds(cfg, src, flat, "float64", keep=kept, parts=CARRIED), seen
+    )
+    out["bounds, chunked (re-synced)"] = _nbytes(
+        chunked_comparison_bounds(cfg, src, flat, "float64")[0], seen
+    )
     return {k: v / size for k, v in out.items()}
 
 
@@ -150,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
             kind = "traced (plain)" if trace else "untraced (fast)"
             print(f"{type(cfg).__name__:14s} {kind:16s} {s:.3f} s per step of {HUGE_LAYER_SIZE}")
     print("one step's working set by part: " + _fmt(step_parts("big_layers")))
+    for name in ("big_layers", "huge_layer"):
+        whole, chunked = bounds_seconds(name, args.repeats)
+        print(
+            f"{name} re-synced budget: whole-step {whole:.3f} s, chunked {chunked:.3f} s "
+            f"(ratio {chunked / whole:.2f})"
+        )
     for name in ("big_layers", "many_tensors"):
         for quick, stream in ((False, False), (True, True), (False, True)):
             held, peak, parts = run_memory(name, quick, stream)
@@ -158,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} ({steps} steps, {kind}): {held:.1f} copies held, peak {peak:.1f}")
             if not stream:
                 print("  held by part: " + _fmt(parts))
+            else:
+                print("  peak by pass: " + _fmt(pass_peaks(name, quick, stream)))
     return 0
 
 

@@ -1,12 +1,23 @@
 """The reference run's memory at scale, in copies of the parameter set (issue 12, item 3).
 
-Measured with ``tracemalloc`` (NumPy reports its buffers to it) from just before
-``build_reference`` of ``big_layers`` (float64, SET-Adam; the scenario's own inputs already
-built) through both passes of the comparison, each step dropped before the next
-(``conformance.bench.reference_scale.run_memory``). The goal: what the run keeps across steps is
-at most 4 copies of the parameter set, so the peak of the whole horizon is at most one step's
-working set (the peak of a one-step run) plus 4 copies. A streamed run meets it; a kept run
-(``stream=False``, what every run was before) does not, which is the near miss.
+**A copy of the parameter set** is 8 n bytes, n the scenario's number of coordinates (one float64
+array of them). **How it is measured**: ``tracemalloc`` (NumPy reports its buffers to it) from
+just before ``build_reference`` of ``big_layers`` (float64, SET-Adam; the scenario's own inputs,
+theta_0 and the gradients, already built: not counted) through both passes of the comparison,
+each step dropped before the next (``conformance.bench.reference_scale.run_memory``). Counted:
+everything the reference side allocates, including the reference's own inputs and outputs and
+the state and input errors carried between steps; not counted: the port and its returned arrays
+(the port's process or framework holds them, not the reference run).
+
+**The floor.** The issue's literal goal, 4 copies at any time, is unreachable for any problem:
+one step of the pure reference (``setadam_ref``, not rewritten) holds its inputs theta, m, v, g
+and its outputs theta', m', v' at once, 7 copies, and the traced step that the budgets read adds
+6 more (the gradient's copy, stepsize, update, c v, w, w~). What a streamed step must hold at its
+peak, term by term, is ``RESYNC_FLOOR`` and ``FREE_FLOOR`` below; the goal tested is the floor
+plus ``SLACK`` = 4 copies (the issue's 4, beyond what a step must hold): the chunked budget's
+working set (``conformance.tolerance.chunked``: a few dozen temporaries of 2^14 coordinates,
+1/16 of big_layers' set each) and per-layer arrays. A kept run (``stream=False``) is the near
+miss: far over it.
 """
 
 from __future__ import annotations
@@ -17,14 +28,35 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conformance.bench.reference_scale import run_memory
+from conformance.bench.reference_scale import pass_peaks, run_memory
 from conformance.reference_run import ReferenceCache, build_reference
 from conformance.results import PortResult
 from conformance.runner import check_port
 from conformance.scenarios import get
 from conformance.tests import _numpy_ports as P
+from conformance.tolerance import chunked
 
 GOAL_COPIES = 4.0
+#: a re-synced step, as the flat reference is formed (multi-array problem, float64 SET-Adam)
+RESYNC_FLOOR = {
+    "trajectory theta, m, v (carried)": 3,
+    "gradient g_t": 1,
+    "the port's inputs (cast copies: a port writing into them cannot move the reference)": 3,
+    "the traced step's outputs theta', m', v'": 3,
+    "its trace beyond them (g copy, stepsize, update, c v, w, w~)": 6,
+    "the flat reference the comparison reads (StepRef, 11 arrays)": 11,
+}
+#: a free-running step, as its budget is formed (float64 port: port and reference parts alike)
+FREE_FLOOR = {
+    "trajectory theta, m, v (carried)": 3,
+    "gradient g_t": 1,
+    "the traced step's outputs theta', m', v'": 3,
+    "its trace beyond them": 6,
+    "input errors of theta, m, v (carried)": 3,
+    "budgets of theta, m, v (compared)": 3,
+    "the next step's input errors": 3,
+}
+SLACK = GOAL_COPIES
 
 
 @functools.cache
@@ -57,6 +89,24 @@ def test_the_peak_is_at_most_four_copies_beyond_one_step() -> None:
     assert kept > peak1 + 4 * GOAL_COPIES
 
 
+@functools.cache
+def _passes() -> dict[str, float]:
+    return pass_peaks("big_layers", False, True)
+
+
+def test_a_streamed_step_holds_at_most_four_copies_beyond_its_floor() -> None:
+    peaks = _passes()
+    floor = max(sum(RESYNC_FLOOR.values()), sum(FREE_FLOOR.values()))
+    _, peak, _ = _memory(False, True)
+    assert peak <= floor + SLACK
+    assert peaks["resync"] <= sum(RESYNC_FLOOR.values()) + SLACK
+    assert peaks["free"] <= sum(FREE_FLOOR.values()) + SLACK
+    # the near miss: the whole-step budgets (what a streamed step computed before the chunks)
+    # hold their ~30-copy working set on top of the step's; a kept run is further still
+    _, kept, _ = _memory(False, False)
+    assert kept > floor + 4 * SLACK
+
+
 def test_huge_runs_stream_by_default_and_the_others_are_kept() -> None:
     huge = get("huge_layer")  # streamed: building it only runs the untraced trajectory
     rr = build_reference(huge, huge.config("setadam"), "float64", quick=True)
@@ -66,10 +116,16 @@ def test_huge_runs_stream_by_default_and_the_others_are_kept() -> None:
         assert not build_reference(sc, sc.config("adam"), "float64", quick=True).streamed
 
 
+@pytest.mark.parametrize("chunk", [None, 64])
 @pytest.mark.parametrize("alg", ["setadam", "adam"])
-def test_a_streamed_run_is_bitwise_the_kept_one(alg: str) -> None:
+def test_a_streamed_run_is_bitwise_the_kept_one(
+    alg: str, chunk: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every array the comparison and the diagnosis read, step for step (verdicts and
-    explanations cannot differ)."""
+    explanations cannot differ); with chunks of 64 coordinates the streamed budgets take the
+    chunked path (conformance.tolerance.chunked) that larger runs take."""
+    if chunk is not None:
+        monkeypatch.setattr(chunked, "CHUNK", chunk)
     sc = get("normal")  # small and 15 steps: every step re-synced, budgets carried over steps
     cfg = sc.config(alg)
     kept = build_reference(sc, cfg, "float32", stream=False)

@@ -12,6 +12,7 @@ $B = B_\text{port} + B_\text{ref}$.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from ..layout import Flat
 from .moments import grad_bound, m_bound, v_bound, vhat_max_bound
 from .records import Bounds, InputErrors, StepRef
 from .scalars import rho_bias_correction
-from .stages import adam_denominator, down_scaling, embedding, translation
+from .stages import adam_denominator, down_scaling, embedding, translated, translation
 from .statistics import RangeNote, statistics_bounds
 from .update import NO_FOLD, UpdateInputs, params_bound, tf_fold
 
@@ -36,6 +37,46 @@ def coarser(a: Format, b: Format) -> Format:
     return a if a.emin >= b.emin else b
 
 
+@dataclass(frozen=True)
+class LayerTerms:
+    r"""SET-Adam's layer-wide terms per coordinate of a chunk of one layer: $c_l$, the bounds of
+    the down-scaling (:class:`~conformance.tolerance.statistics.StatisticsBounds`' ``ecq``,
+    ``c_hi``) and the layer minimum $w_{\min}$ with its bound (None when $\tau = 0$)."""
+
+    cos2: F
+    ecq: F
+    c_hi: F
+    wmin: F | None = None
+    ewmin: F | None = None
+
+
+def formats(dtype: str, state_dtype: str | None) -> tuple[Format, Format, Format]:
+    """(parameter format, state format, format of the intermediates: the coarser)."""
+    fp, fs = fmt(dtype), fmt(state_dtype or dtype)
+    return fp, fs, coarser(fp, fs)
+
+
+def grad_v_bounds(
+    config: Config, ref: StepRef, ein: InputErrors, fp: Format, fs: Format
+) -> tuple[F, F]:
+    """(bound of the effective gradient, bound of $v$): what the layer statistics read."""
+    wd = config.weight_decay
+    l2 = wd > 0 and config.weight_decay_mode == "l2"
+    eg_in = np.zeros(ref.theta0.size) if ein.grad is None else ein.grad
+    eg = grad_bound(ref.grad, ref.theta0, eg_in, ein.theta, wd, l2, fp)
+    return eg, v_bound(ref.v0, ein.v, ref.grad, eg, ref.v, config.betas[1], fs)
+
+
+def embedded(
+    config: SETAdamConfig, ref: StepRef, ev: F, cos2: F, ecq: F, c_hi: F, fx: Format
+) -> tuple[F, F]:
+    """(bound of the down-scaling $c v$, of the embedding $w$), layer terms per coordinate."""
+    assert ref.v_scaled is not None and ref.w is not None
+    rho2 = rho_bias_correction(config.betas[1], ref.t, fx)
+    evs = down_scaling(ref.v, ev, cos2, ecq, c_hi, ref.v_scaled, fx)
+    return evs, embedding(ref.v_scaled, evs, ref.w, ref.bias_correction2, rho2, config.eps, fx)
+
+
 def step_bounds(
     config: Config,
     ref: StepRef,
@@ -46,24 +87,45 @@ def step_bounds(
 ) -> Bounds:
     """Absolute error bounds of every quantity of the step ``ref`` computed in ``dtype``, with the
     moments kept in ``state_dtype`` (default: ``dtype``)."""
-    fp = fmt(dtype)
-    fs = fmt(state_dtype or dtype)
-    fx = coarser(fp, fs)
+    return _step_bounds(config, ref, dtype, inputs, state_dtype, flat, None)
+
+
+def chunk_bounds(
+    config: Config,
+    ref: StepRef,
+    dtype: str,
+    inputs: InputErrors,
+    state_dtype: str | None,
+    terms: LayerTerms | None,
+) -> Bounds:
+    """:func:`step_bounds` of a chunk of coordinates of one layer, SET-Adam's layer terms given
+    (``terms``; ``cos2``, per layer, is not among the result): the same elementwise operations
+    on the same values, so bitwise the full step's bounds there (conformance.tolerance.chunked)."""
+    return _step_bounds(config, ref, dtype, inputs, state_dtype, None, terms)
+
+
+def _step_bounds(
+    config: Config,
+    ref: StepRef,
+    dtype: str,
+    inputs: InputErrors | None,
+    state_dtype: str | None,
+    flat: Flat | None,
+    terms: LayerTerms | None,
+) -> Bounds:
+    fp, fs, fx = formats(dtype, state_dtype)
     n = ref.theta0.size
     ein = inputs if inputs is not None else InputErrors.zeros(n)
     b1, b2 = config.betas
     t = ref.t
     wd = config.weight_decay
-    l2 = wd > 0 and config.weight_decay_mode == "l2"
     decoupled = wd > 0 and config.weight_decay_mode == "decoupled"
     bc2 = ref.bias_correction2
     out: dict[str, F] = {}
     with np.errstate(all="ignore"):
-        eg_in = np.zeros(n) if ein.grad is None else ein.grad
-        eg = grad_bound(ref.grad, ref.theta0, eg_in, ein.theta, wd, l2, fp)
+        eg, ev = grad_v_bounds(config, ref, ein, fp, fs)
         out["grad"] = eg
         em = m_bound(ref.m0, ein.m, ref.grad, eg, ref.m, b1, fs)
-        ev = v_bound(ref.v0, ein.v, ref.grad, eg, ref.v, b2, fs)
         out["m"], out["v"] = em, ev
         rho2 = rho_bias_correction(b2, t, fx)
         if isinstance(config, AdamConfig):
@@ -88,18 +150,22 @@ def step_bounds(
             den = ref.denom
         else:
             assert isinstance(config, SETAdamConfig)
-            assert ref.cos2 is not None and ref.v_scaled is not None
-            assert ref.w is not None and ref.w_translated is not None
-            sb = statistics_bounds(ref.v, ev, ref.cos2, flat, fx)
-            out["cos2"] = sb.ec
-            lid = flat.layer_id
-            evs = down_scaling(
-                ref.v, ev, ref.cos2[lid], sb.ecq[lid], sb.c_hi[lid], ref.v_scaled, fx
-            )
+            assert ref.cos2 is not None and ref.w is not None and ref.w_translated is not None
+            if terms is None:
+                assert flat is not None
+                sb = statistics_bounds(ref.v, ev, ref.cos2, flat, fx)
+                out["cos2"] = sb.ec
+                lid = flat.layer_id
+                evs, ew = embedded(config, ref, ev, ref.cos2[lid], sb.ecq[lid], sb.c_hi[lid], fx)
+                ewt = translation(ref.w, ew, ref.w_translated, config.tau, flat, fx)
+            else:
+                evs, ew = embedded(config, ref, ev, terms.cos2, terms.ecq, terms.c_hi, fx)
+                ewt = ew
+                if config.tau != 0.0:
+                    assert terms.wmin is not None and terms.ewmin is not None
+                    ewt = translated(ew, ref.w_translated, config.tau, terms.wmin, terms.ewmin, fx)
             out["down_scaling"] = evs
-            ew = embedding(ref.v_scaled, evs, ref.w, bc2, rho2, config.eps, fx)
             out["epsilon_embedding"] = ew
-            ewt = translation(ref.w, ew, ref.w_translated, config.tau, flat, fx)
             out["down_translating"] = ewt
             den, eden, fold = ref.w_translated, ewt, NO_FOLD
         x = UpdateInputs(ref.m, em, den, eden, ref.theta0, ein.theta, ref.theta1, ref.update)
@@ -146,17 +212,10 @@ def statistics_range(
     """
     if not isinstance(config, SETAdamConfig) or ref.cos2 is None:
         return []
-    fp = fmt(dtype)
-    fs = fmt(state_dtype or dtype)
-    fx = coarser(fp, fs)
-    n = ref.theta0.size
-    ein = inputs if inputs is not None else InputErrors.zeros(n)
+    fp, fs, fx = formats(dtype, state_dtype)
+    ein = inputs if inputs is not None else InputErrors.zeros(ref.theta0.size)
     with np.errstate(all="ignore"):
-        eg_in = np.zeros(n) if ein.grad is None else ein.grad
-        wd = config.weight_decay
-        l2 = wd > 0 and config.weight_decay_mode == "l2"
-        eg = grad_bound(ref.grad, ref.theta0, eg_in, ein.theta, wd, l2, fp)
-        ev = v_bound(ref.v0, ein.v, ref.grad, eg, ref.v, config.betas[1], fs)
+        ev = grad_v_bounds(config, ref, ein, fp, fs)[1]
         notes = statistics_bounds(ref.v, ev, ref.cos2, flat, fx).notes
     b2 = config.betas[1]
     out = []

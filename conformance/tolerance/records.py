@@ -66,37 +66,47 @@ class StepRef:
         state: State,
         new_params: Sequence[np.ndarray],
         trace: Trace,
+        views: bool = False,
     ) -> StepRef:
+        """The flat reference of a traced step; with ``views``, the step's outputs and trace of
+        a one-array problem are read in place (the reference's arrays are read-only), not
+        copied: the inputs, which a port is given, stay copies."""
         c = flat.cat
+        o = c if not views or len(flat.shapes) != 1 else _ravel
         common = dict(
             t=int(trace.t),
             theta0=c(params),
             m0=c(state.m),
             v0=c(state.v),
             vmax0=None if state.vmax is None else c(state.vmax),
-            grad=c(trace.grad),
-            m=c(trace.m),
-            v=c(trace.v),
-            theta1=c(new_params),
-            update=c(trace.update),
+            grad=o(trace.grad),
+            m=o(trace.m),
+            v=o(trace.v),
+            theta1=o(new_params),
+            update=o(trace.update),
             bias_correction1=float(trace.bias_correction1),
             bias_correction2=float(trace.bias_correction2),
         )
         if isinstance(trace, AdamTrace):
             return StepRef(
-                vmax=None if trace.vmax is None else c(trace.vmax),
-                denom=c(trace.denom),
+                vmax=None if trace.vmax is None else o(trace.vmax),
+                denom=o(trace.denom),
                 **common,  # type: ignore[arg-type]
             )
         assert isinstance(trace, SETAdamTrace)
         return StepRef(
             vmax=None,
             cos2=np.array([s.cos2 for s in trace.layers], dtype=np.float64),
-            v_scaled=c(trace.v_scaled),
-            w=c(trace.w),
-            w_translated=c(trace.w_translated),
+            v_scaled=o(trace.v_scaled),
+            w=o(trace.w),
+            w_translated=o(trace.w_translated),
             **common,  # type: ignore[arg-type]
         )
+
+
+def _ravel(arrays: Sequence[np.ndarray]) -> F:
+    """The one array of a one-array problem, flat (a view of a contiguous one)."""
+    return np.ravel(np.asarray(arrays[0], dtype=np.float64))
 
 
 @dataclass

@@ -148,14 +148,25 @@ def translation(w: F, ew: F, wt: F, tau: float, flat: Flat, fx: Format) -> F:
     wmin = flat.layer_min(w)
     at_min = w <= wmin[lid]
     e_at = flat.layer_max(np.where(at_min, ew, -np.inf))
+    ewmin = min_error(wmin, e_at, flat.layer_min(w - ew), flat.layer_size)
+    return translated(ew, wt, tau, wmin[lid], ewmin[lid], fx)
+
+
+def min_error(wmin: F, e_at: F, low: F, size: F) -> F:
+    r"""$E_{w_{\min}}$ per layer from $w_{\min}$, $E_w(\arg\min w)$ (``e_at``, the largest over the
+    coordinates at the minimum) and ``low`` $= \min_i(w_i - E_{w,i})$ (module docstring)."""
     with np.errstate(invalid="ignore"):
-        drop = wmin - flat.layer_min(w - ew)
+        drop = wmin - low
         ewmin = np.maximum(e_at, drop)
     ewmin = np.where(np.isnan(ewmin), np.inf, ewmin)
-    ewmin = np.where(flat.layer_size > 0, ewmin, 0.0)  # an empty layer has no minimum
+    return np.where(size > 0, ewmin, 0.0)  # an empty layer has no minimum
+
+
+def translated(ew: F, wt: F, tau: float, wmin: F, ewmin: F, fx: Format) -> F:
+    """Bound of ``wt`` from the layer minimum ``wmin`` and its bound ``ewmin`` (per coordinate)."""
     rt = const_rel(tau, fx)
-    tw = tau * wmin[lid]
-    etw = tau * ewmin[lid] * (1 + rt) + tw * rt
+    tw = tau * wmin
+    etw = tau * ewmin * (1 + rt) + tw * rt
     etw = etw + rnd(tw, etw, fx)
     e = ew + etw
     return np.asarray(e + rnd(wt, e, fx), dtype=np.float64)

@@ -194,21 +194,54 @@ def _evals(fm: Format) -> _Evals:
     )
 
 
-def statistics_bounds(v: F, ev: F, c: F, flat: Flat, fm: Format) -> StatisticsBounds:
-    """Bounds of c per layer for ports computing in ``fm`` (see the module docstring)."""
-    fa = fm.acc
-    d = flat.layer_size
-    dd = np.maximum(d, 1.0)
-    vmax = flat.layer_max(v)
+@dataclass(frozen=True)
+class LayerSums:
+    r"""The layer reductions the bound of $c$ reads: $\max v$, the sums over the layer of
+    $\sigma v$, $(\sigma v)^2$, $\sigma E_v$, $2\sigma^2 vE_v + (\sigma E_v)^2$ ($\sigma = 2^{-e}$,
+    $e$ the exponent of the layer's $\max v$), and $\max(v - E_v)$; per layer."""
+
+    vmax: F
+    s1: F
+    s2: F
+    e1: F
+    e2: F
+    low: F
+
+
+def scale_exponent(vmax: F) -> F:
+    r"""The exponent $e$ of each layer's $\max v$ (clipped; 0 for an all-zero or non-finite one)."""
     safe = np.where(np.isfinite(vmax) & (vmax > 0), vmax, 1.0)
-    expo = np.clip(np.frexp(safe)[1], -960, 960)
-    sig = np.ldexp(1.0, -expo)[flat.layer_id]
+    return np.clip(np.frexp(safe)[1], -960, 960)
+
+
+def layer_sums(v: F, ev: F, flat: Flat) -> LayerSums:
+    """:class:`LayerSums` of whole flat arrays (``np.bincount`` adds each layer's terms in
+    coordinate order: the order a chunked evaluation continues, conformance.tolerance.chunked)."""
+    vmax = flat.layer_max(v)
+    sig = np.ldexp(1.0, -scale_exponent(vmax))[flat.layer_id]
     with np.errstate(all="ignore"):
         vv, evv = v * sig, ev * sig
         s1 = flat.layer_sum(vv)
         s2 = flat.layer_sum(vv * vv)
-        r1_in = np.where(s1 > 0, flat.layer_sum(evv) / s1, np.inf)
-        r2_in = np.where(s2 > 0, flat.layer_sum(2 * vv * evv + evv * evv) / s2, np.inf)
+        e1 = flat.layer_sum(evv)
+        e2 = flat.layer_sum(2 * vv * evv + evv * evv)
+    return LayerSums(vmax, s1, s2, e1, e2, flat.layer_max(v - ev))
+
+
+def statistics_bounds(v: F, ev: F, c: F, flat: Flat, fm: Format) -> StatisticsBounds:
+    """Bounds of c per layer for ports computing in ``fm`` (see the module docstring)."""
+    return statistics_from_sums(layer_sums(v, ev, flat), c, flat.layer_size, fm)
+
+
+def statistics_from_sums(ls: LayerSums, c: F, d: F, fm: Format) -> StatisticsBounds:
+    """:func:`statistics_bounds` from the layer reductions ``ls`` (``d``: the layer sizes)."""
+    fa = fm.acc
+    dd = np.maximum(d, 1.0)
+    vmax, s1, s2 = ls.vmax, ls.s1, ls.s2
+    expo = scale_exponent(vmax)
+    with np.errstate(all="ignore"):
+        r1_in = np.where(s1 > 0, ls.e1 / s1, np.inf)
+        r2_in = np.where(s2 > 0, ls.e2 / s2, np.inf)
     r1_in = np.where(np.isnan(r1_in), np.inf, r1_in)
     r2_in = np.where(np.isnan(r2_in), np.inf, r2_in)
     gd = _gammas(np.asarray(d, dtype=np.float64).tobytes(), fa.u)
@@ -238,7 +271,7 @@ def statistics_bounds(v: F, ev: F, c: F, flat: Flat, fm: Format) -> StatisticsBo
     ecq = np.where(np.isnan(ecq), cap, ecq)
     ecq = np.where(d > 0, ecq, 0.0)
     c_hi = np.minimum(c + ecq, 1.0 + rho_l)
-    maybe_zero = flat.layer_max(v - ev) <= 0  # every v_i <= E_v,i: the port's layer may be zero
+    maybe_zero = ls.low <= 0  # every v_i <= E_v,i: the port's layer may be zero
     ec = np.where(maybe_zero | (d == 0), np.inf, ecq)
     return StatisticsBounds(ec, ecq, c_hi, rho_l, notes)
 
