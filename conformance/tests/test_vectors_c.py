@@ -48,6 +48,15 @@ def _build(tmp: Path, source: Path, name: str) -> Path:
     return exe
 
 
+def _planted(tmp: Path, name: str, old: str, new: str) -> Path:
+    """The C port built with one textual edit (a planted bug)."""
+    src = SOURCE.read_text()
+    assert old in src, f"{name}: the C source changed; update the planted bug"
+    bugged = tmp / f"{name}.c"
+    bugged.write_text(src.replace(old, new, 1))
+    return _build(tmp, bugged, name)
+
+
 def _run_all(exe: Path, out: Path, vectors: Path = CANONICAL_DIR) -> None:
     out.mkdir()
     for vec in sorted((vectors / "text").glob("*.txt")):
@@ -168,11 +177,7 @@ BUGS: list[tuple[str, str, str, list[str], list[str]]] = [
 def test_planted_bug_is_caught_by_its_flagged_vectors(
     tmp_path: Path, name: str, old: str, new: str, must_fail: list[str], must_pass: list[str]
 ) -> None:
-    src = SOURCE.read_text()
-    assert old in src, f"{name}: the C source changed; update the planted bug"
-    bugged = tmp_path / f"{name}.c"
-    bugged.write_text(src.replace(old, new, 1))
-    exe = _build(tmp_path, bugged, name)
+    exe = _planted(tmp_path, name, old, new)
     out = tmp_path / "out"
     out.mkdir()
     for vid in must_fail + must_pass:
@@ -245,11 +250,7 @@ CONTRACT_BUGS: list[tuple[str, str, str, list[str]]] = [
 def test_planted_contract_bug_is_caught_by_the_contract_vectors(
     tmp_path: Path, contract_set: Path, name: str, old: str, new: str, must_fail: list[str]
 ) -> None:
-    src = SOURCE.read_text()
-    assert old in src, f"{name}: the C source changed; update the planted bug"
-    bugged = tmp_path / f"{name}.c"
-    bugged.write_text(src.replace(old, new, 1))
-    exe = _build(tmp_path, bugged, name)
+    exe = _planted(tmp_path, name, old, new)
     _run_all(exe, tmp_path / "out", contract_set)
     buf = io.StringIO()
     check(contract_set, tmp_path / "out", stream=buf)
