@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -158,8 +159,10 @@ def test_a_plain_set_stays_version_1_and_a_contract_set_validates(tmp_path: Path
         (lambda v: v["expected"][2]["counts"].__setitem__(1, 3), "step counts"),
         (lambda v: v["lr_factors"].__setitem__(0, "0x1p+0"), "is not the reference's"),
         (lambda v: v["inputs"]["grads"][0].__setitem__(0, None), "is null but active is True"),
+        (lambda v: v["groups"][1]["arrays"].remove(2), "do not partition 3 arrays"),
+        (lambda v: v["lr_factors"].pop(), "3 lr factors for 4 steps"),
     ],
-    ids=["mask", "count", "lr-factor", "gradient"],
+    ids=["mask", "count", "lr-factor", "gradient", "groups", "lr-factors-short"],
 )
 def test_a_tampered_contract_vector_is_refused(
     fuzz_vector: tuple[Path, dict[str, Any]], tmp_path: Path, edit: Any, reason: str
@@ -175,6 +178,43 @@ def test_a_tampered_contract_vector_is_refused(
     (tmp_path / "set" / "manifest.json").write_text(json.dumps(manifest))
     rc, text = _check(tmp_path / "set", out)
     assert rc == 2 and text.startswith("ERROR") and reason in text, text
+
+
+@pytest.fixture(scope="module")
+def contract_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("contract")
+    export(out, specs())
+    return out, load_manifest(out)["vectors"][0]  # setadam-9101
+
+
+@pytest.mark.parametrize(
+    ("array", "step", "scale", "status"),
+    [(1, 3, None, "FAIL"), (2, 3, 0.5, "PASS"), (2, 3, 2.0, "FAIL")],
+    ids=["frozen-1ulp", "skipped-half-budget", "skipped-2-budgets"],
+)
+def test_near_misses_at_a_coordinate_without_gradient(
+    contract_set: tuple[Path, dict[str, Any]],
+    tmp_path: Path,
+    array: int,
+    step: int,
+    scale: float | None,
+    status: str,
+) -> None:
+    # array 1 of setadam-9101 never has a gradient: its float64 budget is exactly 0, one ulp
+    # fails; array 2 has none at step 3: it carries the error bound of its step 2, no more
+    d, vec = contract_set
+    rows = reference_rows(vec)
+    x = rows[step - 1]["params"][array][0]
+    budget = float.fromhex(vec["tolerance"]["float64"]["budgets"][step - 1]["params"][array][0])
+    assert (budget == 0.0) == (scale is None)
+    rows[step - 1]["params"][array][0] = (
+        float(np.nextafter(x, np.inf)) if scale is None else x + scale * budget
+    )
+    write_outputs(vec, rows, tmp_path / f"{vec['id']}.txt")
+    rc, text = _check(d, tmp_path, vectors=[vec["id"]])
+    assert text.split()[0] == status and rc == (0 if status == "PASS" else 1), text
+    if status == "FAIL":
+        assert f"first failure: step {step} param[{array}][0]" in text, text
 
 
 def test_what_the_format_cannot_express_is_said(tmp_path: Path) -> None:

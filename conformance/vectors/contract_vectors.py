@@ -46,9 +46,21 @@ def config_obj(algorithm: str, fields: dict[str, object]) -> Any:
 
 
 def contract_of_spec(spec: VectorSpec) -> Contract:
-    """The :class:`~conformance.contract.Contract` a contract vector describes."""
-    n = len(spec.shapes)
+    """The :class:`~conformance.contract.Contract` a contract vector describes. Raises
+    ValueError when the groups do not partition the arrays, a layer spans groups, or the lr
+    factors or presence rows do not match the steps and arrays."""
+    n, steps = len(spec.shapes), len(spec.grads)
     groups = spec.groups if spec.groups is not None else ((tuple(range(n)), spec.config),)
+    if sorted(i for a, _ in groups for i in a) != list(range(n)):
+        raise ValueError(f"groups {[list(a) for a, _ in groups]} do not partition {n} arrays")
+    group_of = {i: j for j, (a, _) in enumerate(groups) for i in a}
+    for layer in spec.layers:
+        if len({group_of[i] for i in layer}) > 1:
+            raise ValueError(f"layer {list(layer)} spans param groups")
+    if spec.lr_factors is not None and len(spec.lr_factors) != steps:
+        raise ValueError(f"{len(spec.lr_factors)} lr factors for {steps} steps")
+    if spec.active is not None and [len(r) for r in spec.active] != [n] * steps:
+        raise ValueError(f"the presence mask is not {steps} rows of {n} arrays")
     return Contract(
         tuple((tuple(a), config_obj(spec.algorithm, dict(c))) for a, c in groups),
         spec.lr_factors,

@@ -39,9 +39,9 @@ def _config(config: dict[str, Any]) -> dict[str, object]:
 
 def _contract(vec: dict[str, Any], shapes: Any) -> dict[str, Any]:
     """The version-2 fields of a :class:`VectorSpec` and the gradients (zeros where absent)."""
-    active = vec.get("active")
-    if active is not None and len(active) != len(vec["inputs"]["grads"]):
-        raise ValueError(f"{len(active)} rows of 'active' for {len(vec['inputs']['grads'])} steps")
+    active, steps = vec.get("active"), len(vec["inputs"]["grads"])
+    if active is not None and [len(r) for r in active] != [len(shapes)] * steps:
+        raise ValueError(f"'active' is not {steps} rows of {len(shapes)} arrays")
     grads = []
     for k, row in enumerate(vec["inputs"]["grads"]):
         out = []
