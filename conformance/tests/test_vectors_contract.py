@@ -53,12 +53,14 @@ def fuzz_vector(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
     return out, load_manifest(out)["vectors"][0]
 
 
-def _torch_rows(cls: type, vec: dict[str, Any]) -> list[dict[str, list[list[float]]]]:
+def _torch_rows(
+    cls: type, vec: dict[str, Any], dtype: torch.dtype = torch.float64
+) -> list[dict[str, list[list[float]]]]:
     """Run a torch port over ``vec`` as a user's training loop does: one param group per vector
     group, ``group["lr"] = lr * f_k`` before step k (LambdaLR's effect), ``p.grad = None`` for
     an array without gradient."""
     shapes = [tuple(s) for s in vec["shapes"]]
-    ps = [torch.tensor([float.fromhex(x) for x in a], dtype=torch.float64).reshape(s)
+    ps = [torch.tensor([float.fromhex(x) for x in a], dtype=torch.float64).reshape(s).to(dtype)
           for a, s in zip(vec["inputs"]["params"], shapes, strict=True)]  # fmt: skip
     groups, base = [], []
     for g in vec["groups"]:
@@ -76,7 +78,7 @@ def _torch_rows(cls: type, vec: dict[str, Any]) -> list[dict[str, list[list[floa
             g["lr"] = lr * float.fromhex(vec["lr_factors"][k])
         for p, a, s in zip(ps, grads, shapes, strict=True):
             p.grad = None if a is None else torch.tensor(
-                [float.fromhex(x) for x in a], dtype=torch.float64).reshape(s)  # fmt: skip
+                [float.fromhex(x) for x in a], dtype=torch.float64).reshape(s).to(dtype)  # fmt: skip
         opt.step()
         st = [opt.state[p] for p in ps]
         rows.append({
@@ -185,6 +187,20 @@ def contract_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     out = tmp_path_factory.mktemp("contract")
     export(out, specs())
     return out, load_manifest(out)["vectors"][0]  # setadam-9101
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_correct_torch_port_in_a_lower_dtype_passes_its_contract_budgets(
+    contract_set: tuple[Path, dict[str, Any]], tmp_path: Path, dtype: str
+) -> None:
+    # inputs rounded to the dtype as a user's port receives them; budgets of that dtype
+    # (float16 is left out: this outside port gives inf at step 1 there, not yet diagnosed;
+    # eps = 1e-8 is 0 in float16, so a coordinate whose v underflows has w = 0)
+    d, vec = contract_set
+    rows = _torch_rows(CONTROL, vec, getattr(torch, dtype))
+    write_outputs(vec, rows, tmp_path / f"{vec['id']}.txt")
+    rc, text = _check(d, tmp_path, dtype=dtype, vectors=[vec["id"]])
+    assert rc == 0, text
 
 
 @pytest.mark.parametrize(
