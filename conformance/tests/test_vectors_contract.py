@@ -194,8 +194,9 @@ def test_a_correct_torch_port_in_a_lower_dtype_passes_its_contract_budgets(
     contract_set: tuple[Path, dict[str, Any]], tmp_path: Path, dtype: str
 ) -> None:
     # inputs rounded to the dtype as a user's port receives them; budgets of that dtype
-    # (float16 is left out: this outside port gives inf at step 1 there, not yet diagnosed;
-    # eps = 1e-8 is 0 in float16, so a coordinate whose v underflows has w = 0)
+    # (float16 is left out: this outside port gives inf at step 1 there, and so on a version-1
+    # vector of the same inputs: it adds eps = 1e-8 in float16, where eps is 0, so a coordinate
+    # whose v underflows likely gets w = 0; the port's own defect, not the contract's)
     d, vec = contract_set
     rows = _torch_rows(CONTROL, vec, getattr(torch, dtype))
     write_outputs(vec, rows, tmp_path / f"{vec['id']}.txt")
