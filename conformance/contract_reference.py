@@ -117,9 +117,12 @@ def _carried(e: InputErrors) -> InputErrors:
 
 
 def _sub(e: InputErrors, coords: np.ndarray) -> InputErrors:
+    # grad: the raw gradient's error, set only by a golden vector (float64 inputs a port in a
+    # lower dtype receives rounded); None in the harness, whose gradients are cast first
     return InputErrors(
-        e.theta[coords], e.m[coords], e.v[coords], None if e.vmax is None else e.vmax[coords]
-    )
+        e.theta[coords], e.m[coords], e.v[coords], None if e.vmax is None else e.vmax[coords],
+        None if e.grad is None else e.grad[coords],
+    )  # fmt: skip
 
 
 def _put(e: InputErrors, coords: np.ndarray, sub: InputErrors) -> None:

@@ -18,20 +18,22 @@ import numpy as np
 from setadam_ref import stage_names as N
 
 from ..adapters import third_party
+from ..contract import contract_of
 from ..reference_run import build_reference_for
 from ..results import Failure, PortSpec
 from ..runner import cause_phrase
 from ..vectors.catalogue import VectorSpec
+from ..vectors.contract_vectors import NotExpressible
 from ..vectors.export import export
 from . import reproducer
 from .cases import Case, base_of
 from .engine import FuzzOptions, FuzzResult, options_json
 
 VECTOR_ID = "{algorithm}-9001"  # the 9000s: vectors of shrunk fuzz cases
-VECTOR_CANNOT = (
-    "not written: the golden vector format has one config, a constant lr and every gradient; "
-    "it cannot express param groups, an lr schedule or absent gradients (the reproducer can)"
-)
+#: a contract case the golden vector format (version 2: groups, lr factors, absent gradients)
+#: still cannot express: groups that mix amsgrad and no amsgrad, a layer whose arrays with a
+#: gradient have different step counts (the reference's own ValueError is the reason)
+VECTOR_CANNOT = "not written: the golden vector format cannot express this contract case: {reason}"
 
 
 def _config(case: Case, spec: PortSpec) -> Any:
@@ -54,15 +56,34 @@ def judged_failure(failures: list[Failure]) -> Failure | None:
 
 
 def write_vector(case: Case, spec: PortSpec, directory: Path) -> Path:
-    """The shrunk case as a golden vector set of one (the project's format, with its text twin)."""
+    """The shrunk case as a golden vector set of one (the project's format, with its text twin);
+    a contract case as a version-2 vector: its groups with the harness's configs
+    (:func:`conformance.contract.contract_of`), the schedule's factors and the presence mask."""
     params0, grads = case.inputs()
     n = len(case.shapes)
+    cfg = _config(case, spec)
+    contract = contract_of(case.problem(), cfg) if case.contract else None
+    extra: dict[str, Any] = {}
+    flags = ["basic"]
+    if contract is not None:
+        active = case.active()
+        extra = {
+            "groups": tuple((tuple(a), _fields(c)) for a, c in contract.groups),
+            "lr_factors": contract.lr_factors, "active": active,
+        }  # fmt: skip
+        flags = [f for f, on in (("param-groups", len(contract.groups) > 1),
+                                 ("lr-schedule", contract.lr_factors is not None),
+                                 ("absent-gradients", active is not None)) if on]  # fmt: skip
     vs = VectorSpec(
-        VECTOR_ID.format(algorithm=case.algorithm), case.algorithm, _fields(_config(case, spec)),
+        VECTOR_ID.format(algorithm=case.algorithm), case.algorithm,
+        {} if contract is not None else _fields(cfg),
         tuple(case.shapes), tuple((i,) for i in range(n)), tuple(params0), tuple(grads),
-        ("basic",), f"shrunk fuzz case of {spec.name}: {case.describe()}",
+        tuple(flags), f"shrunk fuzz case of {spec.name}: {case.describe()}", **extra,
     )  # fmt: skip
-    export(directory, [vs])
+    try:
+        export(directory, [vs])
+    except NotExpressible as exc:
+        raise ValueError(VECTOR_CANNOT.format(reason=exc)) from None
     return directory / "manifest.json"
 
 
@@ -125,13 +146,10 @@ def write(out: FuzzResult, spec: PortSpec, opts: FuzzOptions, outdir: Path) -> N
             "stage": r.stage, "cause": cause_phrase(r),
             "likely_causes": [list(c) for c in r.likely_causes[:5]], "details": r.diagnosis,
         }  # fmt: skip
-        if case.contract:
-            summary["vector_error"] = VECTOR_CANNOT
-        else:
-            try:
-                out.files["vector"] = str(write_vector(case, spec, outdir / "vector"))
-            except Exception as exc:  # the reference could not export it (non-finite, ...)
-                summary["vector_error"] = str(exc)
+        try:
+            out.files["vector"] = str(write_vector(case, spec, outdir / "vector"))
+        except Exception as exc:  # the reference could not export it (non-finite, ...)
+            summary["vector_error"] = str(exc)
         f = judged_failure(r.failures)
         if f is not None and write_reproducer(case, spec, f, outdir / "reproducer.py"):
             out.files["reproducer"] = str(outdir / "reproducer.py")

@@ -23,6 +23,7 @@ REQUIRED = (
     "conformance/schema/report.schema.json",
     "conformance/vectors/canonical/manifest.json",
     "conformance/vectors/schema/vectors-v1.schema.json",
+    "conformance/vectors/schema/vectors-v2.schema.json",
     "conformance/ports/cuda/setadam.cu",
     "conformance/ports/cuda/multi_tensor.cuh",
 )

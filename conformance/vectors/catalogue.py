@@ -70,6 +70,16 @@ FLAGS: dict[str, str] = {
     "evaluation is scaled; overflow of g^2 in intermediate forms",
 }
 
+#: the flags of the contract vectors (manifest version 2 only: a version-1 set lists FLAGS alone)
+CONTRACT_FLAGS: dict[str, str] = {
+    "param-groups": "arrays in param groups with their own config (lr, betas, eps, weight decay, "
+    "tau): a port applying the first group's options to every group",
+    "lr-schedule": "the lr changes before every step (lr_t = lr * f_t in every group): an lr "
+    "read once at construction, a schedule applied to one group only",
+    "absent-gradients": "arrays without a gradient at some steps: such an array is not stepped "
+    "(theta, m, v and its step count unchanged) and does not count in its layer",
+}
+
 DTYPES: tuple[str, ...] = ("float64", "float32", "bfloat16", "float16")
 
 
@@ -97,6 +107,19 @@ class VectorSpec:
     initial_state: InitialState | None = None
     #: dtypes for which the vector is not meaningful, with the reason (e.g. huge values).
     not_applicable: dict[str, str] = field(default_factory=dict)
+    #: param groups (manifest version 2): per group its arrays and its full config (``config``
+    #: is then unused); None: every array has ``config``
+    groups: tuple[tuple[tuple[int, ...], dict[str, object]], ...] | None = None
+    #: f_1..f_T: step k uses lr * f_k in every group (version 2); None: f_k = 1
+    lr_factors: tuple[float, ...] | None = None
+    #: active[k-1][i]: array i has a gradient at step k (version 2); None: every gradient.
+    #: ``grads`` holds an array at every position (its values unused where inactive).
+    active: tuple[tuple[bool, ...], ...] | None = None
+
+    @property
+    def contract(self) -> bool:
+        """Whether the vector needs manifest version 2 (groups, lr factors or absences)."""
+        return self.groups is not None or self.lr_factors is not None or self.active is not None
 
 
 # --------------------------------------------------------------------------- input generation

@@ -250,7 +250,7 @@ def _usable(
         if named and not select([{"id": vid, "algorithm": alg}], patterns, algorithms):
             seen.add(vid)
             continue
-        problem = vector_problem(vec)
+        problem = vector_problem(vec, int(manifest["schema_version"]))
         if problem is None and not named:
             problem = "no 'id'"
         if problem is None and vid in seen:

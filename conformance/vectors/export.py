@@ -23,21 +23,25 @@ from typing import Any
 
 import numpy as np
 
-from conformance.vectors import FORMAT_NAME, SCHEMA_VERSION
-from conformance.vectors.catalogue import DTYPES, FLAGS, VectorSpec, catalogue
+from conformance.vectors import (
+    CONTRACT_SCHEMA_VERSION,
+    FORMAT_NAME,
+    SCHEMA_VERSION,
+    contract_vectors,
+)
+from conformance.vectors.catalogue import CONTRACT_FLAGS, DTYPES, FLAGS, VectorSpec, catalogue
 from conformance.vectors.encoding import F64Array, encode_array, hex_float, record
-from conformance.vectors.tolerance_spec import MODEL_DESCRIPTION, vector_tolerances
+from conformance.vectors.tolerance_spec import (
+    MODEL_DESCRIPTION,
+    tolerance_record,
+    vector_tolerances,
+)
 
 JSONDict = dict[str, Any]
 
 
 def _config_obj(spec: VectorSpec) -> Any:
-    import setadam_ref
-
-    kwargs = dict(spec.config)
-    if spec.algorithm == "adam":
-        return setadam_ref.AdamConfig(**kwargs)  # type: ignore[arg-type]
-    return setadam_ref.SETAdamConfig(**kwargs)  # type: ignore[arg-type]
+    return contract_vectors.config_obj(spec.algorithm, dict(spec.config))
 
 
 #: fields added after the format was fixed: written only when not at their default, so that
@@ -67,6 +71,9 @@ def _config_json(cfg: Any) -> JSONDict:
 def compute(spec: VectorSpec) -> JSONDict:
     """Run the reference over one vector's inputs; the vector's JSON object."""
     import setadam_ref
+
+    if spec.contract:
+        return compute_contract(spec)
 
     cfg = _config_obj(spec)
     params = tuple(np.array(p, dtype=np.float64) for p in spec.params)
@@ -126,19 +133,64 @@ def compute(spec: VectorSpec) -> JSONDict:
     return obj
 
 
+def _enc(arrays: Sequence[F64Array]) -> list[list[str]]:
+    return [encode_array(a) for a in arrays]
+
+
+def compute_contract(spec: VectorSpec) -> JSONDict:
+    """A contract vector's JSON object (:mod:`conformance.vectors.contract_vectors`): the
+    version-1 fields, ``groups`` for ``config``, ``lr_factors``, ``active``, null for an absent
+    gradient and each array's step count after every step."""
+    f64 = contract_vectors.run(spec, "float64")  # the trajectory, and the float64 budgets
+    traj = f64[0]
+    (p0, s0), n = traj[0], len(spec.shapes)
+    step0 = int(s0.steps[0]) if n else 0
+    vmax = s0.vmax is not None
+    expected: list[JSONDict] = [
+        {"step": step0 + k, "params": _enc(p), "m": _enc(st.m), "v": _enc(st.v),
+         "vmax": _enc(st.vmax) if st.vmax is not None else None, "counts": list(st.steps)}
+        for k, (p, st) in enumerate(traj[1:], 1)
+    ]  # fmt: skip
+    act = spec.active
+    grads = [
+        [encode_array(g[i]) if act is None or act[k][i] else None for i in range(n)]
+        for k, g in enumerate(spec.grads)
+    ]
+    head: JSONDict = {"id": spec.id, "algorithm": spec.algorithm, "flags": list(spec.flags),
+                      "description": spec.description}  # fmt: skip
+    fields = contract_vectors.contract_fields(spec, _config_json)
+    if "groups" not in fields:
+        head["config"] = _config_json(_config_obj(spec))
+    head["groups"] = fields.pop("groups", None)
+    obj: JSONDict = {k: v for k, v in head.items() if v is not None}
+    obj.update(
+        shapes=[list(s) for s in spec.shapes], layers=[list(x) for x in spec.layers],
+        steps=len(spec.grads), **fields, text_file=f"text/{spec.id}.txt",
+        inputs={
+            "params": _enc(p0),
+            "initial_state": {"step": step0, "m": _enc(s0.m), "v": _enc(s0.v),
+                              "vmax": _enc(s0.vmax) if s0.vmax is not None else None},
+            "grads": grads,
+        },
+        expected=expected,
+        tolerance=tolerance_record(
+            spec, lambda d: (f64 if d == "float64" else contract_vectors.run(spec, d))[1],
+            [e["step"] for e in expected], vmax,
+        ),
+    )  # fmt: skip
+    return obj
+
+
 def text_twin(vec: JSONDict) -> str:
     """The flat text form of one vector (grammar in docs/src/guide/vectors.md)."""
+    v2 = any(k in vec for k in ("groups", "lr_factors", "active"))
     lines = [
-        "setadam-vector 1",
+        f"setadam-vector {CONTRACT_SCHEMA_VERSION if v2 else 1}",
         f"# {vec['id']}: {vec['description']}",
         f"id {vec['id']}",
         f"algorithm {vec['algorithm']}",
     ]
-    for k, val in vec["config"].items():
-        if isinstance(val, bool):
-            lines.append(f"{k} {int(val)}")
-        else:
-            lines.append(f"{k} {val}")
+    lines.extend(contract_vectors.config_lines(vec.get("config", {})))
     shapes: list[list[int]] = vec["shapes"]
     sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
     lines.append(f"arrays {len(shapes)}")
@@ -147,13 +199,16 @@ def text_twin(vec: JSONDict) -> str:
     lines.append(f"layers {len(vec['layers'])}")
     for j, layer in enumerate(vec["layers"]):
         lines.append(record("layer", j, len(layer), *layer))
+    lines.extend(contract_vectors.text_records(vec, "groups", 0, 0))
     lines.append(f"steps {vec['steps']}")
     inp = vec["inputs"]
     st0 = inp["initial_state"]
     lines.append(f"state_step {st0['step']}")
 
-    def arrays(key: str, values: list[list[str]], step: int | None = None) -> None:
+    def arrays(key: str, values: list[list[str] | None], step: int | None = None) -> None:
         for i, vals in enumerate(values):
+            if vals is None:  # an absent gradient (version 2): no record
+                continue
             head = (key, step, i, len(vals)) if step is not None else (key, i, len(vals))
             lines.append(record(*(str(h) for h in head), values=vals))
 
@@ -162,14 +217,17 @@ def text_twin(vec: JSONDict) -> str:
     arrays("init_v", st0["v"])
     if st0["vmax"] is not None:
         arrays("init_vmax", st0["vmax"])
-    for k, g in enumerate(inp["grads"]):
-        arrays("grad", g, int(st0["step"]) + k + 1)
+    for k, g in enumerate(inp["grads"], 1):
+        lines.extend(contract_vectors.text_records(vec, "step", int(st0["step"]) + k, k))
+        arrays("grad", g, int(st0["step"]) + k)
     for e in vec["expected"]:
         arrays("expect_param", e["params"], e["step"])
         arrays("expect_m", e["m"], e["step"])
         arrays("expect_v", e["v"], e["step"])
         if e["vmax"] is not None:
             arrays("expect_vmax", e["vmax"], e["step"])
+        if "counts" in e:
+            lines.append(record("expect_count", e["step"], len(e["counts"]), *e["counts"]))
     lines.append("end")
     return "\n".join(lines) + "\n"
 
@@ -178,8 +236,10 @@ def build_manifest(specs: Sequence[VectorSpec] | None = None) -> JSONDict:
     import setadam_ref
 
     specs = catalogue() if specs is None else specs
+    # a set without contract vectors stays version 1, byte for byte what it was
+    v2 = any(s.contract for s in specs)
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": CONTRACT_SCHEMA_VERSION if v2 else SCHEMA_VERSION,
         "format": FORMAT_NAME,
         "generator": {
             "command": "setadam-conformance vectors export DIR",
@@ -200,7 +260,7 @@ def build_manifest(specs: Sequence[VectorSpec] | None = None) -> JSONDict:
         },
         "dtypes": list(DTYPES),
         "tolerance_model": MODEL_DESCRIPTION,
-        "flags": dict(FLAGS),
+        "flags": {**FLAGS, **CONTRACT_FLAGS} if v2 else dict(FLAGS),
         "vectors": [compute(s) for s in specs],
     }
 

@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from conformance.vectors import FORMAT_NAME, OUTPUT_FORMAT_NAME, SCHEMA_PATH, SCHEMA_VERSION
+from conformance.vectors import (
+    CONTRACT_SCHEMA_PATH,
+    FORMAT_NAME,
+    OUTPUT_FORMAT_NAME,
+    SCHEMA_PATH,
+    SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
+)
 from conformance.vectors.encoding import F64Array, parse_float
 
 KINDS = ("param", "m", "v", "vmax")
@@ -102,15 +109,16 @@ def read_json(path: Path, limit: int) -> Any:
 # ------------------------------------------------------------------------------ the set
 
 
-@functools.lru_cache(maxsize=4)
-def _validator(part: str) -> Any:
-    """A compiled validator of the manifest schema: ``"top"`` (vectors unchecked) or
-    ``"vector"`` (one entry of ``vectors``); None when jsonschema is not installed."""
+@functools.lru_cache(maxsize=8)
+def _validator(part: str, version: int = SCHEMA_VERSION) -> Any:
+    """A compiled validator of the manifest schema of ``version``: ``"top"`` (vectors unchecked)
+    or ``"vector"`` (one entry of ``vectors``); None when jsonschema is not installed."""
     try:
         import jsonschema  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         return None
-    schema = json.loads(SCHEMA_PATH.read_text())
+    path = SCHEMA_PATH if version == SCHEMA_VERSION else CONTRACT_SCHEMA_PATH
+    schema = json.loads(path.read_text())
     if part == "top":
         schema["properties"] = dict(schema["properties"], vectors={"type": "array", "minItems": 1})
     else:
@@ -119,9 +127,9 @@ def _validator(part: str) -> Any:
     return jsonschema.Draft202012Validator(schema)
 
 
-def _schema_errors(obj: Any, part: str) -> str | None:
+def _schema_errors(obj: Any, part: str, version: int = SCHEMA_VERSION) -> str | None:
     """The first schema violation of ``obj`` (None when valid or jsonschema is missing)."""
-    validator = _validator(part)
+    validator = _validator(part, version)
     if validator is None:
         return None
     import jsonschema
@@ -140,21 +148,23 @@ def load_manifest(directory: str | Path) -> dict[str, Any]:
     obj = read_json(path, MAX_MANIFEST_BYTES)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
         raise Malformed(f"{path} is not a golden-vector manifest (format != {FORMAT_NAME!r})")
-    if obj.get("schema_version") != SCHEMA_VERSION:
+    version = obj.get("schema_version")
+    if isinstance(version, bool) or version not in SCHEMA_VERSIONS:
         raise Malformed(
-            f"{path}: schema_version {obj.get('schema_version')!r} is not supported "
-            f"(this checker reads version {SCHEMA_VERSION})"
+            f"{path}: schema_version {version!r} is not supported (this checker reads versions "
+            f"{', '.join(map(str, SCHEMA_VERSIONS))})"
         )
-    if (problem := _schema_errors(obj, "top")) is not None:
+    if (problem := _schema_errors(obj, "top", version)) is not None:
         raise Malformed(f"{path}: fails its schema at {problem}")
     return obj
 
 
-def vector_problem(vec: Any) -> str | None:
-    """Why one entry of ``manifest["vectors"]`` fails the schema's vector definition, or None."""
+def vector_problem(vec: Any, version: int = SCHEMA_VERSION) -> str | None:
+    """Why one entry of ``manifest["vectors"]`` fails the vector definition of the schema of
+    ``version`` (the manifest's), or None."""
     if not isinstance(vec, dict):
         return f"a {type(vec).__name__}, not a vector object"
-    return _schema_errors(vec, "vector")
+    return _schema_errors(vec, "vector", version)
 
 
 # ------------------------------------------------------------------------ output files

@@ -28,7 +28,7 @@ loudly (it can only come from a defect of the model).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,8 @@ from conformance.vectors.catalogue import DTYPES, VectorSpec
 from conformance.vectors.encoding import F64Array, hex_float
 
 STATE_KINDS: tuple[str, ...] = ("m", "v", "vmax")
+#: per step k = 1..T the budgets of params/m/v/vmax per array at one dtype
+Rows = list[dict[str, tuple[F64Array, ...]]]
 #: the budget of a coordinate the dtype cannot resolve (the model's bound is infinite)
 UNRESOLVED = "inf"
 
@@ -75,7 +77,8 @@ def encode_budget(a: F64Array) -> list[str]:
     ]
 
 
-def _round_err(x: F64Array, dtype: str) -> F64Array:
+def rounding_error(x: F64Array, dtype: str) -> F64Array:
+    """|round_D(x) - x| per coordinate (inf where the dtype overflows)."""
     with np.errstate(over="ignore", invalid="ignore"):
         err = np.abs(round_to(x, dtype) - x)
     return np.asarray(np.where(np.isfinite(err), err, np.inf), dtype=np.float64)
@@ -88,7 +91,7 @@ def free_running_bounds(
     states: Sequence[Any],
     traces: Sequence[Any],
     dtype: str,
-) -> list[dict[str, tuple[F64Array, ...]]]:
+) -> Rows:
     """Budgets of params/m/v/vmax after every step at ``dtype`` (per array)."""
     flat = Flat.make(spec.shapes, spec.layers)
     c = flat.cat
@@ -98,17 +101,17 @@ def free_running_bounds(
         flat,
         dtype,
         InputErrors(
-            theta=_round_err(c(params[0]), dtype),
-            m=_round_err(c(st0.m), dtype),
-            v=_round_err(c(st0.v), dtype),
-            vmax=None if st0.vmax is None else _round_err(c(st0.vmax), dtype),
+            theta=rounding_error(c(params[0]), dtype),
+            m=rounding_error(c(st0.m), dtype),
+            v=rounding_error(c(st0.v), dtype),
+            vmax=None if st0.vmax is None else rounding_error(c(st0.vmax), dtype),
         ),
     )
-    out: list[dict[str, tuple[F64Array, ...]]] = []
+    out: Rows = []
     with np.errstate(all="ignore"):
         for k, g in enumerate(spec.grads):
             ref = StepRef.from_trace(flat, params[k], states[k], params[k + 1], traces[k])
-            b = budget.next(ref, _round_err(c(g), dtype))
+            b = budget.next(ref, rounding_error(c(g), dtype))
             row: dict[str, tuple[F64Array, ...]] = {"params": flat.split(b["params"])}
             for kind in STATE_KINDS:
                 if kind in b:
@@ -134,13 +137,25 @@ def vector_tolerances(
     traces: Sequence[Any],
 ) -> dict[str, Any]:
     """The per-dtype tolerance record of one vector (see the module docstring)."""
+    return tolerance_record(
+        spec,
+        lambda d: free_running_bounds(spec, cfg, params, states, traces, d),
+        [int(st.step) for st in states[1:]],
+        states[0].vmax is not None,
+    )
+
+
+def tolerance_record(
+    spec: VectorSpec, rows_of: Callable[[str], Rows], steps: Sequence[int], has_vmax: bool
+) -> dict[str, Any]:
+    """The per-dtype tolerance record from the budgets ``rows_of(dtype)`` of the steps labelled
+    ``steps`` (the free-running composition of one config, or of a contract's calls)."""
     out: dict[str, Any] = {}
-    has_vmax = states[0].vmax is not None
     for d in DTYPES:
         if d in spec.not_applicable:
             out[d] = {"applicable": False, "reason": spec.not_applicable[d]}
             continue
-        rows = free_running_bounds(spec, cfg, params, states, traces, d)
+        rows = rows_of(d)
         if d == "float64" and (where := _first_inf(rows, "params")) is not None:
             raise ValueError(
                 f"vector {spec.id}: the tolerance model gives no finite float64 budget at {where}; "
@@ -160,7 +175,7 @@ def vector_tolerances(
         unresolved = 0
         for k, row in enumerate(rows):
             entry: dict[str, Any] = {
-                "step": int(states[k + 1].step),
+                "step": int(steps[k]),
                 "params": [encode_budget(a) for a in row["params"]],
             }
             unresolved += sum(int((~np.isfinite(a)).sum()) for a in row["params"])

@@ -27,14 +27,40 @@ _STATE = ("m", "v", "vmax")
 _MODES = ("weight_decay_mode", "amsgrad_mode", "eps_mode")
 
 
-def _config(vec: dict[str, Any]) -> dict[str, object]:
+def _config(config: dict[str, Any]) -> dict[str, object]:
     out: dict[str, object] = {}
-    for k, v in vec["config"].items():
+    for k, v in config.items():
         if k in ("beta1", "beta2"):
             continue
         out[k] = v if isinstance(v, bool) or k in _MODES else parse_float(str(v))
-    out["betas"] = (parse_float(vec["config"]["beta1"]), parse_float(vec["config"]["beta2"]))
+    out["betas"] = (parse_float(config["beta1"]), parse_float(config["beta2"]))
     return out
+
+
+def _contract(vec: dict[str, Any], shapes: Any) -> dict[str, Any]:
+    """The version-2 fields of a :class:`VectorSpec` and the gradients (zeros where absent)."""
+    active, steps = vec.get("active"), len(vec["inputs"]["grads"])
+    if active is not None and [len(r) for r in active] != [len(shapes)] * steps:
+        raise ValueError(f"'active' is not {steps} rows of {len(shapes)} arrays")
+    grads = []
+    for k, row in enumerate(vec["inputs"]["grads"]):
+        out = []
+        for i, (a, s) in enumerate(zip(row, shapes, strict=True)):
+            on = active is None or bool(active[k][i])
+            if (a is None) == on:
+                raise ValueError(f"grads[{k}][{i}] is {'null' if on else 'given'} but active is {on}")
+            out.append(decode_array(a, s) if on else np.zeros(s))
+        grads.append(tuple(out))
+    groups = vec.get("groups")
+    factors = vec.get("lr_factors")
+    return {
+        "grads": tuple(grads),
+        "groups": None if groups is None else tuple(
+            (tuple(int(i) for i in g["arrays"]), _config(g["config"])) for g in groups
+        ),
+        "lr_factors": None if factors is None else tuple(parse_float(str(f)) for f in factors),
+        "active": None if active is None else tuple(tuple(map(bool, r)) for r in active),
+    }  # fmt: skip
 
 
 def spec_of(vec: dict[str, Any]) -> VectorSpec:
@@ -46,20 +72,22 @@ def spec_of(vec: dict[str, Any]) -> VectorSpec:
 
     st = vec["inputs"]["initial_state"]
     vmax = None if st["vmax"] is None else arrays(st["vmax"])
+    contract = _contract(vec, shapes)
     return VectorSpec(
         id=vec["id"],
         algorithm=vec["algorithm"],
-        config=_config(vec),
+        config=_config(vec["config"]) if "config" in vec else {},
         shapes=shapes,
         layers=tuple(tuple(int(i) for i in layer) for layer in vec["layers"]),
         params=arrays(vec["inputs"]["params"]),
-        grads=tuple(arrays(g) for g in vec["inputs"]["grads"]),
+        grads=contract.pop("grads"),
         flags=tuple(vec["flags"]),
         description=vec["description"],
         initial_state=InitialState(int(st["step"]), arrays(st["m"]), arrays(st["v"]), vmax),
         not_applicable={
             d: str(t.get("reason", "")) for d, t in vec["tolerance"].items() if not t["applicable"]
         },
+        **contract,
     )
 
 
@@ -124,4 +152,7 @@ def vector_mismatch(vec: dict[str, Any]) -> str | None:
     ref = compute(spec_of(vec))
     if len(vec["expected"]) != len(ref["expected"]):
         return f"{len(vec['expected'])} expected steps for {len(ref['expected'])} gradients"
+    counts = [e.get("counts") for e in vec["expected"]]
+    if counts != [e.get("counts") for e in ref["expected"]]:
+        return "expected step counts are not the reference's"
     return _expected_problem(vec, ref) or _budget_problem(vec, ref)
