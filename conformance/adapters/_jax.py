@@ -175,14 +175,14 @@ class OptaxPort:
         self, dt: str, shapes: list[tuple[int, ...]], g1: list[np.ndarray], g2: list[np.ndarray]
     ) -> list[dict[Any, Any]]:
         """The probe for ``state_discovery``: the state's leaves from ``init`` of zero parameters
-        and after each of two updates (compiled as the port runs: mostly the same shapes)."""
+        and after each of two updates of them (zero at both) (compiled as the port runs: mostly the same shapes)."""
         ndt = np.dtype(jnp_dtype(dt))
         params: Any = [np.zeros(s, dtype=ndt) for s in shapes]
         with self._jax.default_device(self._dev()):
             st = self._tx.init(params)
             snaps = [_leaves(st)]
-            for g in (g1, g2):
-                params, st = self._update([x.astype(ndt) for x in g], st, params)
+            for g in (g1, g2):  # zero parameters at each step: weight decay adds nothing to g
+                _, st = self._update([x.astype(ndt) for x in g], st, params)
                 snaps.append(_leaves(st))
         return snaps
 
@@ -199,8 +199,9 @@ class OptaxPort:
         cpu = self.device == "cpu"
         self._params = [self._np(p) if cpu else self._arr(p) for p in params]
         layout = self.layout([np.shape(p) for p in params])
-        if state is not None and not layout.writable:
-            raise NotImplementedError(f"cannot continue from a given state: {layout.why_not()}")
+        # an amsgrad state whose vmax was not found is refused too: never a stale maximum
+        if state is not None and (why := layout.refusal(state.vmax is not None)):
+            raise NotImplementedError(f"cannot continue from a given state: {why}")
         if self._init_state is None or state is None:
             with self._jax.default_device(self._dev()):
                 self._init_state = self._tx.init(self._params)

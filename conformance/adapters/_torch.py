@@ -232,8 +232,9 @@ class TorchOptimizerPort:
     def _snapshots(
         self, dt: str, shapes: list[tuple[int, ...]], g1: list[np.ndarray], g2: list[np.ndarray]
     ) -> list[dict[Any, Any]]:
-        """The probe for ``state_discovery``: a fresh optimizer on zero parameters, its state's
-        leaves before the first step and after each of two steps."""
+        """The probe for ``state_discovery``: a fresh optimizer on zero parameters (set back to
+        zero before the second step), its state's leaves before the first step and after each
+        of two steps."""
         torch = self._torch
         tdt = torch_dtype(dt)
         params = [
@@ -242,6 +243,9 @@ class TorchOptimizerPort:
         opt, params = TD.build(lambda ps: self._make([{"params": ps}]), params)
         snaps = [TS.leaves(TS.slots(opt, params))]
         for g in (g1, g2):
+            with torch.no_grad():  # zero at each step: weight decay adds nothing to g
+                for p in params:
+                    p.zero_()
             for p, x in zip(params, g, strict=True):
                 p.grad = self._tensor(x, tdt)
             opt.step()
@@ -290,8 +294,9 @@ class TorchOptimizerPort:
         torch = self._torch
         self._params = [self._leaf(p, i).requires_grad_(True) for i, p in enumerate(params)]
         layout = self.layout([np.shape(p) for p in params])
-        if state is not None and not layout.writable:
-            raise NotImplementedError(f"cannot continue from a given state: {layout.why_not()}")
+        # an amsgrad state whose vmax was not found is refused too: never a stale maximum
+        if state is not None and (why := layout.refusal(state.vmax is not None)):
+            raise NotImplementedError(f"cannot continue from a given state: {why}")
         self._opt, self._params = TD.build(self._build, self._params)  # differentiable=True
         if state is None:
             self._schedule(None)
