@@ -90,6 +90,7 @@ class OptaxPort:
         state_map: dict[str, str] | None = None,
         betas: tuple[float, float] | None = None,
         make_for: Callable[[Any, Any], Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
     ) -> None:
         jax = setup_jax()
         import optax
@@ -108,12 +109,18 @@ class OptaxPort:
         self._discovery = LayoutCache(self._snapshots, dtype, state_map, betas, root="state")
         # the contract (conformance.contract): a transformation for (config, learning_rate)
         self._make_for = make_for
+        self._kwargs = dict(kwargs or {})  # what ``make_tx`` passes the target (reported)
 
         def update(grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
             updates, new_state = self._tx.update(grads, state, params)
             return optax.apply_updates(params, updates), new_state
 
         self._update = jax.jit(update) if jit else update
+
+    def construction(self, n: int) -> dict[str, Any]:
+        """The keyword arguments the transformation is built with, for a reproducer (``groups``
+        None: a contract's groups are an ``optax.multi_transform`` of ``make_for``'s)."""
+        return {"kwargs": dict(self._kwargs), "groups": None}
 
     def configure(self, contract: Any) -> None:
         """Param groups as ``optax.multi_transform`` (one label per group, ``set_to_zero`` for

@@ -95,6 +95,7 @@ class TorchOptimizerPort:
         betas: tuple[float, float] | None = None,
         group_kwargs: Callable[[Any], dict[str, Any]] | None = None,
         group_layer: dict[str, Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
     ) -> None:
         import torch
 
@@ -123,6 +124,7 @@ class TorchOptimizerPort:
         self._layouts: tuple[str, ...] | None = None
         self._compile = False
         self._step_fn: Any = None
+        self._kwargs = dict(kwargs or {})  # what ``make`` passes the constructor (reported)
 
     # -- helpers
     def _tensor(self, a: np.ndarray, dtype: Any = None) -> Any:
@@ -142,6 +144,17 @@ class TorchOptimizerPort:
              **self._tensor_lr(cfg)}
             for arrays, cfg in c.groups
         ]  # fmt: skip
+
+    def construction(self, n: int) -> dict[str, Any]:
+        """The keyword arguments the optimizer is built with, for a reproducer: ``kwargs`` (the
+        constructor's) and ``groups``, per param group its arrays (of ``n``) and options (a
+        tensor lr as its float); the sentinel's group is the harness's, not listed."""
+        groups = [
+            ([int(i) for i in g["params"]],
+             {k: float(x) if hasattr(x, "item") else x for k, x in g.items() if k != "params"})
+            for g in self._groups(list(range(n)))
+        ]  # fmt: skip
+        return {"kwargs": dict(self._kwargs), "groups": groups}
 
     def _tensor_lr(self, cfg: Any) -> dict[str, Any]:
         """``{"lr": 0-d float64 tensor}`` for a contract with a tensor lr (the same value)."""

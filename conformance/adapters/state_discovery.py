@@ -55,6 +55,8 @@ from typing import Any
 
 import numpy as np
 
+from .running_max import is_running_max, roundoff
+
 #: one step of a path: (kind, key); kinds: "state" (torch per-parameter state, key = array
 #: index), "param" (a mapping keyed by a parameter or its id, key = array index), "group" (a
 #: param group), "key" (mapping key), "idx" (sequence index), "attr" (attribute or field),
@@ -346,35 +348,13 @@ def _on_zero_g2(
     return worst
 
 
-#: unit roundoff by the name of a leaf's dtype (a name not listed: float32's)
-_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
-
-
 def _is_max(after1: Mapping[Path, Leaf], after2: Mapping[Path, Leaf], vv: View, mv: View) -> bool:
-    r"""Whether ``mv`` is the running maximum of ``vv`` over the probe's second step:
-    $\text{vmax}_2 = \max(\text{vmax}_1, c\,v_2)$ on every coordinate, to 4 units of roundoff,
-    with one $c > 0$ (estimated where vmax moved), and $\text{vmax}_2 > c\,v_2$ somewhere."""
+    """Whether view ``mv`` is the running maximum of view ``vv`` (:mod:`.running_max`)."""
     if vv.path not in after2 or mv.path not in after2:
         return False
+    u = max(roundoff(after1[p].dtype) for p in (vv.path, mv.path))
     v1, v2 = _values(after1[vv.path], vv), _values(after2[vv.path], vv)
-    m1, m2 = _values(after1[mv.path], mv), _values(after2[mv.path], mv)
-    if not (v1.shape == v2.shape == m1.shape == m2.shape) or v1.size == 0:
-        return False
-    if not all(np.all(np.isfinite(x)) for x in (v1, v2, m1, m2)):
-        return False
-    names = (after1[vv.path].dtype, after1[mv.path].dtype)
-    tol = 4.0 * max(_ROUNDOFF.get(d.replace("torch.", ""), 2.0**-24) for d in names)
-    moved = np.abs(m2 - m1) > tol * np.abs(m1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # a maximum that never moved: its scale against v is step 1's
-        ratio = m2[moved] / v2[moved] if moved.any() else m1 / v1
-    c = float(np.median(ratio))
-    if not (math.isfinite(c) and c > 0.0):
-        return False
-    want = np.maximum(m1, c * v2)
-    if not bool(np.all(np.abs(m2 - want) <= tol * want)):
-        return False
-    return bool(np.any(c * v2 < m2 * (1.0 - tol)))
+    return is_running_max(v1, v2, _values(after1[mv.path], mv), _values(after2[mv.path], mv), u)
 
 
 def _v_and_vmax(

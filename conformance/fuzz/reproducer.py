@@ -4,10 +4,13 @@ The script regenerates the case's inputs (the generator's source is copied in), 
 reference and the target free-running for the failing step's horizon (with the case's param
 groups, lr schedule and absent gradients: the reference steps each array on its own, with its
 group's config at the step's lr and its own step count, as :mod:`conformance.contract_reference`
-does for layers of one array; a JAX target's contract case has no reproducer yet), and compares the failing
-array at that step against the budget the harness's tolerance model gave each coordinate there
-(embedded as hex floats: the script imports nothing of ``conformance``). It prints the port's and
-the reference's values at the first coordinate over budget and exits 1; 0 when nothing is over.
+does for layers of one array; a JAX target's contract case has no reproducer yet), with the
+keyword arguments the harness's worker built the target with (``artifacts.constructed``: the
+fields its adapter adds from the target's signature, ``amsgrad``, ``maximize``, ... included),
+and compares the failing array at that step against the budget the harness's tolerance model
+gave each coordinate there (embedded as hex floats: the script imports nothing of
+``conformance``). It prints those keyword arguments, the port's and the reference's values at
+the first coordinate over budget and exits 1; 0 when nothing is over.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ def main():
     with np.errstate(invalid="ignore"):
         over = ~(np.abs(port - ref) <= budget)
     print(f"case: {CASE_TEXT}")
+    print(f"target built with {KWARGS!r} and per group {[kw for _a, _c, kw in GROUPS]!r}")
     if not over.any():
         print(f"no coordinate of array {ARRAY} over budget at step {STEP}: not reproduced")
         return 0
