@@ -91,6 +91,7 @@ class OptaxPort:
         betas: tuple[float, float] | None = None,
         make_for: Callable[[Any, Any], Any] | None = None,
         kwargs: dict[str, Any] | None = None,
+        group_kwargs: Callable[[Any], dict[str, Any]] | None = None,
     ) -> None:
         jax = setup_jax()
         import optax
@@ -110,6 +111,8 @@ class OptaxPort:
         # the contract (conformance.contract): a transformation for (config, learning_rate)
         self._make_for = make_for
         self._kwargs = dict(kwargs or {})  # what ``make_tx`` passes the target (reported)
+        self._group_kwargs = group_kwargs  # what ``make_for`` passes it for a group's config
+        self._built: list[tuple[list[int], dict[str, Any]]] | None = None
 
         def update(grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
             updates, new_state = self._tx.update(grads, state, params)
@@ -118,9 +121,11 @@ class OptaxPort:
         self._update = jax.jit(update) if jit else update
 
     def construction(self, n: int) -> dict[str, Any]:
-        """The keyword arguments the transformation is built with, for a reproducer (``groups``
-        None: a contract's groups are an ``optax.multi_transform`` of ``make_for``'s)."""
-        return {"kwargs": dict(self._kwargs), "groups": None}
+        """The keyword arguments the transformation is built with, for a reproducer: ``kwargs``
+        (a plain case's) and, after ``configure``, ``groups``: per contract group its arrays and
+        the keyword arguments of its transformation (``learning_rate`` the constant one; the
+        schedule and the ``multi_transform`` labels follow from the contract, as below)."""
+        return {"kwargs": dict(self._kwargs), "groups": self._built}
 
     def configure(self, contract: Any) -> None:
         """Param groups as ``optax.multi_transform`` (one label per group, ``set_to_zero`` for
@@ -154,6 +159,8 @@ class OptaxPort:
                 return cfg.lr
             return lambda count: cfg.lr * f[jnp.minimum(count, f.shape[0] - 1)]
 
+        if self._group_kwargs is not None:
+            self._built = [(list(a), self._group_kwargs(c)) for a, c in contract.groups]
         frozen = set(contract.frozen)
         live = [(k, c) for k, (arrays, c) in enumerate(contract.groups) if set(arrays) - frozen]
         if len(contract.groups) == 1 and not frozen:

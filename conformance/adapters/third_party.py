@@ -449,7 +449,7 @@ def jax_factory(
             make_for=lambda c, lr: _construct(
                 label, form, fn, **{**_jax_kwargs(c, extra, wd_named), "learning_rate": lr}
             ),
-            kwargs=kw,  # reported to the harness (fuzz reproducers)
+            kwargs=kw, group_kwargs=lambda c: _jax_kwargs(c, extra, wd_named),  # reported
         )  # fmt: skip
 
     return make_port, _supports(base, accepted, weight_decay_mode), base

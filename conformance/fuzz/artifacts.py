@@ -89,23 +89,26 @@ def constructed(case: Case, spec: PortSpec, cfg: Any, contract: Any) -> dict[str
 
 
 def write_reproducer(case: Case, spec: PortSpec, failure: Failure, path: Path) -> bool:
-    """Write the reproducer script; False when the target is not a MODULE:ATTR (our ports) or
-    a JAX target's contract case (optax has no param groups to write it with yet). The target
-    is built with the keyword arguments its worker reports (``constructed``)."""
+    """Write the reproducer script; False when the target is not a MODULE:ATTR (our ports).
+    The target is built with the keyword arguments its worker reports (``constructed``), a JAX
+    target's contract case as the JAX adapter builds it (per group)."""
     loc = spec.locator
     if loc is None or loc.kind != "third_party" or failure.step is None:
         return False
     framework = str(loc.options["framework"])
-    if framework != "torch" and case.contract:
-        return False
     cfg = _config(case, spec)
     rr = build_reference_for(case.problem(), cfg, spec.dtype)
     built = constructed(case, spec, cfg, rr.contract)
     arrays = list(range(len(case.shapes)))
     groups: list[tuple[list[int], dict[str, Any], dict[str, Any]]] = [(arrays, _fields(cfg), {})]
-    if rr.contract is not None and built["groups"] is not None and len(built["groups"]) > 1:
+    jax_contract = framework != "torch" and rr.contract is not None
+    if jax_contract and built["groups"] is None:
+        return False  # a JAX port that reports no transformation per group
+    several = built["groups"] is not None and len(built["groups"]) > 1
+    if rr.contract is not None and built["groups"] is not None and (several or jax_contract):
         pairs = zip(built["groups"], rr.contract.groups, strict=True)
         groups = [(list(a), _fields(c), dict(opts)) for (a, opts), (_a, c) in pairs]
+    frozen = tuple(rr.contract.frozen) if rr.contract is not None else ()
     assert failure.array is not None
     flat = rr.flat
     t = min(failure.step, len(rr.free_bounds))
@@ -113,7 +116,9 @@ def write_reproducer(case: Case, spec: PortSpec, failure: Failure, path: Path) -
     a = failure.array
     budget = np.asarray(bound)[flat.offsets[a] : flat.offsets[a + 1]]
     kwargs = dict(built["kwargs"])
-    src = reproducer.script(case, framework, spec.name, spec.dtype, groups, kwargs, t, a, budget)
+    src = reproducer.script(
+        case, framework, spec.name, spec.dtype, groups, kwargs, t, a, budget, frozen
+    )
     path.write_text(src)
     return True
 

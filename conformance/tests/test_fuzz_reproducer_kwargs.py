@@ -24,6 +24,7 @@ pytest.importorskip("torch")
 from conformance.fuzz import artifacts
 from conformance.fuzz.cases import Case
 from conformance.fuzz.command import target_spec
+from conformance.results import Failure
 from conformance.runner import check_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,11 +73,50 @@ def test_the_reproducer_builds_the_target_as_the_worker_did(tmp_path: Path) -> N
     assert float(_line(out, "port ").split()[1]) == port_value  # the harness's own port value
 
 
-@pytest.mark.slow  # three worker processes: ~15 s of CPU
 def test_the_reproducer_builds_each_param_group_as_the_worker_did(tmp_path: Path) -> None:
+    # the failure is the guide's shrunk one (step 1, array 1), given rather than judged again
     spec = target_spec(CACHE, "torch", "setadam", hyper={"tau": 0.5, "maximize": False})
-    text, out, port_value = _reproduce(tmp_path, spec, GROUPS_CASE)
-    groups = ast.literal_eval(_line(text, "GROUPS = ").split("=", 1)[1])
+    f = Failure("fuzz", "free", 1, "params", "tolerance", "", array=1)
+    path = tmp_path / "reproducer.py"
+    assert artifacts.write_reproducer(GROUPS_CASE, spec, f, path)
+    groups = ast.literal_eval(_line(path.read_text(), "GROUPS = ").split("=", 1)[1])
     assert [g[0] for g in groups] == [[0], [1]]
     assert all(g[2]["tau"] == 0.5 and g[2]["lr"] == 1e-3 for g in groups), groups
-    assert float(_line(out, "port ").split()[1]) == port_value
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 1 and "step 1, array 1" in run.stdout, run.stdout + run.stderr
+
+
+#: a JAX contract case: two one-element groups, the cosine schedule (f_1 = 1/4, then larger),
+#: three steps; the target reads the schedule once, so steps 2 on move too little
+JAX_CASE = Case(
+    "adam", ((1,), (1,)), ("normal", "normal"), (0, 0), (), 3, 0,
+    groups=(((0,), ()), ((1,), (("lr", 1e-2),))), schedule="cosine",
+)  # fmt: skip
+
+
+def test_a_jax_contract_case_has_a_reproducer_built_as_the_adapter_builds_it(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("optax")
+    target = "conformance.tests.fuzz_wrong.jax_ports:schedule_read_once_adam"
+    spec = target_spec(target, "jax", "adam", dtype="float64")
+    r = check_port(spec, scenarios=[JAX_CASE.scenario()], diagnose=False)
+    assert r.verdict == "fail", r.message
+    f = artifacts.judged_failure(r.failures)
+    assert f is not None and f.mode == "free" and f.step == 2 and f.port_value is not None
+    path = tmp_path / "reproducer.py"
+    assert artifacts.write_reproducer(JAX_CASE, spec, f, path)
+    text = path.read_text()
+    groups = ast.literal_eval(_line(text, "GROUPS = ").split("=", 1)[1])
+    assert [g[2]["learning_rate"] for g in groups] == [1e-3, 1e-2], groups
+    assert _line(text, "SCHEDULED = ") == "SCHEDULED = True"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert f"step {f.step}, array {f.array}" in run.stdout
+    # the same float64 port value, up to the harness's jit of the update (the script runs eager)
+    got = float(_line(run.stdout, "port ").split()[1])
+    assert got == pytest.approx(f.port_value, rel=1e-14, abs=0.0), (got, f.port_value)

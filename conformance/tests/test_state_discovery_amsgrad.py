@@ -21,16 +21,9 @@ import numpy as np
 import pytest
 
 from conformance.adapters import state_discovery as SD
+from conformance.tests.test_state_discovery import _leaves
 
 SHAPES = [(1,), (5,), (4, 3)]
-
-
-def _leaves(values: dict[SD.Path, Any]) -> dict[SD.Path, SD.Leaf]:
-    out = {}
-    for path, x in values.items():
-        a = np.array(x, dtype=np.float64)
-        out[path] = SD.Leaf(path, a, "float64", a.size == 1 and a.ndim <= 1)
-    return out
 
 
 def _store(m: Any, v: Any, vm: Any, t: int) -> dict[SD.Path, Any]:

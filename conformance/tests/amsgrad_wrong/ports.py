@@ -1,6 +1,8 @@
 """Torch Adam ports with amsgrad, as an outside implementer writes them, whose running maximum
 lives where the harness can neither find nor write it: a module-level cache keyed by the
-parameter's ``id`` (the author's idea: keep ``optimizer.state`` small in checkpoints).
+parameter's ``id`` (the author's idea: keep ``optimizer.state`` small in checkpoints). Both are
+the Dict-style outside Adam (``conformance.wrong_ports.outside_torch``) with the maximum moved
+out of its container (which keeps a ``max_exp_avg_var`` of zeros, never updated).
 
 - ``CachedPeakAdam``: correct mathematics. After a harness reset its maximum is the one of the
   reset's zero-gradient step (0), not the given vmax: re-synced it would look wrong, so its
@@ -11,61 +13,38 @@ parameter's ``id`` (the author's idea: keep ``optimizer.state`` small in checkpo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from conformance.wrong_ports.outside_torch import PORTS
+
 #: id(parameter) -> its running maximum of v (outside the optimizer: nothing walks to it)
 _PEAKS: dict[int, Tensor] = {}
 
 
-class CachedPeakAdam(torch.optim.Optimizer):
-    """Adam (L2 weight decay, torch's amsgrad) with the maximum in ``_PEAKS``."""
+class CachedPeakAdam(PORTS["DictAdam"]):  # type: ignore[misc,valid-type]
+    """The Dict-style outside Adam with the maximum in ``_PEAKS``."""
 
     forget = False
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        amsgrad: bool = False,
-    ) -> None:
-        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
-                    "amsgrad": amsgrad}  # fmt: skip
-        super().__init__(params, defaults)
+    def _setup(self) -> None:
         for group in self.param_groups:  # a fresh optimizer starts without a maximum
             for p in group["params"]:
                 _PEAKS.pop(id(p), None)
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> None:  # type: ignore[override]
-        for group in self.param_groups:
-            b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad + group["weight_decay"] * p if group["weight_decay"] else p.grad
-                st = self.state[p]
-                if not st:
-                    st["n"] = 0
-                    st["avg"] = torch.zeros_like(p)
-                    st["avg_sq"] = torch.zeros_like(p)
-                st["n"] += 1
-                st["avg"].mul_(b1).add_(g, alpha=1 - b1)
-                st["avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
-                v = st["avg_sq"]
-                if group["amsgrad"]:
-                    peak = _PEAKS.get(id(p))
-                    v = v.clone() if peak is None else torch.maximum(peak, v)
-                    _PEAKS[id(p)] = st["avg_sq"].clone() if self.forget else v
-                bc1, bc2 = 1 - b1 ** st["n"], 1 - b2 ** st["n"]
-                denom = (v.sqrt() / bc2**0.5).add_(group["eps"])
-                p.addcdiv_(st["avg"], denom, value=-group["lr"] / bc1)
+    def _run(
+        self, group: dict[str, Any], params: list[Tensor], ms: list[Tensor], vs: list[Tensor],
+        vmaxes: list[Tensor] | None, t: int, scratch: dict[str, Any],
+    ) -> int:  # fmt: skip
+        if vmaxes is not None:
+            vmaxes = [_PEAKS.setdefault(id(p), torch.zeros_like(p)) for p in params]
+        t = int(super()._run(group, params, ms, vs, vmaxes, t, scratch))
+        if vmaxes is not None and self.forget:
+            for p, v in zip(params, vs, strict=True):
+                _PEAKS[id(p)] = v.clone()
+        return t
 
 
 class ForgetfulPeakAdam(CachedPeakAdam):
