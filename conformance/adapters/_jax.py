@@ -110,7 +110,8 @@ class OptaxPort:
         self._discovery = LayoutCache(self._snapshots, dtype, state_map, betas, root="state")
         # the contract (conformance.contract): a transformation for (config, learning_rate)
         self._make_for = make_for
-        self._kwargs = dict(kwargs or {})  # what ``make_tx`` passes the target (reported)
+        # what ``make_tx`` passes the target (reported; None: not known here)
+        self._kwargs = None if kwargs is None else dict(kwargs)
         self._group_kwargs = group_kwargs  # what ``make_for`` passes it for a group's config
         self._built: list[tuple[list[int], dict[str, Any]]] | None = None
 
@@ -125,7 +126,7 @@ class OptaxPort:
         (a plain case's) and, after ``configure``, ``groups``: per contract group its arrays and
         the keyword arguments of its transformation (``learning_rate`` the constant one; the
         schedule and the ``multi_transform`` labels follow from the contract, as below)."""
-        return {"kwargs": dict(self._kwargs), "groups": self._built}
+        return {"kwargs": self._kwargs, "groups": self._built}  # kwargs None: not known here
 
     def configure(self, contract: Any) -> None:
         """Param groups as ``optax.multi_transform`` (one label per group, ``set_to_zero`` for

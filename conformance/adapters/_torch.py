@@ -124,7 +124,8 @@ class TorchOptimizerPort:
         self._layouts: tuple[str, ...] | None = None
         self._compile = False
         self._step_fn: Any = None
-        self._kwargs = dict(kwargs or {})  # what ``make`` passes the constructor (reported)
+        # what ``make`` passes the constructor (reported; None: not known here)
+        self._kwargs = None if kwargs is None else dict(kwargs)
 
     # -- helpers
     def _tensor(self, a: np.ndarray, dtype: Any = None) -> Any:
@@ -154,7 +155,7 @@ class TorchOptimizerPort:
              {k: float(x) if hasattr(x, "item") else x for k, x in g.items() if k != "params"})
             for g in self._groups(list(range(n)))
         ]  # fmt: skip
-        return {"kwargs": dict(self._kwargs), "groups": groups}
+        return {"kwargs": self._kwargs, "groups": groups}  # kwargs None: not known here
 
     def _tensor_lr(self, cfg: Any) -> dict[str, Any]:
         """``{"lr": 0-d float64 tensor}`` for a contract with a tensor lr (the same value)."""
