@@ -396,7 +396,7 @@ class ScenarioDriver:
             try:
                 grads, out = steps.outputs(rs)
             except NotImplementedError as exc:
-                sr.reason = "port cannot continue from a given state: compared free-running only"
+                sr.reason = f"not judged re-synced: {_plain(exc)}; compared free-running only"
                 if self.state_note is None:
                     self.state_note = (
                         f"the port's state cannot be re-synced ({_plain(exc)}): it is compared "

@@ -521,6 +521,10 @@ class ProcessSession:
     def extra(self, name: str, *args: Any) -> None:
         self._call(("extra", name, *args))
 
+    def construction(self, n: int) -> Any:
+        """The keyword arguments the worker's port built its target with (``worker``)."""
+        return self._call(("construction", n))
+
     def release(self) -> None:
         """Let the port close; a port that cannot close has still been judged (a death is not)."""
         if self._lost is not None or self.worker is None or self.worker.loaded != self.locator:

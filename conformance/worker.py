@@ -15,7 +15,8 @@ value, and the first that raises is answered with its error (the rest are not ru
 ``framework`` imports torch or jax; ``load`` rebuilds the port spec from a
 :class:`~conformance.results.PortLocator` (importing a third-party target happens here, never in
 the parent); ``supports``, ``make``, ``reset``, ``step``, ``outputs`` and ``release`` forward to
-the spec and its port. Every exception, ``SystemExit`` included, is answered as a
+the spec and its port; ``construction`` reports the keyword arguments the port built its target
+with (per param group too: a fuzz reproducer builds the target the same way). Every exception, ``SystemExit`` included, is answered as a
 :class:`~conformance.channel.RemoteError`; arrays are answered as plain NumPy arrays, so the
 parent's restricted unpickler can read them. The worker never decides anything: it has no
 reference values and writes no report.
@@ -188,6 +189,12 @@ class _Host:
     def extra(self, name: str, *args: Any) -> None:
         call_extra(self._port(), name, *args)
 
+    def construction(self, n: int) -> Any:
+        """The keyword arguments the port built its target with, as it reports them
+        (``construction(n)`` of the framework adapters; None for a port without it)."""
+        report = getattr(self._port(), "construction", None)
+        return report(n) if callable(report) else None
+
     def release(self) -> None:
         port, self.port = self.port, None
         close = getattr(port, "close", None)
@@ -205,6 +212,7 @@ class _Host:
             "step": self.step,
             "outputs": self.outputs,
             "extra": self.extra,
+            "construction": self.construction,
             "release": self.release,
         }
 

@@ -90,6 +90,8 @@ class OptaxPort:
         state_map: dict[str, str] | None = None,
         betas: tuple[float, float] | None = None,
         make_for: Callable[[Any, Any], Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        group_kwargs: Callable[[Any], dict[str, Any]] | None = None,
     ) -> None:
         jax = setup_jax()
         import optax
@@ -108,12 +110,23 @@ class OptaxPort:
         self._discovery = LayoutCache(self._snapshots, dtype, state_map, betas, root="state")
         # the contract (conformance.contract): a transformation for (config, learning_rate)
         self._make_for = make_for
+        # what ``make_tx`` passes the target (reported; None: not known here)
+        self._kwargs = None if kwargs is None else dict(kwargs)
+        self._group_kwargs = group_kwargs  # what ``make_for`` passes it for a group's config
+        self._built: list[tuple[list[int], dict[str, Any]]] | None = None
 
         def update(grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
             updates, new_state = self._tx.update(grads, state, params)
             return optax.apply_updates(params, updates), new_state
 
         self._update = jax.jit(update) if jit else update
+
+    def construction(self, n: int) -> dict[str, Any]:
+        """The keyword arguments the transformation is built with, for a reproducer: ``kwargs``
+        (a plain case's) and, after ``configure``, ``groups``: per contract group its arrays and
+        the keyword arguments of its transformation (``learning_rate`` the constant one; the
+        schedule and the ``multi_transform`` labels follow from the contract, as below)."""
+        return {"kwargs": self._kwargs, "groups": self._built}  # kwargs None: not known here
 
     def configure(self, contract: Any) -> None:
         """Param groups as ``optax.multi_transform`` (one label per group, ``set_to_zero`` for
@@ -147,6 +160,8 @@ class OptaxPort:
                 return cfg.lr
             return lambda count: cfg.lr * f[jnp.minimum(count, f.shape[0] - 1)]
 
+        if self._group_kwargs is not None:
+            self._built = [(list(a), self._group_kwargs(c)) for a, c in contract.groups]
         frozen = set(contract.frozen)
         live = [(k, c) for k, (arrays, c) in enumerate(contract.groups) if set(arrays) - frozen]
         if len(contract.groups) == 1 and not frozen:
@@ -175,14 +190,14 @@ class OptaxPort:
         self, dt: str, shapes: list[tuple[int, ...]], g1: list[np.ndarray], g2: list[np.ndarray]
     ) -> list[dict[Any, Any]]:
         """The probe for ``state_discovery``: the state's leaves from ``init`` of zero parameters
-        and after each of two updates (compiled as the port runs: mostly the same shapes)."""
+        and after each of two updates of them (zero at both) (compiled as the port runs: mostly the same shapes)."""
         ndt = np.dtype(jnp_dtype(dt))
         params: Any = [np.zeros(s, dtype=ndt) for s in shapes]
         with self._jax.default_device(self._dev()):
             st = self._tx.init(params)
             snaps = [_leaves(st)]
-            for g in (g1, g2):
-                params, st = self._update([x.astype(ndt) for x in g], st, params)
+            for g in (g1, g2):  # zero parameters at each step: weight decay adds nothing to g
+                _, st = self._update([x.astype(ndt) for x in g], st, params)
                 snaps.append(_leaves(st))
         return snaps
 
@@ -199,8 +214,9 @@ class OptaxPort:
         cpu = self.device == "cpu"
         self._params = [self._np(p) if cpu else self._arr(p) for p in params]
         layout = self.layout([np.shape(p) for p in params])
-        if state is not None and not layout.writable:
-            raise NotImplementedError(f"cannot continue from a given state: {layout.why_not()}")
+        # an amsgrad state whose vmax was not found is refused too: never a stale maximum
+        if state is not None and (why := layout.refusal(state.vmax is not None)):
+            raise NotImplementedError(f"cannot continue from a given state: {why}")
         if self._init_state is None or state is None:
             with self._jax.default_device(self._dev()):
                 self._init_state = self._tx.init(self._params)

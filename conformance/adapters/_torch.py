@@ -95,6 +95,7 @@ class TorchOptimizerPort:
         betas: tuple[float, float] | None = None,
         group_kwargs: Callable[[Any], dict[str, Any]] | None = None,
         group_layer: dict[str, Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
     ) -> None:
         import torch
 
@@ -123,6 +124,8 @@ class TorchOptimizerPort:
         self._layouts: tuple[str, ...] | None = None
         self._compile = False
         self._step_fn: Any = None
+        # what ``make`` passes the constructor (reported; None: not known here)
+        self._kwargs = None if kwargs is None else dict(kwargs)
 
     # -- helpers
     def _tensor(self, a: np.ndarray, dtype: Any = None) -> Any:
@@ -142,6 +145,17 @@ class TorchOptimizerPort:
              **self._tensor_lr(cfg)}
             for arrays, cfg in c.groups
         ]  # fmt: skip
+
+    def construction(self, n: int) -> dict[str, Any]:
+        """The keyword arguments the optimizer is built with, for a reproducer: ``kwargs`` (the
+        constructor's) and ``groups``, per param group its arrays (of ``n``) and options (a
+        tensor lr as its float); the sentinel's group is the harness's, not listed."""
+        groups = [
+            ([int(i) for i in g["params"]],
+             {k: float(x) if hasattr(x, "item") else x for k, x in g.items() if k != "params"})
+            for g in self._groups(list(range(n)))
+        ]  # fmt: skip
+        return {"kwargs": self._kwargs, "groups": groups}  # kwargs None: not known here
 
     def _tensor_lr(self, cfg: Any) -> dict[str, Any]:
         """``{"lr": 0-d float64 tensor}`` for a contract with a tensor lr (the same value)."""
@@ -232,8 +246,9 @@ class TorchOptimizerPort:
     def _snapshots(
         self, dt: str, shapes: list[tuple[int, ...]], g1: list[np.ndarray], g2: list[np.ndarray]
     ) -> list[dict[Any, Any]]:
-        """The probe for ``state_discovery``: a fresh optimizer on zero parameters, its state's
-        leaves before the first step and after each of two steps."""
+        """The probe for ``state_discovery``: a fresh optimizer on zero parameters (set back to
+        zero before the second step), its state's leaves before the first step and after each
+        of two steps."""
         torch = self._torch
         tdt = torch_dtype(dt)
         params = [
@@ -242,6 +257,9 @@ class TorchOptimizerPort:
         opt, params = TD.build(lambda ps: self._make([{"params": ps}]), params)
         snaps = [TS.leaves(TS.slots(opt, params))]
         for g in (g1, g2):
+            with torch.no_grad():  # zero at each step: weight decay adds nothing to g
+                for p in params:
+                    p.zero_()
             for p, x in zip(params, g, strict=True):
                 p.grad = self._tensor(x, tdt)
             opt.step()
@@ -290,8 +308,9 @@ class TorchOptimizerPort:
         torch = self._torch
         self._params = [self._leaf(p, i).requires_grad_(True) for i, p in enumerate(params)]
         layout = self.layout([np.shape(p) for p in params])
-        if state is not None and not layout.writable:
-            raise NotImplementedError(f"cannot continue from a given state: {layout.why_not()}")
+        # an amsgrad state whose vmax was not found is refused too: never a stale maximum
+        if state is not None and (why := layout.refusal(state.vmax is not None)):
+            raise NotImplementedError(f"cannot continue from a given state: {why}")
         self._opt, self._params = TD.build(self._build, self._params)  # differentiable=True
         if state is None:
             self._schedule(None)

@@ -181,6 +181,9 @@ class ShardedOptimizerPort:
         opt = self._make([{"params": params}])
         snaps = [_whole(self._leaves(opt, params, full=True))]
         for g in (g1, g2):
+            with self._torch.no_grad():  # zero at each step: weight decay adds nothing to g
+                for p in params:
+                    p.zero_()
             for p, x in zip(params, g, strict=True):
                 p.grad = self._dtensor(x, tdt)
             opt.step()
@@ -225,8 +228,9 @@ class ShardedOptimizerPort:
         layout = self.layout([np.shape(p) for p in params])
         if layout.state_dtype:
             self.state_dtype = layout.state_dtype
-        if state is not None and not layout.writable:
-            raise NotImplementedError(f"cannot continue from a given state: {layout.why_not()}")
+        # an amsgrad state whose vmax was not found is refused too: never a stale maximum
+        if state is not None and (why := layout.refusal(state.vmax is not None)):
+            raise NotImplementedError(f"cannot continue from a given state: {why}")
         self._opt = self._build(self._params)
         if state is None:
             return

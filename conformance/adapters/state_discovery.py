@@ -10,20 +10,40 @@ two probe steps; this module decides from the values alone:
 - **m**: one entry per parameter array (or one flat entry for all of them, or a slice of a
   stacked entry) equal to $a\,g_1$ with one scalar $a \ne 0$ for all arrays, whatever $a$ is
   (a port with the betas swapped still has an m);
-- **v**: likewise equal to $b\,g_1^2$ with one $b > 0$; when two such families exist, the
-  probe's second gradient $g_2$ is zero on a third of the coordinates, where v decays and the
-  amsgrad maximum **vmax** stays unchanged;
+- **v**: likewise equal to $b\,g_1^2$ with one $b > 0$;
+- **vmax** (amsgrad): when two such families exist, the one that satisfies its defining relation
+  over the probe's second step, on every coordinate, $\text{vmax}_2 = \max(\text{vmax}_1,
+  c\,v_2)$ with one scalar $c > 0$ ($c = 1$ for torch's maximum of raw v, $1/(1-\beta_2^2)$ for
+  a maximum of the bias-corrected $\hat v$), and $\text{vmax}_2 > c\,v_2$ (v fell below its
+  maximum) on some coordinate of every array;
 - **step**: a scalar entry that is an integer after each probe step and grows by $k \ge 1$ per
   step (stored value $= k t + \text{offset}$), or that becomes 1 on the first step and stays
   (a frozen counter, written as $t$).
 
-The probe's parameters are zero, so coupled weight decay adds nothing to the gradient; its
-arrays have at least 3 coordinates, so a linear and a quadratic dependence on $g_1$ cannot be
-confused; and it runs in float32 or float64 (``probe_dtypes``), so that v's decay by $\beta_2$
-over one step (a relative $10^{-3}$, lost in bfloat16) tells it from an unchanged maximum. A leaf found
-on the probe is found by its path on the real port. ``--state-map
-m=KEY,v=KEY,vmax=KEY,step=KEY`` names entries by the end of their path instead (``none``: treat
-the state as unreadable). Nothing here imports a framework.
+Coupled weight decay and the probe: its parameters are zero at each of its two steps (the
+adapters set them back to zero before the second), so $\lambda\theta$ adds nothing to $g_1$ or
+$g_2$, v decays by $\beta_2$ exactly where $g_2 = 0$, and vmax stays there. (Left at $\theta_1
+\approx -\text{lr}\,\text{sign}(g_1)$, the second gradient there was $q = \lambda\theta_1$ and
+$v_2 - v_1 = (1-\beta_2)(q^2 - v_1)$; with one such coordinate per array and $|g_1| = 1$, v
+stood still exactly when $(\lambda\,\text{lr})^2 = 1-\beta_2$, as for lr 0.1, $\lambda$ 0.1,
+$\beta_2$ 0.9999: torch's ``max_exp_avg_sq`` was not found and a re-synced step kept it stale,
+a false alarm a fuzz run found.) A port may still see a second gradient $q \ne 0$ there (one
+that decays a copy of the parameters it keeps itself), so the probe does not rely on it: every
+probe array has at least ``MIN_PROBE_SIZE`` = 12 coordinates (smaller ones are widened), a third
+of them with $g_2 = 0$, and there $|g_1|$ is scaled in turn by ``ZERO_SCALES`` (4, 1, 2, 4: at
+most 8, so an elementwise gradient clip at 10 leaves the probe linear), so no single $|q|$ makes
+v stand still on all of them. The relation above then tells vmax from v unless, in some array,
+v rises or stands still on *every* coordinate: $|q_k| \ge \sqrt{1-\beta_2}\,|g_{1,k}|$ on all
+its $g_2 = 0$ coordinates (the largest of which has $|g_1| \ge 2$), or v's fall there, a
+relative $(1-\beta_2)(1 - q^2/v_1)$, within 4 units of roundoff of the probe's dtype (float32,
+$q = 0$: $\beta_2 > 1 - 2.4\cdot 10^{-7}$). Then vmax is not found, and a configuration with
+amsgrad is **not re-synced** (:meth:`StateLayout.refusal`: compared free-running only, with the
+reason in the report) rather than compared against a stale maximum. The probe's size also tells
+a linear from a quadratic dependence on $g_1$, and it runs in float32 or float64
+(``probe_dtypes``), so that v's decay by $\beta_2$ over one step (a relative $10^{-3}$, lost in
+bfloat16) is resolved. A leaf found on the probe is found by its path on the real port.
+``--state-map m=KEY,v=KEY,vmax=KEY,step=KEY`` names entries by the end of their path instead
+(``none``: treat the state as unreadable). Nothing here imports a framework.
 """
 
 from __future__ import annotations
@@ -35,6 +55,8 @@ from typing import Any
 
 import numpy as np
 
+from .running_max import is_running_max, roundoff
+
 #: one step of a path: (kind, key); kinds: "state" (torch per-parameter state, key = array
 #: index), "param" (a mapping keyed by a parameter or its id, key = array index), "group" (a
 #: param group), "key" (mapping key), "idx" (sequence index), "attr" (attribute or field),
@@ -44,8 +66,10 @@ Path = tuple[Part, ...]
 ROLES: tuple[str, ...] = ("m", "v", "vmax", "step")
 #: relative tolerance of a probe fit (bfloat16 rounding of a few operations stays far below)
 TOL = 3e-2
-#: smallest probe array: a linear and a quadratic dependence are told apart from 3 coordinates
-MIN_PROBE_SIZE = 3
+#: smallest probe array: 4 coordinates with g_2 = 0, one at each |g_1| scale of ``ZERO_SCALES``
+MIN_PROBE_SIZE = 12
+#: |g_1| on the g_2 = 0 coordinates cycles through these (powers of 2: exact in every dtype)
+ZERO_SCALES = (4.0, 1.0, 2.0, 4.0)
 #: relative tolerance of the convention check: (1 - beta) g rounded in float32 is off by ~1e-7;
 #: a bias-corrected moment is off by a factor 1/(1 - beta), a swapped beta by 10 to 1000
 CONVENTION_TOL = 1e-3
@@ -116,6 +140,19 @@ class StateLayout:
             return "no entry of the port's state counts the steps"
         return ""
 
+    def refusal(self, amsgrad: bool) -> str:
+        """Why a given state cannot be written into the port (empty when it can): ``why_not``,
+        or, for a configuration with amsgrad (``amsgrad``: the state carries vmax), a vmax that
+        was not found: writing m and v alone would leave the port's own maximum stale."""
+        why = self.why_not()
+        if why or not amsgrad or self.vmax:
+            return why
+        return (
+            "the configuration keeps the amsgrad maximum vmax, but no entry of the port's state "
+            "was told from v by vmax_2 = max(vmax_1, c v_2) over two probe steps: a re-synced "
+            "step would leave the port's own maximum stale"
+        )
+
     def describe(self) -> str:
         """One line for the report: where m, v, vmax and the counter were found."""
         if self.convention:
@@ -174,23 +211,37 @@ def probe_dtypes(dtype: str) -> tuple[str, ...]:
     return (dtype,) if dtype in ("float32", "float64") else ("float64", dtype)
 
 
+def _widened(s: tuple[int, ...]) -> tuple[int, ...]:
+    """``s``, or under ``MIN_PROBE_SIZE`` elements a shape of at least that many: the last axis
+    widened (a 2-D array stays 2-D for a port whose state depends on it), else 1-D."""
+    if math.prod(s) >= MIN_PROBE_SIZE:
+        return s
+    lead = math.prod(s[:-1]) if len(s) >= 2 else 0
+    return (*s[:-1], -(-MIN_PROBE_SIZE // lead)) if lead > 0 else (MIN_PROBE_SIZE,)
+
+
 def probe_shapes(shapes: Sequence[tuple[int, ...]]) -> list[tuple[int, ...]]:
     """The probe's array shapes: the port's, with arrays under ``MIN_PROBE_SIZE`` widened."""
-    return [s if math.prod(s) >= MIN_PROBE_SIZE else (MIN_PROBE_SIZE,) for s in shapes]
+    return [_widened(tuple(s)) for s in shapes]
 
 
 def probe_gradients(shapes: Sequence[tuple[int, ...]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """$(g_1, g_2)$ for the probe: $|g_1| \\in [1/2, 2)$ in multiples of 1/64 (exact in every
-    dtype) with mixed signs, drawn so that no array (or piece of one) is proportional to
-    another; $g_2$ zero on a third of the coordinates."""
+    """$(g_1, g_2)$ for the probe: $|g_1| \\in [1/2, 2)$ in multiples of 1/64 with mixed signs,
+    drawn so that no array (or piece of one) is proportional to another; $g_2$ zero on a third
+    of the coordinates, where $|g_1|$ is further scaled by ``ZERO_SCALES`` in turn (so that v
+    falls below vmax on some of them whatever coupled weight decay adds: module docstring).
+    Every value is exact in every dtype (7 significant bits, below 8 in magnitude)."""
     g1, g2 = [], []
     for i, s in enumerate(shapes):
         n = math.prod(s)
         rng = np.random.default_rng(9001 + i)
         sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
-        g1.append((sign * rng.integers(32, 128, n) / 64.0).reshape(s))
+        zero = np.arange(n) % 3 == i % 3
+        scale = np.ones(n)
+        scale[zero] = np.resize(np.asarray(ZERO_SCALES), int(zero.sum()))
+        g1.append((sign * scale * rng.integers(32, 128, n) / 64.0).reshape(s))
         mag = rng.integers(48, 112, n) / 64.0
-        g2.append(np.where(np.arange(n) % 3 == i % 3, 0.0, -sign * mag).reshape(s))
+        g2.append(np.where(zero, 0.0, -sign * mag).reshape(s))
     return g1, g2
 
 
@@ -344,6 +395,40 @@ def _on_zero_g2(
     return worst
 
 
+def _is_max(after1: Mapping[Path, Leaf], after2: Mapping[Path, Leaf], vv: View, mv: View) -> bool:
+    """Whether view ``mv`` is the running maximum of view ``vv`` (:mod:`.running_max`)."""
+    if vv.path not in after2 or mv.path not in after2:
+        return False
+    u = max(roundoff(after1[p].dtype) for p in (vv.path, mv.path))
+    v1, v2 = _values(after1[vv.path], vv), _values(after2[vv.path], vv)
+    return is_running_max(v1, v2, _values(after1[mv.path], mv), _values(after2[mv.path], mv), u)
+
+
+def _v_and_vmax(
+    square: Sequence[Family], after1: Mapping[Path, Leaf], after2: Mapping[Path, Leaf]
+) -> tuple[Family, Family] | None:
+    """(v, vmax) from two families that behave like v after one step: per array, the view
+    that is the other's running maximum (``_is_max``) is vmax; None when no pair is told apart
+    in every array."""
+    for k, a in enumerate(square):
+        for b in square[k + 1 :]:
+            if len(a) != len(b) or any(x.array != y.array for x, y in zip(a, b, strict=True)):
+                continue
+            v, vmax = [], []
+            for x, y in zip(a, b, strict=True):
+                if _is_max(after1, after2, x, y):
+                    v.append(x)
+                    vmax.append(y)
+                elif _is_max(after1, after2, y, x):
+                    v.append(y)
+                    vmax.append(x)
+                else:
+                    break
+            else:
+                return v, vmax
+    return None
+
+
 def _counters(
     before: Mapping[Path, Leaf], after1: Mapping[Path, Leaf], after2: Mapping[Path, Leaf]
 ) -> list[Counter]:
@@ -395,10 +480,15 @@ def discover(
     if square:
         change = [_on_zero_g2(f, after1, after2, zero) for f in square]
         moving = [f for f, c in zip(square, change, strict=True) if 0.0 < c < math.inf]
-        still = [f for f, c in zip(square, change, strict=True) if c == 0.0]
         layout.v = moving[0] if moving else square[0]
-        if moving and still:
-            layout.vmax = still[0]
+        pair = _v_and_vmax(square, after1, after2)
+        if pair is not None:
+            layout.v, layout.vmax = pair
+        elif len(square) > 1:
+            layout.notes.append(
+                f"{len(square)} entries behave like v after one step; none was told from v as "
+                "vmax by vmax_2 = max(vmax_1, c v_2) (an amsgrad maximum is then not re-synced)"
+            )
     layout.counters = _counters(before, after1, after2)
     if override:
         _apply_override(layout, override, after1, sizes, before, after2)

@@ -345,6 +345,7 @@ def torch_factory(
             label, lambda groups: _construct(label, form, cls, groups, **kw), dtype, device,
             record_stages=True, state_map=_roles(state_map), betas=cfg.betas,
             group_kwargs=lambda c: _torch_kwargs(c, extra),  # a contract's param groups
+            kwargs=kw,  # reported to the harness (fuzz reproducers): the signature's fields too
         )  # fmt: skip
 
     return make_port, _supports(base, accepted, weight_decay_mode), base
@@ -448,6 +449,7 @@ def jax_factory(
             make_for=lambda c, lr: _construct(
                 label, form, fn, **{**_jax_kwargs(c, extra, wd_named), "learning_rate": lr}
             ),
+            kwargs=kw, group_kwargs=lambda c: _jax_kwargs(c, extra, wd_named),  # reported
         )  # fmt: skip
 
     return make_port, _supports(base, accepted, weight_decay_mode), base

@@ -17,7 +17,6 @@ import numpy as np
 
 from setadam_ref import stage_names as N
 
-from ..adapters import third_party
 from ..contract import contract_of
 from ..reference_run import build_reference_for
 from ..results import Failure, PortSpec
@@ -87,31 +86,60 @@ def write_vector(case: Case, spec: PortSpec, directory: Path) -> Path:
     return directory / "manifest.json"
 
 
+def constructed(case: Case, spec: PortSpec, cfg: Any, contract: Any) -> dict[str, Any]:
+    """The keyword arguments the target is built with for ``case``, as the worker reports them
+    (``construction`` of the framework adapter, after ``make`` and ``configure`` as the case's
+    run does): ``kwargs`` and ``groups`` (per param group its arrays and options, None where
+    the adapter builds no torch param groups). The harness process imports no target, so only
+    the worker knows the fields its adapter adds from the target's signature (``amsgrad``, ...).
+    Raises RuntimeError when the port reports none."""
+    from ..process_session import ProcessSession
+
+    assert spec.locator is not None
+    ses = ProcessSession(spec.locator, spec.timeout_s)
+    try:
+        ses.make(cfg)
+        if case.contract and contract is not None:
+            ses.configure(contract)
+        out = ses.construction(len(case.shapes))
+    finally:
+        ses.close()
+    if not isinstance(out, dict) or not isinstance(out.get("kwargs"), dict):
+        raise RuntimeError("the port does not report the keyword arguments it was built with")
+    return out
+
+
 def write_reproducer(case: Case, spec: PortSpec, failure: Failure, path: Path) -> bool:
-    """Write the reproducer script; False when the target is not a MODULE:ATTR (our ports) or
-    a JAX target's contract case (optax has no param groups to write it with yet)."""
+    """Write the reproducer script; False when the target is not a MODULE:ATTR (our ports).
+    The target is built with the keyword arguments its worker reports (``constructed``), a JAX
+    target's contract case as the JAX adapter builds it (per group)."""
     loc = spec.locator
     if loc is None or loc.kind != "third_party" or failure.step is None:
         return False
     framework = str(loc.options["framework"])
-    if framework != "torch" and case.contract:
-        return False
-    hyper = dict(loc.options.get("hyper") or {})
     cfg = _config(case, spec)
-    to_kwargs = third_party._torch_kwargs if framework == "torch" else third_party._jax_kwargs
-    kwargs = {**to_kwargs(cfg, hyper), **dict(loc.options.get("target_hyper") or {})}
     rr = build_reference_for(case.problem(), cfg, spec.dtype)
+    built = constructed(case, spec, cfg, rr.contract)
     arrays = list(range(len(case.shapes)))
     groups: list[tuple[list[int], dict[str, Any], dict[str, Any]]] = [(arrays, _fields(cfg), {})]
-    if rr.contract is not None and len(rr.contract.groups) > 1:
-        groups = [(list(a), _fields(c), to_kwargs(c, hyper)) for a, c in rr.contract.groups]
+    jax_contract = framework != "torch" and rr.contract is not None
+    if jax_contract and built["groups"] is None:
+        return False  # a JAX port that reports no transformation per group
+    several = built["groups"] is not None and len(built["groups"]) > 1
+    if rr.contract is not None and built["groups"] is not None and (several or jax_contract):
+        pairs = zip(built["groups"], rr.contract.groups, strict=True)
+        groups = [(list(a), _fields(c), dict(opts)) for (a, opts), (_a, c) in pairs]
+    frozen = tuple(rr.contract.frozen) if rr.contract is not None else ()
     assert failure.array is not None
     flat = rr.flat
     t = min(failure.step, len(rr.free_bounds))
     bound = rr.free_bounds[t - 1][N.PARAMS]
     a = failure.array
     budget = np.asarray(bound)[flat.offsets[a] : flat.offsets[a + 1]]
-    src = reproducer.script(case, framework, spec.name, spec.dtype, groups, kwargs, t, a, budget)
+    kwargs = dict(built["kwargs"])
+    src = reproducer.script(
+        case, framework, spec.name, spec.dtype, groups, kwargs, t, a, budget, frozen
+    )
     path.write_text(src)
     return True
 
@@ -151,8 +179,11 @@ def write(out: FuzzResult, spec: PortSpec, opts: FuzzOptions, outdir: Path) -> N
         except Exception as exc:  # the reference could not export it (non-finite, ...)
             summary["vector_error"] = str(exc)
         f = judged_failure(r.failures)
-        if f is not None and write_reproducer(case, spec, f, outdir / "reproducer.py"):
-            out.files["reproducer"] = str(outdir / "reproducer.py")
+        try:
+            if f is not None and write_reproducer(case, spec, f, outdir / "reproducer.py"):
+                out.files["reproducer"] = str(outdir / "reproducer.py")
+        except Exception as exc:  # the worker could not rebuild the target: say why, once
+            summary["reproducer_error"] = f"not written: {type(exc).__name__}: {exc}"
     path = outdir / "fuzz.json"
     path.write_text(json.dumps(summary, indent=1, default=str) + "\n")
     out.files["summary"] = str(path)

@@ -4,10 +4,14 @@ The script regenerates the case's inputs (the generator's source is copied in), 
 reference and the target free-running for the failing step's horizon (with the case's param
 groups, lr schedule and absent gradients: the reference steps each array on its own, with its
 group's config at the step's lr and its own step count, as :mod:`conformance.contract_reference`
-does for layers of one array; a JAX target's contract case has no reproducer yet), and compares the failing
-array at that step against the budget the harness's tolerance model gave each coordinate there
-(embedded as hex floats: the script imports nothing of ``conformance``). It prints the port's and
-the reference's values at the first coordinate over budget and exits 1; 0 when nothing is over.
+does for layers of one array; a JAX target as the JAX adapter builds it: an
+``optax.multi_transform`` over the groups, the schedule as a function of optax's count), with the
+keyword arguments the harness's worker built the target with (``artifacts.constructed``: the
+fields its adapter adds from the target's signature, ``amsgrad``, ``maximize``, ... included),
+and compares the failing array at that step against the budget the harness's tolerance model
+gave each coordinate there (embedded as hex floats: the script imports nothing of
+``conformance``). It prints those keyword arguments, the port's and the reference's values at
+the first coordinate over budget and exits 1; 0 when nothing is over.
 """
 
 from __future__ import annotations
@@ -61,12 +65,39 @@ def rounded(a):
     return np.asarray(jnp.asarray(np.asarray(a, dtype=np.float64)).astype(JAX_DTYPE), dtype=np.float64)
 
 
+def transformation():
+    """The target as the harness's JAX adapter builds it: one transformation, or for param groups
+    an ``optax.multi_transform`` (a label per group, ``set_to_zero`` for frozen arrays), the lr
+    schedule as ``learning_rate`` = a function of optax's count."""
+    if not CONTRACT:
+        return TARGET(**KWARGS)
+    f = jnp.asarray(FACTORS)
+
+    def make(kw):
+        lr = kw["learning_rate"]
+        if SCHEDULED:
+            lr = (lambda base: lambda count: base * f[jnp.minimum(count, f.shape[0] - 1)])(lr)
+        return TARGET(**{**kw, "learning_rate": lr})
+
+    if len(GROUPS) == 1 and not FROZEN:
+        return make(GROUPS[0][2])
+    txs = {f"group{k}": make(kw) for k, (arrays, _c, kw) in enumerate(GROUPS) if set(arrays) - set(FROZEN)}
+    txs["frozen"] = optax.set_to_zero()
+    labels = ["frozen"] * sum(len(arrays) for arrays, _c, _kw in GROUPS)
+    for k, (arrays, _c, _kw) in enumerate(GROUPS):
+        for i in arrays:
+            labels[i] = "frozen" if i in FROZEN else f"group{k}"
+    return optax.multi_transform(txs, labels)
+
+
 def port_params(params0, grads, steps):
     params = [jnp.asarray(rounded(p), dtype=JAX_DTYPE) for p in params0]
-    tx = TARGET(**KWARGS)
+    tx = transformation()
     state = tx.init(params)
-    for g in grads[:steps]:
-        gs = [jnp.asarray(rounded(gi), dtype=JAX_DTYPE) for gi in g]
+    for t, g in enumerate(grads[:steps], start=1):
+        # an absent gradient is a zero one here (optax has none), as the adapter feeds it
+        gs = [jnp.asarray(rounded(gi) if has_grad(ABSENT[i], t) else np.zeros(np.shape(gi)),
+                          dtype=JAX_DTYPE) for i, gi in enumerate(g)]
         updates, state = tx.update(gs, state, params)
         params = optax.apply_updates(params, updates)
     return [np.asarray(p, dtype=np.float64) for p in params]
@@ -91,6 +122,7 @@ def main():
     with np.errstate(invalid="ignore"):
         over = ~(np.abs(port - ref) <= budget)
     print(f"case: {CASE_TEXT}")
+    print(f"target built with {KWARGS!r} and per group {[kw for _a, _c, kw in GROUPS]!r}")
     if not over.any():
         print(f"no coordinate of array {ARRAY} over budget at step {STEP}: not reproduced")
         return 0
@@ -119,10 +151,12 @@ def script(
     step: int,
     array: int,
     budget: np.ndarray,
+    frozen: tuple[int, ...] = (),
 ) -> str:
     """The reproducer's source: free-run ``target`` to ``step``, judge ``array`` there;
     ``groups``: per param group its arrays, reference config fields and the target's group
-    options (one group of every array for a plain case)."""
+    options (one group of every array for a plain case); ``frozen``: the arrays without any
+    gradient (a JAX target gives them ``optax.set_to_zero``)."""
     module, attr = target.split(":", 1)
     cls = "AdamConfig" if case.algorithm == "adam" else "SETAdamConfig"
     gen = "\n\n".join(
@@ -154,6 +188,9 @@ def script(
         f"KWARGS = {kwargs!r}",
         f"FACTORS = {factors!r}  # step t uses lr * FACTORS[t - 1]",
         f"ABSENT = {absent!r}  # per array its gradient absence period (has_grad)",
+        f"CONTRACT = {case.contract!r}  # groups, an lr schedule or absent gradients",
+        f"SCHEDULED = {bool(case.schedule)!r}",
+        f"FROZEN = {list(frozen)!r}  # arrays without gradient at every step",
         f"STEP = {step}",
         f"ARRAY = {array}",
         "# the harness's per-coordinate budget of |port - reference| for that array at that step",

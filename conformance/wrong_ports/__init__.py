@@ -262,14 +262,17 @@ EXPOSED_BY: dict[str, str] = {
 }  # fmt: skip
 #: first failing re-synced step, where it is not step 1 (None: the re-synced steps pass)
 _FIRST = {"step_minus_one": 2, "adam_step_minus_one": 2, "step_frozen": 2, "adam_step_frozen": 2,
-          "cos2_of_grad_sq": 2, "adam_amsgrad_mode_swapped": 2, "adam_amsgrad_ignored": 2,
+          "cos2_of_grad_sq": 2, "adam_amsgrad_mode_swapped": 2,
           "amsgrad_not_asked": None}  # fmt: skip
 #: mistakes whose state is not in the reference's convention after one step from zero (a v of
-#: residuals, swapped betas, a bias-corrected m) or has no v at all (Lion): never re-synced, so
-#: diagnosed black-box whatever the container
+#: residuals, swapped betas, a bias-corrected m), has no v at all (Lion) or no vmax under
+#: amsgrad: never re-synced, so diagnosed black-box whatever the container
 BLACK_BOX = ("adabelief_v", "swapped_betas", "m_bias_corrected_in_place", "adam_adabelief_v",
              "adam_swapped_betas", "adam_m_bias_corrected_in_place", "adabelief", "lion",
-             "adam_corrected_moments_float32")  # fmt: skip
+             "adam_corrected_moments_float32",
+             # keeps no vmax under amsgrad: state discovery cannot tell it from a port whose
+             # maximum is out of reach, and an amsgrad state is never re-synced without its vmax
+             "adam_amsgrad_ignored")  # fmt: skip
 def _readable_stage(entry_stage: str) -> str:
     """The first quantity a harness reading the state sees differ: a wrong gradient shows in m."""
     return "m" if entry_stage == "grad" else entry_stage

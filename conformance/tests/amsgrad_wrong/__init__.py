@@ -1,0 +1,1 @@
+"""Outside-style torch Adam ports with amsgrad whose maximum the harness cannot reach."""
