@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from .probe_fits import TOL, SameSize, fit
 from .running_max import is_running_max, roundoff
 
 #: one step of a path: (kind, key); kinds: "state" (torch per-parameter state, key = array
@@ -64,8 +65,6 @@ from .running_max import is_running_max, roundoff
 Part = tuple[str, Any]
 Path = tuple[Part, ...]
 ROLES: tuple[str, ...] = ("m", "v", "vmax", "step")
-#: relative tolerance of a probe fit (bfloat16 rounding of a few operations stays far below)
-TOL = 3e-2
 #: smallest probe array: 4 coordinates with g_2 = 0, one at each |g_1| scale of ``ZERO_SCALES``
 MIN_PROBE_SIZE = 12
 #: |g_1| on the g_2 = 0 coordinates cycles through these (powers of 2: exact in every dtype)
@@ -276,57 +275,6 @@ def _target(view: View, arrays: Sequence[np.ndarray]) -> np.ndarray:
     return np.ravel(arrays[view.array])
 
 
-def _fit(x: np.ndarray, y: np.ndarray) -> float | None:
-    """$a$ with $x = a y$ to ``TOL`` in every coordinate (``y`` has no zero), else None."""
-    if x.shape != y.shape or not np.all(np.isfinite(x)):
-        return None
-    a = float(np.dot(x, y) / np.dot(y, y))
-    if a == 0.0 or not math.isfinite(a):
-        return None
-    return a if bool(np.all(np.abs(x - a * y) <= TOL * np.abs(a * y))) else None
-
-
-#: at most this many coordinates of same-size arrays are fitted in one stacked product
-_STACK = 1 << 22
-
-
-class _SameSize:
-    r"""The arrays of each size, stacked, so that a leaf is fitted against all arrays of its size
-    in one matrix product: $a_i = \langle x, y_i\rangle / \langle y_i, y_i\rangle$, then the
-    coordinatewise check of :func:`_fit` per row (a many-tensor port has hundreds of arrays, a
-    leaf-by-array loop thousands of calls)."""
-
-    def __init__(self, sizes: Sequence[int], arrays: Sequence[np.ndarray]) -> None:
-        by: dict[int, list[int]] = {}
-        for i, n in enumerate(sizes):
-            if n > 0:
-                by.setdefault(n, []).append(i)
-        self._arrays = arrays
-        self._by = by
-        self._stacks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def fits(self, leaf: Leaf) -> list[tuple[float, View]]:
-        """(a, view) for every array ``leaf`` holds whole, as :func:`_fit` decides them."""
-        x = np.ravel(leaf.value)
-        idx = self._by.get(x.size, [])
-        if not idx:
-            return []
-        if len(idx) * x.size > _STACK:
-            out = [(_fit(x, np.ravel(self._arrays[i])), View(leaf.path, i)) for i in idx]
-            return [(a, v) for a, v in out if a is not None]
-        if not np.all(np.isfinite(x)):
-            return []
-        if x.size not in self._stacks:
-            ys = np.stack([np.ravel(self._arrays[i]) for i in idx])
-            self._stacks[x.size] = ys, np.einsum("ij,ij->i", ys, ys)
-        ys, yy = self._stacks[x.size]
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            a = (ys @ x) / yy
-            ay = a[:, None] * ys
-            ok = np.isfinite(a) & (a != 0.0) & np.all(np.abs(x - ay) <= TOL * np.abs(ay), axis=1)
-        return [(float(a[k]), View(leaf.path, i)) for k, i in enumerate(idx) if ok[k]]
-
-
 Family = list[View]
 
 
@@ -335,13 +283,13 @@ def _families(
 ) -> list[Family]:
     """Sets of views, one per array (or one flat view), fitting ``arrays`` with one coefficient."""
     fits: list[tuple[float, View]] = []
-    same = _SameSize(sizes, arrays)
+    same = SameSize(arrays)
     for leaf in leaves.values():
         if leaf.scalar:
             continue
-        found = same.fits(leaf)
+        found = [(a, View(leaf.path, i)) for a, i in same.fits(np.ravel(leaf.value))]
         for view in _views(leaf, sizes, whole=False):
-            b = _fit(_values(leaf, view), _target(view, arrays))
+            b = fit(_values(leaf, view), _target(view, arrays))
             if b is not None:
                 found.append((b, view))
         fits += [(a, view) for a, view in found if a > 0 or not positive]
