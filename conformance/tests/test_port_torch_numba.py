@@ -28,6 +28,7 @@ from conformance.tests.test_port_torch_setadam import (  # noqa: E402
     judge,
     make_data,
     run_torch,
+    step_run,
 )
 
 NUMBA = "numba"
@@ -106,15 +107,7 @@ def test_non_contiguous_parameters_in_place_and_within_budget() -> None:
     ps = [torch.nn.Parameter(torch.tensor(params[0]).t().contiguous().t()),
           torch.nn.Parameter(torch.tensor(params[1]).contiguous(memory_format=torch.channels_last))]  # fmt: skip
     layout = [(p.data_ptr(), p.stride()) for p in ps]
-    opt = SETAdam(ps, lr=1e-2, compiled=NUMBA)
-    r = Run(ps, opt)
-    for gs in grads:
-        for p, g in zip(ps, gs):
-            p.grad = torch.tensor(g)
-        opt.step()
-        r.params.append([p.detach().numpy().copy() for p in ps])
-        r.m.append([opt.state[p]["exp_avg"].numpy().copy() for p in ps])
-        r.v.append([opt.state[p]["exp_avg_sq"].numpy().copy() for p in ps])
+    r = step_run(ps, SETAdam(ps, lr=1e-2, compiled=NUMBA), grads)
     assert [(p.data_ptr(), p.stride()) for p in ps] == layout
     judge(r, params, grads, {"lr": 1e-2}, "float64")
 
@@ -130,14 +123,7 @@ def test_state_moves_to_and_from_the_for_loop_path() -> None:
         opt.load_state_dict(first.opt.state_dict())
         # torch's loader restores the saved group's flags: the path is chosen after loading
         opt.param_groups[0]["compiled"] = then
-        rest = Run(ps, opt)
-        for gs in grads[3:]:
-            for p, g in zip(ps, gs):
-                p.grad = torch.tensor(g)
-            opt.step()
-            rest.params.append([p.detach().numpy().copy() for p in ps])
-            rest.m.append([opt.state[p]["exp_avg"].numpy().copy() for p in ps])
-            rest.v.append([opt.state[p]["exp_avg_sq"].numpy().copy() for p in ps])
+        rest = step_run(ps, opt, grads[3:])
         whole = Run(ps, opt, first.params + rest.params, first.m + rest.m, first.v + rest.v)
         judge(whole, params, grads, h, "float64")
 

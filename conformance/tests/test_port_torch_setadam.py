@@ -72,6 +72,16 @@ def run_torch(
     else:
         opt = SETAdam([dict(g, params=[ps[i] for i in g["params"]]) for g in groups], **kw)
     opt.record_stages = record
+    return step_run(ps, opt, grad_steps, dtype)
+
+
+def step_run(
+    ps: list[torch.Tensor],
+    opt: SETAdam,
+    grad_steps: Sequence[Sequence[np.ndarray | None]],
+    dtype: torch.dtype = torch.float64,
+) -> Run:
+    """Step ``opt`` over ``ps`` with each step's gradients, recording every step."""
     out = Run(ps, opt)
     for grads in grad_steps:
         for p, g in zip(ps, grads):
