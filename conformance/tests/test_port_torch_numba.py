@@ -174,3 +174,23 @@ def test_partials_at_the_ends_of_the_range(dtype: type, magnitude: float) -> Non
     )  # fmt: skip
     exact = _exact_cos2(v.astype(np.float64))
     assert abs(Fraction(float(c[0])) - exact) <= (3 * d + 3) * 2.0**-53 * exact
+
+
+def test_registry_leaves_the_numba_port_out_of_the_default_run_only() -> None:
+    """Out of ``run`` with a note (its first step JIT-compiles), in with ``--port``."""
+    from conformance.adapters.registry import NUMBA_NOTE, available_ports
+
+    specs, notes = available_ports("cpu")
+    assert "ours.torch.SETAdam[numba]" not in {s.name for s in specs} and NUMBA_NOTE in notes
+    specs, _ = available_ports("cpu", None, ["ours.torch.SETAdam[[]numba[]]*"])
+    assert sorted(s.dtype for s in specs) == ["float32", "float64"]
+
+
+def test_without_numba_the_port_is_skipped_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conformance.adapters import ours_torch
+    from conformance.ports.torch_setadam import numba_path
+    from setadam_ref import SETAdamConfig
+
+    assert ours_torch.supports_numba(SETAdamConfig()) is None
+    monkeypatch.setattr(numba_path, "available", lambda: False)
+    assert "numba is not installed" in str(ours_torch.supports_numba(SETAdamConfig()))
