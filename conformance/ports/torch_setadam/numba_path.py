@@ -18,13 +18,16 @@ A step of a param group:
 
 The first call of a dtype compiles the kernels (numba's on-disk cache, ``cache=True``, serves
 later processes). numba's thread count follows ``torch.get_num_threads()`` (capped by numba's own
-maximum). The state layout is the for-loop path's, so state dicts move between the paths. CPU
+maximum), and its threading layer is ``workqueue`` unless ``NUMBA_THREADING_LAYER`` says
+otherwise (set before numba's first parallel call of the process; its OpenMP layer slowed
+torch's own kernels down). The state layout is the for-loop path's, so state dicts move between the paths. CPU
 tensors only. numba is an optional dependency (the ``numba`` extra): without it this path raises
 ``RuntimeError`` naming the extra.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -46,6 +49,13 @@ _DTYPES = (torch.float32, torch.float64)
 def kernels() -> ModuleType:
     """:mod:`.numba_kernels`, imported on first use (RuntimeError naming the extra without numba)."""
     try:
+        import numba
+
+        if "NUMBA_THREADING_LAYER" not in os.environ:
+            # numba's OpenMP pool is a second OpenMP runtime beside torch's: after a numba step
+            # torch's own kernels ran up to 10x slower (fused Adam, float64, 1 thread: 64 ms
+            # before, 780 ms after); the workqueue pool left them at 63 ms
+            numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
         from . import numba_kernels
     except ImportError as exc:
         raise RuntimeError(
