@@ -26,6 +26,7 @@ from conformance.tests.test_port_torch_setadam import (  # noqa: E402
     HYPER,
     Run,
     judge,
+    judge_subset,
     make_data,
     run_torch,
     step_run,
@@ -62,9 +63,7 @@ def test_mixed_dtypes_and_param_groups_each_within_budget() -> None:
     groups = [dict(g1, params=[0, 1, 2], layer="group"), dict(g2, params=[3, 4])]
     r = run_torch(params, grads, groups=groups, lr=5.0, compiled=NUMBA)
     for h, idx, layers in ((g1, [0, 1, 2], [[0, 1, 2]]), (g2, [3, 4], None)):
-        sub = Run(r.ps, r.opt, [[s[i] for i in idx] for s in r.params],
-                  [[s[i] for i in idx] for s in r.m], [[s[i] for i in idx] for s in r.v])  # fmt: skip
-        judge(sub, [params[i] for i in idx], [[gs[i] for i in idx] for gs in grads], h, "float64", layers)  # fmt: skip
+        judge_subset(r, idx, params, grads, h, "float64", layers)
 
 
 @pytest.mark.parametrize("layer", ["tensor", "group"])
@@ -97,9 +96,7 @@ def test_nan_poisons_its_layer_only() -> None:
     r = run_torch(params, grads, compiled=NUMBA)
     assert torch.isnan(r.ps[1]).all()
     keep = [0, 2, 3, 4]
-    sub = Run(r.ps, r.opt, [[s[i] for i in keep] for s in r.params],
-              [[s[i] for i in keep] for s in r.m], [[s[i] for i in keep] for s in r.v])  # fmt: skip
-    judge(sub, [params[i] for i in keep], [[gs[i] for i in keep] for gs in grads], {}, "float64")
+    judge_subset(r, keep, params, grads, {}, "float64")
 
 
 def test_non_contiguous_parameters_in_place_and_within_budget() -> None:

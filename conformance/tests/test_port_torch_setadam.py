@@ -53,6 +53,16 @@ class Run:
     v: list[list[np.ndarray]] = field(default_factory=list)
 
 
+def judge_subset(
+    r: Run, idx: Sequence[int], params0: Sequence[np.ndarray], grads: Any, h: dict[str, Any],
+    dtype: str, layers: Sequence[Sequence[int]] | None = None,
+) -> None:  # fmt: skip
+    """:func:`judge` on the tensors ``idx`` of a run alone (one param group, say)."""
+    sub = Run(r.ps, r.opt, [[s[i] for i in idx] for s in r.params],
+              [[s[i] for i in idx] for s in r.m], [[s[i] for i in idx] for s in r.v])  # fmt: skip
+    judge(sub, [params0[i] for i in idx], [[gs[i] for i in idx] for gs in grads], h, dtype, layers)
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     return np.asarray(t.detach().to(torch.float64).numpy(), dtype=np.float64).copy()
 
