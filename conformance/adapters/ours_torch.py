@@ -2,8 +2,9 @@
 where the path records them.
 
 Paths: ``single`` (foreach=False), ``foreach``, ``fused`` (CUDA; float32 / bfloat16 with float32
-state), ``compiled`` (CPU; ``torch.compile`` kernels, float64 and float32). Every SETAdamConfig is
-expressible: tau, weight-decay mode (``decoupled_weight_decay``), maximize. One layer per parameter
+state), ``compiled`` (CPU; ``torch.compile`` kernels, float64 and float32), ``numba`` (CPU; the
+numba kernels, float64 and float32; skipped with the reason where numba is not installed). Every
+SETAdamConfig is expressible: tau, weight-decay mode (``decoupled_weight_decay``), maximize. One layer per parameter
 tensor (the reference's default layering). The fused and compiled paths record no stages (their
 kernels keep no per-coordinate intermediates), so they are judged on parameters and state alone.
 """
@@ -19,7 +20,7 @@ from setadam_ref import Config, SETAdamConfig
 from ..results import PortSpec
 from ._torch import TorchOptimizerPort
 
-PATHS = ("single", "foreach", "fused", "compiled")
+PATHS = ("single", "foreach", "fused", "compiled", "numba")
 #: dtypes of the compiled path's ports (each dtype compiles its own kernels on first use)
 COMPILED_DTYPES = ("float64", "float32")
 #: per-call timeout of the compiled ports: their first step traces and compiles (tens of seconds
@@ -31,6 +32,15 @@ def supports(cfg: Config) -> str | None:
     if not isinstance(cfg, SETAdamConfig):
         return "SETAdam implements SET-Adam, not Adam"
     return None
+
+
+def supports_numba(cfg: Config) -> str | None:
+    """:func:`supports`, and numba importable (the numba path's optional dependency)."""
+    from ..ports.torch_setadam.numba_path import available
+
+    if not available():
+        return "numba is not installed (the optional extra setadam-ref[numba])"
+    return supports(cfg)
 
 
 def group_kwargs(cfg: Config) -> dict[str, Any]:
@@ -58,6 +68,8 @@ def factory(path: str, dtype: str, device: str) -> Callable[[Config], Any]:
             kw.update(foreach=True, fused=False)
         elif path == "compiled":
             kw.update(compiled=True)
+        elif path == "numba":
+            kw.update(compiled="numba")
         else:
             kw.update(fused=True)
         return TorchOptimizerPort(
@@ -76,16 +88,17 @@ def factory(path: str, dtype: str, device: str) -> Callable[[Config], Any]:
 
 def specs(device: str, dtypes: tuple[str, ...]) -> list[PortSpec]:
     out = []
-    paths = ("single", "foreach") + (("fused",) if device == "cuda" else ("compiled",))
+    paths = ("single", "foreach") + (("fused",) if device == "cuda" else ("compiled", "numba"))
     for path in paths:
         for dt in dtypes:
             if path == "fused" and dt not in ("float32", "bfloat16"):
                 continue
-            if path == "compiled" and dt not in COMPILED_DTYPES:
+            if path in ("compiled", "numba") and dt not in COMPILED_DTYPES:
                 continue
             name = f"ours.torch.SETAdam[{path}]" + ("@cuda" if device == "cuda" else "")
-            spec = PortSpec(name, "setadam", dt, device, factory(path, dt, device), supports)
-            if path == "compiled":
+            why = supports_numba if path == "numba" else supports
+            spec = PortSpec(name, "setadam", dt, device, factory(path, dt, device), why)
+            if path in ("compiled", "numba"):
                 spec = replace(spec, timeout_s=COMPILED_TIMEOUT_S)
             out.append(spec)
     return out

@@ -63,6 +63,13 @@ COMPILED_NOTE = (
     "--port 'ours.torch.SETAdam[[]compiled[]]*'"
 )
 
+#: numba compiles the two kernels per dtype on the first step of a process without its on-disk
+#: cache (~5-15 s on 2 cores); the path is opt-in like the compiled one.
+NUMBA_NOTE = (
+    "ours.torch.SETAdam[numba] not in the default run: its first step JIT-compiles numba kernels "
+    "(optional dependency); check it with --port 'ours.torch.SETAdam[[]numba[]]*'"
+)
+
 
 def _jax_default_scenarios() -> tuple[str, ...]:
     """The quick subset with full horizons, less what XLA compiles too slowly here."""
@@ -162,6 +169,9 @@ def available_ports(
     if not patterns and any(s.name.startswith("ours.torch.SETAdam[compiled]") for s in specs):
         specs = [s for s in specs if not s.name.startswith("ours.torch.SETAdam[compiled]")]
         notes.append(COMPILED_NOTE)
+    if not patterns and any(s.name.startswith("ours.torch.SETAdam[numba]") for s in specs):
+        specs = [s for s in specs if not s.name.startswith("ours.torch.SETAdam[numba]")]
+        notes.append(NUMBA_NOTE)
     for s in specs:
         jit_compiled = s.name.startswith(("optax.", "ours.jax."))
         if not quick and s.scenarios is None and jit_compiled:

@@ -96,10 +96,15 @@ def test_torch_optim_passes(kind: str, path: str, dtype: str, scenarios: list[st
     assert _statuses(r) == dict.fromkeys(scenarios, "pass"), [s.reason for s in r.scenarios]
 
 
-@pytest.mark.parametrize(("path", "dtype"), [("single", "float64"), ("foreach", "float32")])
+@pytest.mark.parametrize(
+    ("path", "dtype"),
+    [("single", "float64"), ("foreach", "float32"), ("numba", "float64"), ("numba", "float32")],
+)
 def test_our_torch_setadam_passes(path: str, dtype: str) -> None:
     from conformance.adapters import ours_torch
 
+    if path == "numba":
+        pytest.importorskip("numba", reason="numba (the optional extra) not installed")
     names = [s.name for s in CONTRACT]
     r = check_port(
         ours_torch.factory(path, dtype, "cpu"), "setadam", None, names, quick=True, dtype=dtype,

@@ -53,6 +53,16 @@ class Run:
     v: list[list[np.ndarray]] = field(default_factory=list)
 
 
+def judge_subset(
+    r: Run, idx: Sequence[int], params0: Sequence[np.ndarray], grads: Any, h: dict[str, Any],
+    dtype: str, layers: Sequence[Sequence[int]] | None = None,
+) -> None:  # fmt: skip
+    """:func:`judge` on the tensors ``idx`` of a run alone (one param group, say)."""
+    sub = Run(r.ps, r.opt, [[s[i] for i in idx] for s in r.params],
+              [[s[i] for i in idx] for s in r.m], [[s[i] for i in idx] for s in r.v])  # fmt: skip
+    judge(sub, [params0[i] for i in idx], [[gs[i] for i in idx] for gs in grads], h, dtype, layers)
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     return np.asarray(t.detach().to(torch.float64).numpy(), dtype=np.float64).copy()
 
@@ -72,6 +82,16 @@ def run_torch(
     else:
         opt = SETAdam([dict(g, params=[ps[i] for i in g["params"]]) for g in groups], **kw)
     opt.record_stages = record
+    return step_run(ps, opt, grad_steps, dtype)
+
+
+def step_run(
+    ps: list[torch.Tensor],
+    opt: SETAdam,
+    grad_steps: Sequence[Sequence[np.ndarray | None]],
+    dtype: torch.dtype = torch.float64,
+) -> Run:
+    """Step ``opt`` over ``ps`` with each step's gradients, recording every step."""
     out = Run(ps, opt)
     for grads in grad_steps:
         for p, g in zip(ps, grads):

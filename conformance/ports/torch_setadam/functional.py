@@ -19,6 +19,7 @@ from torch import Tensor
 from . import compiled as _compiled
 from . import fused as _fused
 from . import multi_tensor as _multi_tensor
+from . import numba_path as _numba_path
 from . import single_tensor as _single_tensor
 from .group import GroupTensors
 from .hyper import Hyper
@@ -41,21 +42,27 @@ PATHS: dict[str, PathModule] = {
     "foreach": _multi_tensor,
     "fused": _fused,
     "compiled": _compiled,
+    "numba": _numba_path,
     "sharded_single": ShardedPath(_single_tensor),
     "sharded_foreach": ShardedPath(_multi_tensor),
 }
 """The implementations by name: ``single`` (for-loop), ``foreach`` (multi-tensor), ``fused``
-(CUDA kernels), ``compiled`` (``torch.compile`` CPU kernels), and the sharded variants of the
+(CUDA kernels), ``compiled`` (``torch.compile`` CPU kernels), ``numba`` (numba CPU kernels), and the sharded variants of the
 first two (DTensor parameters)."""
 
 
-def path_name(*, foreach: bool, fused: bool, compiled: bool = False) -> str:
-    """The path of the flags; ValueError when more than one is set."""
-    if foreach + fused + compiled > 1:
+def path_name(*, foreach: bool, fused: bool, compiled: bool | str = False) -> str:
+    """The path of the flags (``compiled``: True for inductor, ``"numba"`` for numba); ValueError
+    when more than one is set or ``compiled`` is another string."""
+    if isinstance(compiled, str) and compiled != "numba":
+        raise ValueError(f'SETAdam: compiled must be a bool or "numba", got {compiled!r}')
+    if foreach + fused + bool(compiled) > 1:
         raise ValueError(
             "SETAdam: foreach=True, fused=True and compiled=True are mutually exclusive"
         )
-    return "compiled" if compiled else "fused" if fused else "foreach" if foreach else "single"
+    if compiled:
+        return "numba" if compiled == "numba" else "compiled"
+    return "fused" if fused else "foreach" if foreach else "single"
 
 
 def for_params(path: str, params: Sequence[Tensor]) -> str:
@@ -63,7 +70,7 @@ def for_params(path: str, params: Sequence[Tensor]) -> str:
     compiled, which have none)."""
     if not any_dtensor(params):
         return path
-    if path in ("fused", "compiled"):
+    if path in ("fused", "compiled", "numba"):
         raise ValueError(f"SETAdam: {path}=True does not take DTensor parameters; use foreach")
     return "sharded_" + path
 
@@ -100,7 +107,7 @@ def setadam(
     *,
     foreach: bool = False,
     fused: bool = False,
-    compiled: bool = False,
+    compiled: bool | str = False,
     beta1: float,
     beta2: float,
     lr: float,

@@ -44,7 +44,9 @@ class SETAdam(torch.optim.Optimizer):
         fused: True runs the CUDA kernels of ``conformance.ports.cuda.torch_fused`` (CUDA
             float32/bfloat16 only). Mutually exclusive with ``foreach=True``.
         compiled: True runs the ``torch.compile`` CPU kernels of :mod:`.compiled` (CPU only;
-            the first step of a new model compiles). Mutually exclusive with the other two.
+            the first step of a new model compiles); ``"numba"`` runs the numba CPU kernels of
+            :mod:`.numba_path` (float32/float64; needs the ``numba`` extra). Mutually exclusive
+            with the other two.
 
     Stage recording: with ``record_stages = True``, ``last_stages`` maps each name of
     ``STAGE_KEYS`` to one tensor per parameter in ``param_groups`` order after every step, or is
@@ -67,10 +69,10 @@ class SETAdam(torch.optim.Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
-        compiled: bool = False,
+        compiled: bool | str = False,
     ) -> None:
         lr_f, betas_f, eps_f, wd_f, tau_f = validate(lr, betas, eps, weight_decay, tau)
-        path_name(foreach=bool(foreach), fused=bool(fused), compiled=bool(compiled))
+        path_name(foreach=bool(foreach), fused=bool(fused), compiled=_compiled_flag(compiled))
         defaults: dict[str, Any] = {
             "lr": lr_f,
             "betas": betas_f,
@@ -81,7 +83,7 @@ class SETAdam(torch.optim.Optimizer):
             "maximize": bool(maximize),
             "foreach": foreach,
             "fused": fused,
-            "compiled": bool(compiled),
+            "compiled": _compiled_flag(compiled),
             "layer": "tensor",
         }
         self.record_stages = False
@@ -102,7 +104,7 @@ class SETAdam(torch.optim.Optimizer):
         path_name(
             foreach=bool(group["foreach"]),
             fused=bool(group["fused"]),
-            compiled=bool(group["compiled"]),
+            compiled=_compiled_flag(group["compiled"]),
         )
         for p in group["params"]:
             if not (p.is_floating_point() and not p.is_complex()):
@@ -179,7 +181,9 @@ class SETAdam(torch.optim.Optimizer):
         ``foreach``; its sharded variant when the group holds a DTensor."""
         if group.get("compiled"):
             path = path_name(
-                foreach=bool(group["foreach"]), fused=bool(group["fused"]), compiled=True
+                foreach=bool(group["foreach"]),
+                fused=bool(group["fused"]),
+                compiled=_compiled_flag(group["compiled"]),
             )
             return for_params(path, group["params"])
         fused = bool(group["fused"])
@@ -209,6 +213,11 @@ class SETAdam(torch.optim.Optimizer):
                 _append(all_stages, group["params"], g.params, cast(Stages, got))
         self.last_stages = all_stages
         return loss
+
+
+def _compiled_flag(value: object) -> bool | str:
+    """``compiled`` as given: ``"numba"`` kept, anything else as a bool."""
+    return value if isinstance(value, str) else bool(value)
 
 
 def _append(out: Stages, group_params: list[Tensor], stepped: list[Tensor], got: Stages) -> None:

@@ -1,0 +1,201 @@
+r"""The two passes of the numba CPU path, compiled by numba (``@njit(parallel=True)``, IEEE
+arithmetic, no fast-math on the update arithmetic), one call per pass for all tensors of a dtype.
+
+The tensors arrive as a table of addresses ``addr[i] = (θ, g, m, v)`` of 1-D dense memory
+(:func:`_as_pointer` turns an address into a pointer that ``numba.carray`` wraps, the NumPy view of
+a CPU tensor's memory without a Python object per tensor) and a table of *blocks*
+``(tensor, start, stop)`` of at most ``BLOCK`` entries, so that ``prange`` splits a big tensor
+over the threads and gives small tensors a block each.
+
+:func:`moments` (first pass): per entry, in the tensor dtype, $g \leftarrow \pm g$
+($+\lambda\theta$ for ``l2``), $m \leftarrow m + (1-\beta_1)(g - m)$ (torch's ``lerp`` for a weight
+below 1/2), $v \leftarrow \beta_2 v + ((1-\beta_2) g) g$, written back, and per block the partials
+of the new $v$ that :mod:`.compiled_kernels` gives per tensor: $\min v$, $\sum v$, $\sum v^2$
+accumulated in float64, and for float64 $v$ $\max v$ and the sums of $2^{-600} v$ and
+$2^{+600} v$ (exact scalings). It reads $g, m, v$ and writes $m, v$: 5 streams (6 with ``l2``).
+The sums of a block are taken over ``TILE`` entries just written (still in the L1 cache) by a
+function compiled with ``reassoc`` only, so that they vectorise: the summation order changes, and
+the error bound of a sum of $d$ non-negative terms, $\gamma_{d-1}$ relative, holds for every
+order. The blocks' partials of a tensor are combined on the host (:func:`combine_blocks`).
+
+:func:`update` (second pass): $\theta \leftarrow \theta\,\delta + s\,m/(\sqrt{a v + \epsilon} -
+\text{shift})$ from a per-tensor table in the tensor dtype (the float64 scalars rounded once, as
+the compiled path's ``.to(cd)`` rounds them). It reads $\theta, m, v$ and writes $\theta$:
+4 streams, 9 in all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.numpy_support import carray
+
+BLOCK = 1 << 16
+"""Entries per block of work (a big tensor is split into blocks, one ``prange`` item each)."""
+TILE = 1024
+"""Entries updated before their sums are taken (8 KiB of float64 v: stays in the L1 cache)."""
+DOWN, UP = 2.0**-600, 2.0**600
+# columns of the partials, as in compiled_kernels
+VMIN, S1, S2, VMAX, S1_DOWN, S2_DOWN, S1_UP, S2_UP = range(8)
+PARTIALS = 8
+# columns of the group scalars and of the update table, as in compiled_kernels
+ONE_MINUS_BETA1, BETA2, ONE_MINUS_BETA2, SIGN, WEIGHT_DECAY = range(5)
+SCALE, SHIFT, STEP_SIZE, DECAY, EPS = range(5)
+
+
+def _pointer_of(typingctx: Any, addr: Any) -> Any:
+    """The ``void *`` of an integer address (``numba.carray`` wraps it with a dtype and size)."""
+    sig = types.voidptr(types.int64)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return sig, codegen
+
+
+_as_pointer: Any = intrinsic(_pointer_of)
+
+
+# IEEE arithmetic (no fast-math), compiled once and cached on disk
+_strict = numba.njit(nogil=True, cache=True, error_model="numpy")
+_parallel = numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+# reassociation only: the sums vectorise (any order is within the bound of a sum)
+_reassoc = numba.njit(fastmath={"reassoc"}, nogil=True, cache=True, error_model="numpy")
+
+
+@_reassoc
+def _tile_sums(v: Any, bits: Any, out: Any, lo: Any, hi: Any, wide: bool) -> tuple[Any, Any]:
+    r"""Add the sums of ``v`` to ``out`` (reassociated float64 sums) and return the running
+    min and max of its bit patterns ``bits`` from ``lo``, ``hi``: for $v \ge 0$ the integer
+    order of the patterns is the float order, and an integer min vectorises where a float min
+    with NaN rules does not (a NaN entry makes the sums, hence the layer, NaN anyway)."""
+    s1 = 0.0
+    s2 = 0.0
+    for i in range(v.shape[0]):
+        x = np.float64(v[i])
+        s1 += x
+        s2 += x * x
+    out[S1] += s1
+    out[S2] += s2
+    for i in range(bits.shape[0]):
+        b = bits[i]
+        lo = b if b < lo else lo
+        hi = b if b > hi else hi
+    if wide:
+        d1 = 0.0
+        d2 = 0.0
+        u1 = 0.0
+        u2 = 0.0
+        for i in range(v.shape[0]):
+            x = np.float64(v[i])
+            xd = x * DOWN
+            xu = x * UP
+            d1 += xd
+            d2 += xd * xd
+            u1 += xu
+            u2 += xu * xu
+        out[S1_DOWN] += d1
+        out[S2_DOWN] += d2
+        out[S1_UP] += u1
+        out[S2_UP] += u2
+    return lo, hi
+
+
+@_strict
+def _moments_tile(p: Any, g: Any, m: Any, v: Any, sc: Any, l2: bool) -> None:
+    """The moments of one tile in the dtype of ``sc`` (IEEE, one rounding per operation)."""
+    w1 = sc[ONE_MINUS_BETA1]
+    b2 = sc[BETA2]
+    w2 = sc[ONE_MINUS_BETA2]
+    sign = sc[SIGN]
+    wd = sc[WEIGHT_DECAY]
+    for i in range(v.shape[0]):
+        gi = g[i] * sign
+        if l2:
+            gi = gi + wd * p[i]
+        mi = m[i]
+        m[i] = mi + w1 * (gi - mi)
+        v[i] = v[i] * b2 + (w2 * gi) * gi
+
+
+@_strict
+def _view(addr: Any, t: int, j: int, lo: int, n: int, like: Any) -> Any:
+    """Entries ``lo : lo + n`` of column ``j`` of tensor ``t``, as an array of ``like``'s dtype."""
+    return carray(_as_pointer(addr[t, j] + lo * like.itemsize), n, like.dtype)
+
+
+@_parallel
+def moments(addr: Any, blocks: Any, sc: Any, ints: Any, l2: bool, wide: bool, out: Any) -> None:
+    """First pass over every block; ``out[k]`` gets block ``k``'s partials (``sc`` in the
+    tensors' dtype, ``ints`` the (largest, smallest) integers of its width: the starting min
+    and max of the bit patterns; ``wide``: float64)."""
+    for k in numba.prange(blocks.shape[0]):
+        t, lo, n = blocks[k, 0], blocks[k, 1], blocks[k, 2] - blocks[k, 1]
+        p = _view(addr, t, 0, lo, n, sc)
+        g = _view(addr, t, 1, lo, n, sc)
+        m = _view(addr, t, 2, lo, n, sc)
+        v = _view(addr, t, 3, lo, n, sc)
+        bits = _view(addr, t, 3, lo, n, ints)
+        o = out[k]
+        o[:] = 0.0
+        blo = ints[0]
+        bhi = ints[1]
+        for a in range(0, n, TILE):
+            b = min(a + TILE, n)
+            _moments_tile(p[a:b], g[a:b], m[a:b], v[a:b], sc, l2)
+            blo, bhi = _tile_sums(v[a:b], bits[a:b], o, blo, bhi, wide)
+        ends = np.empty(2, dtype=ints.dtype)
+        ends[0] = blo
+        ends[1] = bhi
+        vals = ends.view(sc.dtype)
+        o[VMIN] = vals[0]
+        o[VMAX] = vals[1]
+
+
+@_parallel
+def update(addr: Any, blocks: Any, table: Any) -> None:
+    """Second pass: move the parameters of every block (``table`` row per tensor)."""
+    for k in numba.prange(blocks.shape[0]):
+        t, lo, n = blocks[k, 0], blocks[k, 1], blocks[k, 2] - blocks[k, 1]
+        _update_block(
+            _view(addr, t, 0, lo, n, table), _view(addr, t, 2, lo, n, table),
+            _view(addr, t, 3, lo, n, table), table[t],
+        )  # fmt: skip
+
+
+@_strict
+def _update_block(p: Any, m: Any, v: Any, row: Any) -> None:
+    r"""$\theta \leftarrow \theta\delta + s m / (\sqrt{a v + \epsilon} - \text{shift})$."""
+    a = row[SCALE]
+    shift = row[SHIFT]
+    s = row[STEP_SIZE]
+    dec = row[DECAY]
+    eps = row[EPS]
+    for i in range(p.shape[0]):
+        w = np.sqrt(v[i] * a + eps) - shift
+        p[i] = p[i] * dec + s * m[i] / w
+
+
+def make_blocks(numels: np.ndarray) -> np.ndarray:
+    """``(tensor, start, stop)`` rows cutting tensors of sizes ``numels`` into ``BLOCK``s."""
+    per = (numels + BLOCK - 1) // BLOCK
+    t = np.repeat(np.arange(numels.shape[0]), per)
+    first = np.repeat(np.cumsum(per) - per, per)
+    start = (np.arange(t.shape[0]) - first) * BLOCK
+    stop = np.minimum(start + BLOCK, numels[t])
+    return np.stack([t, start, stop], axis=1).astype(np.int64)
+
+
+def combine_blocks(parts: np.ndarray, blocks: np.ndarray, n: int) -> np.ndarray:
+    """Per-tensor partials (``n`` rows) from the blocks' (blocks of a tensor are adjacent)."""
+    starts = np.flatnonzero(np.r_[True, blocks[1:, 0] != blocks[:-1, 0]])
+    out = np.add.reduceat(parts, starts, axis=0)
+    out[:, VMIN] = np.minimum.reduceat(parts[:, VMIN], starts)
+    out[:, VMAX] = np.maximum.reduceat(parts[:, VMAX], starts)
+    assert out.shape[0] == n
+    return out

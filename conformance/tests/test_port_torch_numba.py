@@ -1,0 +1,193 @@
+"""Tests of the numba CPU path of our torch SET-Adam (``SETAdam(compiled="numba")``, modules
+``numba_path`` and ``numba_kernels`` of conformance/ports/torch_setadam).
+
+Trajectories are judged by the shared oracle, as the compiled path's are
+(test_port_torch_compiled). Shapes cross the kernels' ``TILE`` and, with ``BLOCK`` made small
+here, many blocks per tensor, so that the per-block partials and their combination are exercised.
+Skipped, with the reason, where numba is not installed (an optional dependency).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("numba", reason="numba (the optional extra setadam-ref[numba]) not installed")
+
+from conformance.ports.torch_setadam import SETAdam  # noqa: E402
+from conformance.ports.torch_setadam import numba_kernels as NK  # noqa: E402
+from conformance.tests.test_port_torch_setadam import (  # noqa: E402
+    HYPER,
+    Run,
+    judge,
+    judge_subset,
+    make_data,
+    run_torch,
+    step_run,
+)
+
+NUMBA = "numba"
+SMALL_BLOCK = 1000  # not a multiple of TILE: blocks end inside tiles
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _small_blocks() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(NK, "BLOCK", SMALL_BLOCK)
+        yield
+
+
+SHAPES = [(3, 4), (2500,), (2, 1, 3), (41, 53), (7,)]  # 2500, 2173: several blocks and tiles
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("h", range(len(HYPER)))
+@pytest.mark.parametrize("layer", ["tensor", "group"])
+def test_within_budget(dtype: str, h: int, layer: str) -> None:
+    params, grads = make_data(1, shapes=SHAPES)
+    groups = [{"params": list(range(len(SHAPES))), "layer": layer}]
+    r = run_torch(params, grads, dtype=getattr(torch, dtype), groups=groups, compiled=NUMBA, **HYPER[h])  # fmt: skip
+    judge(r, params, grads, HYPER[h], dtype, None if layer == "tensor" else [list(range(len(SHAPES)))])  # fmt: skip
+
+
+def test_mixed_dtypes_and_param_groups_each_within_budget() -> None:
+    params, grads = make_data(7, shapes=SHAPES)
+    g1 = {"lr": 3e-2, "tau": 0.2, "betas": (0.8, 0.99)}
+    g2 = {"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}
+    groups = [dict(g1, params=[0, 1, 2], layer="group"), dict(g2, params=[3, 4])]
+    r = run_torch(params, grads, groups=groups, lr=5.0, compiled=NUMBA)
+    for h, idx, layers in ((g1, [0, 1, 2], [[0, 1, 2]]), (g2, [3, 4], None)):
+        judge_subset(r, idx, params, grads, h, "float64", layers)
+
+
+@pytest.mark.parametrize("layer", ["tensor", "group"])
+def test_zero_size_single_element_and_zero_layers(layer: str) -> None:
+    shapes = [(0,), (1,), (), (1, 1), (4,), (2, 0), (3,)]
+    params, grads = make_data(9, shapes=shapes)
+    for gs in grads:
+        gs[4][:] = 0.0
+    groups = [{"params": list(range(len(shapes))), "layer": layer}]
+    r = run_torch(params, grads, groups=groups, compiled=NUMBA, lr=1e-2)
+    assert [tuple(p.shape) for p in r.ps] == shapes
+    judge(r, params, grads, {"lr": 1e-2}, "float64", None if layer == "tensor" else [list(range(len(shapes)))])  # fmt: skip
+    if layer == "tensor":
+        assert np.array_equal(r.params[-1][4], params[4])
+
+
+def test_constant_layer_exactly() -> None:
+    """A constant v gives c = 1 and w - tau w = (1 - tau) w, a closed form."""
+    q = torch.nn.Parameter(torch.ones(2049, dtype=torch.float64))
+    opt = SETAdam([q], lr=0.1, compiled=NUMBA)
+    q.grad = torch.full_like(q, 0.3)
+    opt.step()
+    w = math.sqrt(0.3**2 + 1e-8)
+    torch.testing.assert_close(q, torch.full_like(q, 1 - 0.1 * 0.3 / (0.5 * w)), rtol=4e-16, atol=0)
+
+
+def test_nan_poisons_its_layer_only() -> None:
+    params, grads = make_data(11, shapes=SHAPES, steps=2)
+    grads[0][1][1700] = np.nan
+    r = run_torch(params, grads, compiled=NUMBA)
+    assert torch.isnan(r.ps[1]).all()
+    keep = [0, 2, 3, 4]
+    judge_subset(r, keep, params, grads, {}, "float64")
+
+
+def test_non_contiguous_parameters_in_place_and_within_budget() -> None:
+    params, grads = make_data(4, shapes=[(50, 30), (2, 3, 4, 4)])
+    ps = [torch.nn.Parameter(torch.tensor(params[0]).t().contiguous().t()),
+          torch.nn.Parameter(torch.tensor(params[1]).contiguous(memory_format=torch.channels_last))]  # fmt: skip
+    layout = [(p.data_ptr(), p.stride()) for p in ps]
+    r = step_run(ps, SETAdam(ps, lr=1e-2, compiled=NUMBA), grads)
+    assert [(p.data_ptr(), p.stride()) for p in ps] == layout
+    judge(r, params, grads, {"lr": 1e-2}, "float64")
+
+
+def test_state_moves_to_and_from_the_for_loop_path() -> None:
+    params, grads = make_data(6, shapes=SHAPES, steps=5)
+    h: dict[str, Any] = {"lr": 1e-2, "weight_decay": 0.05, "tau": 0.3}
+    ours = run_torch(params, grads[:3], compiled=NUMBA, **h)
+    loop = run_torch(params, grads[:3], foreach=False, **h)
+    for first, then in ((ours, False), (loop, NUMBA)):
+        ps = [torch.nn.Parameter(p.detach().clone()) for p in first.ps]
+        opt = SETAdam(ps, **h, compiled=then)
+        opt.load_state_dict(first.opt.state_dict())
+        # torch's loader restores the saved group's flags: the path is chosen after loading
+        opt.param_groups[0]["compiled"] = then
+        rest = step_run(ps, opt, grads[3:])
+        whole = Run(ps, opt, first.params + rest.params, first.m + rest.m, first.v + rest.v)
+        judge(whole, params, grads, h, "float64")
+
+
+def test_another_compiled_string_is_refused() -> None:
+    with pytest.raises(ValueError, match="numba"):
+        SETAdam([torch.nn.Parameter(torch.ones(2))], compiled="inductor")
+
+
+def _exact_cos2(v: np.ndarray) -> Fraction:
+    xs = [Fraction(float(x)) for x in v.ravel()]
+    return sum(xs, Fraction(0)) ** 2 / (len(xs) * sum((x * x for x in xs), Fraction(0)))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "magnitude"),
+    [(np.float32, 1e38), (np.float32, 1e-38), (np.float32, 1e-44),
+     (np.float64, 1e300), (np.float64, 1e-300), (np.float64, 1e-310), (np.float64, 1.0)],
+)  # fmt: skip
+def test_partials_at_the_ends_of_the_range(dtype: type, magnitude: float) -> None:
+    """Min, max and the three pairs of sums of v from the kernel's blocks (the bit-pattern min and
+    max, reassociated sums over tiles and blocks) against exact values: min and max exactly, c
+    of the chosen pair within (3d + 3) u of the exact rational (two sums of d terms, a square, a
+    product, a division), whatever the summation order."""
+    from conformance.ports.torch_setadam.compiled_scalars import layer_scalars
+
+    rng = np.random.default_rng(12)
+    d = 2600
+    v = (magnitude * rng.uniform(0.05, 3.0, size=d)).astype(dtype)
+    v[0] = 0.0
+    z = [np.zeros(d, dtype) for _ in range(3)]
+    addr = np.array([[z[0].ctypes.data, z[1].ctypes.data, z[2].ctypes.data, v.ctypes.data]])
+    blocks = NK.make_blocks(np.array([d]))
+    assert blocks.shape[0] == 3
+    out = np.empty((blocks.shape[0], NK.PARTIALS))
+    wide = dtype == np.float64
+    info = np.iinfo(np.int64 if wide else np.int32)
+    ints = np.array([info.max, info.min], dtype=info.dtype)
+    sc = np.array([0.1, 1.0, 0.0, 1.0, 0.0], dtype=dtype)  # beta2 = 1, no gradient: v kept
+    NK.moments(addr, blocks, sc, ints, False, wide, out)
+    parts = NK.combine_blocks(out, blocks, 1)
+    assert parts[0, NK.VMIN] == 0.0
+    if wide:
+        assert parts[0, NK.VMAX] == v.max()
+    c, _, _ = layer_scalars(
+        parts, np.array([wide]), np.array([not wide]), np.array([0]), np.array([float(d)]),
+        np.array([1.0]), eps=1e-8, tau=0.5,
+    )  # fmt: skip
+    exact = _exact_cos2(v.astype(np.float64))
+    assert abs(Fraction(float(c[0])) - exact) <= (3 * d + 3) * 2.0**-53 * exact
+
+
+def test_registry_leaves_the_numba_port_out_of_the_default_run_only() -> None:
+    """Out of ``run`` with a note (its first step JIT-compiles), in with ``--port``."""
+    from conformance.adapters.registry import NUMBA_NOTE, available_ports
+
+    specs, notes = available_ports("cpu")
+    assert "ours.torch.SETAdam[numba]" not in {s.name for s in specs} and NUMBA_NOTE in notes
+    specs, _ = available_ports("cpu", None, ["ours.torch.SETAdam[[]numba[]]*"])
+    assert sorted(s.dtype for s in specs) == ["float32", "float64"]
+
+
+def test_without_numba_the_port_is_skipped_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conformance.adapters import ours_torch
+    from conformance.ports.torch_setadam import numba_path
+    from setadam_ref import SETAdamConfig
+
+    assert ours_torch.supports_numba(SETAdamConfig()) is None
+    monkeypatch.setattr(numba_path, "available", lambda: False)
+    assert "numba is not installed" in str(ours_torch.supports_numba(SETAdamConfig()))
