@@ -191,3 +191,58 @@ def test_without_numba_the_port_is_skipped_with_the_reason(monkeypatch: pytest.M
     assert ours_torch.supports_numba(SETAdamConfig()) is None
     monkeypatch.setattr(numba_path, "available", lambda: False)
     assert "numba is not installed" in str(ours_torch.supports_numba(SETAdamConfig()))
+
+
+@pytest.mark.parametrize("magnitude", [1e300, 1e-300, 1e-310, 1.0])
+def test_scaled_sums_taken_apart_are_those_of_the_one_pass(magnitude: float) -> None:
+    """The step takes unscaled sums in its moments pass and the 2^-+600-scaled ones in a second,
+    read-only pass over the layers that need them: the columns are bitwise those of one pass
+    taking all of them (same tiles, same order)."""
+    rng = np.random.default_rng(5)
+    d = 2600
+    v0 = magnitude * rng.uniform(0.05, 3.0, size=d)
+    ints = np.array([np.iinfo(np.int64).max, np.iinfo(np.int64).min])
+    sc = np.array([0.1, 0.9, 0.1, 1.0, 0.0])
+    blocks = NK.make_blocks(np.array([d]))
+    cols = [NK.S1_DOWN, NK.S2_DOWN, NK.S1_UP, NK.S2_UP]
+    got = []
+    for wide in (True, False):
+        p, g = rng.standard_normal(d), magnitude * rng.standard_normal(d)
+        m, v = np.zeros(d), v0.copy()
+        addr = np.array([[p.ctypes.data, g.ctypes.data, m.ctypes.data, v.ctypes.data]])
+        out = np.empty((blocks.shape[0], NK.PARTIALS))
+        NK.moments(addr, blocks, sc, ints, False, wide, out)
+        if not wide:
+            assert not out[:, cols].any()  # the unscaled pass leaves them out
+            NK.scaled_sums(addr, blocks, np.empty(0), ints, out)
+        got.append(NK.combine_blocks(out, blocks, 1)[:, cols])
+        rng = np.random.default_rng(5)
+        rng.uniform(size=d)  # the same p and g for both runs
+    np.testing.assert_array_equal(got[0], got[1])
+
+
+@pytest.mark.parametrize("scale", [1e150, 1e-150])
+def test_float64_layers_of_extreme_magnitude_within_budget(scale: float) -> None:
+    """v of order 1e297 (its squares overflow unscaled) and of order 1e-303 (they underflow)
+    beside an ordinary layer: the step takes the scaled sums where the layer needs them."""
+    params, grads = make_data(3, shapes=SHAPES)
+    grads = [[x * scale if i % 2 == 0 else x for i, x in enumerate(step)] for step in grads]
+    groups = [{"params": list(range(len(SHAPES))), "layer": "tensor"}]
+    r = run_torch(params, grads, dtype=torch.float64, groups=groups, compiled=NUMBA, **HYPER[0])
+    judge(r, params, grads, HYPER[0], "float64")
+
+
+def test_step_counters_advance_by_one_in_place_whatever_their_dtype() -> None:
+    """The counters of the state (float32 0-d tensors) advance in one kernel call; a counter
+    loaded as another dtype advances through torch, as on the other paths."""
+    ps = [torch.nn.Parameter(torch.ones(3, dtype=torch.float64)) for _ in range(3)]
+    opt = SETAdam(ps, lr=1e-3, compiled=NUMBA)
+    for p in ps:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    opt.step()
+    steps = [opt.state[p]["step"] for p in ps]
+    assert [float(s) for s in steps] == [2.0, 2.0, 2.0] and steps[0].dtype == torch.float32
+    opt.state[ps[1]]["step"] = torch.tensor(2.0, dtype=torch.float64)
+    opt.step()
+    assert [float(opt.state[p]["step"]) for p in ps] == [3.0, 3.0, 3.0]

@@ -40,16 +40,23 @@ from . import compiled_kernels as K
 REGIME_HI, REGIME_LO = 2.0**400, 2.0**-400
 
 
+def scaled_rows(
+    parts: np.ndarray, wide: np.ndarray, layer: np.ndarray, n_layers: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, whether its layer takes the $2^{-600}$-scaled sums (largest entry $M > 2^{400}$)
+    and whether it takes the $2^{+600}$-scaled ones ($M < 2^{-400}$); neither: unscaled."""
+    top_row = np.where(wide, parts[:, K.VMAX], parts[:, K.S1])
+    top = np.full(n_layers, -np.inf)
+    np.maximum.at(top, layer, top_row)
+    return (top > REGIME_HI)[layer], (top < REGIME_LO)[layer]
+
+
 def _regime_sums(
     parts: np.ndarray, wide: np.ndarray, layer: np.ndarray, n_layers: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-layer $S_1$, $S_2$ of the rows ``parts`` (8 columns, float64 tensors ``wide``)."""
     s1, s2 = parts[:, K.S1], parts[:, K.S2]
-    top_row = np.where(wide, parts[:, K.VMAX], s1)
-    top = np.full(n_layers, -np.inf)
-    np.maximum.at(top, layer, top_row)
-    big = (top > REGIME_HI)[layer]
-    small = (top < REGIME_LO)[layer]
+    big, small = scaled_rows(parts, wide, layer, n_layers)
     f1 = np.where(big, K.DOWN, np.where(small, K.UP, 1.0))
     d1 = np.where(big[:, None], parts[:, [K.S1_DOWN, K.S2_DOWN]], parts[:, [K.S1_UP, K.S2_UP]])
     unscaled = ~(big | small)

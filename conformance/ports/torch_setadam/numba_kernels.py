@@ -158,6 +158,32 @@ def moments(addr: Any, blocks: Any, sc: Any, ints: Any, l2: bool, wide: bool, ou
 
 
 @_parallel
+def scaled_sums(addr: Any, blocks: Any, like: Any, ints: Any, out: Any) -> None:
+    r"""The $2^{\mp 600}$-scaled sums of the new $v$ of every block (float64), after
+    :func:`moments`, for the layers whose largest entry lies outside $[2^{-400}, 2^{400}]$: the
+    tiles and their order are :func:`moments`'s, so the columns are those it would have given."""
+    for k in numba.prange(blocks.shape[0]):
+        t, lo, n = blocks[k, 0], blocks[k, 1], blocks[k, 2] - blocks[k, 1]
+        v = _view(addr, t, 3, lo, n, like)
+        bits = _view(addr, t, 3, lo, n, ints)
+        o = out[k]
+        o[:] = 0.0
+        for a in range(0, n, TILE):
+            b = min(a + TILE, n)
+            _tile_sums(v[a:b], bits[a:b], o, ints[0], ints[1], True)
+
+
+@_strict
+def bump_steps(addr: Any, out: Any) -> None:
+    """Add one to every float32 step counter at ``addr`` (0-d CPU tensors) and give the new
+    values in ``out``: one call where ``torch._foreach_add_`` costs ~3 us a tensor."""
+    for i in range(addr.shape[0]):
+        s = carray(_as_pointer(addr[i]), 1, out.dtype)
+        s[0] = s[0] + np.float32(1.0)
+        out[i] = s[0]
+
+
+@_parallel
 def update(addr: Any, blocks: Any, table: Any) -> None:
     """Second pass: move the parameters of every block (``table`` row per tensor)."""
     for k in numba.prange(blocks.shape[0]):

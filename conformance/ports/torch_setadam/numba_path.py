@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from . import compiled as _compiled
-from .compiled_scalars import layer_scalars
+from .compiled_scalars import layer_scalars, scaled_rows
 from .group import GroupTensors
 from .hyper import Hyper
 from .stages import Stages
@@ -44,6 +44,8 @@ from .stages import Stages
 RECORDS_STAGES = False
 
 _DTYPES = (torch.float32, torch.float64)
+#: one kernel call's (rows, dtype, address table, aliases kept alive, blocks, bit-pattern ends)
+_Call = tuple[np.ndarray, type, np.ndarray, list[Tensor], np.ndarray, np.ndarray]
 
 
 def kernels() -> ModuleType:
@@ -77,8 +79,10 @@ def available() -> bool:
 def step(g: GroupTensors, layer_of: list[int], hyper: Hyper, *, record: bool) -> Stages | None:
     """One step over the tensors of a group, in place. Returns None: nothing is recorded."""
     del record
-    params, _, exp_avgs, _, _ = g
-    if not all(p.dtype in _DTYPES and m.dtype == p.dtype for p, m in zip(params, exp_avgs)):
+    dts = [p.dtype for p in g.params]
+    if not set(dts) <= set(_DTYPES) or any(
+        [m.dtype != d or v.dtype != d for m, v, d in zip(g.exp_avgs, g.exp_avg_sqs, dts)]
+    ):
         return _compiled.step(g, layer_of, hyper, record=False)
     K = kernels()
     with torch.no_grad():
@@ -94,9 +98,11 @@ def _addresses(
     cols = [[c[i] for i in idx] for c in g[:4]]
     # one list comprehension per column: a Python loop over tensors costs ~10 us per tensor
     addr = np.array([[t.data_ptr() for t in c] for c in cols], dtype=np.int64).T.copy()
-    dense = np.logical_and.reduce([[t.is_contiguous() for t in c] for c in cols])
     keep: list[Tensor] = []
     back: list[tuple[Tensor, Tensor]] = []
+    if all([t.is_contiguous() for c in cols for t in c]):
+        return addr, keep, back
+    dense = np.logical_and.reduce([[t.is_contiguous() for t in c] for c in cols])
     for row in np.flatnonzero(~dense):
         quad = [c[row] for c in cols]
         flat, wb = _compiled._flat(*quad)
@@ -111,21 +117,22 @@ def _step(K: ModuleType, g: GroupTensors, layer_of: list[int], hyper: Hyper) -> 
     if not params:
         return
     _compiled._require_cpu([*params, *grads])
-    torch._foreach_add_(state_steps, 1)
-    live = [i for i, p in enumerate(params) if p.numel() > 0]
+    counts = _bump_steps(K, state_steps)
+    numels = [p.numel() for p in params]
+    live = [i for i, n in enumerate(numels) if n > 0]
     if not live:
         return
     import numba
 
     cap = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
     numba.set_num_threads(min(torch.get_num_threads(), cap))
-    steps = torch.stack([state_steps[i] for i in live]).tolist()
+    steps = [counts[i] for i in live]
     per_t = {t: (float(hyper.step_size(t)), float(hyper.bias2(t))) for t in set(steps)}
     size = np.array([per_t[t][0] for t in steps])
     bias2 = np.array([per_t[t][1] for t in steps])
     dense: dict[int, int] = {}
     lay = np.array([dense.setdefault(layer_of[i], len(dense)) for i in live], dtype=np.int64)
-    numel = np.array([params[i].numel() for i in live], dtype=np.int64)
+    numel = np.array([numels[i] for i in live], dtype=np.int64)
     lay_size = np.zeros(len(dense))
     np.add.at(lay_size, lay, numel.astype(np.float64))
     wide = np.array([params[i].dtype == torch.float64 for i in live])
@@ -137,7 +144,7 @@ def _step(K: ModuleType, g: GroupTensors, layer_of: list[int], hyper: Hyper) -> 
         -1.0 if hyper.maximize else 1.0,
         float(hyper.weight_decay),
     ]
-    calls = []
+    calls: list[_Call] = []
     back: list[tuple[Tensor, Tensor]] = []
     for is_wide in (False, True):
         rows = np.flatnonzero(wide == is_wide)
@@ -150,21 +157,63 @@ def _step(K: ModuleType, g: GroupTensors, layer_of: list[int], hyper: Hyper) -> 
         out = np.empty((blocks.shape[0], K.PARTIALS))
         info = np.iinfo(np.int64 if is_wide else np.int32)
         ints = np.array([info.max, info.min], dtype=info.dtype)
-        K.moments(addr, blocks, np.array(group_sc).astype(dt), ints, hyper.l2, is_wide, out)
+        # unscaled sums only: the scaled ones are taken below where a layer needs them
+        K.moments(addr, blocks, np.array(group_sc).astype(dt), ints, hyper.l2, False, out)
         parts[rows] = K.combine_blocks(out, blocks, rows.size)
-        calls.append((rows, dt, addr, keep, blocks))
+        calls.append((rows, dt, addr, keep, blocks, ints))
+    if wide.any():
+        _scaled_sums(K, parts, wide, lay, len(dense), calls)
     _, a, shift = layer_scalars(
         parts, wide, ~wide, lay, lay_size, bias2, eps=hyper.eps, tau=hyper.tau
     )
     decay = float(hyper.decay_factor()) if hyper.decays_params else 1.0
-    for rows, dt, addr, keep, blocks in calls:
+    for rows, cdt, addr, keep, blocks, _ in calls:
         table = np.empty((rows.size, 5))
         table[:, K.SCALE] = a[rows]
         table[:, K.SHIFT] = shift[rows]
         table[:, K.STEP_SIZE] = size[rows]
         table[:, K.DECAY] = decay
         table[:, K.EPS] = hyper.eps
-        K.update(addr, blocks, table.astype(dt))
+        K.update(addr, blocks, table.astype(cdt))
         del keep
     for orig, stand_in in back:
         orig.copy_(stand_in)
+
+
+def _bump_steps(K: ModuleType, state_steps: list[Tensor]) -> list[float]:
+    """Add one to every step counter, in place, and give the new counts. float32 CPU counters
+    (the state this path creates) in one kernel call; any other, as ``torch._foreach_add_``."""
+    if all([s.dtype == torch.float32 and s.is_cpu and s.numel() == 1 for s in state_steps]):
+        addr = np.array([s.data_ptr() for s in state_steps], dtype=np.int64)
+        out = np.empty(addr.shape[0], dtype=np.float32)
+        K.bump_steps(addr, out)
+        return [float(x) for x in out]
+    torch._foreach_add_(state_steps, 1)
+    return [float(s) for s in state_steps]
+
+
+def _scaled_sums(
+    K: ModuleType,
+    parts: np.ndarray,
+    wide: np.ndarray,
+    lay: np.ndarray,
+    n_layers: int,
+    calls: list[_Call],
+) -> None:
+    """Fill the scaled-sum columns of ``parts`` for the float64 tensors whose layer takes scaled
+    sums (:func:`~.compiled_scalars.scaled_rows`; a layer of ordinary magnitudes never does, so
+    :func:`~.numba_kernels.moments` adds no scaled sums in the common case)."""
+    with np.errstate(invalid="ignore"):  # a NaN entry: its layer is NaN whichever sums
+        big, small = scaled_rows(parts, wide, lay, n_layers)
+    need = wide & (big | small)
+    if not need.any():
+        return
+    for rows, _, addr, _, blocks, ints in calls:
+        pick = np.flatnonzero(need[rows])
+        if pick.size == 0:
+            continue
+        sub = np.concatenate([blocks[blocks[:, 0] == r] for r in pick])
+        out = np.empty((sub.shape[0], K.PARTIALS))
+        K.scaled_sums(addr, sub, np.empty(0), ints, out)
+        cols = [K.S1_DOWN, K.S2_DOWN, K.S1_UP, K.S2_UP]
+        parts[rows[pick][:, None], cols] = K.combine_blocks(out, sub, pick.size)[:, cols]
