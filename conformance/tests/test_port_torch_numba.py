@@ -159,7 +159,7 @@ def test_partials_at_the_ends_of_the_range(dtype: type, magnitude: float) -> Non
     wide = dtype == np.float64
     info = np.iinfo(np.int64 if wide else np.int32)
     ints = np.array([info.max, info.min], dtype=info.dtype)
-    sc = np.array([0.1, 1.0, 0.0, 1.0, 0.0], dtype=dtype)  # beta2 = 1, no gradient: v kept
+    sc = np.array([0.1, 1.0, 0.0, 1.0, 0.0, 0.9], dtype=dtype)  # beta2 = 1, no gradient: v kept
     NK.moments(addr, blocks, sc, ints, False, wide, out)
     parts = NK.combine_blocks(out, blocks, 1)
     assert parts[0, NK.VMIN] == 0.0
@@ -202,7 +202,7 @@ def test_scaled_sums_taken_apart_are_those_of_the_one_pass(magnitude: float) -> 
     d = 2600
     v0 = magnitude * rng.uniform(0.05, 3.0, size=d)
     ints = np.array([np.iinfo(np.int64).max, np.iinfo(np.int64).min])
-    sc = np.array([0.1, 0.9, 0.1, 1.0, 0.0])
+    sc = np.array([0.1, 0.9, 0.1, 1.0, 0.0, 0.9])
     blocks = NK.make_blocks(np.array([d]))
     cols = [NK.S1_DOWN, NK.S2_DOWN, NK.S1_UP, NK.S2_UP]
     got = []
@@ -246,3 +246,33 @@ def test_step_counters_advance_by_one_in_place_whatever_their_dtype() -> None:
     opt.state[ps[1]]["step"] = torch.tensor(2.0, dtype=torch.float64)
     opt.step()
     assert [float(opt.state[p]["step"]) for p in ps] == [3.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("beta1", [0.0, 0.3, 0.5, 0.9])
+def test_first_moment_is_the_two_branch_lerp_bitwise(dtype: type, beta1: float) -> None:
+    """m' is torch's two-branch lerp(m, g, w = 1 - beta1), m + w (g - m) for w < 1/2 and
+    g - (g - m)(1 - w) otherwise, one IEEE rounding per operation (NumPy in the tensor dtype;
+    torch's vectorised lerp fuses the last two with an FMA, which the tolerance model covers as
+    well); beta1 = 0 gives m' = g exactly. Found by `setadam-conformance fuzz
+    'ours.torch.SETAdam[numba]' --seed 11`: the kernel took the lower branch for every w, m + (g -
+    m) for m' = g at beta1 = 0 (3 ulps, 1.13 x budget, re-synced step 2, one-element arrays)."""
+    rng = np.random.default_rng(4)
+    d = 2600
+    p, m = rng.standard_normal(d).astype(dtype), rng.standard_normal(d).astype(dtype)
+    g = (-np.sign(m) * rng.uniform(0.01, 1.0, d)).astype(dtype)  # opposite signs: |g - m| > |g|
+    v = np.ones(d, dtype)
+    m0 = m.copy()
+    w = dtype(1.0 - beta1)
+    sc = np.array([w, 0.999, 0.001, 1.0, 0.0, dtype(1.0) - w], dtype=dtype)
+    info = np.iinfo(np.int64 if dtype == np.float64 else np.int32)
+    addr = np.array([[p.ctypes.data, g.ctypes.data, m.ctypes.data, v.ctypes.data]])
+    blocks = NK.make_blocks(np.array([d]))
+    out = np.empty((blocks.shape[0], NK.PARTIALS))
+    NK.moments(
+        addr, blocks, sc, np.array([info.max, info.min], dtype=info.dtype), False, False, out
+    )
+    want = m0 + w * (g - m0) if w < 0.5 else g - (g - m0) * (dtype(1.0) - w)
+    np.testing.assert_array_equal(m, want)
+    if beta1 == 0.0:
+        np.testing.assert_array_equal(m, g)

@@ -8,8 +8,8 @@ a CPU tensor's memory without a Python object per tensor) and a table of *blocks
 over the threads and gives small tensors a block each.
 
 :func:`moments` (first pass): per entry, in the tensor dtype, $g \leftarrow \pm g$
-($+\lambda\theta$ for ``l2``), $m \leftarrow m + (1-\beta_1)(g - m)$ (torch's ``lerp`` for a weight
-below 1/2), $v \leftarrow \beta_2 v + ((1-\beta_2) g) g$, written back, and per block the partials
+($+\lambda\theta$ for ``l2``), $m \leftarrow \operatorname{lerp}(m, g, 1-\beta_1)$ as torch evaluates it
+($m + w(g - m)$ for $w < 1/2$, $g - (g - m)(1 - w)$ otherwise), $v \leftarrow \beta_2 v + ((1-\beta_2) g) g$, written back, and per block the partials
 of the new $v$ that :mod:`.compiled_kernels` gives per tensor: $\min v$, $\sum v$, $\sum v^2$
 accumulated in float64, and for float64 $v$ $\max v$ and the sums of $2^{-600} v$ and
 $2^{+600} v$ (exact scalings). It reads $g, m, v$ and writes $m, v$: 5 streams (6 with ``l2``).
@@ -44,7 +44,8 @@ DOWN, UP = 2.0**-600, 2.0**600
 VMIN, S1, S2, VMAX, S1_DOWN, S2_DOWN, S1_UP, S2_UP = range(8)
 PARTIALS = 8
 # columns of the group scalars and of the update table, as in compiled_kernels
-ONE_MINUS_BETA1, BETA2, ONE_MINUS_BETA2, SIGN, WEIGHT_DECAY = range(5)
+ONE_MINUS_BETA1, BETA2, ONE_MINUS_BETA2, SIGN, WEIGHT_DECAY, LERP_COMPLEMENT = range(6)
+# LERP_COMPLEMENT: 1 - (1 - beta1) in the tensors' dtype, as torch's lerp rounds it
 SCALE, SHIFT, STEP_SIZE, DECAY, EPS = range(5)
 
 
@@ -114,12 +115,18 @@ def _moments_tile(p: Any, g: Any, m: Any, v: Any, sc: Any, l2: bool) -> None:
     w2 = sc[ONE_MINUS_BETA2]
     sign = sc[SIGN]
     wd = sc[WEIGHT_DECAY]
+    # torch's lerp: the branch whose product is small; for w >= 1/2 (beta1 <= 1/2) the lower
+    # branch m + w (g - m) is off by |g - m| u, which is many ulps of m' when m and g differ
+    # in sign (beta1 = 0: m' = g exactly this way, not m + (g - m))
+    low = w1 < 0.5
+    c1 = sc[LERP_COMPLEMENT]
     for i in range(v.shape[0]):
         gi = g[i] * sign
         if l2:
             gi = gi + wd * p[i]
         mi = m[i]
-        m[i] = mi + w1 * (gi - mi)
+        d = gi - mi
+        m[i] = mi + w1 * d if low else gi - d * c1
         v[i] = v[i] * b2 + (w2 * gi) * gi
 
 

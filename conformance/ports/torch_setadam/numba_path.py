@@ -158,7 +158,9 @@ def _step(K: ModuleType, g: GroupTensors, layer_of: list[int], hyper: Hyper) -> 
         info = np.iinfo(np.int64 if is_wide else np.int32)
         ints = np.array([info.max, info.min], dtype=info.dtype)
         # unscaled sums only: the scaled ones are taken below where a layer needs them
-        K.moments(addr, blocks, np.array(group_sc).astype(dt), ints, hyper.l2, False, out)
+        sc = np.array([*group_sc, 0.0]).astype(dt)
+        sc[K.LERP_COMPLEMENT] = dt(1.0) - sc[K.ONE_MINUS_BETA1]
+        K.moments(addr, blocks, sc, ints, hyper.l2, False, out)
         parts[rows] = K.combine_blocks(out, blocks, rows.size)
         calls.append((rows, dt, addr, keep, blocks, ints))
     if wide.any():
