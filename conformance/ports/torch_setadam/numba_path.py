@@ -37,6 +37,7 @@ from torch import Tensor
 
 from . import compiled as _compiled
 from .compiled_scalars import layer_scalars, scaled_rows
+from .eager_only import eager_only
 from .group import GroupTensors
 from .hyper import Hyper
 from .stages import Stages
@@ -76,6 +77,8 @@ def available() -> bool:
     return True
 
 
+# torch.compile of a caller (opt.step) runs this step eagerly: dynamo cannot trace numba
+@eager_only
 def step(g: GroupTensors, layer_of: list[int], hyper: Hyper, *, record: bool) -> Stages | None:
     """One step over the tensors of a group, in place. Returns None: nothing is recorded."""
     del record
