@@ -151,16 +151,18 @@ class SETAdam(torch.optim.Optimizer):
         exp_avgs: list[Tensor] = []
         exp_avg_sqs: list[Tensor] = []
         steps: list[Tensor] = []
+        state_of = self.state
         for p in group["params"]:
-            if p.grad is None:
+            grad = p.grad  # read once: a property of the C tensor (~1000 a step on big models)
+            if grad is None:
                 continue
-            if p.grad.is_sparse:
+            if grad.is_sparse:
                 raise RuntimeError(
                     "SETAdam does not support sparse gradients (the layer statistics need the "
                     "dense second moment); use dense gradients"
                 )
-            state = self.state[p]
-            if len(state) == 0:
+            state = state_of[p]
+            if not state:
                 sdt = state_dtype(p.dtype, fused=bool(group["fused"]))
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(
@@ -170,7 +172,7 @@ class SETAdam(torch.optim.Optimizer):
                     p, dtype=sdt, memory_format=torch.preserve_format
                 )
             params.append(p)
-            grads.append(p.grad)
+            grads.append(grad)
             exp_avgs.append(state["exp_avg"])
             exp_avg_sqs.append(state["exp_avg_sq"])
             steps.append(state["step"])
