@@ -43,7 +43,11 @@ a linear from a quadratic dependence on $g_1$, and it runs in float32 or float64
 (``probe_dtypes``), so that v's decay by $\beta_2$ over one step (a relative $10^{-3}$, lost in
 bfloat16) is resolved. A leaf found on the probe is found by its path on the real port.
 ``--state-map m=KEY,v=KEY,vmax=KEY,step=KEY`` names entries by the end of their path instead
-(``none``: treat the state as unreadable). Nothing here imports a framework.
+(``none``: treat the state as unreadable). A port built of param groups, each with a state of
+its own arrays (``optax.multi_transform``: a ``MaskedState`` per label, ``MaskedNode`` for the
+other groups' arrays, a count per inner transformation, none under ``set_to_zero``), is found
+per group (:func:`discover_groups`, the groups given by the adapter: ``LayoutCache.set_groups``).
+Nothing here imports a framework.
 """
 
 from __future__ import annotations
