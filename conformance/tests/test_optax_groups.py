@@ -73,18 +73,43 @@ def test_adamw_groups_found_per_group() -> None:
     assert "arrays 3, 4: no state" in lay.describe()
 
 
-def test_a_group_without_v_says_which() -> None:
-    """A group run by momentum SGD (a trace, no v): not re-synced, naming that group."""
+def _ema(c: Any, lr: Any) -> Any:
+    """m and v without bias correction: a state with no step count."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    b1, b2 = c.betas
+    tm = jax.tree_util.tree_map
+
+    def init(p: Any) -> Any:
+        return tm(jnp.zeros_like, p), tm(jnp.zeros_like, p)
+
+    def update(g: Any, s: Any, p: Any = None) -> Any:
+        m = tm(lambda m, g: b1 * m + (1 - b1) * g, s[0], g)
+        v = tm(lambda v, g: b2 * v + (1 - b2) * g * g, s[1], g)
+        return tm(lambda m, v: -lr * m / (jnp.sqrt(v) + c.eps), m, v), (m, v)
+
+    return optax.GradientTransformation(init, update)
+
+
+@pytest.mark.parametrize("other", ["sgd", "ema"])
+def test_a_group_not_found_says_which_and_why(other: str) -> None:
+    """Group 1 run by momentum SGD (a trace, no v) or by an EMA without a step count: not
+    re-synced, the reason naming that group (group 0, the kit, is found)."""
     import optax
 
     def make_for(c: Any, lr: Any) -> Any:
         if c.betas == (0.8, 0.99):  # the scenario's second group
-            return optax.sgd(lr, momentum=0.9)
+            return optax.sgd(lr, momentum=0.9) if other == "sgd" else _ema(c, lr)
         return optax_kit.make_for(c, lr)
 
     port, shapes = _port("groups", _kit(make_for))
-    why = port.layout(shapes).why_not()
-    assert why.startswith("the param group of array 2: no entry") and "like v" in why, why
+    lay = port.layout(shapes)
+    why = lay.why_not()
+    assert why.startswith("the param group of array 2: no entry"), why
+    assert ("like v of its arrays" if other == "sgd" else "counts its steps") in why, why
+    assert not lay.writable and (other == "sgd" or [v.array for v in lay.m] == [0, 1, 2])
 
 
 @pytest.mark.parametrize("which", ["kit", "optax.adamw", "ours.jax.setadam"])
