@@ -73,7 +73,8 @@ def kit_adam(
             d = (m / (1 - b1**tt)) / (jnp.sqrt(v / (1 - b2**tt)) + eps)
             if weight_decay and decoupled:
                 d = d + weight_decay * p
-            return -lr * d
+            out: jax.Array = -lr * d
+            return out
 
         updates = tm(delta, first, used, params)
         if shadow:
