@@ -174,6 +174,10 @@ class OptaxPort:
                 for i in arrays:
                     labels[i] = "frozen" if i in frozen else f"group{k}"
             self._tx = optax.multi_transform(txs, labels)
+            # each group's state holds its own arrays only (MaskedNode for the others) and its
+            # own count; set_to_zero keeps none: the probe finds the roles per group
+            owned = [[i for i in contract.groups[k][0] if i not in frozen] for k, _c in live]
+            self._discovery.set_groups([(a, c.betas) for a, (_k, c) in zip(owned, live)])
 
     def _dev(self) -> Any:
         if self.device == "cuda":

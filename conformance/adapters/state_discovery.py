@@ -43,27 +43,32 @@ a linear from a quadratic dependence on $g_1$, and it runs in float32 or float64
 (``probe_dtypes``), so that v's decay by $\beta_2$ over one step (a relative $10^{-3}$, lost in
 bfloat16) is resolved. A leaf found on the probe is found by its path on the real port.
 ``--state-map m=KEY,v=KEY,vmax=KEY,step=KEY`` names entries by the end of their path instead
-(``none``: treat the state as unreadable). Nothing here imports a framework.
+(``none``: treat the state as unreadable). A port built of param groups, each with a state of
+its own arrays (``optax.multi_transform``: a ``MaskedState`` per label, ``MaskedNode`` for the
+other groups' arrays, a count per inner transformation, none under ``set_to_zero``), is found
+per group (:func:`discover_groups`, the groups given by the adapter: ``LayoutCache.set_groups``).
+Nothing here imports a framework.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from .probe_fits import TOL, SameSize, fit
 from .running_max import is_running_max, roundoff
+from .state_layout import Counter as Counter
+from .state_layout import GroupLayout as GroupLayout
+from .state_layout import Leaf as Leaf
+from .state_layout import Part as Part
+from .state_layout import Path as Path
+from .state_layout import StateLayout as StateLayout
+from .state_layout import View as View
+from .state_layout import arrays_text, views_text
+from .state_layout import path_text as path_text
 
-#: one step of a path: (kind, key); kinds: "state" (torch per-parameter state, key = array
-#: index), "param" (a mapping keyed by a parameter or its id, key = array index), "group" (a
-#: param group), "key" (mapping key), "idx" (sequence index), "attr" (attribute or field),
-#: "cell" (a closure variable)
-Part = tuple[str, Any]
-Path = tuple[Part, ...]
 ROLES: tuple[str, ...] = ("m", "v", "vmax", "step")
 #: smallest probe array: 4 coordinates with g_2 = 0, one at each |g_1| scale of ``ZERO_SCALES``
 MIN_PROBE_SIZE = 12
@@ -72,136 +77,6 @@ ZERO_SCALES = (4.0, 1.0, 2.0, 4.0)
 #: relative tolerance of the convention check: (1 - beta) g rounded in float32 is off by ~1e-7;
 #: a bias-corrected moment is off by a factor 1/(1 - beta), a swapped beta by 10 to 1000
 CONVENTION_TOL = 1e-3
-
-
-@dataclass(frozen=True)
-class Leaf:
-    """One numeric entry of a port's state: its path, value (float64 copy) and dtype name."""
-
-    path: Path
-    value: np.ndarray
-    dtype: str
-    scalar: bool  # a Python number or a one-element entry (a counter candidate)
-
-
-@dataclass(frozen=True)
-class View:
-    """Where one role's values for one array live: the leaf at ``path`` (``sub``: the index along
-    a stacking first axis), holding array ``array`` or, with ``array`` None, all arrays
-    concatenated."""
-
-    path: Path
-    array: int | None
-    sub: int | None = None
-
-
-@dataclass(frozen=True)
-class Counter:
-    """A step counter: stored value $= \\text{scale}\\, t + \\text{offset}$ after $t$ steps."""
-
-    path: Path
-    scale: int = 1
-    offset: int = 0
-
-
-@dataclass
-class StateLayout:
-    """What was found: views per role (one per array, or one flat view), counters, notes."""
-
-    m: list[View] = field(default_factory=list)
-    v: list[View] = field(default_factory=list)
-    vmax: list[View] = field(default_factory=list)
-    counters: list[Counter] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    state_dtype: str | None = None
-    hidden: bool = False  # declared unreadable (--state-map none)
-    convention: str = ""  # why m or v is not in the reference's convention (empty: it is)
-    root: str = "opt"  # how a path's first attribute is shown (the optimizer, or "state")
-
-    @property
-    def readable(self) -> bool:
-        return bool(self.m and self.v) and not self.hidden and not self.convention
-
-    @property
-    def writable(self) -> bool:
-        return self.readable and bool(self.counters)
-
-    def why_not(self) -> str:
-        """Why the state cannot be re-synced, in one plain sentence (empty when it can)."""
-        if self.hidden:
-            return "the state is declared unreadable (--state-map none)"
-        if self.convention:
-            return self.convention
-        if not self.readable:
-            missing = " and ".join(r for r in ("m", "v") if not getattr(self, r))
-            return f"no entry of the port's state behaves like {missing} after two probe steps"
-        if not self.counters:
-            return "no entry of the port's state counts the steps"
-        return ""
-
-    def refusal(self, amsgrad: bool) -> str:
-        """Why a given state cannot be written into the port (empty when it can): ``why_not``,
-        or, for a configuration with amsgrad (``amsgrad``: the state carries vmax), a vmax that
-        was not found: writing m and v alone would leave the port's own maximum stale."""
-        why = self.why_not()
-        if why or not amsgrad or self.vmax:
-            return why
-        return (
-            "the configuration keeps the amsgrad maximum vmax, but no entry of the port's state "
-            "was told from v by vmax_2 = max(vmax_1, c v_2) over two probe steps: a re-synced "
-            "step would leave the port's own maximum stale"
-        )
-
-    def describe(self) -> str:
-        """One line for the report: where m, v, vmax and the counter were found."""
-        if self.convention:
-            return f"state not used ({self.convention}): diagnosed from the parameters only"
-        if not self.readable:
-            return f"state not found ({self.why_not()}): diagnosed from the parameters only"
-        parts = [
-            f"{r} = {_views_text(getattr(self, r), self.root)}"
-            for r in ("m", "v", "vmax")
-            if getattr(self, r)
-        ]
-        if self.counters:
-            texts = [_counter_text(c, self.root) for c in self.counters[:2]]
-            parts.append("step = " + ", ".join(texts))
-        return "; ".join(parts) + ("; " + "; ".join(self.notes) if self.notes else "")
-
-
-def path_text(path: Path, root: str = "opt") -> str:
-    """A path as a user reads it: ``state[p0]['exp_avg_var']``, ``opt.momentums[1]``, ..."""
-    out = "" if path and path[0][0] in ("state", "group", "attr") else root
-    for kind, key in path:
-        if kind == "state":
-            out += f"state[p{key}]"
-        elif kind == "param":
-            out += f"[p{key}]"
-        elif kind == "group":
-            out += f"param_groups[{key}]"
-        elif kind in ("key",):
-            out += f"[{key!r}]"
-        elif kind == "idx":
-            out += f"[{key}]"
-        elif kind == "attr":
-            out += f".{key}" if out else f"{root}.{key}"
-        elif kind == "cell":
-            out += f".<closure {key}>"
-    return out
-
-
-def _views_text(views: Sequence[View], root: str) -> str:
-    v = views[0]
-    sub = f"[{v.sub}]" if v.sub is not None else ""
-    where = path_text(v.path, root) + sub
-    if v.array is None:
-        return f"{where} (all arrays, concatenated)"
-    return where + (f" (and {len(views) - 1} more)" if len(views) > 1 else "")
-
-
-def _counter_text(c: Counter, root: str) -> str:
-    form = "t" if (c.scale, c.offset) == (1, 0) else f"{c.scale} t + {c.offset}"
-    return f"{path_text(c.path, root)} ({form})"
 
 
 def probe_dtypes(dtype: str) -> tuple[str, ...]:
@@ -400,6 +275,44 @@ def _counters(
     return out
 
 
+def _roles(
+    after1: Mapping[Path, Leaf],
+    after2: Mapping[Path, Leaf],
+    sizes: Sequence[int],
+    g1: Sequence[np.ndarray],
+    zero: Sequence[np.ndarray],
+    notes: list[str],
+) -> tuple[Family, Family, Family]:
+    """(m, v, vmax) views for arrays of ``sizes`` probed with ``g1`` (empty: not found)."""
+    m: Family = []
+    v: Family = []
+    vmax: Family = []
+    linear = _families(after1, sizes, g1, positive=False)
+    square = _families(after1, sizes, [x * x for x in g1], positive=True)
+    if linear:
+        # a stored gradient copy is linear too, but vanishes where g2 = 0; m only decays there
+        linear.sort(key=lambda f: _on_zero_g2(f, after1, after2, zero) >= 1.0)
+        m = linear[0]
+    if square:
+        change = [_on_zero_g2(f, after1, after2, zero) for f in square]
+        moving = [f for f, c in zip(square, change, strict=True) if 0.0 < c < math.inf]
+        v = moving[0] if moving else square[0]
+        pair = _v_and_vmax(square, after1, after2)
+        if pair is not None:
+            v, vmax = pair
+        elif len(square) > 1:
+            notes.append(
+                f"{len(square)} entries behave like v after one step; none was told from v as "
+                "vmax by vmax_2 = max(vmax_1, c v_2) (an amsgrad maximum is then not re-synced)"
+            )
+    return m, v, vmax
+
+
+#: the param groups of a port built of groups, for ``discover``: per group with state its
+#: arrays and its betas (None: its convention is not checked); arrays of no group keep no state
+Groups = Sequence[tuple[Sequence[int], tuple[float, float] | None]]
+
+
 def discover(
     shapes: Sequence[tuple[int, ...]],
     before: Mapping[Path, Leaf],
@@ -408,43 +321,107 @@ def discover(
     override: Mapping[str, str] | None = None,
     root: str = "opt",
     betas: tuple[float, float] | None = None,
+    groups: Groups | None = None,
 ) -> StateLayout:
     """The layout of a port's state from snapshots of a probe port (``shapes``: the probe's,
     ``probe_shapes``; gradients ``probe_gradients(shapes)``) before any step and after each of
     its two steps. ``override``: role -> KEY from ``--state-map`` (see ``parse_state_map``).
-    ``betas``: the configuration's, to check that m and v are in the reference's convention."""
+    ``betas``: the configuration's, to check that m and v are in the reference's convention.
+    ``groups``: the port's param groups (``discover_groups``; ignored with ``override``)."""
     if override is not None and override.get("none") is not None:
         return StateLayout(hidden=True, root=root)
     sizes = [math.prod(s) for s in shapes]
     g1, g2 = probe_gradients(shapes)
     zero = [np.asarray(x == 0.0) for x in g2]
     layout = StateLayout(root=root)
-    linear = _families(after1, sizes, g1, positive=False)
-    square = _families(after1, sizes, [x * x for x in g1], positive=True)
-    if linear:
-        # a stored gradient copy is linear too, but vanishes where g2 = 0; m only decays there
-        linear.sort(key=lambda f: _on_zero_g2(f, after1, after2, zero) >= 1.0)
-        layout.m = linear[0]
-    if square:
-        change = [_on_zero_g2(f, after1, after2, zero) for f in square]
-        moving = [f for f, c in zip(square, change, strict=True) if 0.0 < c < math.inf]
-        layout.v = moving[0] if moving else square[0]
-        pair = _v_and_vmax(square, after1, after2)
-        if pair is not None:
-            layout.v, layout.vmax = pair
-        elif len(square) > 1:
-            layout.notes.append(
-                f"{len(square)} entries behave like v after one step; none was told from v as "
-                "vmax by vmax_2 = max(vmax_1, c v_2) (an amsgrad maximum is then not re-synced)"
-            )
-    layout.counters = _counters(before, after1, after2)
-    if override:
-        _apply_override(layout, override, after1, sizes, before, after2)
+    if groups is not None and not override:
+        discover_groups(layout, groups, sizes, g1, zero, (before, after1, after2))
+    else:
+        layout.m, layout.v, layout.vmax = _roles(after1, after2, sizes, g1, zero, layout.notes)
+        layout.counters = _counters(before, after1, after2)
+        if override:
+            _apply_override(layout, override, after1, sizes, before, after2)
+        if betas is not None and layout.m and layout.v:
+            layout.convention = _convention(layout.m, layout.v, after1, g1, betas, root)
     if layout.m:
         layout.state_dtype = after1[layout.m[0].path].dtype
-    if betas is not None and layout.m and layout.v:
-        _check_convention(layout, after1, g1, betas)
     return layout
+
+
+def _prefix(a: Path, b: Path) -> int:
+    """The number of leading parts two paths share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def discover_groups(
+    layout: StateLayout,
+    groups: Groups,
+    sizes: Sequence[int],
+    g1: Sequence[np.ndarray],
+    zero: Sequence[np.ndarray],
+    snaps: tuple[Mapping[Path, Leaf], Mapping[Path, Leaf], Mapping[Path, Leaf]],
+) -> None:
+    r"""The roles of a port built of param groups (``optax.multi_transform``: an inner
+    transformation per group, whose state holds entries for its own arrays only). Each group's
+    arrays are fitted on their own, with a coefficient per group (its betas are its own:
+    $m_1 = (1-\beta_{1,k}) g_1$), so an array's m, v and vmax are those of the group that owns
+    it; arrays of no group keep no state (``stateless``). A counter belongs to the groups whose
+    m entries share the longest path prefix with it (an inner transformation's own count; one
+    outside all of them is every group's), and every group must have one. What is not found
+    sets ``group_why``, naming the group."""
+    before, after1, after2 = snaps
+    found: list[tuple[Family, Family, Family]] = []
+    for arrays, betas in groups:
+        idx = list(arrays)
+        name = f"the param group of {arrays_text(idx)}"
+        local = _roles(
+            after1, after2, [sizes[i] for i in idx], [g1[i] for i in idx],
+            [zero[i] for i in idx], layout.notes,
+        )  # fmt: skip
+        m, v, vmax = ([View(x.path, None if x.array is None else idx[x.array], x.sub) for x in f]
+                      for f in local)  # fmt: skip
+        if not (m and v):
+            missing = " and ".join(r for r, f in (("m", m), ("v", v)) if not f)
+            layout.group_why = (
+                f"{name}: no entry of the port's state behaves like {missing} of its arrays "
+                "after two probe steps"
+            )
+            return
+        if any(x.array is None for x in m + v + vmax):
+            layout.group_why = f"{name}: its arrays share one flat buffer, not read per group"
+            return
+        if betas is not None and (why := _convention(m, v, after1, g1, betas, layout.root)):
+            layout.convention = f"{name}: {why}"
+            return
+        found.append((m, v, vmax))
+    layout.m = sorted((x for f in found for x in f[0]), key=lambda x: x.array or 0)
+    layout.v = sorted((x for f in found for x in f[1]), key=lambda x: x.array or 0)
+    if all(f[2] for f in found):
+        layout.vmax = sorted((x for f in found for x in f[2]), key=lambda x: x.array or 0)
+    elif any(f[2] for f in found):
+        layout.notes.append("vmax was found in some param groups only: not re-synced")
+    layout.counters = _counters(before, after1, after2)
+    owners: list[list[Counter]] = [[] for _ in groups]
+    for c in layout.counters:
+        near = [max(_prefix(c.path, x.path) for x in f[0]) for f in found]
+        for k, n in enumerate(near):
+            if n == max(near):
+                owners[k].append(c)
+    layout.groups = [GroupLayout(tuple(a), tuple(o)) for (a, _), o in zip(groups, owners)]
+    owned = {i for a, _ in groups for i in a}
+    layout.stateless = tuple(i for i in range(len(sizes)) if i not in owned)
+    for g in layout.groups:
+        if not g.counters:
+            layout.group_why = (
+                f"the param group of {arrays_text(g.arrays)}: no entry of the port's state "
+                "counts its steps"
+            )
+            return
 
 
 def _coefficient(
@@ -455,32 +432,35 @@ def _coefficient(
     return float(np.dot(x, y) / np.dot(y, y))
 
 
-def _check_convention(
-    layout: StateLayout,
+def _convention(
+    m: Sequence[View],
+    v: Sequence[View],
     after1: Mapping[Path, Leaf],
     g1: Sequence[np.ndarray],
     betas: tuple[float, float],
-) -> None:
-    r"""Re-syncing writes the reference's m and v: only sound when the port's entries hold the
-    same quantities. After one step from zero they are $\pm(1-\beta_1) g_1$ (the sign is
-    maximize's) and $(1-\beta_2) g_1^2$ to the rounding of a product; anything else (a
-    bias-corrected $\hat m$, a scaled or differently averaged $v$) is another convention, and a
-    correct port in another convention must not fail for the harness's writing into it."""
+    root: str,
+) -> str:
+    r"""Why m or v is not in the reference's convention (empty: it is). Re-syncing writes the
+    reference's m and v: only sound when the port's entries hold the same quantities. After one
+    step from zero they are $\pm(1-\beta_1) g_1$ (the sign is maximize's) and
+    $(1-\beta_2) g_1^2$ to the rounding of a product; anything else (a bias-corrected
+    $\hat m$, a scaled or differently averaged $v$) is another convention, and a correct port
+    in another convention must not fail for the harness's writing into it."""
     b1, b2 = betas
+    sq = [x * x for x in g1]
     checks = (
-        ("m", layout.m, g1, abs(_coefficient(after1, layout.m, g1)), 1.0 - b1, "(1 - beta1) g"),
-        ("v", layout.v, [x * x for x in g1], _coefficient(after1, layout.v, [x * x for x in g1]),
-         1.0 - b2, "(1 - beta2) g^2"),
-    )  # fmt: skip
-    for role, views, _, got, want, form in checks:
+        ("m", m, abs(_coefficient(after1, m, g1)), 1.0 - b1, "(1 - beta1) g"),
+        ("v", v, _coefficient(after1, v, sq), 1.0 - b2, "(1 - beta2) g^2"),
+    )
+    for role, views, got, want, form in checks:
         if not math.isclose(got, want, rel_tol=CONVENTION_TOL):
-            layout.convention = (
-                f"{role} was found at {_views_text(views, layout.root)}, but after one step from "
+            return (
+                f"{role} was found at {views_text(views, root)}, but after one step from "
                 f"zero it holds {got:.6g} x the gradient{'' if role == 'm' else ' squared'}, not "
                 f"{form} = {want:.6g}: the port keeps its state in another convention, so it is "
                 "neither compared nor re-synced"
             )
-            return
+    return ""
 
 
 def parse_state_map(text: str | None) -> dict[str, str] | None:
@@ -550,7 +530,9 @@ def _apply_override(
 def gather(
     leaves: Mapping[Path, Leaf], views: Sequence[View], shapes: Sequence[tuple[int, ...]]
 ) -> tuple[np.ndarray, ...]:
-    """A role's values per array (float64, in ``shapes``) from a port's current leaves."""
+    """A role's values per array (float64, in ``shapes``) from a port's current leaves; an array
+    no view holds (a frozen array whose param group keeps no state) reads as zeros, the state of
+    an array that never had a gradient."""
     if len(views) == 1 and views[0].array is None:
         flat = _values(leaves[views[0].path], views[0])
         out, start = [], 0
@@ -559,7 +541,11 @@ def gather(
             out.append(flat[start : start + n].reshape(s))
             start += n
         return tuple(out)
-    return tuple(_values(leaves[v.path], v).reshape(s) for v, s in zip(views, shapes, strict=True))
+    by = {v.array: v for v in views}
+    return tuple(
+        _values(leaves[by[i].path], by[i]).reshape(s) if i in by else np.zeros(s)
+        for i, s in enumerate(shapes)
+    )
 
 
 def step_of(leaves: Mapping[Path, Leaf], counters: Sequence[Counter]) -> int:
@@ -607,6 +593,19 @@ class LayoutCache:
         self._root = root
         self._found: dict[tuple[tuple[int, ...], ...], StateLayout] = {}
         self.current: StateLayout | None = None
+        self._groups: list[tuple[tuple[int, ...], tuple[float, float] | None]] | None = None
+
+    def set_groups(self, groups: Sequence[tuple[Sequence[int], tuple[float, float]]]) -> None:
+        """The port is built of these param groups (arrays with state, the group's betas; an
+        array of none keeps no state): found per group from now on (``discover_groups``). The
+        betas are checked only when this cache checks a convention (``betas`` given)."""
+        check = self._betas is not None
+        self._groups = [
+            (tuple(int(i) for i in a), (float(b[0]), float(b[1])) if check else None)
+            for a, b in groups
+        ]
+        self._found.clear()
+        self.current = None
 
     def get(self, shapes: Sequence[tuple[int, ...]]) -> StateLayout:
         """The layout for parameters of ``shapes`` (probed on first use)."""
@@ -627,8 +626,9 @@ class LayoutCache:
                 failure = f"{type(exc).__name__}: {exc}"
                 continue
             return discover(
-                pshapes, before, after1, after2, self._state_map, self._root, self._betas
-            )
+                pshapes, before, after1, after2, self._state_map, self._root, self._betas,
+                self._groups,
+            )  # fmt: skip
         layout = StateLayout(root=self._root)
         layout.notes.append(f"the probe port could not step ({failure})")
         return layout
