@@ -19,6 +19,10 @@ donated). The fused and compiled rows also give bytes moved per parameter (the f
 ANCHORS.md: 28 for Adam, 36 for SET-Adam in float32, twice that in float64) and the effective
 bandwidth, next to a plain copy of the parameter set.
 
+The header names ``OMP_WAIT_POLICY``: unset, torch's OpenMP threads spin for a while after each
+parallel region, on the cores the numba path's own threads then need; ``OMP_WAIT_POLICY=PASSIVE``
+(set before the process starts) makes them sleep instead, for every implementation of the run.
+
 Compile time is reported apart from the step time: the first step of ``SETAdam(compiled=True)``
 (which traces and compiles; ``--cold-cache`` points inductor at an empty cache directory, else
 its on-disk cache may serve earlier compilations), and the graphs compiled over ``R`` more steps
@@ -300,7 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"# {n:,} parameters in {len(shapes)} tensors; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; median of {args.steps} steps after {args.warmup}; "
-        f"load average {load:.2f} on {os.cpu_count()} CPUs"
+        f"load average {load:.2f} on {os.cpu_count()} CPUs; "
+        # torch's OpenMP threads spin after each parallel region unless told to sleep: the
+        # spinning takes the cores from the next step's numba threads (OMP_WAIT_POLICY=PASSIVE)
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
     )
     lines: list[str] = []
     report: list[str] = []

@@ -45,8 +45,8 @@ from .stages import Stages
 RECORDS_STAGES = False
 
 _DTYPES = (torch.float32, torch.float64)
-#: one kernel call's (rows, dtype, address table, aliases kept alive, blocks, bit-pattern ends)
-_Call = tuple[np.ndarray, type, np.ndarray, list[Tensor], np.ndarray, np.ndarray]
+#: one kernel call's (rows, dtype, address table, aliases kept alive, blocks)
+_Call = tuple[np.ndarray, type, np.ndarray, list[Tensor], np.ndarray]
 
 
 def kernels() -> ModuleType:
@@ -163,16 +163,16 @@ def _step(K: ModuleType, g: GroupTensors, layer_of: list[int], hyper: Hyper) -> 
         # unscaled sums only: the scaled ones are taken below where a layer needs them
         sc = np.array([*group_sc, 0.0]).astype(dt)
         sc[K.LERP_COMPLEMENT] = dt(1.0) - sc[K.ONE_MINUS_BETA1]
-        K.moments(addr, blocks, sc, ints, hyper.l2, False, out)
+        K.moments(addr, blocks, sc, ints, hyper.l2, out)
         parts[rows] = K.combine_blocks(out, blocks, rows.size)
-        calls.append((rows, dt, addr, keep, blocks, ints))
+        calls.append((rows, dt, addr, keep, blocks))
     if wide.any():
         _scaled_sums(K, parts, wide, lay, len(dense), calls)
     _, a, shift = layer_scalars(
         parts, wide, ~wide, lay, lay_size, bias2, eps=hyper.eps, tau=hyper.tau
     )
     decay = float(hyper.decay_factor()) if hyper.decays_params else 1.0
-    for rows, cdt, addr, keep, blocks, _ in calls:
+    for rows, cdt, addr, keep, blocks in calls:
         table = np.empty((rows.size, 5))
         table[:, K.SCALE] = a[rows]
         table[:, K.SHIFT] = shift[rows]
@@ -213,12 +213,12 @@ def _scaled_sums(
     need = wide & (big | small)
     if not need.any():
         return
-    for rows, _, addr, _, blocks, ints in calls:
+    for rows, _, addr, _, blocks in calls:
         pick = np.flatnonzero(need[rows])
         if pick.size == 0:
             continue
         sub = np.concatenate([blocks[blocks[:, 0] == r] for r in pick])
         out = np.empty((sub.shape[0], K.PARTIALS))
-        K.scaled_sums(addr, sub, np.empty(0), ints, out)
+        K.scaled_sums(addr, sub, np.empty(0), out)
         cols = [K.S1_DOWN, K.S2_DOWN, K.S1_UP, K.S2_UP]
         parts[rows[pick][:, None], cols] = K.combine_blocks(out, sub, pick.size)[:, cols]
