@@ -160,9 +160,9 @@ def _step(K: ModuleType, g: GroupTensors, layer_of: list[int], hyper: Hyper) -> 
         out = np.empty((blocks.shape[0], K.PARTIALS))
         info = np.iinfo(np.int64 if is_wide else np.int32)
         ints = np.array([info.max, info.min], dtype=info.dtype)
-        # unscaled sums only: the scaled ones are taken below where a layer needs them
         sc = np.array([*group_sc, 0.0]).astype(dt)
-        sc[K.LERP_COMPLEMENT] = dt(1.0) - sc[K.ONE_MINUS_BETA1]
+        sc[K.LERP_COMPLEMENT] = dt(1.0) - sc[K.ONE_MINUS_BETA1]  # rounded in dt, as torch's lerp
+        # unscaled sums only: the scaled ones are taken below where a layer needs them
         K.moments(addr, blocks, sc, ints, hyper.l2, out)
         parts[rows] = K.combine_blocks(out, blocks, rows.size)
         calls.append((rows, dt, addr, keep, blocks))
