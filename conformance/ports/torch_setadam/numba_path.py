@@ -11,13 +11,16 @@ A step of a param group:
    ``channels_last`` leaf walks its memory in place, a mixed layout through copies);
 2. :func:`~.numba_kernels.moments` updates every $m$ and $v$ and returns per-block partials,
    combined per tensor (exact min/max; float64 sums in a different order than the compiled
-   path's, inside the same $\gamma_{d-1}$ bound);
+   path's, inside the same $\gamma_{d-1}$ bound); a float64 layer whose largest entry lies
+   outside $[2^{-400}, 2^{400}]$ gets its $2^{\mp 600}$-scaled sums from one more read of its
+   $v$ (:func:`~.numba_kernels.scaled_sums`; ordinary magnitudes never pay for it);
 3. :func:`~.compiled_scalars.layer_scalars` gives $a$ and the shift of every tensor at once (all
    layers are complete after one call), on the host in float64 as on the compiled path;
 4. :func:`~.numba_kernels.update` moves every parameter.
 
 The first call of a dtype compiles the kernels (numba's on-disk cache, ``cache=True``, serves
-later processes). numba's thread count follows ``torch.get_num_threads()`` (capped by numba's own
+later processes). The step counters advance in one call (:func:`~.numba_kernels.bump_steps`)
+where they are float32 CPU tensors, as this path creates them. numba's thread count follows ``torch.get_num_threads()`` (capped by numba's own
 maximum), and its threading layer is ``workqueue`` unless ``NUMBA_THREADING_LAYER`` says
 otherwise (set before numba's first parallel call of the process; its OpenMP layer slowed
 torch's own kernels down). The state layout is the for-loop path's, so state dicts move between the paths. CPU
