@@ -160,10 +160,10 @@ def test_partials_at_the_ends_of_the_range(dtype: type, magnitude: float) -> Non
     info = np.iinfo(np.int64 if wide else np.int32)
     ints = np.array([info.max, info.min], dtype=info.dtype)
     sc = np.array([0.1, 1.0, 0.0, 1.0, 0.0, 0.9], dtype=dtype)  # beta2 = 1, no gradient: v kept
-    NK.moments(addr, blocks, sc, ints, False, out)
+    NK.stats(addr, blocks, sc, ints, False, out)
     parts = NK.combine_blocks(out, blocks, 1)
     if wide:  # the step's second read of a float64 layer whose magnitude needs them
-        NK.scaled_sums(addr, blocks, np.empty(0), out)
+        NK.scaled_sums(addr, blocks, sc, False, out)
         cols = [NK.S1_DOWN, NK.S2_DOWN, NK.S1_UP, NK.S2_UP]
         parts[:, cols] = NK.combine_blocks(out, blocks, 1)[:, cols]
     assert parts[0, NK.VMIN] == 0.0
@@ -199,7 +199,7 @@ def test_without_numba_the_port_is_skipped_with_the_reason(monkeypatch: pytest.M
 
 @pytest.mark.parametrize("magnitude", [1e300, 1e-300, 1e-310, 1.0])
 def test_scaled_sums_against_exact_sums(magnitude: float) -> None:
-    """The moments pass leaves the scaled sums out; the step's second read of v gives them:
+    """The first pass leaves the scaled sums out; the step's second read of v gives them:
     the sums of 2^-600 v and 2^600 v (exact scalings: the terms that stay in range) within
     (d - 1) u of the exact sum, and of their squares within d u (one rounding per square)."""
     rng = np.random.default_rng(5)
@@ -211,10 +211,10 @@ def test_scaled_sums_against_exact_sums(magnitude: float) -> None:
     sc = np.array([0.1, 1.0, 0.0, 1.0, 0.0, 0.9])  # beta2 = 1, no gradient: v kept
     blocks = NK.make_blocks(np.array([d]))
     out = np.empty((blocks.shape[0], NK.PARTIALS))
-    NK.moments(addr, blocks, sc, ints, False, out)
+    NK.stats(addr, blocks, sc, ints, False, out)
     cols = [NK.S1_DOWN, NK.S2_DOWN, NK.S1_UP, NK.S2_UP]
     assert not out[:, cols].any()
-    NK.scaled_sums(addr, blocks, np.empty(0), out)
+    NK.scaled_sums(addr, blocks, sc, False, out)
     got = NK.combine_blocks(out, blocks, 1)[0]
     for col, f, power, slack in [(NK.S1_DOWN, NK.DOWN, 1, d - 1), (NK.S2_DOWN, NK.DOWN, 2, d),
                                  (NK.S1_UP, NK.UP, 1, d - 1), (NK.S2_UP, NK.UP, 2, d)]:  # fmt: skip
@@ -270,12 +270,40 @@ def test_first_moment_is_the_two_branch_lerp_bitwise(dtype: type, beta1: float) 
     m0 = m.copy()
     w = dtype(1.0 - beta1)
     sc = np.array([w, 0.999, 0.001, 1.0, 0.0, dtype(1.0) - w], dtype=dtype)
-    info = np.iinfo(np.int64 if dtype == np.float64 else np.int32)
     addr = np.array([[p.ctypes.data, g.ctypes.data, m.ctypes.data, v.ctypes.data]])
     blocks = NK.make_blocks(np.array([d]))
-    out = np.empty((blocks.shape[0], NK.PARTIALS))
-    NK.moments(addr, blocks, sc, np.array([info.max, info.min], dtype=info.dtype), False, out)
+    p0 = p.copy()
+    table = np.array([[1.0, 0.0, 0.0, 1.0, 1e-8]], dtype=dtype)  # step size 0: theta kept
+    NK.step(addr, blocks, sc, False, table)
+    np.testing.assert_array_equal(p, p0)
     want = m0 + w * (g - m0) if w < 0.5 else g - (g - m0) * (dtype(1.0) - w)
     np.testing.assert_array_equal(m, want)
     if beta1 == 0.0:
         np.testing.assert_array_equal(m, g)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("l2", [False, True])
+def test_first_pass_statistics_are_those_of_the_stored_v(dtype: type, l2: bool) -> None:
+    """The first pass computes the new v without storing it and the step computes it again:
+    the min and max it reports are exactly those of the v the step stores, and its sums are
+    within gamma_{d-1} of the exact sums of that v (maximize, L2 decay, layers of 1 to 2
+    blocks plus a tail)."""
+    rng = np.random.default_rng(9)
+    sizes = [1, 5, NK.BLOCK + 3]
+    cols = [[(rng.standard_normal(n) * s).astype(dtype) for n in sizes] for s in (1, 1e-3, 1e-2)]
+    vs = [(rng.uniform(0, 1e-4, n)).astype(dtype) for n in sizes]
+    addr = np.array([[c[i].ctypes.data for c in cols] + [vs[i].ctypes.data] for i in range(3)])
+    blocks = NK.make_blocks(np.array(sizes))
+    info = np.iinfo(np.int64 if dtype == np.float64 else np.int32)
+    sc = np.array([0.1, 0.999, 0.001, -1.0, 0.05, 0.9], dtype=dtype)
+    out = np.empty((blocks.shape[0], NK.PARTIALS))
+    NK.stats(addr, blocks, sc, np.array([info.max, info.min], dtype=info.dtype), l2, out)
+    parts = NK.combine_blocks(out, blocks, 3)
+    table = np.array([[0.5, 1e-5, -1e-3, 1.0, 1e-8]] * 3, dtype=dtype)
+    NK.step(addr, blocks, sc, l2, table)
+    for i, v in enumerate(vs):
+        assert parts[i, NK.VMIN] == v.min() and parts[i, NK.VMAX] == v.max()
+        exact = sum((Fraction(float(x)) for x in v), Fraction(0))
+        slack = (v.size - 1) * 2.0**-53 * exact
+        assert abs(Fraction(float(parts[i, NK.S1])) - exact) <= slack

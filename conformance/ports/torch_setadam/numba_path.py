@@ -9,14 +9,15 @@ A step of a param group:
    :mod:`.compiled` instead, since numba has no bfloat16), and each tensor gives 1-D dense
    aliases of $\theta, g, m, v$ in one memory order (:func:`.compiled._flat`: a transposed or
    ``channels_last`` leaf walks its memory in place, a mixed layout through copies);
-2. :func:`~.numba_kernels.moments` updates every $m$ and $v$ and returns per-block partials,
+2. :func:`~.numba_kernels.stats` computes every new $v$ and returns per-block partials of it,
    combined per tensor (exact min/max; float64 sums in a different order than the compiled
-   path's, inside the same $\gamma_{d-1}$ bound); a float64 layer whose largest entry lies
-   outside $[2^{-400}, 2^{400}]$ gets its $2^{\mp 600}$-scaled sums from one more read of its
-   $v$ (:func:`~.numba_kernels.scaled_sums`; ordinary magnitudes never pay for it);
+   path's, inside the same $\gamma_{d-1}$ bound), writing nothing; a float64 layer whose largest
+   entry lies outside $[2^{-400}, 2^{400}]$ gets its $2^{\mp 600}$-scaled sums from one more
+   read (:func:`~.numba_kernels.scaled_sums`; ordinary magnitudes never pay for it);
 3. :func:`~.compiled_scalars.layer_scalars` gives $a$ and the shift of every tensor at once (all
    layers are complete after one call), on the host in float64 as on the compiled path;
-4. :func:`~.numba_kernels.update` moves every parameter.
+4. :func:`~.numba_kernels.step` updates every $m$, $v$ and parameter in one pass (it computes the
+   new $v$ again, bit for bit as the first pass did).
 
 The first call of a dtype compiles the kernels (numba's on-disk cache, ``cache=True``, serves
 later processes). The step counters advance in one call (:func:`~.numba_kernels.bump_steps`)
@@ -48,8 +49,8 @@ from .stages import Stages
 RECORDS_STAGES = False
 
 _DTYPES = (torch.float32, torch.float64)
-#: one kernel call's (rows, dtype, address table, aliases kept alive, blocks)
-_Call = tuple[np.ndarray, type, np.ndarray, list[Tensor], np.ndarray]
+#: one kernel call's (rows, group scalars in its dtype, address table, aliases kept alive, blocks)
+_Call = tuple[np.ndarray, np.ndarray, np.ndarray, list[Tensor], np.ndarray]
 
 
 def kernels() -> ModuleType:
@@ -166,23 +167,23 @@ def _step(K: ModuleType, g: GroupTensors, layer_of: list[int], hyper: Hyper) -> 
         sc = np.array([*group_sc, 0.0]).astype(dt)
         sc[K.LERP_COMPLEMENT] = dt(1.0) - sc[K.ONE_MINUS_BETA1]  # rounded in dt, as torch's lerp
         # unscaled sums only: the scaled ones are taken below where a layer needs them
-        K.moments(addr, blocks, sc, ints, hyper.l2, out)
+        K.stats(addr, blocks, sc, ints, hyper.l2, out)
         parts[rows] = K.combine_blocks(out, blocks, rows.size)
-        calls.append((rows, dt, addr, keep, blocks))
+        calls.append((rows, sc, addr, keep, blocks))
     if wide.any():
-        _scaled_sums(K, parts, wide, lay, len(dense), calls)
+        _scaled_sums(K, parts, wide, lay, len(dense), calls, hyper.l2)
     _, a, shift = layer_scalars(
         parts, wide, ~wide, lay, lay_size, bias2, eps=hyper.eps, tau=hyper.tau
     )
     decay = float(hyper.decay_factor()) if hyper.decays_params else 1.0
-    for rows, cdt, addr, keep, blocks in calls:
+    for rows, sc, addr, keep, blocks in calls:
         table = np.empty((rows.size, 5))
         table[:, K.SCALE] = a[rows]
         table[:, K.SHIFT] = shift[rows]
         table[:, K.STEP_SIZE] = size[rows]
         table[:, K.DECAY] = decay
         table[:, K.EPS] = hyper.eps
-        K.update(addr, blocks, table.astype(cdt))
+        K.step(addr, blocks, sc, hyper.l2, table.astype(sc.dtype))
         del keep
     for orig, stand_in in back:
         orig.copy_(stand_in)
@@ -207,21 +208,22 @@ def _scaled_sums(
     lay: np.ndarray,
     n_layers: int,
     calls: list[_Call],
+    l2: bool,
 ) -> None:
     """Fill the scaled-sum columns of ``parts`` for the float64 tensors whose layer takes scaled
     sums (:func:`~.compiled_scalars.scaled_rows`; a layer of ordinary magnitudes never does, so
-    :func:`~.numba_kernels.moments` adds no scaled sums in the common case)."""
+    :func:`~.numba_kernels.stats` adds no scaled sums in the common case)."""
     with np.errstate(invalid="ignore"):  # a NaN entry: its layer is NaN whichever sums
         big, small = scaled_rows(parts, wide, lay, n_layers)
     need = wide & (big | small)
     if not need.any():
         return
-    for rows, _, addr, _, blocks in calls:
+    for rows, sc, addr, _, blocks in calls:
         pick = np.flatnonzero(need[rows])
         if pick.size == 0:
             continue
         sub = np.concatenate([blocks[blocks[:, 0] == r] for r in pick])
         out = np.empty((sub.shape[0], K.PARTIALS))
-        K.scaled_sums(addr, sub, np.empty(0), out)
+        K.scaled_sums(addr, sub, sc, l2, out)
         cols = [K.S1_DOWN, K.S2_DOWN, K.S1_UP, K.S2_UP]
         parts[rows[pick][:, None], cols] = K.combine_blocks(out, sub, pick.size)[:, cols]
