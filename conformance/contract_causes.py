@@ -13,7 +13,16 @@ participating arrays), so there is no second implementation of the algorithm:
   lr read once, at construction);
 - ``count_advanced_without_gradient``: an array that has state advances its step count $t_i$ at
   every step, with or without gradient (one count per group or per optimizer step), so its
-  bias corrections $1 - \beta^{t_i}$ run ahead after a skipped step.
+  bias corrections $1 - \beta^{t_i}$ run ahead after a skipped step;
+- ``skipped_counted_in_layer`` (SET-Adam): every layer's statistics over all its arrays, an
+  array without gradient adding its carried $v$ (zeros before its first gradient) to $S_1$,
+  $S_2$, $d_l$ and $\min w$ while its $\theta$, m, v and count stay (a port reducing over a
+  param group's every tensor). Replayed by :func:`counted_skipped_step`: the reference's calls
+  (:func:`~conformance.contract_reference.reference_calls`) through
+  ``setadam_ref.setadam.setadam_step`` with its own (S) and (T) stage functions given the
+  skipped arrays too. It applies where a layer holds, at some step, a non-empty array without
+  gradient next to one with. Where the skipped $v$ is 0 from the start it is also what counting
+  zeros, or stepping the array with a zero gradient (no weight decay), computes: a carried $v$ tells them apart.
 
 Ranking is :mod:`conformance.catalogue.ranking`'s, on the parameters, in the reference run's
 budgets: in scenario $\sigma$, $E_\sigma(D) = \max(1, \max_{s,i} |\theta^{port}_{s,i} -
