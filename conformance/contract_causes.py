@@ -160,6 +160,7 @@ def _counting_skipped(skipped: dict[int, tuple[np.ndarray, ...]]) -> setadam.SET
         extra = skipped.get(j, ())
         if not extra:
             return setadam.translate(w, ctx)
+        # the skipped arrays' w need this layer's c_l, which (S) does not hand on to (T)
         c = statistics(tuple(ctx.v[i] for i in ctx.layers[j]), ctx).cos2
         w_extra = setadam.embed(setadam.down_scale(extra, c, ctx), extra, c, ctx)
         return setadam.translate((*w, *w_extra), ctx)[: len(w)]
