@@ -13,7 +13,16 @@ participating arrays), so there is no second implementation of the algorithm:
   lr read once, at construction);
 - ``count_advanced_without_gradient``: an array that has state advances its step count $t_i$ at
   every step, with or without gradient (one count per group or per optimizer step), so its
-  bias corrections $1 - \beta^{t_i}$ run ahead after a skipped step.
+  bias corrections $1 - \beta^{t_i}$ run ahead after a skipped step;
+- ``skipped_counted_in_layer`` (SET-Adam): every layer's statistics over all its arrays, an
+  array without gradient adding its carried $v$ (zeros before its first gradient) to $S_1$,
+  $S_2$, $d_l$ and $\min w$ while its $\theta$, m, v and count stay (a port reducing over a
+  param group's every tensor). Replayed by :func:`counted_skipped_step`: the reference's calls
+  (:func:`~conformance.contract_reference.reference_calls`) through
+  ``setadam_ref.setadam.setadam_step`` with its own (S) and (T) stage functions given the
+  skipped arrays too. It applies where a layer holds, at some step, a non-empty array without
+  gradient next to one with. Where the skipped $v$ is 0 from the start it is also what counting
+  zeros, or stepping the array with a zero gradient (no weight decay), computes: a carried $v$ tells them apart.
 
 Ranking is :mod:`conformance.catalogue.ranking`'s, on the parameters, in the reference run's
 budgets: in scenario $\sigma$, $E_\sigma(D) = \max(1, \max_{s,i} |\theta^{port}_{s,i} -
@@ -32,11 +41,15 @@ from typing import Any
 
 import numpy as np
 
+from setadam_ref import SETAdamConfig, State, setadam
 from setadam_ref import stage_names as N
+from setadam_ref.context import Context
+from setadam_ref.stages import LayerMoments
 
 from .catalogue.ranking import CLEARLY_BETTER, Cause, budget_error, distance
 from .contract import Contract
-from .contract_reference import ArrayStates, amsgrad_of, contract_step
+from .contract_reference import ArrayStates, Grads, amsgrad_of, contract_step, reference_calls
+from .layout import Flat
 from .reference_run import ReferenceRun, ResyncStep
 from .results import Evidence, PortResult
 from .tolerance import InputErrors
@@ -58,20 +71,43 @@ def _constant_lr(c: Contract) -> Contract:
     return dataclasses.replace(c, lr_factors=None)
 
 
+def _mixed_layer(rr: ReferenceRun) -> bool:
+    """Whether a SET-Adam layer of ``rr`` holds, at some step, a non-empty array without
+    gradient and one with (an empty array changes no sum, no $d_l$ and no minimum)."""
+    c, active = rr.contract, rr.problem.active
+    if c is None or c.layers is None or active is None:
+        return False
+    if not isinstance(c.groups[0][1], SETAdamConfig):
+        return False  # Adam has no layer statistics
+    sized = [int(np.prod(s)) > 0 for s in rr.flat.shapes]
+    return any(
+        {bool(a[i]) for i in layer if sized[i]} == {True, False}
+        for a in active
+        for layer in c.layers
+    )
+
+
 @dataclass(frozen=True)
 class ContractDeviation:
-    """One entry: the contract changed (``contract``) or the counts advanced without gradient."""
+    """One entry: the contract changed (``contract``), the counts advanced without gradient, or
+    the arrays without gradient counted in their layers' statistics (``whole_layers``)."""
 
     name: str
     stage: str  # first stage where it shows in a port exposing its intermediates
     description: str
     contract: Callable[[Contract], Contract] = _same
     eager_count: bool = False
+    whole_layers: bool = False
 
-    def applies(self, c: Contract) -> bool:
-        """Whether the entry changes anything in this contract."""
+    def applies(self, rr: ReferenceRun) -> bool:
+        """Whether the entry changes anything in the contract scenario of ``rr``."""
+        c = rr.contract
+        if c is None:
+            return False
         if self.eager_count:
             return c.partial
+        if self.whole_layers:
+            return _mixed_layer(rr)
         return self.contract(c) != c
 
 
@@ -92,13 +128,87 @@ ENTRIES: tuple[ContractDeviation, ...] = (
         "per group or per optimizer step): its bias corrections run ahead",
         eager_count=True,
     ),
+    ContractDeviation(
+        "skipped_counted_in_layer", N.DOWN_SCALING,
+        "a parameter without gradient counted in its layer's statistics (its stored v, or zeros "
+        "before its first gradient, in the sums, in d_l and in min w): c_l and min w are "
+        "wrong for the layer's other parameters",
+        whole_layers=True,
+    ),
 )  # fmt: skip
+
+
+def _counting_skipped(skipped: dict[int, tuple[np.ndarray, ...]]) -> setadam.SETAdamStages:
+    """The definition's stages with (S) and (T) of layer $j$ of a call taken over its arrays
+    and ``skipped[j]`` (the carried $v$ of its arrays without gradient): $c_l$ and
+    $\\min w$ over them, their own $\\theta$ and moments untouched (they are not in the call)."""
+
+    def layer_of(
+        arrays: tuple[np.ndarray, ...], every: tuple[np.ndarray, ...], ctx: Context
+    ) -> int:
+        # a stage sees the layer's arrays only: found by identity in ctx.v / ctx.w (every array's)
+        return next(
+            j for j, lay in enumerate(ctx.layers)
+            if all(every[i] is a for i, a in zip(lay, arrays, strict=True))
+        )  # fmt: skip
+
+    def statistics(v: tuple[np.ndarray, ...], ctx: Context) -> LayerMoments:
+        return setadam.layer_statistics((*v, *skipped.get(layer_of(v, ctx.v, ctx), ())), ctx)
+
+    def translate(w: tuple[np.ndarray, ...], ctx: Context) -> tuple[np.ndarray, ...]:
+        j = layer_of(w, ctx.w, ctx)
+        extra = skipped.get(j, ())
+        if not extra:
+            return setadam.translate(w, ctx)
+        # the skipped arrays' w need this layer's c_l, which (S) does not hand on to (T)
+        c = statistics(tuple(ctx.v[i] for i in ctx.layers[j]), ctx).cos2
+        w_extra = setadam.embed(setadam.down_scale(extra, c, ctx), extra, c, ctx)
+        return setadam.translate((*w, *w_extra), ctx)[: len(w)]
+
+    return setadam.DEFINITION._replace(layer_statistics=statistics, translate=translate)
+
+
+def counted_skipped_step(
+    c: Contract, flat: Flat, t: int, params: Any, states: ArrayStates, grads: Grads
+) -> tuple[tuple[np.ndarray, ...], ArrayStates]:
+    """Step ``t`` of the contract's reference (``contract_step``'s calls) with every layer's
+    statistics over all its arrays: an array without gradient adds its carried $v$ (zeros
+    before its first gradient) to $S_1, S_2$, $d_l$ and $\\min w$, and keeps $\\theta$, m, v
+    and its count. Bitwise ``contract_step``'s parameters when no layer mixes the two."""
+    new_p = list(params)
+    new = ArrayStates(list(states.m), list(states.v), None, list(states.steps))
+    for k, s, idx, sub_layers, lids in reference_calls(c, flat, states, grads):
+        group = c.groups[k][0]
+        skipped = {
+            j: tuple(
+                np.ravel(np.asarray(states.v[i], dtype=np.float64)) for i in group
+                if grads[i] is None and flat.layer_of_array[i] == lid
+            )
+            for j, lid in enumerate(lids)
+        }  # fmt: skip
+        st = State(s, tuple(_f64(states.m[i]) for i in idx), tuple(_f64(states.v[i]) for i in idx))
+        cfg = c.config_at(k, t)
+        assert isinstance(cfg, SETAdamConfig)
+        p1, st1, _ = setadam.setadam_step(
+            [_f64(params[i]) for i in idx], [_f64(grads[i]) for i in idx], st, cfg, sub_layers,
+            _counting_skipped(skipped),
+        )  # fmt: skip
+        for j, i in enumerate(idx):
+            new_p[i] = p1[j]
+            new.m[i], new.v[i], new.steps[i] = st1.m[j], st1.v[j], s + 1
+    return tuple(new_p), new
+
+
+def _f64(a: Any) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
 
 
 def _step(
     d: ContractDeviation, c: Contract, rr: ReferenceRun, t: int, params: Any, st: ArrayStates,
     grads: Any,
 ) -> tuple[Any, ArrayStates]:  # fmt: skip
+    if d.whole_layers:
+        return counted_skipped_step(c, rr.flat, t, params, st, grads)
     z = InputErrors.zeros(rr.flat.size, st.vmax is not None)
     cs = contract_step(c, rr.flat, t, params, st, grads, rr.dtype, rr.state_dtype, z, z)
     out = cs.states
@@ -151,11 +261,11 @@ def rank_contract(evidence: Sequence[Evidence], runs: Sequence[Run]) -> list[Cau
     ref = {k: e for k, e in _reference_errors(evidence, runs).items() if e > 1.0}
     if not ref:
         return []
-    contracts = {ev.scenario.name: ev.reference.contract for ev in evidence}
-    contracts.update({rr.name: rr.contract for rr, _ in runs})
+    runs_of = {ev.scenario.name: ev.reference for ev in evidence}
+    runs_of.update({rr.name: rr for rr, _ in runs})
     causes = []
     for d in ENTRIES:
-        if not all(c is not None and d.applies(c) for k, c in contracts.items() if k in ref):
+        if not all(d.applies(rr) for k, rr in runs_of.items() if k in ref):
             continue  # one entry must explain every failing scenario
         err = dict.fromkeys(ref, 1.0)
         try:

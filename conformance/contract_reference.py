@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 Arrays = tuple[np.ndarray, ...]
 Grads = tuple[np.ndarray | None, ...]
 #: one reference call of a step: (group, step count, arrays, their layers, global layer ids)
-_Call = tuple[int, int, list[int], tuple[tuple[int, ...], ...], list[int]]
+Call = tuple[int, int, list[int], tuple[tuple[int, ...], ...], list[int]]
 
 
 @dataclass
@@ -76,9 +76,11 @@ def common_step(states: ArrayStates, grads: Grads) -> int | None:
     return counts.pop() if counts else max(states.steps, default=0)
 
 
-def _calls(contract: Contract, flat: Flat, states: ArrayStates, grads: Grads) -> list[_Call]:
-    """(group, step count, arrays, sub-layers) of every reference call of one step."""
-    out: list[_Call] = []
+def reference_calls(
+    contract: Contract, flat: Flat, states: ArrayStates, grads: Grads
+) -> list[Call]:
+    """(group, step count, arrays, sub-layers, layer ids) of every reference call of one step."""
+    out: list[Call] = []
     for k, (arrays, _cfg) in enumerate(contract.groups):
         part = [i for i in arrays if grads[i] is not None]
         for s in sorted({states.steps[i] for i in part}):
@@ -172,7 +174,7 @@ def contract_step(
         list(states.m), list(states.v), None if states.vmax is None else list(states.vmax),
         list(states.steps),
     )  # fmt: skip
-    calls = _calls(contract, flat, states, grads)
+    calls = reference_calls(contract, flat, states, grads)
     for n, (k, s, idx, sub_layers, lids) in enumerate(calls):
         cfg = contract.config_at(k, t)
         sub_flat = Flat.make([flat.shapes[i] for i in idx], sub_layers)
