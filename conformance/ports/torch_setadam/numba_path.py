@@ -21,11 +21,12 @@ A step of a param group:
 
 The first call of a dtype compiles the kernels (numba's on-disk cache, ``cache=True``, serves
 later processes). The step counters advance in one call (:func:`~.numba_kernels.bump_steps`)
-where they are float32 CPU tensors, as this path creates them. numba's thread count follows ``torch.get_num_threads()`` (capped by numba's own
-maximum), and its threading layer is ``workqueue`` unless ``NUMBA_THREADING_LAYER`` says
-otherwise (set before numba's first parallel call of the process; its OpenMP layer slowed
-torch's own kernels down). The state layout is the for-loop path's, so state dicts move between the paths. CPU
-tensors only. numba is an optional dependency (the ``numba`` extra): without it this path raises
+where they are float32 CPU tensors, as this path creates them. numba's thread count follows
+``torch.get_num_threads()`` (capped by numba's own maximum), and its threading layer is
+``workqueue`` unless ``NUMBA_THREADING_LAYER`` says otherwise (set before numba's first parallel
+call of the process; its OpenMP layer slowed torch's own kernels down). The state layout is the
+for-loop path's, so state dicts move between the paths. CPU tensors only. numba is an optional
+dependency (the ``numba`` extra): without it this path raises
 ``RuntimeError`` naming the extra.
 """
 
