@@ -4,10 +4,13 @@
 tensors of the port's dtype/device, gradients are set on ``.grad`` and ``.step()`` is called.
 Where the optimizer keeps m, v, vmax and its step counter is not assumed: a probe optimizer takes
 two steps from zero state and ``state_discovery`` finds them by their values, under any keys, in
-attributes, closures or nested containers (``state_map`` names them instead). A re-synced step
-builds the optimizer, lets it create its state with one zero-gradient step, then writes the given
-state into the entries found, in the representation the optimizer itself uses (a tensor in
-place, on its device and in its dtype, or a Python number through its container).
+attributes, closures or nested containers (``state_map`` names them instead); for a contract
+with several param groups, where that one-group probe finds the state anywhere but per parameter
+(lists or a flat buffer per group, a count per group), the probe takes the contract's groups and
+each group is found on its own (``state_groups``). A re-synced step builds the optimizer, lets
+it create its state with one zero-gradient step, then writes the given state into the entries
+found, in the representation the optimizer itself uses (a tensor in place, on its device and in
+its dtype, or a Python number through its container).
 
 Side effects are watched: every gradient is compared after ``step()`` with a copy taken before,
 and a sentinel parameter in a second param group (no gradient) must stay untouched and stateless.
@@ -119,9 +122,7 @@ class TorchOptimizerPort:
         self._discovery = LayoutCache(self._snapshots, dtype, state_map, betas)
         # a contract with several groups: a port whose state is not kept per parameter (lists
         # or a flat buffer per group, a count per group) is probed with the run's own groups
-        self._by_group = LayoutCache(
-            lambda *a: self._snapshots(*a, grouped=True), dtype, state_map, betas
-        )
+        self._by_group = LayoutCache(self._group_snapshots, dtype, state_map, betas)
         self._grouped = False
         self._state_map = state_map
         self._layout: StateLayout | None = None  # the layout of the current parameters
@@ -285,6 +286,11 @@ class TorchOptimizerPort:
             snaps.append(TS.leaves(TS.slots(opt, params)))
         return snaps
 
+    def _group_snapshots(
+        self, dt: str, shapes: list[tuple[int, ...]], g1: list[np.ndarray], g2: list[np.ndarray]
+    ) -> list[dict[Any, Any]]:
+        return self._snapshots(dt, shapes, g1, g2, grouped=True)
+
     def layout(self, shapes: Sequence[tuple[int, ...]]) -> StateLayout:
         """Where this optimizer keeps its state, for parameters of these shapes (cached): found
         by a one-group probe, or, for a contract with several groups where that probe finds the
@@ -358,7 +364,9 @@ class TorchOptimizerPort:
                 for path in self._counter_paths(c.path, layout):
                     TS.write_number(found, path, c.scale * int(state.step) + c.offset)
         except Mismatch as exc:  # an entry of another size than on the probe
-            raise NotImplementedError(f"cannot continue from a given state: {exc.args[0]}") from None
+            raise NotImplementedError(
+                f"cannot continue from a given state: {exc.args[0]}"
+            ) from None
         except KeyError as exc:  # a path that names the probe's objects only (an id as a key)
             where = path_text(exc.args[0]) if isinstance(exc.args[0], tuple) else str(exc)
             raise NotImplementedError(

@@ -45,8 +45,9 @@ bfloat16) is resolved. A leaf found on the probe is found by its path on the rea
 ``--state-map m=KEY,v=KEY,vmax=KEY,step=KEY`` names entries by the end of their path instead
 (``none``: treat the state as unreadable). A port built of param groups, each with a state of
 its own arrays (``optax.multi_transform``: a ``MaskedState`` per label, ``MaskedNode`` for the
-other groups' arrays, a count per inner transformation, none under ``set_to_zero``), is found
-per group (:func:`discover_groups`, the groups given by the adapter: ``LayoutCache.set_groups``).
+other groups' arrays, a count per inner transformation, none under ``set_to_zero``; a torch port
+with lists or a flat buffer per group, :mod:`.state_groups`), is found per group
+(:func:`discover_groups`, the groups given by the adapter: ``LayoutCache.set_groups``).
 Nothing here imports a framework.
 """
 
@@ -59,6 +60,7 @@ import numpy as np
 
 from .probe_fits import TOL, SameSize, fit
 from .running_max import is_running_max, roundoff
+from .state_groups import in_group
 from .state_layout import Counter as Counter
 from .state_layout import GroupLayout as GroupLayout
 from .state_layout import Leaf as Leaf
@@ -67,7 +69,6 @@ from .state_layout import Path as Path
 from .state_layout import StateLayout as StateLayout
 from .state_layout import View as View
 from .state_layout import arrays_text, views_text
-from .state_groups import in_group
 from .state_layout import path_text as path_text
 from .state_views import gather as gather
 from .state_views import scatter as scatter

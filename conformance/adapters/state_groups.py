@@ -39,8 +39,10 @@ def in_group(views: Sequence[View], arrays: Sequence[int]) -> list[View]:
 
 def _keyed(view: View) -> bool:
     """Whether a view's leaf is keyed by the parameter it holds (``state[p]``, ``{p: ...}``)."""
-    return view.array is not None and view.within is None and any(
-        kind in ("state", "param") and key == view.array for kind, key in view.path
+    return (
+        view.array is not None
+        and view.within is None
+        and any(kind in ("state", "param") and key == view.array for kind, key in view.path)
     )
 
 

@@ -15,6 +15,15 @@ whenever a group's parameters step together, as in the ``groups`` scenarios).
   group's parameters back to back, the math done on views of them, ``group["step"]`` a 0-d
   tensor (one t per launch, as fused multi-tensor kernels keep it).
 
+Correct ports whose state the harness cannot read per group (re-synced steps not judged):
+
+- :class:`GlobalFlatAdam`: one flat buffer for m and one for v over every parameter of every
+  group (offsets running across the groups, the sentinel group's included), attributes of the
+  optimizer, one Python int count;
+- :class:`KeyedFlatAdam`: per group a flat gradient buffer (``group["flat_grad"]``) and the
+  moments in ``self.state[flat_grad]``, keyed by that tensor rather than by a parameter
+  (DeepSpeed's inner optimizer keys its state by the flat partition it steps).
+
 Planted mistakes:
 
 - :class:`SharedFlatAdam`: the flat buffers hoisted out of the group loop: every group steps in
@@ -138,3 +147,60 @@ class SharedFlatAdam(FlatAdam):
 
     def _buffers(self, k: int) -> dict[str, Any]:
         return self.param_groups[0]
+
+
+class GlobalFlatAdam(_GroupAdam):
+    """One flat m and one flat v over all groups' parameters, a count for the optimizer."""
+
+    def _moments(self, group: dict[str, Any], k: int) -> tuple[list[Tensor], list[Tensor]]:
+        params = [p for g in self.param_groups for p in g["params"]]
+        if not hasattr(self, "flat_m"):
+            n = sum(p.numel() for p in params)
+            self.flat_m = torch.zeros(n, dtype=params[0].dtype)
+            self.flat_v = torch.zeros(n, dtype=params[0].dtype)
+            self.steps = 0
+            self._stepped: set[int] = set()
+        start = sum(p.numel() for g in self.param_groups[:k] for p in g["params"])
+        ms, vs = [], []
+        for p in group["params"]:
+            n = p.numel()
+            ms.append(self.flat_m[start : start + n].view_as(p))
+            vs.append(self.flat_v[start : start + n].view_as(p))
+            start += n
+        return ms, vs
+
+    def _count(self, group: dict[str, Any]) -> float:
+        if not self._stepped or id(group) in self._stepped:  # a new step: the first group again
+            self.steps += 1
+            self._stepped = set()
+        self._stepped.add(id(group))
+        return float(self.steps)
+
+
+class KeyedFlatAdam(_GroupAdam):
+    """The moments of a group in ``self.state[group["flat_grad"]]`` (a flat gradient buffer)."""
+
+    def _moments(self, group: dict[str, Any], k: int) -> tuple[list[Tensor], list[Tensor]]:
+        if "flat_grad" not in group:
+            n = sum(p.numel() for p in group["params"])
+            group["flat_grad"] = torch.zeros(n, dtype=group["params"][0].dtype)
+            self.state[group["flat_grad"]] = {
+                "exp_avg": torch.zeros_like(group["flat_grad"]),
+                "exp_avg_sq": torch.zeros_like(group["flat_grad"]),
+                "step": 0,
+            }
+        st = self.state[group["flat_grad"]]
+        ms, vs, start = [], [], 0
+        for p in group["params"]:
+            n = p.numel()
+            if p.grad is not None:  # the group's gradients, flat (as a fused kernel takes them)
+                group["flat_grad"][start : start + n].copy_(p.grad.reshape(-1))
+            ms.append(st["exp_avg"][start : start + n].view_as(p))
+            vs.append(st["exp_avg_sq"][start : start + n].view_as(p))
+            start += n
+        return ms, vs
+
+    def _count(self, group: dict[str, Any]) -> float:
+        st = self.state[group["flat_grad"]]
+        st["step"] += 1
+        return float(st["step"])
