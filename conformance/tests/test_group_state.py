@@ -31,9 +31,9 @@ from conformance.tests.group_state import ports as P
 GROUPS = ["groups", "groups_decoupled"]
 
 
-def _check(cls: Any, scenarios: list[str]) -> PortResult:
-    return check_port(torch_factory(cls, "float64"), "adam", None, scenarios, quick=True,
-                      dtype="float64", diagnose=False)  # fmt: skip
+def _check(cls: Any, scenarios: list[str], dtype: str = "float64") -> PortResult:
+    return check_port(torch_factory(cls, dtype), "adam", None, scenarios, quick=True,
+                      dtype=dtype, diagnose=False)  # fmt: skip
 
 
 def _port(factory: Any, name: str, algorithm: str = "adam") -> tuple[Any, list[Any]]:
@@ -46,9 +46,10 @@ def _port(factory: Any, name: str, algorithm: str = "adam") -> tuple[Any, list[A
     return port, [np.shape(p) for p in prob.params0]
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("cls", [P.ListAdam, P.FlatAdam], ids=lambda c: c.__name__)
-def test_per_group_ports_pass_resynced(cls: Any) -> None:
-    r = _check(cls, ["normal", *GROUPS, "schedules"])
+def test_per_group_ports_pass_resynced(cls: Any, dtype: str) -> None:
+    r = _check(cls, ["normal", *GROUPS, "schedules"], dtype)
     for s in r.scenarios:
         assert s.status == "pass" and not s.reason, (s.scenario, s.reason)
         assert all(s.resync[k].judged for k in ("params", "m", "v")), s.scenario
