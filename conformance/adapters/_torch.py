@@ -324,6 +324,7 @@ class TorchOptimizerPort:
     # -- Port interface
     def configure(self, contract: Any) -> None:
         """Take a contract scenario's groups, lr schedule and absent gradients."""
+        self._grouped = False
         if (len(contract.groups) > 1 or contract.tensor_lr) and self._group_kwargs is None:
             raise NotImplementedError("the adapter has no param-group options for a config")
         if _multi_array_layers(contract):

@@ -92,9 +92,9 @@ def test_lists_per_group_found_per_group() -> None:
     port, shapes = _port(torch_factory(P.ListAdam, "float64"), "groups_decoupled")
     lay = port.layout(shapes)
     assert lay.writable, lay.why_not()
+    sq = ("key", "squares")
     assert [v.path for v in lay.v] == [
-        (("group", 0), ("key", "squares"), ("idx", 0)), (("group", 0), ("key", "squares"), ("idx", 1)),
-        (("group", 1), ("key", "squares"), ("idx", 0)),
+        (("group", 0), sq, ("idx", 0)), (("group", 0), sq, ("idx", 1)), (("group", 1), sq, ("idx", 0)),
     ]  # fmt: skip
     assert lay.describe().endswith("arrays 3, 4: no state (no group keeps any)")
 
