@@ -4,10 +4,13 @@
 tensors of the port's dtype/device, gradients are set on ``.grad`` and ``.step()`` is called.
 Where the optimizer keeps m, v, vmax and its step counter is not assumed: a probe optimizer takes
 two steps from zero state and ``state_discovery`` finds them by their values, under any keys, in
-attributes, closures or nested containers (``state_map`` names them instead). A re-synced step
-builds the optimizer, lets it create its state with one zero-gradient step, then writes the given
-state into the entries found, in the representation the optimizer itself uses (a tensor in
-place, on its device and in its dtype, or a Python number through its container).
+attributes, closures or nested containers (``state_map`` names them instead); for a contract
+with several param groups, where that one-group probe finds the state anywhere but per parameter
+(lists or a flat buffer per group, a count per group), the probe takes the contract's groups and
+each group is found on its own (``state_groups``). A re-synced step builds the optimizer, lets
+it create its state with one zero-gradient step, then writes the given state into the entries
+found, in the representation the optimizer itself uses (a tensor in place, on its device and in
+its dtype, or a Python number through its container).
 
 Side effects are watched: every gradient is compared after ``step()`` with a copy taken before,
 and a sentinel parameter in a second param group (no gradient) must stay untouched and stateless.
@@ -24,7 +27,9 @@ from ..interface import PortState
 from . import _torch_differentiable as TD
 from . import _torch_state as TS
 from ._checkpoint import torch_reload
-from .state_discovery import LayoutCache, StateLayout, gather, scatter, step_of
+from .state_discovery import LayoutCache, StateLayout, gather, path_text, scatter, step_of
+from .state_groups import groups_with_state, per_parameter
+from .state_views import Mismatch
 
 
 def torch_dtype(name: str) -> Any:
@@ -115,6 +120,12 @@ class TorchOptimizerPort:
         self._effects: list[str] = []
         # betas (the configuration's): the state is re-synced only in the reference's convention
         self._discovery = LayoutCache(self._snapshots, dtype, state_map, betas)
+        # a contract with several groups: a port whose state is not kept per parameter (lists
+        # or a flat buffer per group, a count per group) is probed with the run's own groups
+        self._by_group = LayoutCache(self._group_snapshots, dtype, state_map, betas)
+        self._grouped = False
+        self._state_map = state_map
+        self._layout: StateLayout | None = None  # the layout of the current parameters
         self.state_dtype = dtype
         # the contract (conformance.contract): param groups' options from a config, lr schedule
         self._group_kwargs = group_kwargs
@@ -244,44 +255,66 @@ class TorchOptimizerPort:
             return self._make(groups[:-1])
 
     def _snapshots(
-        self, dt: str, shapes: list[tuple[int, ...]], g1: list[np.ndarray], g2: list[np.ndarray]
+        self,
+        dt: str,
+        shapes: list[tuple[int, ...]],
+        g1: list[np.ndarray],
+        g2: list[np.ndarray],
+        grouped: bool = False,
     ) -> list[dict[Any, Any]]:
         """The probe for ``state_discovery``: a fresh optimizer on zero parameters (set back to
         zero before the second step), its state's leaves before the first step and after each
-        of two steps."""
+        of two steps. One param group, or (``grouped``) the contract's groups with their
+        options, the arrays that never get a gradient without one."""
         torch = self._torch
         tdt = torch_dtype(dt)
         params = [
             torch.zeros(s, dtype=tdt, device=self.device).requires_grad_(True) for s in shapes
         ]
-        opt, params = TD.build(lambda ps: self._make([{"params": ps}]), params)
+        make = (lambda ps: self._make(self._groups(ps))) if grouped else (
+            lambda ps: self._make([{"params": ps}]))  # fmt: skip
+        frozen = set(self._contract.frozen) if grouped else set()
+        opt, params = TD.build(make, params)
         snaps = [TS.leaves(TS.slots(opt, params))]
         for g in (g1, g2):
             with torch.no_grad():  # zero at each step: weight decay adds nothing to g
                 for p in params:
                     p.zero_()
-            for p, x in zip(params, g, strict=True):
-                p.grad = self._tensor(x, tdt)
+            for i, (p, x) in enumerate(zip(params, g, strict=True)):
+                p.grad = None if i in frozen else self._tensor(x, tdt)
             opt.step()
             snaps.append(TS.leaves(TS.slots(opt, params)))
         return snaps
 
+    def _group_snapshots(
+        self, dt: str, shapes: list[tuple[int, ...]], g1: list[np.ndarray], g2: list[np.ndarray]
+    ) -> list[dict[Any, Any]]:
+        return self._snapshots(dt, shapes, g1, g2, grouped=True)
+
     def layout(self, shapes: Sequence[tuple[int, ...]]) -> StateLayout:
-        """Where this optimizer keeps its state, for parameters of these shapes (cached)."""
-        return self._discovery.get(shapes)
+        """Where this optimizer keeps its state, for parameters of these shapes (cached): found
+        by a one-group probe, or, for a contract with several groups where that probe finds the
+        state anywhere but per parameter, by a probe with the contract's groups, each group
+        fitted on its own (``state_groups``)."""
+        layout = self._discovery.get(shapes)
+        if self._grouped and not self._state_map and not per_parameter(layout):
+            layout = self._by_group.get(shapes)
+        self._layout = layout
+        return layout
 
     def state_layout(self) -> str:
         """One line for the report: where the state was found, or why it could not be."""
-        layout = self._discovery.current or self.layout([tuple(p.shape) for p in self._params])
+        layout = self._layout or self.layout([tuple(p.shape) for p in self._params])
         return layout.describe()
 
-    def _counter_paths(self, path: Any) -> list[Any]:
+    def _counter_paths(self, path: Any, layout: StateLayout) -> list[Any]:
         """Where a counter found on the one-group probe lives on this port: a counter of the
         probe's param group (``group["step"]``, as fused multi-tensor kernels keep one t per
         launch) is every contract group's, each at the re-synced step count (writing group 0's
-        alone left the others at the count of the zero-gradient step: a false alarm)."""
+        alone left the others at the count of the zero-gradient step: a false alarm). A layout
+        found per group has each group's counters already."""
         n = 1 if self._contract is None else len(self._contract.groups)
-        if n == 1 or not path or path[0] != ("group", 0):
+        if n == 1 or layout.groups or not path or path[0] != ("group", 0):
             return [path]
         return [(("group", k), *path[1:]) for k in range(n)]
 
@@ -291,6 +324,7 @@ class TorchOptimizerPort:
     # -- Port interface
     def configure(self, contract: Any) -> None:
         """Take a contract scenario's groups, lr schedule and absent gradients."""
+        self._grouped = False
         if (len(contract.groups) > 1 or contract.tensor_lr) and self._group_kwargs is None:
             raise NotImplementedError("the adapter has no param-group options for a config")
         if _multi_array_layers(contract):
@@ -303,6 +337,9 @@ class TorchOptimizerPort:
             self._contract = None
             what = "a 0-d tensor lr" if contract.tensor_lr else "these param groups"
             raise NotImplementedError(f"the optimizer does not take {what} ({why})")
+        self._grouped = len(contract.groups) > 1
+        if self._grouped:
+            self._by_group.set_groups(groups_with_state(contract))
 
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         torch = self._torch
@@ -325,11 +362,16 @@ class TorchOptimizerPort:
                 for view, flat in scatter(getattr(layout, role), values):
                     TS.write(found, view, flat)
             for c in layout.counters:
-                for path in self._counter_paths(c.path):
+                for path in self._counter_paths(c.path, layout):
                     TS.write_number(found, path, c.scale * int(state.step) + c.offset)
-        except KeyError as exc:  # a path that names the probe's objects only (an id as a key)
+        except Mismatch as exc:  # an entry of another size than on the probe
             raise NotImplementedError(
-                f"cannot continue from a given state: {exc} found on the probe is not in this "
+                f"cannot continue from a given state: {exc.args[0]}"
+            ) from None
+        except KeyError as exc:  # a path that names the probe's objects only (an id as a key)
+            where = path_text(exc.args[0]) if isinstance(exc.args[0], tuple) else str(exc)
+            raise NotImplementedError(
+                f"cannot continue from a given state: {where} found on the probe is not in this "
                 "instance of the port"
             ) from None
         with torch.no_grad():
@@ -375,7 +417,7 @@ class TorchOptimizerPort:
         return tuple(to_numpy(p) for p in self._params)
 
     def state(self) -> PortState | None:
-        layout = self._discovery.current
+        layout = self._layout
         if layout is None or not layout.readable or self._opt is None:
             return None
         found = TS.leaves(TS.slots(self._opt, self._params, self._extras()))
@@ -383,7 +425,7 @@ class TorchOptimizerPort:
         try:
             m = gather(found, layout.m, shapes)
             v = gather(found, layout.v, shapes)
-        except KeyError:  # not created yet (no step taken)
+        except KeyError:  # not created yet (no step taken), or of another size than on the probe
             return None
         return PortState(step_of(found, layout.counters), m, v)
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .state_discovery import Leaf, Path, View, path_text
+from .state_views import Mismatch
 
 _MAX_DEPTH = 6
 _SKIP_ATTRS = frozenset({"state", "param_groups", "defaults"})
@@ -207,10 +208,16 @@ def leaves(
 
 
 def write(found: dict[Path, Slot], view: View, values: np.ndarray) -> None:
-    """Write flat float64 ``values`` into a view of a leaf (raises KeyError when it is gone)."""
+    """Write flat float64 ``values`` into a view of a leaf (raises KeyError when it is gone,
+    ``Mismatch``, a KeyError, when it holds another number of values)."""
     x = found[view.path].get()
     target = x[view.sub] if view.sub is not None else x
     if _is_tensor(target) or isinstance(target, np.ndarray):
+        if int(np.prod(np.shape(target))) != values.size:  # the probe's layout does not fit
+            raise Mismatch(
+                f"{path_text(view.path)} holds {int(np.prod(np.shape(target)))} values where the "
+                f"layout found on the probe writes {values.size}"
+            )
         _in_place(target)(values.reshape(np.shape(target)))
         return
     put = found[view.path].put

@@ -45,8 +45,9 @@ bfloat16) is resolved. A leaf found on the probe is found by its path on the rea
 ``--state-map m=KEY,v=KEY,vmax=KEY,step=KEY`` names entries by the end of their path instead
 (``none``: treat the state as unreadable). A port built of param groups, each with a state of
 its own arrays (``optax.multi_transform``: a ``MaskedState`` per label, ``MaskedNode`` for the
-other groups' arrays, a count per inner transformation, none under ``set_to_zero``), is found
-per group (:func:`discover_groups`, the groups given by the adapter: ``LayoutCache.set_groups``).
+other groups' arrays, a count per inner transformation, none under ``set_to_zero``; a torch port
+with lists or a flat buffer per group, :mod:`.state_groups`), is found per group
+(:func:`discover_groups`, the groups given by the adapter: ``LayoutCache.set_groups``).
 Nothing here imports a framework.
 """
 
@@ -59,6 +60,7 @@ import numpy as np
 
 from .probe_fits import TOL, SameSize, fit
 from .running_max import is_running_max, roundoff
+from .state_groups import in_group
 from .state_layout import Counter as Counter
 from .state_layout import GroupLayout as GroupLayout
 from .state_layout import Leaf as Leaf
@@ -68,6 +70,10 @@ from .state_layout import StateLayout as StateLayout
 from .state_layout import View as View
 from .state_layout import arrays_text, views_text
 from .state_layout import path_text as path_text
+from .state_views import gather as gather
+from .state_views import scatter as scatter
+from .state_views import step_of as step_of
+from .state_views import values as _values
 
 ROLES: tuple[str, ...] = ("m", "v", "vmax", "step")
 #: smallest probe array: 4 coordinates with g_2 = 0, one at each |g_1| scale of ``ZERO_SCALES``
@@ -137,11 +143,6 @@ def _views(leaf: Leaf, sizes: Sequence[int], whole: bool = True) -> list[View]:
             if per == n
         ]
     return out
-
-
-def _values(leaf: Leaf, view: View) -> np.ndarray:
-    x = leaf.value
-    return np.ravel(x[view.sub] if view.sub is not None else x)
 
 
 def _target(view: View, arrays: Sequence[np.ndarray]) -> np.ndarray:
@@ -370,11 +371,13 @@ def discover_groups(
     transformation per group, whose state holds entries for its own arrays only). Each group's
     arrays are fitted on their own, with a coefficient per group (its betas are its own:
     $m_1 = (1-\beta_{1,k}) g_1$), so an array's m, v and vmax are those of the group that owns
-    it; arrays of no group keep no state (``stateless``). A counter belongs to the groups whose
+    it; arrays of no group keep no state (``stateless``); one flat entry of a group's arrays
+    (a flat buffer per group) is read per array (``state_groups.in_group``). A counter belongs to the groups whose
     m entries share the longest path prefix with it (an inner transformation's own count; one
     outside all of them is every group's), and every group must have one. What is not found
     sets ``group_why``, naming the group."""
     before, after1, after2 = snaps
+    root = layout.root
     found: list[tuple[Family, Family, Family]] = []
     for arrays, betas in groups:
         idx = list(arrays)
@@ -383,21 +386,18 @@ def discover_groups(
             after1, after2, [sizes[i] for i in idx], [g1[i] for i in idx],
             [zero[i] for i in idx], layout.notes,
         )  # fmt: skip
-        m, v, vmax = ([View(x.path, None if x.array is None else idx[x.array], x.sub) for x in f]
-                      for f in local)  # fmt: skip
-        if not (m and v):
-            missing = " and ".join(r for r, f in (("m", m), ("v", v)) if not f)
+        if not (local[0] and local[1]):
+            missing = " and ".join(r for r, f in (("m", local[0]), ("v", local[1])) if not f)
             layout.group_why = (
                 f"{name}: no entry of the port's state behaves like {missing} of its arrays "
                 "after two probe steps"
             )
             return
-        if any(x.array is None for x in m + v + vmax):
-            layout.group_why = f"{name}: its arrays share one flat buffer, not read per group"
-            return
-        if betas is not None and (why := _convention(m, v, after1, g1, betas, layout.root)):
+        mine = [g1[i] for i in idx]  # the group's convention, on its own views and arrays
+        if betas is not None and (why := _convention(*local[:2], after1, mine, betas, root)):
             layout.convention = f"{name}: {why}"
             return
+        m, v, vmax = (in_group(f, idx) for f in local)  # a group's flat buffer: its segments
         found.append((m, v, vmax))
     layout.m = sorted((x for f in found for x in f[0]), key=lambda x: x.array or 0)
     layout.v = sorted((x for f in found for x in f[1]), key=lambda x: x.array or 0)
@@ -405,6 +405,7 @@ def discover_groups(
         layout.vmax = sorted((x for f in found for x in f[2]), key=lambda x: x.array or 0)
     elif any(f[2] for f in found):
         layout.notes.append("vmax was found in some param groups only: not re-synced")
+    layout.notes[:] = dict.fromkeys(layout.notes)  # a note of every group's, once
     layout.counters = _counters(before, after1, after2)
     owners: list[list[Counter]] = [[] for _ in groups]
     for c in layout.counters:
@@ -525,47 +526,6 @@ def _apply_override(
             )
         setattr(layout, role, views)
     layout.notes.append("roles named by --state-map")
-
-
-def gather(
-    leaves: Mapping[Path, Leaf], views: Sequence[View], shapes: Sequence[tuple[int, ...]]
-) -> tuple[np.ndarray, ...]:
-    """A role's values per array (float64, in ``shapes``) from a port's current leaves; an array
-    no view holds (a frozen array whose param group keeps no state) reads as zeros, the state of
-    an array that never had a gradient."""
-    if len(views) == 1 and views[0].array is None:
-        flat = _values(leaves[views[0].path], views[0])
-        out, start = [], 0
-        for s in shapes:
-            n = math.prod(s)
-            out.append(flat[start : start + n].reshape(s))
-            start += n
-        return tuple(out)
-    by = {v.array: v for v in views}
-    return tuple(
-        _values(leaves[by[i].path], by[i]).reshape(s) if i in by else np.zeros(s)
-        for i, s in enumerate(shapes)
-    )
-
-
-def step_of(leaves: Mapping[Path, Leaf], counters: Sequence[Counter]) -> int:
-    """The number of steps taken, read from the first counter (0 when none is readable)."""
-    for c in counters:
-        if c.path in leaves:
-            value = float(np.ravel(leaves[c.path].value)[0])
-            return round((value - c.offset) / c.scale)
-    return 0
-
-
-def scatter(views: Sequence[View], arrays: Sequence[np.ndarray]) -> list[tuple[View, np.ndarray]]:
-    """(view, flat float64 values) pairs that write ``arrays`` into a role's views."""
-    if len(views) == 1 and views[0].array is None:
-        return [(views[0], np.concatenate([np.ravel(a) for a in arrays]))]
-    return [
-        (v, np.ravel(np.asarray(arrays[v.array], dtype=np.float64)))
-        for v in views
-        if v.array is not None
-    ]
 
 
 #: (probe dtype, probe shapes, g1, g2) -> leaves before the first step and after each of two

@@ -37,11 +37,14 @@ class Leaf:
 class View:
     """Where one role's values for one array live: the leaf at ``path`` (``sub``: the index along
     a stacking first axis), holding array ``array`` or, with ``array`` None, all arrays
-    concatenated."""
+    concatenated; with ``within`` (the arrays of one param group, in order), a flat leaf holding
+    those arrays back to back, of which array ``array`` is one segment (its offset is the sizes
+    of the arrays before it: computed from the shapes at hand, the probe's or the port's)."""
 
     path: Path
     array: int | None
     sub: int | None = None
+    within: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,10 @@ def views_text(views: Sequence[View], root: str) -> str:
     where = path_text(v.path, root) + sub
     if v.array is None:
         return f"{where} (all arrays, concatenated)"
+    if v.within is not None:
+        flats = {(x.path, x.sub) for x in views}
+        more = f" (and {len(flats) - 1} more)" if len(flats) > 1 else ""
+        return f"{where} ({arrays_text(v.within)} back to back){more}"
     return where + (f" (and {len(views) - 1} more)" if len(views) > 1 else "")
 
 
