@@ -42,6 +42,7 @@ from conformance.tests.contract_wrong.layer_counts_all import (
     WholeLayerSETAdam,
     ZeroFilledLayerSETAdam,
 )
+from conformance.tests.contract_wrong.layer_of_stateful import SeenLayerSETAdam
 from conformance.tolerance import InputErrors
 from conformance.wrong_ports.outside_kernels import GroupCountSETAdam
 from setadam_ref import stage_names as N
@@ -54,6 +55,8 @@ CASES = [
      "inferred"),
     (WholeLayerSETAdam, "setadam", "sparse_layers", N.DOWN_SCALING, "skipped_counted_in_layer",
      "inferred"),
+    (SeenLayerSETAdam, "setadam", "sparse_layers_stopped", N.DOWN_SCALING,
+     "skipped_counted_in_layer", "inferred"),
 ]  # fmt: skip
 
 
