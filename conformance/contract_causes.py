@@ -22,7 +22,8 @@ participating arrays), so there is no second implementation of the algorithm:
   ``setadam_ref.setadam.setadam_step`` with its own (S) and (T) stage functions given the
   skipped arrays too. It applies where a layer holds, at some step, a non-empty array without
   gradient next to one with. Where the skipped $v$ is 0 from the start it is also what counting
-  zeros, or stepping the array with a zero gradient (no weight decay), computes: a carried $v$ tells them apart.
+  zeros, or stepping the array with a zero gradient (no weight decay), computes: a carried $v$
+  (``sparse_layers_stopped``, an array stopped after two steps) tells them apart.
 
 Ranking is :mod:`conformance.catalogue.ranking`'s, on the parameters, in the reference run's
 budgets: in scenario $\sigma$, $E_\sigma(D) = \max(1, \max_{s,i} |\theta^{port}_{s,i} -

@@ -428,6 +428,17 @@ def _frozen_in_layer(steps: int) -> tuple[tuple[bool, ...], ...]:
     return tuple((True, False, True, True) for _ in range(steps))
 
 
+def _stopped_in_layer(steps: int) -> tuple[tuple[bool, ...], ...]:
+    """Array 1 with a gradient at steps 1 and 2 only: from step 3 it sits out with a v of its
+    own (not 0), next to array 0 in its layer, whose statistics leave it out."""
+    return tuple((True, t <= 2, True, True) for t in range(1, steps + 1))
+
+
+#: the layers, shapes and draws of both ``sparse_layers`` scenarios (one seed: they differ in
+#: who has a gradient only)
+_LAYERED = [(6, 4), (5,), (8,), (3,)]
+
+
 def _with_layers(build: Callable[[np.random.Generator, int], Problem]) -> Callable[
     [np.random.Generator, int], Problem
 ]:  # fmt: skip
@@ -459,8 +470,13 @@ CONTRACT: tuple[Scenario, ...] = (
              steps=10, quick_steps=6, seed=204, hyper={"lr": 1e-2},
              dtypes=("float64", "float32"), tags=("open", "contract", "sparse")),
     Scenario("sparse_layers", "SET-Adam layers of two tensors (one param group each); array 1 never gets a gradient",
-             _with(_with_layers(_open([(6, 4), (5,), (8,), (3,)], _gauss())), groups=_layer_groups,
+             _with(_with_layers(_open(_LAYERED, _gauss())), groups=_layer_groups,
                    active=_frozen_in_layer),
+             steps=8, quick_steps=4, seed=205, hyper={"lr": 1e-2}, algorithms=("setadam",),
+             dtypes=("float64", "float32"), tags=("open", "contract", "sparse")),
+    Scenario("sparse_layers_stopped", "as sparse_layers (same draws), array 1 with a gradient at steps 1-2 only: skipped from step 3 with a v of its own",
+             _with(_with_layers(_open(_LAYERED, _gauss())), groups=_layer_groups,
+                   active=_stopped_in_layer),
              steps=8, quick_steps=4, seed=205, hyper={"lr": 1e-2}, algorithms=("setadam",),
              dtypes=("float64", "float32"), tags=("open", "contract", "sparse")),
 )  # fmt: skip

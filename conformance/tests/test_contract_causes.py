@@ -12,7 +12,7 @@ entry ``skipped_counted_in_layer`` up to rounding (distance times the reference'
 fraction <= 1, float64 and float32). Where the skipped parameter's v is 0 from the start (its
 only regime in ``sparse_layers``), counting its stored v, counting zeros and stepping it with a
 zero gradient are the same arithmetic: all three get the cause. A layer whose array stops after
-two steps (``STOPPED``: a carried v of its own) tells them apart: the stored v alone is
+two steps (``sparse_layers_stopped``: a carried v of its own) tells them apart: the stored v alone is
 explained; zeros are farther from the entry than from the reference (measured 1.81 float64,
 1.55 float32), and a stepped parameter moves where its budget is 0 (no cause).
 """
@@ -42,6 +42,7 @@ from conformance.tests.contract_wrong.layer_counts_all import (
     WholeLayerSETAdam,
     ZeroFilledLayerSETAdam,
 )
+from conformance.tests.contract_wrong.layer_of_stateful import SeenLayerSETAdam
 from conformance.tolerance import InputErrors
 from conformance.wrong_ports.outside_kernels import GroupCountSETAdam
 from setadam_ref import stage_names as N
@@ -54,6 +55,8 @@ CASES = [
      "inferred"),
     (WholeLayerSETAdam, "setadam", "sparse_layers", N.DOWN_SCALING, "skipped_counted_in_layer",
      "inferred"),
+    (SeenLayerSETAdam, "setadam", "sparse_layers_stopped", N.DOWN_SCALING,
+     "skipped_counted_in_layer", "inferred"),
 ]  # fmt: skip
 
 
@@ -103,17 +106,10 @@ def test_our_port_stages_are_compared_in_contract_scenarios() -> None:
     assert "stage intermediates of the parameters with a gradient compared" in notes
 
 
-def _stopped_builder(rng: np.random.Generator, steps: int) -> Any:
-    p = get("sparse_layers").builder(rng, steps)
-    return dataclasses.replace(
-        p, active=tuple((True, t <= 2, True, True) for t in range(1, steps + 1))
-    )
-
-
-#: sparse_layers with array 1 frozen after step 2 (not before): from step 3 it is skipped with
-#: the v of its two steps (a layer's arrays with a gradient keep one count: re-synced)
-STOPPED = dataclasses.replace(get("sparse_layers"), name="sparse_layers_stopped",
-                              builder=_stopped_builder)  # fmt: skip
+#: sparse_layers with array 1 frozen after step 2 (not before), a scenario of the family: from
+#: step 3 it is skipped with the v of its two steps (a layer's arrays with a gradient keep one
+#: count: re-synced)
+STOPPED = "sparse_layers_stopped"
 
 
 def _layer_check(cls: Any, scenario: Any, dtype: str) -> Any:

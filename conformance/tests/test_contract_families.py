@@ -1,4 +1,4 @@
-"""The contract families (groups, schedules, sparse): each earns its place, ports pass, skips say why.
+"""The contract families (groups, schedules, sparse, layers): each earns its place, ports pass, skips say why.
 
 A planted port per family (``conformance.tests.contract_wrong``: an outside implementer's torch
 Adam with its own state names and containers, one contract bug each) is rejected by its family,
@@ -29,17 +29,23 @@ from conformance.tests.contract_wrong.cached_lr import CachedLRAdam
 from conformance.tests.contract_wrong.eager_counter import EagerCountAdam
 from conformance.tests.contract_wrong.group0_hyper import HoistedAdam
 from conformance.tests.contract_wrong.layer_counts_all import WholeLayerSETAdam
+from conformance.tests.contract_wrong.layer_of_stateful import SeenLayerSETAdam
 from setadam_ref import AdamConfig, SETAdamConfig
 
 #: the older scenarios a planted port must pass (dense, one group, constant lr; weight decay)
 OLDER = {"adam": ["normal", "weight_decay_l2", "zero_layers"],
          "setadam": ["normal", "zero_layers", "tau_0.9"]}  # fmt: skip
 FAMILIES = ["groups", "schedules", "sparse"]
+LAYERS = ["sparse_layers", "sparse_layers_stopped"]
+#: a planted port, its algorithm and the scenarios that reject it (a layer counting an array
+#: without gradient: both layer scenarios; one counting the arrays that ever had one: the
+#: second only, where array 1 stops after gradients of its own)
 PLANTED = [
-    (HoistedAdam, "adam", "groups"),
-    (CachedLRAdam, "adam", "schedules"),
-    (EagerCountAdam, "adam", "sparse"),
-    (WholeLayerSETAdam, "setadam", "sparse_layers"),
+    (HoistedAdam, "adam", ("groups",)),
+    (CachedLRAdam, "adam", ("schedules",)),
+    (EagerCountAdam, "adam", ("sparse",)),
+    (WholeLayerSETAdam, "setadam", tuple(LAYERS)),
+    (SeenLayerSETAdam, "setadam", ("sparse_layers_stopped",)),
 ]
 
 
@@ -47,22 +53,25 @@ def _statuses(r: PortResult) -> dict[str, str]:
     return {s.scenario: s.status for s in r.scenarios}
 
 
-@pytest.mark.parametrize(("cls", "algorithm", "family"), PLANTED, ids=[f for *_, f in PLANTED])
-def test_planted_port_rejected_by_its_family_only(cls: Any, algorithm: str, family: str) -> None:
-    families = FAMILIES + (["sparse_layers"] if algorithm == "setadam" else [])
+@pytest.mark.parametrize(("cls", "algorithm", "rejecting"), PLANTED,
+                         ids=[c.__name__ for c, *_ in PLANTED])  # fmt: skip
+def test_planted_port_rejected_by_its_family_only(
+    cls: Any, algorithm: str, rejecting: tuple[str, ...]
+) -> None:
+    families = FAMILIES + (LAYERS if algorithm == "setadam" else [])
     r = check_port(
         torch_factory(cls, "float64"), algorithm, None, OLDER[algorithm] + families, quick=True,
         dtype="float64", diagnose=False,
     )  # fmt: skip
     st = _statuses(r)
-    assert st[family] == "fail", st
-    assert all(st[s] == "pass" for s in st if s != family), st
-    mine = [f for f in r.failures if f.scenario == family]
-    assert mine and all(f.kind == "tolerance" for f in mine)
-    # the stage and mode are named; parameters are off by orders of magnitude over the budget
-    worst = max(mine, key=lambda f: f.budget_fraction or 0.0)
-    assert worst.stage in ("params", "m", "v") and worst.mode in ("resync", "free")
-    assert (worst.budget_fraction or 0.0) > 1e6, worst.message
+    assert st == {**dict.fromkeys(st, "pass"), **dict.fromkeys(rejecting, "fail")}, st
+    for family in rejecting:
+        mine = [f for f in r.failures if f.scenario == family]
+        assert mine and all(f.kind == "tolerance" for f in mine)
+        # the stage and mode are named; parameters are off by orders of magnitude over the budget
+        worst = max(mine, key=lambda f: f.budget_fraction or 0.0)
+        assert worst.stage in ("params", "m", "v") and worst.mode in ("resync", "free")
+        assert (worst.budget_fraction or 0.0) > 1e6, worst.message
 
 
 def test_sparse_bug_shows_where_the_counts_part() -> None:
@@ -191,7 +200,7 @@ def test_layer_across_groups_is_refused() -> None:
 
 def test_families_listed_tagged_and_one_in_quick() -> None:
     names = {"groups", "groups_decoupled", "schedules", "schedules_tensor_lr", "sparse",
-             "sparse_layers"}  # fmt: skip
+             "sparse_layers", "sparse_layers_stopped"}  # fmt: skip
     assert {s.name for s in CONTRACT} == names
     assert all("contract" in s.tags for s in CONTRACT)
     assert [s.name for s in select(quick=True) if s in CONTRACT] == ["groups"]
