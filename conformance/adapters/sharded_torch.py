@@ -38,6 +38,7 @@ from ..interface import PortState
 from . import _torch_state as TS
 from ._torch import MakeOptimizer, torch_dtype
 from .state_discovery import LayoutCache, Leaf, StateLayout, View, gather, scatter, step_of
+from .state_layout import path_text
 
 #: operators of the collective namespaces that are bookkeeping, not communication
 NOT_COLLECTIVES = frozenset({"wait_tensor", "_wrap_tensor_autograd"})
@@ -124,6 +125,10 @@ class ShardedOptimizerPort:
         self._sentinel_before: Any = None
         self._effects: list[str] = []
         self._collectives = 0
+        # per run's shapes, the paths of per-rank flat buffers its probe saw (``_whole``); the
+        # probe's own shapes are not the run's (small arrays widened): kept by ``layout``
+        self._rank_flat: dict[tuple[tuple[int, ...], ...], list[Any]] = {}
+        self._probe_flat: list[Any] = []
         # discovery on the full tensors of a probe (``_snapshots``); betas: the configuration's,
         # so that the state is re-synced only in the reference's convention
         self._discovery = LayoutCache(self._snapshots, dtype, state_map, betas)
@@ -179,6 +184,9 @@ class ShardedOptimizerPort:
         tdt = torch_dtype(dt)
         params = [self._dtensor(np.zeros(s), tdt).requires_grad_(True) for s in shapes]
         opt = self._make([{"params": params}])
+        # a rank's shards of every array back to back: the size of a per-rank flat buffer
+        local = sum(p.to_local().numel() for p in params) if len(params) > 1 else -1
+        seen = self._probe_flat
         snaps = [_whole(self._leaves(opt, params, full=True))]
         for g in (g1, g2):
             with self._torch.no_grad():  # zero at each step: weight decay adds nothing to g
@@ -187,12 +195,30 @@ class ShardedOptimizerPort:
             for p, x in zip(params, g, strict=True):
                 p.grad = self._dtensor(x, tdt)
             opt.step()
-            snaps.append(_whole(self._leaves(opt, params, full=True)))
+            snaps.append(_whole(self._leaves(opt, params, full=True), local, seen))
         return snaps
+
+    def _refusal(self, layout: StateLayout, shapes: Sequence[Any], amsgrad: bool) -> str:
+        """``layout.refusal``, naming a per-rank flat buffer where the probe saw one and found
+        no m and v: what is not judged and why, not only that nothing matched."""
+        why = layout.refusal(amsgrad)
+        seen = self._rank_flat.get(_key(shapes), [])
+        if why and not layout.readable and seen:
+            why += (
+                f"; {path_text(seen[0])} holds each rank's shards of the probe's arrays "
+                "back to back (a flat buffer per rank and param group, ZeRO-1 style), which this "
+                "adapter does not read per array (it probes with one param group and reads "
+                "entries per parameter or whole)"
+            )
+        return why
 
     def layout(self, shapes: Sequence[tuple[int, ...]]) -> StateLayout:
         """Where this optimizer keeps its state, for parameters of these (full) shapes."""
-        return self._discovery.get(shapes)
+        self._probe_flat = []
+        layout = self._discovery.get(shapes)
+        if self._probe_flat:  # probed just now, and a per-rank flat buffer seen
+            self._rank_flat[_key(shapes)] = self._probe_flat
+        return layout
 
     def _write(self, found: dict[Any, Any], view: View, flat: np.ndarray) -> None:
         """Write a role's full values into a view: a DTensor entry gets this rank's shard."""
@@ -225,11 +251,12 @@ class ShardedOptimizerPort:
     # -- the rank's half of the Port interface
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         self._params = [self._dtensor(p).requires_grad_(True) for p in params]
-        layout = self.layout([np.shape(p) for p in params])
+        shapes = [np.shape(p) for p in params]
+        layout = self.layout(shapes)
         if layout.state_dtype:
             self.state_dtype = layout.state_dtype
         # an amsgrad state whose vmax was not found is refused too: never a stale maximum
-        if state is not None and (why := layout.refusal(state.vmax is not None)):
+        if state is not None and (why := self._refusal(layout, shapes, state.vmax is not None)):
             raise NotImplementedError(f"cannot continue from a given state: {why}")
         self._opt = self._build(self._params)
         if state is None:
@@ -342,6 +369,10 @@ class ShardedOptimizerPort:
         return self._collectives
 
 
+def _key(shapes: Sequence[Any]) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(int(n) for n in s) for s in shapes)
+
+
 def _nan_equal(torch: Any, a: Any, b: Any) -> bool:
     """Bitwise-equal values with NaN equal to NaN (same shape and dtype)."""
     if a.shape != b.shape or a.dtype != b.dtype:
@@ -349,19 +380,29 @@ def _nan_equal(torch: Any, a: Any, b: Any) -> bool:
     return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
 
 
-def _whole(leaves: dict[Any, Leaf]) -> dict[Any, Leaf]:
+def _whole(
+    leaves: dict[Any, Leaf], local: int = -1, rank_flat: list[Any] | None = None
+) -> dict[Any, Leaf]:
     """A probe's leaves with plain tensors that hold a rank's piece (of a shard's size) made
     whole: every rank's values are exchanged (one ``all_gather_object``; every rank probes
     alike) and an entry whose pieces differ between ranks is their concatenation along
     dimension 0 in rank order (``Shard(0)``'s layout); entries equal on every rank (a counter, a
-    replicated or full tensor) are kept as they are."""
+    replicated or full tensor) are kept as they are.
+
+    ``local``: this rank's shards' sizes summed over the probe's arrays (-1: one array). A 1-D
+    piece of that size on every rank is a flat buffer of the rank's shards back to back: its
+    concatenation in rank order is not the arrays' order (no view fits it), and its path is
+    added to ``rank_flat`` so that a refusal can say why."""
     import torch.distributed as dist
 
     world = dist.get_world_size()
     if world == 1:
         return leaves
     every: list[Any] = [None] * world
-    dist.all_gather_object(every, {path: leaf.value for path, leaf in leaves.items()})
+    values = {path: leaf.value for path, leaf in leaves.items()}
+    dist.all_gather_object(every, (local, values))
+    sizes = [e[0] for e in every]
+    every = [e[1] for e in every]
     out = dict(leaves)
     for path, leaf in leaves.items():
         pieces = [e.get(path) for e in every]
@@ -369,6 +410,9 @@ def _whole(leaves: dict[Any, Leaf]) -> dict[Any, Leaf]:
             continue
         if all(p.shape == pieces[0].shape and np.array_equal(p, pieces[0]) for p in pieces):
             continue
+        flat = all(p.ndim == 1 and p.size == n >= 0 for p, n in zip(pieces, sizes, strict=True))
+        if flat and rank_flat is not None and path not in rank_flat:
+            rank_flat.append(path)
         if all(p.shape[1:] == pieces[0].shape[1:] for p in pieces):
             value = np.concatenate(pieces, axis=0)
             out[path] = Leaf(path, value, leaf.dtype, value.size == 1)
