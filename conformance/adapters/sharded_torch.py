@@ -132,6 +132,11 @@ class ShardedOptimizerPort:
         # discovery on the full tensors of a probe (``_snapshots``); betas: the configuration's,
         # so that the state is re-synced only in the reference's convention
         self._discovery = LayoutCache(self._snapshots, dtype, state_map, betas)
+        self._state_map = state_map
+        self._betas = None if betas is None else (float(betas[0]), float(betas[1]))
+        # per number of arrays: the probe with the run's groups (a flat buffer per rank, group)
+        self._by_group: dict[int, LayoutCache] = {}
+        self._layout: StateLayout | None = None
         self.state_dtype = dtype
 
     # -- DTensors
@@ -144,9 +149,9 @@ class ShardedOptimizerPort:
         return distribute_tensor(t, self._mesh, [placement], src_data_rank=None)
 
     def _build(self, params: list[Any]) -> Any:
-        k = min(self._groups, len(params)) or 1
-        groups: list[dict[str, Any]] = [{"params": params[i::k]} for i in range(k)]
-        groups = [g for g in groups if g["params"]]
+        groups: list[dict[str, Any]] = [
+            {"params": [params[i] for i in a]} for a in _deal(len(params), self._groups)
+        ]
         if self._sentinel_on:
             self._sentinel = self._dtensor(np.linspace(-1.0, 1.0, 3)).requires_grad_(True)
             self._sentinel_before = self._sentinel.to_local().detach().clone()
@@ -176,16 +181,24 @@ class ShardedOptimizerPort:
         return TS.leaves(TS.slots(opt, params, self._extras() if opt is self._opt else ()), value)
 
     def _snapshots(
-        self, dt: str, shapes: list[tuple[int, ...]], g1: list[np.ndarray], g2: list[np.ndarray]
+        self,
+        dt: str,
+        shapes: list[tuple[int, ...]],
+        g1: list[np.ndarray],
+        g2: list[np.ndarray],
+        grouped: bool = False,
     ) -> list[dict[Any, Any]]:
         """The probe for ``state_discovery`` on DTensors: a fresh optimizer on zero parameters
         sharded like the real ones, its state's leaves (full tensors) before the first step and
-        after each of two steps. Every rank probes alike, so every rank finds the same layout."""
+        after each of two steps. Every rank probes alike, so every rank finds the same layout.
+        One param group, or (``grouped``) the run's groups, a rank's flat buffer of a group's
+        shards made whole array by array (``_whole``)."""
         tdt = torch_dtype(dt)
         params = [self._dtensor(np.zeros(s), tdt).requires_grad_(True) for s in shapes]
-        opt = self._make([{"params": params}])
-        # a rank's shards of every array back to back: the size of a per-rank flat buffer
-        local = sum(p.to_local().numel() for p in params) if len(params) > 1 else -1
+        arrays = _deal(len(params), self._groups) if grouped else [list(range(len(params)))]
+        opt = self._make([{"params": [params[i] for i in a]} for a in arrays])
+        # per group, this rank's shard sizes: those of a per-rank flat buffer of the group
+        local = [[params[i].to_local().numel() for i in a] for a in arrays]
         seen = self._probe_flat
         snaps = [_whole(self._leaves(opt, params, full=True))]
         for g in (g1, g2):
@@ -195,20 +208,28 @@ class ShardedOptimizerPort:
             for p, x in zip(params, g, strict=True):
                 p.grad = self._dtensor(x, tdt)
             opt.step()
-            snaps.append(_whole(self._leaves(opt, params, full=True), local, seen))
+            snaps.append(_whole(self._leaves(opt, params, full=True), local, seen, grouped))
         return snaps
 
+    def _group_snapshots(
+        self, dt: str, shapes: list[tuple[int, ...]], g1: list[np.ndarray], g2: list[np.ndarray]
+    ) -> list[dict[Any, Any]]:
+        return self._snapshots(dt, shapes, g1, g2, grouped=True)
+
     def _refusal(self, layout: StateLayout, shapes: Sequence[Any], amsgrad: bool) -> str:
-        """``layout.refusal``, naming a per-rank flat buffer where the probe saw one and found
-        no m and v: what is not judged and why, not only that nothing matched."""
+        """``layout.refusal``, naming a per-rank flat buffer where the one-group probe saw one
+        and found no m and v: what is not judged and why, not only that nothing matched."""
         why = layout.refusal(amsgrad)
         seen = self._rank_flat.get(_key(shapes), [])
         if why and not layout.readable and seen:
+            how = (
+                "probed again with the run's param groups, each buffer made whole array by array"
+                if not self._state_map
+                else "read per group only where the probe finds the state, not named by a map"
+            )
             why += (
-                f"; {path_text(seen[0])} holds each rank's shards of the probe's arrays "
-                "back to back (a flat buffer per rank and param group, ZeRO-1 style), which this "
-                "adapter does not read per array (it probes with one param group and reads "
-                "entries per parameter or whole)"
+                f"; {path_text(seen[0])} holds each rank's shards of the probe's arrays back to "
+                f"back (a flat buffer per rank, ZeRO-1 style): {how}"
             )
         return why
 
@@ -218,6 +239,16 @@ class ShardedOptimizerPort:
         layout = self._discovery.get(shapes)
         if self._probe_flat:  # probed just now, and a per-rank flat buffer seen
             self._rank_flat[_key(shapes)] = self._probe_flat
+        if not layout.readable and self._rank_flat.get(_key(shapes)) and not self._state_map:
+            # a flat buffer per rank and group: found again with the run's groups, each group
+            # fitted on its own (``state_groups``), its buffer made whole array by array
+            n = len(shapes)
+            if n not in self._by_group:
+                cache = LayoutCache(self._group_snapshots, self.dtype, None, self._betas)
+                cache.set_groups([(a, self._betas or (0.9, 0.999)) for a in _deal(n, self._groups)])
+                self._by_group[n] = cache
+            layout = self._by_group[n].get(shapes)
+        self._layout = layout
         return layout
 
     def _write(self, found: dict[Any, Any], view: View, flat: np.ndarray) -> None:
@@ -238,6 +269,22 @@ class ShardedOptimizerPort:
             x.to_local().copy_(mine.to_local())
             return
         TS.write(found, view, flat)
+
+    def _write_flat(
+        self, found: dict[Any, Any], views: Sequence[View], values: Sequence[np.ndarray]
+    ) -> None:
+        """Write a group's flat buffer (``within`` views): this rank's shards of the group's
+        arrays, back to back (a buffer of another size is a ``Mismatch``)."""
+        done: set[Any] = set()
+        for v in views:
+            if (v.path, v.sub) in done or v.within is None:
+                continue
+            done.add((v.path, v.sub))
+            mine = [
+                _local_numpy(self._dtensor(np.reshape(values[j], self._params[j].shape))).ravel()
+                for j in v.within
+            ]
+            TS.write(found, View(v.path, None, v.sub), np.concatenate(mine))
 
     def _write_number(self, found: dict[Any, Any], path: Any, value: float) -> None:
         from torch.distributed.tensor import DTensor
@@ -270,8 +317,11 @@ class ShardedOptimizerPort:
         vmax = state.vmax if state.vmax is not None else [np.zeros(np.shape(p)) for p in params]
         try:
             for role, values in (("m", state.m), ("v", state.v), ("vmax", vmax)):
-                for view, flat in scatter(getattr(layout, role), values):
+                views = getattr(layout, role)
+                plain = [x for x in views if x.within is None]
+                for view, flat in scatter(plain, values) if plain else ():
                     self._write(found, view, flat)
+                self._write_flat(found, [x for x in views if x.within is not None], values)
             for c in layout.counters:
                 self._write_number(found, c.path, c.scale * int(state.step) + c.offset)
         except KeyError as exc:  # a path that names the probe's objects only
@@ -316,7 +366,7 @@ class ShardedOptimizerPort:
     def state(self) -> PortState | None:
         """This rank's pieces of m and v where discovery found them (a DTensor entry's shard, a
         plain entry whole), and the step count; None when the state is not readable."""
-        layout = self._discovery.current
+        layout = self._layout
         if layout is None or not layout.readable or self._opt is None:
             return None
         found = self._leaves(self._opt, self._params, full=False)
@@ -340,7 +390,9 @@ class ShardedOptimizerPort:
             if v.array is not None:
                 x = found[v.path].value
                 size = (x[v.sub] if v.sub is not None else x).size
-                mine = size == math.prod(local[v.array])
+                # a group's flat buffer (``within``): this rank's, or the group's full arrays'
+                idx = v.within if v.within is not None else (v.array,)
+                mine = size == sum(math.prod(local[j]) for j in idx)
                 out[v.array] = local[v.array] if mine else full[v.array]
         return out
 
@@ -369,6 +421,12 @@ class ShardedOptimizerPort:
         return self._collectives
 
 
+def _deal(n: int, groups: int) -> list[list[int]]:
+    """The run's param groups of ``n`` arrays: dealt round-robin into ``groups`` (none empty)."""
+    k = min(groups, n) or 1
+    return [a for a in (list(range(i, n, k)) for i in range(k)) if a]
+
+
 def _key(shapes: Sequence[Any]) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(int(n) for n in s) for s in shapes)
 
@@ -381,7 +439,10 @@ def _nan_equal(torch: Any, a: Any, b: Any) -> bool:
 
 
 def _whole(
-    leaves: dict[Any, Leaf], local: int = -1, rank_flat: list[Any] | None = None
+    leaves: dict[Any, Leaf],
+    groups: Sequence[Sequence[int]] = (),
+    seen: list[Any] | None = None,
+    rebuild: bool = False,
 ) -> dict[Any, Leaf]:
     """A probe's leaves with plain tensors that hold a rank's piece (of a shard's size) made
     whole: every rank's values are exchanged (one ``all_gather_object``; every rank probes
@@ -389,10 +450,12 @@ def _whole(
     dimension 0 in rank order (``Shard(0)``'s layout); entries equal on every rank (a counter, a
     replicated or full tensor) are kept as they are.
 
-    ``local``: this rank's shards' sizes summed over the probe's arrays (-1: one array). A 1-D
-    piece of that size on every rank is a flat buffer of the rank's shards back to back: its
-    concatenation in rank order is not the arrays' order (no view fits it), and its path is
-    added to ``rank_flat`` so that a refusal can say why."""
+    ``groups``: per param group of the probe, this rank's shard sizes of its arrays in order. A
+    1-D piece of a group's summed size on every rank (two arrays or more) is a flat buffer of
+    the rank's shards back to back (ZeRO-1 style): its path is added to ``seen``, and
+    (``rebuild``) it is made whole array by array (array $j$'s pieces in rank order, then
+    array $j+1$'s), the group's flat buffer of full arrays ``state_groups`` reads; in rank order
+    alone it would match no view."""
     import torch.distributed as dist
 
     world = dist.get_world_size()
@@ -400,20 +463,46 @@ def _whole(
         return leaves
     every: list[Any] = [None] * world
     values = {path: leaf.value for path, leaf in leaves.items()}
-    dist.all_gather_object(every, (local, values))
-    sizes = [e[0] for e in every]
-    every = [e[1] for e in every]
+    dist.all_gather_object(every, ([list(g) for g in groups], values))
+    sizes = [e[0] for e in every]  # per rank, per group, per array
     out = dict(leaves)
     for path, leaf in leaves.items():
-        pieces = [e.get(path) for e in every]
+        pieces = [e[1].get(path) for e in every]
         if any(p is None or p.ndim == 0 for p in pieces):
             continue
         if all(p.shape == pieces[0].shape and np.array_equal(p, pieces[0]) for p in pieces):
             continue
-        flat = all(p.ndim == 1 and p.size == n >= 0 for p, n in zip(pieces, sizes, strict=True))
-        if flat and rank_flat is not None and path not in rank_flat:
-            rank_flat.append(path)
-        if all(p.shape[1:] == pieces[0].shape[1:] for p in pieces):
+        k = _flat_group(pieces, sizes)
+        if k is not None and seen is not None and path not in seen:
+            seen.append(path)
+        if k is not None and rebuild:
+            value = np.concatenate(_by_array(pieces, [s[k] for s in sizes]))
+            out[path] = Leaf(path, value, leaf.dtype, value.size == 1)
+        elif all(p.shape[1:] == pieces[0].shape[1:] for p in pieces):
             value = np.concatenate(pieces, axis=0)
             out[path] = Leaf(path, value, leaf.dtype, value.size == 1)
     return out
+
+
+def _flat_group(pieces: Sequence[np.ndarray], sizes: Sequence[Any]) -> int | None:
+    """The probe group (of two arrays or more) whose shards, summed, are every rank's 1-D
+    piece's size: the piece is that rank's flat buffer of the group (None: no group's)."""
+    if not sizes or any(p.ndim != 1 for p in pieces):
+        return None
+    for k in range(len(sizes[0])):
+        if len(sizes[0][k]) > 1 and all(
+            p.size == sum(s[k]) for p, s in zip(pieces, sizes, strict=True)
+        ):
+            return k
+    return None
+
+
+def _by_array(pieces: Sequence[np.ndarray], sizes: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    """Ranks' flat buffers of a group's shards (``sizes``: per rank, its shards' sizes) as the
+    arrays' pieces in array order, each array's in rank order."""
+    starts = [np.concatenate([[0], np.cumsum(s)]).astype(int) for s in sizes]
+    return [
+        p[st[j] : st[j + 1]]
+        for j in range(len(sizes[0]))
+        for p, st in zip(pieces, starts, strict=True)
+    ]

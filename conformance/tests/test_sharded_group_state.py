@@ -1,20 +1,25 @@
 """A sharded torch port whose m and v live in one flat buffer per rank and param group (ZeRO-1
-style, :mod:`conformance.tests.sharded_wrong.group_flat`) on 2 gloo ranks: never a false alarm.
+style, :mod:`conformance.tests.sharded_wrong.group_flat`) on 2 gloo ranks: re-synced per group,
+never a false alarm.
 
-What the sharded adapter does with it (measured before this test's adapter change, same
-verdicts): the probe (one param group, plain entries made whole by concatenating the ranks'
-pieces in rank order) sees ``param_groups[0]['m_flat']`` as rank 0's shards of every array then
-rank 1's, no array's order, so no m and v are found: every scenario is compared free-running
-only, "not judged re-synced: ... no entry of the port's state behaves like m and v after two
-probe steps". The adapter now names the buffer and why it is not read (the pinned reason). The
-contract scenarios ``groups`` and ``groups_decoupled`` are skipped: the sharded adapter has no
-``configure()`` (its own two param groups share the run's options), so a port that steps every
-group with group 0's options is not caught here, by design, and the skip says so. Per-group
-probing as the single-process torch adapter does it (``state_groups``) is not done here.
+Before the sharded adapter's per-group probe (measured on this tree's parent, 711841d^): the
+one-group probe made ``param_groups[0]['m_flat']`` whole by concatenating the ranks' pieces in
+rank order (rank 0's shards of every array, then rank 1's: no array's order), found no m and v,
+and every scenario passed free-running only, "not judged re-synced: ... no entry of the port's
+state behaves like m and v after two probe steps" (no false alarm, nothing re-synced). Now the
+port is probed again with the run's param groups, each rank's buffer made whole array by array,
+and each group fitted on its own (``state_groups``): re-synced params, m and v are judged.
+
+The contract scenarios ``groups`` and ``groups_decoupled`` are skipped: the sharded adapter has
+no ``configure()`` (its own two param groups share the run's options), so a port stepping every
+group with group 0's options is not caught here, and the skip says why.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -23,9 +28,21 @@ from conformance.adapters import third_party
 from conformance.results import PortResult
 from conformance.runner import check_port
 from conformance.scenarios import get
+from conformance.tests.sharded.pool import PooledPort, shared
+from setadam_ref import AdamConfig, State
 
 GF = "conformance.tests.sharded_wrong.group_flat:"
-SHARDED = ["shard_even", "shard_uneven", "shard_fewer_rows", "shard_groups", "normal"]
+SHARDED = ["shard_even", "shard_uneven", "shard_fewer_rows", "shard_zero_size", "shard_groups",
+           "normal"]  # fmt: skip
+
+
+def _pooled(attr: str, dtype: str) -> Any:
+    def make(cfg: Any) -> PooledPort:
+        kw = dict(lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
+                  decoupled_weight_decay=cfg.weight_decay_mode == "decoupled")  # fmt: skip
+        return PooledPort(shared(2), GF + attr, cfg, dtype, options={"kwargs": kw, "exact": True})
+
+    return make
 
 
 def _check(attr: str, scenarios: list[str], wdm: str = "l2") -> PortResult:
@@ -33,17 +50,43 @@ def _check(attr: str, scenarios: list[str], wdm: str = "l2") -> PortResult:
     return check_port(spec, scenarios=[get(s) for s in scenarios], quick=True, name=attr)
 
 
-def test_flat_buffer_per_rank_passes_free_running_and_is_not_judged_resynced() -> None:
-    r = _check("ShardFlatAdam", SHARDED)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_flat_buffer_per_rank_and_group_is_resynced(dtype: str) -> None:
+    """Params, m and v judged re-synced (the state in the reference's convention) in every
+    sharding scenario: even and uneven rows, ranks holding nothing, zero-size arrays."""
+    r = check_port(_pooled("ShardFlatAdam", dtype), "adam", None, SHARDED, quick=True,
+                   dtype=dtype, diagnose=False)  # fmt: skip
     assert r.verdict == "pass", r.message
-    assert not r.failures, r.failures  # no false alarm: nothing misread, nothing raised
+    assert not r.failures, r.failures
     for s in r.scenarios:
-        assert s.status == "pass", (s.scenario, s.status, s.reason)
-        assert s.reason.startswith("not judged re-synced:"), (s.scenario, s.reason)
-        assert "param_groups[0]['m_flat'] holds each rank's shards" in s.reason, s.reason
-        assert "ZeRO-1 style" in s.reason and "compared free-running only" in s.reason
-        assert not any(x.judged for x in s.resync.values()), s.scenario
+        assert s.status == "pass" and not s.reason, (s.scenario, s.reason)
+        assert all(s.resync[k].judged for k in ("params", "m", "v")), s.scenario
     assert r.worst_fraction() <= 1.0
+
+
+def test_a_given_state_lands_in_each_ranks_buffer_and_reads_back() -> None:
+    """Group 0 holds arrays 0, 2 and group 1 arrays 1, 3 (dealt round-robin): each rank's
+    ``m_flat`` is its shards of the group's arrays back to back; the state read back is the
+    state written, bitwise, and the counters are each group's."""
+    shapes = [(5, 3), (3,), (6, 2), (1,)]  # uneven rows; array 3's one row on rank 0 only
+    rng = np.random.default_rng(3)
+    m = tuple(rng.standard_normal(s) for s in shapes)
+    v = tuple(np.abs(rng.standard_normal(s)) for s in shapes)
+    port = _pooled("ShardFlatAdam", "float64")(AdamConfig(lr=1e-2))
+    port.reset([np.ones(s) for s in shapes], State(4, m, v))
+    lay = shared(2).call("layout", shapes)[0]
+    assert [g.arrays for g in lay.groups] == [(0, 2), (1, 3)], lay.describe()
+    assert {(x.path, x.within) for x in lay.m} == {
+        ((("group", 0), ("key", "m_flat")), (0, 2)),
+        ((("group", 1), ("key", "m_flat")), (1, 3)),
+    }
+    st = port.state()
+    assert st is not None and st.step == 4
+    for got, want in ((st.m, m), (st.v, v)):
+        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    pieces = shared(2).call("job", GF + "rank_buffers")
+    assert [p[0] for p in pieces] == [3 * 3 + 3 * 2, 2 * 3 + 3 * 2], pieces  # rank 0, rank 1
+    assert [p[1] for p in pieces] == [2 + 1, 1 + 0], pieces
 
 
 def test_contract_group_scenarios_are_skipped_with_the_reason() -> None:
@@ -55,16 +98,29 @@ def test_contract_group_scenarios_are_skipped_with_the_reason() -> None:
         assert "3 param groups with their own hyperparameters" in s.reason, s.reason
 
 
-def test_group_offsets_into_group_0s_buffer_are_rejected_free_running() -> None:
+def test_group_offsets_into_group_0s_buffer_are_rejected() -> None:
     """Group 1 stepping in group 0's buffers (its offsets from 0: overlapping group 0's first
-    array) fails at the first free-running step in every scenario with two groups."""
+    array) fails at the first free-running step; re-synced it is not judged, and says why (group
+    0's buffer does not behave like its arrays' m and v)."""
     r = _check("HoistedShardFlatAdam", ["shard_groups", "shard_uneven"])
     assert r.verdict == "fail", r.message
     for s in r.scenarios:
         assert s.status == "fail", (s.scenario, s.status)
+        assert "the param group of arrays 0, 2" in s.reason and "not judged re-synced" in s.reason
     free = [f for f in r.failures if f.kind == "tolerance" and f.mode == "free"]
     assert free and min(f.step or 0 for f in free) == 1, r.failures
     assert r.stage == "params", r.message
+
+
+def test_one_flat_buffer_across_groups_is_not_judged_resynced_with_the_reason() -> None:
+    r = _check("RankFlatAdam", ["shard_groups", "shard_fewer_rows"])
+    assert r.verdict == "pass", r.message
+    assert not r.failures, r.failures  # no false alarm
+    for s in r.scenarios:
+        assert s.reason.startswith("not judged re-synced:"), s.reason
+        assert "no entry of the port's state behaves like m and v of its arrays" in s.reason
+        assert "opt.flat['m_flat'] holds each rank's shards" in s.reason, s.reason
+        assert not any(x.judged for x in s.resync.values()), s.scenario
 
 
 def test_group_0_options_everywhere_is_out_of_reach_and_said_so() -> None:
