@@ -20,7 +20,11 @@ unsharded port: a probe optimizer on zero DTensors takes two steps and its state
 read as full tensors (``full_tensor()``: every rank probes alike, so every rank finds the same
 layout), under any names and containers (``state_map`` names them instead). A re-synced step
 writes each rank's shard of the given full m and v into the entries found; ``state()`` reads
-each rank's shard back.
+each rank's shard back. Where that probe finds no m and v but a flat buffer per rank (a 1-D
+plain entry of the rank's shards back to back, ZeRO-1 style), the port is probed again with the
+run's param groups, each rank's buffer of a group made whole array by array and each group
+fitted on its own (``state_groups``); a re-synced step writes each rank's shards of a group's
+arrays into its buffer back to back.
 
 Parameters are dealt round-robin into ``groups`` param groups (default 2) plus the sentinel's,
 so every check also exercises several groups. torch is imported lazily.
