@@ -184,3 +184,34 @@ def test_ordinary_layouts_unchanged(which: str, algorithm: str) -> None:
         assert lay.counters == plain.counters and lay.describe() == plain.describe()
         assert all(v.path[0] == ("state", v.array) for v in lay.m + lay.v)
         assert not port._by_group._found, "the group probe ran for a per-parameter layout"
+
+
+def _frozen_in_group(rng: np.random.Generator, steps: int) -> Any:
+    """``groups`` with array 1 (group 0's second array, beside array 0) never given a gradient."""
+    import dataclasses
+
+    p = get("groups").builder(rng, steps)
+    return dataclasses.replace(p, active=tuple((True, False, True, False, False)
+                                               for _ in range(steps)))  # fmt: skip
+
+
+def test_a_frozen_array_inside_a_flat_group_is_not_misread() -> None:
+    """A group's flat buffer that also holds an array never given a gradient: the per-group
+    probe finds no m, v of the group (the frozen array's segment never moves), so FlatAdam is
+    compared free-running only, with the reason, and passes (no false alarm); the list layout
+    is re-synced (each array its own entry); hoisted buffers still fail free-running."""
+    import dataclasses
+
+    sc = dataclasses.replace(get("groups"), name="groups_frozen_in_group",
+                             builder=_frozen_in_group)  # fmt: skip
+
+    def one(cls: Any) -> Any:
+        return check_port(torch_factory(cls, "float64"), "adam", None, [sc], quick=True,
+                          dtype="float64", diagnose=False).scenarios[0]  # fmt: skip
+
+    flat, lists, shared = one(P.FlatAdam), one(P.ListAdam), one(P.SharedFlatAdam)
+    why = "not judged re-synced: the param group of array 0"
+    assert flat.status == "pass" and flat.reason.startswith(why), flat.reason
+    assert lists.status == "pass" and not lists.reason
+    assert all(lists.resync[k].judged for k in ("params", "m", "v"))
+    assert shared.status == "fail" and shared.reason.startswith("not judged re-synced")
