@@ -38,7 +38,10 @@ $\hat\delta \pm t_{K-1}(1 - \alpha/2M)\,\mathrm{se}$, $M$ the number of tests ru
 (Bonferroni). The verdict is *systematic deviation* when the interval lies entirely outside
 $[-\varphi, \varphi]$; under $|\delta| \le \varphi$ this happens with probability at most
 $\alpha/2M$ per test, so at most $\alpha/2 \le 10^{-6}$ per port check (``ALPHA``; asymptotic in
-the number of clusters, as every t-test).
+the number of clusters, as every t-test). A coordinate whose scaled error, step or floor is
+not finite (a budget below ~1e-308: $1/B$ overflows) is left out of the sums, and a (scenario,
+quantity) whose sums overflow anyway is *not tested*, with the reason: a NaN estimate would
+compare false with the floor, a pass that judged nothing.
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ class Sums:
 
     def add(self, y: np.ndarray, z: np.ndarray, phi: np.ndarray) -> None:
         """Add one step (one cluster): its scaled errors y, steps z and floors beta / B."""
-        ac, bc = float(z @ y), float(z @ z)
+        with np.errstate(over="ignore", invalid="ignore"):  # judged by judge(): not tested
+            ac, bc = float(z @ y), float(z @ z)
         if bc <= 0:
             return
         self.n += int(z.size)
@@ -204,14 +208,22 @@ class SystematicStats:
                 ok &= np.isfinite(beta)
                 inv = 1.0 / bound[ok]
                 y, z, phi = err[ok] * inv, step[ok] * inv, beta[ok] * inv
-            self.sums.setdefault((scenario, q), Sums()).add(y, z, phi)
+                # a budget below ~1e-308 makes 1/B overflow: its coordinate would weigh
+                # infinitely (inf * 0 = NaN in the sums); the per-coordinate check judges it
+                keep = np.isfinite(y) & np.isfinite(z) & np.isfinite(phi)
+            self.sums.setdefault((scenario, q), Sums()).add(y[keep], z[keep], phi[keep])
 
     def judge(self, alpha: float = ALPHA) -> SystematicVerdict:
         """Test every (scenario, quantity) with enough clusters (module docstring)."""
         out = SystematicVerdict()
         ready = []
         for (sc, q), s in self.sums.items():
-            if s.k >= MIN_CLUSTERS and s.b > 0:
+            sums = (s.a, s.b, s.aa, s.ab, s.bb, s.f)
+            if not all(math.isfinite(x) for x in sums):
+                # the products of scaled errors overflowed: no estimate, so no verdict either way
+                out.not_tested.append(f"{sc} {q}: its weighted sums overflow (scaled errors "
+                                      "beyond 1e154)")  # fmt: skip
+            elif s.k >= MIN_CLUSTERS and s.b > 0:
                 ready.append((sc, q, s))
             else:
                 out.not_tested.append(

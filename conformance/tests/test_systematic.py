@@ -120,3 +120,14 @@ def test_the_estimator_covers_its_bias_and_respects_the_floor() -> None:
     assert inside.floor == pytest.approx(5e-2) and not inside.rejected
     few = _synthetic(2e-2, 0.0, S.MIN_CLUSTERS - 1, 1)
     assert not few.tests and "needed" in few.not_tested[0]
+
+
+def test_overflowing_sums_are_not_tested_rather_than_passed() -> None:
+    """Scaled errors whose products overflow give NaN and inf sums; a NaN estimate compares
+    false with the floor, which read as "no deviation": it is now not tested, with the reason."""
+    st = S.SystematicStats()
+    for _ in range(S.MIN_CLUSTERS + 2):
+        z = np.full(10, 1e200)
+        st.sums.setdefault(("huge", "params"), S.Sums()).add(z, z, np.zeros(10))
+    v = st.judge()
+    assert not v.tests and "overflow" in v.not_tested[0]
