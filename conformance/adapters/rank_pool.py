@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from multiprocessing.connection import Connection
 from typing import Any
@@ -352,6 +352,7 @@ class PooledPort:
         *,
         name: str | None = None,
         options: dict[str, Any] | None = None,
+        group_kwargs: Callable[[Config], dict[str, Any]] | None = None,
     ) -> None:
         self.name = name or f"{target}@{pool.nprocs}ranks"
         self.dtype = dtype
@@ -360,7 +361,20 @@ class PooledPort:
         self._pool = pool
         self._shapes: list[tuple[int, ...]] = []
         self._out: StepOutputs | None = None
+        # a contract group's constructor options: our calling convention, or the caller's
+        # (``exact``: the third-party convention, known only where it was read)
+        exact = bool((options or {}).get("exact"))
+        self._group_kwargs = group_kwargs or (None if exact else setadam_kwargs)
         pool.call("make", target, dict(options or {}), cfg, dtype, pool.device)
+
+    def configure(self, contract: Any) -> None:
+        """A contract's param groups for every rank (``ShardedOptimizerPort.configure``), each
+        group's options built here in the port's calling convention."""
+        if len(contract.groups) > 1 and self._group_kwargs is None:
+            raise NotImplementedError("the adapter has no param-group options for a config")
+        kw = self._group_kwargs or setadam_kwargs
+        options = [kw(cfg) if len(contract.groups) > 1 else {} for _a, cfg in contract.groups]
+        self._pool.call("configure", contract, options)
 
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         self._out = None

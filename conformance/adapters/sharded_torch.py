@@ -27,7 +27,11 @@ fitted on its own (``state_groups``); a re-synced step writes each rank's shards
 arrays into its buffer back to back.
 
 Parameters are dealt round-robin into ``groups`` param groups (default 2) plus the sentinel's,
-so every check also exercises several groups. torch is imported lazily.
+so every check also exercises several groups. A contract scenario with several param groups
+(``configure``: the contract's groups, each with its own options, arrays that never get a
+gradient stepped with ``p.grad = None``) replaces that deal with the contract's groups; an lr
+schedule, a tensor lr, gradients on some steps only and SET-Adam layers of several arrays are
+refused with the reason. torch is imported lazily.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from ..interface import PortState
 from . import _torch_state as TS
 from ._torch import MakeOptimizer, torch_dtype
 from .state_discovery import LayoutCache, Leaf, StateLayout, View, gather, scatter, step_of
+from .state_groups import groups_with_state
 from .state_layout import path_text
 
 #: operators of the collective namespaces that are bookkeeping, not communication
@@ -142,6 +147,9 @@ class ShardedOptimizerPort:
         self._by_group: dict[int, LayoutCache] = {}
         self._layout: StateLayout | None = None
         self.state_dtype = dtype
+        # a contract's param groups (``configure``): per group its arrays and constructor options
+        self._contract: Any = None
+        self._options: list[dict[str, Any]] = []
 
     # -- DTensors
     def _dtensor(self, a: np.ndarray, dtype: Any = None) -> Any:
@@ -152,10 +160,22 @@ class ShardedOptimizerPort:
         placement = Shard(0) if t.dim() > 0 else Replicate()
         return distribute_tensor(t, self._mesh, [placement], src_data_rank=None)
 
-    def _build(self, params: list[Any]) -> Any:
-        groups: list[dict[str, Any]] = [
-            {"params": [params[i] for i in a]} for a in _deal(len(params), self._groups)
+    def _arrays(self, n: int) -> list[list[int]]:
+        """The run's param groups of ``n`` arrays: the contract's, or dealt round-robin."""
+        if self._contract is not None:
+            return [list(a) for a, _cfg in self._contract.groups]
+        return _deal(n, self._groups)
+
+    def _run_groups(self, params: list[Any]) -> list[dict[str, Any]]:
+        """The run's param groups over ``params``, a contract group with its own options."""
+        arrays = self._arrays(len(params))
+        options = self._options if self._contract is not None else [{} for _ in arrays]
+        return [
+            {"params": [params[i] for i in a], **kw} for a, kw in zip(arrays, options, strict=True)
         ]
+
+    def _build(self, params: list[Any]) -> Any:
+        groups = self._run_groups(params)
         if self._sentinel_on:
             self._sentinel = self._dtensor(np.linspace(-1.0, 1.0, 3)).requires_grad_(True)
             self._sentinel_before = self._sentinel.to_local().detach().clone()
@@ -199,8 +219,10 @@ class ShardedOptimizerPort:
         shards made whole array by array (``_whole``)."""
         tdt = torch_dtype(dt)
         params = [self._dtensor(np.zeros(s), tdt).requires_grad_(True) for s in shapes]
-        arrays = _deal(len(params), self._groups) if grouped else [list(range(len(params)))]
-        opt = self._make([{"params": [params[i] for i in a]} for a in arrays])
+        arrays = self._arrays(len(params)) if grouped else [list(range(len(params)))]
+        opt = self._make(self._run_groups(params) if grouped else [{"params": params}])
+        # a contract's arrays without gradient have none in the probe either
+        frozen = set(self._contract.frozen) if grouped and self._contract is not None else set()
         # per group, this rank's shard sizes: those of a per-rank flat buffer of the group
         local = [[params[i].to_local().numel() for i in a] for a in arrays]
         seen = self._probe_flat
@@ -209,8 +231,8 @@ class ShardedOptimizerPort:
             with self._torch.no_grad():  # zero at each step: weight decay adds nothing to g
                 for p in params:
                     p.zero_()
-            for p, x in zip(params, g, strict=True):
-                p.grad = self._dtensor(x, tdt)
+            for i, (p, x) in enumerate(zip(params, g, strict=True)):
+                p.grad = None if i in frozen else self._dtensor(x, tdt)
             opt.step()
             snaps.append(_whole(self._leaves(opt, params, full=True), local, seen, grouped))
         return snaps
@@ -249,11 +271,17 @@ class ShardedOptimizerPort:
             n = len(shapes)
             if n not in self._by_group:
                 cache = LayoutCache(self._group_snapshots, self.dtype, None, self._betas)
-                cache.set_groups([(a, self._betas or (0.9, 0.999)) for a in _deal(n, self._groups)])
+                cache.set_groups(self._state_groups(n))
                 self._by_group[n] = cache
             layout = self._by_group[n].get(shapes)
         self._layout = layout
         return layout
+
+    def _state_groups(self, n: int) -> list[tuple[tuple[int, ...], tuple[float, float]]]:
+        """Per run's param group with state, its arrays and betas (``state_groups``)."""
+        if self._contract is not None:
+            return groups_with_state(self._contract)
+        return [(tuple(a), self._betas or (0.9, 0.999)) for a in _deal(n, self._groups)]
 
     def _write(self, found: dict[Any, Any], view: View, flat: np.ndarray) -> None:
         """Write a role's full values into a view: a DTensor entry gets this rank's shard."""
@@ -300,6 +328,44 @@ class ShardedOptimizerPort:
         TS.write_number(found, path, value)
 
     # -- the rank's half of the Port interface
+    def configure(self, contract: Any, options: Sequence[Mapping[str, Any]]) -> None:
+        """Take a contract's param groups, ``options[k]`` the constructor options of group
+        ``k`` (built where the calling convention is known: ``rank_pool.PooledPort``), and its
+        arrays that never get a gradient. What this adapter does not drive is refused."""
+        self._contract, self._options, self._by_group = None, [], {}
+        if contract.lr_factors is not None or contract.tensor_lr:
+            raise NotImplementedError("the sharded adapter sets no lr schedule and no tensor lr")
+        if contract.partial:
+            raise NotImplementedError(
+                "the sharded adapter drives a gradient at every step or at none (frozen arrays)"
+            )
+        if contract.layers is not None and any(len(x) > 1 for x in contract.layers):
+            raise NotImplementedError("the sharded adapter takes one SET-Adam layer per tensor")
+        if len(options) != len(contract.groups):
+            raise NotImplementedError("no constructor options for every param group")
+        self._contract, self._options = contract, [dict(o) for o in options]
+        if len(contract.groups) > 1 and (why := self._probe()):
+            self._contract, self._options = None, []
+            raise NotImplementedError(f"the optimizer does not take these param groups ({why})")
+
+    def _probe(self) -> str | None:
+        """Why the optimizer does not take the contract's groups (None: it does): one step over
+        a 3-row DTensor per group, each group with its options, must run and move some
+        parameter. Only a refusal or no effect at all is a skip; a step moving them wrongly is
+        judged by the scenario, and fails."""
+        ps = [self._dtensor(np.zeros(3)).requires_grad_(True) for _ in self._options]
+        try:
+            opt = self._make([{"params": [p], **kw} for p, kw in zip(ps, self._options, strict=True)])
+            for p in ps:
+                p.grad = self._dtensor(np.ones(3))
+            opt.step()
+        except Exception as exc:  # the optimizer refuses it: the reason is its message
+            return f"{type(exc).__name__}: {exc}".strip()
+        # every rank probes alike: the full tensor, so every rank answers the same
+        if not any(bool((p.full_tensor() != 0).any()) for p in ps):
+            return "a probe step left every parameter unchanged"
+        return None
+
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         self._params = [self._dtensor(p).requires_grad_(True) for p in params]
         shapes = [np.shape(p) for p in params]
@@ -344,11 +410,14 @@ class ShardedOptimizerPort:
             self._opt.record_stages = True
         copies = []
         for p, g in zip(self._params, grads, strict=True):
-            p.grad = self._dtensor(np.reshape(g, p.shape))
-            copies.append(p.grad.to_local().detach().clone())
+            # None: no gradient at this step (a contract's frozen array)
+            p.grad = None if g is None else self._dtensor(np.reshape(g, p.shape))
+            copies.append(None if g is None else p.grad.to_local().detach().clone())
         self._collectives = count_collectives(torch, self._opt.step)
         self._effects = []
         for i, (p, c) in enumerate(zip(self._params, copies, strict=True)):
+            if c is None:
+                continue
             local = None if p.grad is None else p.grad.to_local()
             if local is None or not bool(torch.equal(local, c) or _nan_equal(torch, local, c)):
                 self._effects.append(

@@ -386,7 +386,10 @@ def sharded_torch_factory(
 
     def make_port(cfg: Config) -> Any:
         opts = {"kwargs": _torch_kwargs(cfg, extra), "exact": True, "state_map": _roles(state_map)}
-        return rank_pool.PooledPort(pool, target, cfg, dtype, name=name, options=opts)
+        return rank_pool.PooledPort(
+            pool, target, cfg, dtype, name=name, options=opts,
+            group_kwargs=lambda c: _torch_kwargs(c, extra),  # a contract's param groups
+        )  # fmt: skip
 
     return make_port, _supports(base, accepted, weight_decay_mode), base
 

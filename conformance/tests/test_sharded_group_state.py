@@ -10,9 +10,11 @@ state behaves like m and v after two probe steps" (no false alarm, nothing re-sy
 port is probed again with the run's param groups, each rank's buffer made whole array by array,
 and each group fitted on its own (``state_groups``): re-synced params, m and v are judged.
 
-The contract scenarios ``groups`` and ``groups_decoupled`` are skipped: the sharded adapter has
-no ``configure()`` (its own two param groups share the run's options), so a port stepping every
-group with group 0's options is not caught here, and the skip says why.
+The contract scenarios ``groups`` and ``groups_decoupled`` were skipped before the sharded
+adapter had a ``configure()`` ("the port has no configure(): it cannot take 3 param groups with
+their own hyperparameters"), so a port stepping every group with group 0's options passed every
+sharded check. Now the port is built with the contract's groups, each with its own options:
+``groups`` rejects it at the first free-running step.
 """
 
 from __future__ import annotations
@@ -36,11 +38,16 @@ SHARDED = ["shard_even", "shard_uneven", "shard_fewer_rows", "shard_zero_size", 
            "normal"]  # fmt: skip
 
 
+def _kwargs(cfg: Any) -> dict[str, Any]:
+    """The ports' calling convention (a param group's options too)."""
+    return dict(lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
+                decoupled_weight_decay=cfg.weight_decay_mode == "decoupled")  # fmt: skip
+
+
 def _pooled(attr: str, dtype: str) -> Any:
     def make(cfg: Any) -> PooledPort:
-        kw = dict(lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
-                  decoupled_weight_decay=cfg.weight_decay_mode == "decoupled")  # fmt: skip
-        return PooledPort(shared(2), GF + attr, cfg, dtype, options={"kwargs": kw, "exact": True})
+        opts = {"kwargs": _kwargs(cfg), "exact": True}
+        return PooledPort(shared(2), GF + attr, cfg, dtype, options=opts, group_kwargs=_kwargs)
 
     return make
 
@@ -89,13 +96,30 @@ def test_a_given_state_lands_in_each_ranks_buffer_and_reads_back() -> None:
     assert [p[1] for p in pieces] == [2 + 1, 1 + 0], pieces
 
 
-def test_contract_group_scenarios_are_skipped_with_the_reason() -> None:
-    for wdm, name in (("l2", "groups"), ("decoupled", "groups_decoupled")):
-        r = _check("ShardFlatAdam", [name], wdm)
-        (s,) = r.scenarios
-        assert s.status == "skip", (name, s.status)
-        assert "the port has no configure()" in s.reason, s.reason
-        assert "3 param groups with their own hyperparameters" in s.reason, s.reason
+@pytest.mark.parametrize("name", ["groups", "groups_decoupled"])
+def test_contract_group_scenarios_pass(name: str) -> None:
+    """Three param groups with their own lr, eps and weight decay, one never given a gradient
+    (its flat buffers never made): params judged re-synced and free-running. m and v are not
+    read back, as unsharded: ``state()`` finds no buffer of the frozen group."""
+    r = check_port(_pooled("ShardFlatAdam", "float64"), "adam", None, [name], quick=True,
+                   diagnose=False)  # fmt: skip
+    assert r.verdict == "pass", r.message
+    (s,) = r.scenarios
+    assert s.status == "pass" and s.resync["params"].judged, (s.status, s.reason)
+    assert not r.failures, r.failures
+
+
+def test_a_port_without_group_options_skips_the_group_contract_with_the_reason() -> None:
+    """Exact constructor kwargs and no ``group_kwargs``: the group options cannot be built."""
+
+    def make(cfg: Any) -> PooledPort:
+        opts = {"kwargs": _kwargs(cfg), "exact": True}
+        return PooledPort(shared(2), GF + "ShardFlatAdam", cfg, "float64", options=opts)
+
+    r = check_port(make, "adam", None, ["groups"], quick=True, diagnose=False)
+    (s,) = r.scenarios
+    assert s.status == "skip", (s.status, s.reason)
+    assert "no param-group options for a config" in s.reason, s.reason
 
 
 def test_group_offsets_into_group_0s_buffer_are_rejected() -> None:
@@ -123,11 +147,16 @@ def test_one_flat_buffer_across_groups_is_not_judged_resynced_with_the_reason() 
         assert not any(x.judged for x in s.resync.values()), s.scenario
 
 
-def test_group_0_options_everywhere_is_out_of_reach_and_said_so() -> None:
-    """The adapter's own groups share the run's options: a port stepping every group with group
-    0's passes them (the same arithmetic), and the scenario that would tell (``groups``) is
-    skipped with its reason, not passed."""
+def test_group_0_options_everywhere_is_rejected_by_the_group_contract() -> None:
+    """A port stepping every group with group 0's options passes the adapter's own groups
+    (``shard_groups``: they share the run's options, the same arithmetic) and fails ``groups``,
+    whose groups have their own lr, eps and weight decay, at the first free-running step; its
+    near miss, ``ShardFlatAdam`` through the same spec, passes ``groups``."""
     r = _check("Group0HyperShardFlatAdam", ["shard_groups", "groups"])
     by = {s.scenario: s for s in r.scenarios}
     assert by["shard_groups"].status == "pass", by["shard_groups"].reason
-    assert by["groups"].status == "skip" and "no configure()" in by["groups"].reason
+    assert by["groups"].status == "fail", (by["groups"].status, by["groups"].reason)
+    free = [f for f in r.failures if f.scenario == "groups" and f.mode == "free"]
+    assert free and free[0].kind == "tolerance" and min(f.step or 0 for f in free) == 1, r.failures
+    near = _check("ShardFlatAdam", ["groups"])
+    assert near.verdict == "pass", near.message

@@ -65,6 +65,31 @@ def test_ours_passes_the_general_scenarios_sharded() -> None:
     assert r.verdict == "pass", r.message
 
 
+@pytest.mark.parametrize("foreach", [False, True])
+def test_ours_passes_the_contract_group_scenarios_sharded(foreach: bool) -> None:
+    """``groups``, ``groups_decoupled``: three param groups with their own lr, eps, weight
+    decay and tau, one of them never given a gradient, built by the adapter's ``configure()``
+    from the contract; params, m, v and the stages judged re-synced."""
+    r = check_port(ours(shared(2), foreach, "float64"), "setadam",
+                   scenarios=["groups", "groups_decoupled"], quick=True)  # fmt: skip
+    assert r.verdict == "pass", r.message
+    for s in r.scenarios:
+        assert s.status == "pass" and not s.reason, (s.scenario, s.reason)
+        assert all(s.resync[k].judged for k in ("params", "m", "v", "update")), s.scenario
+
+
+def test_contracts_the_sharded_adapter_does_not_drive_are_skipped_with_the_reason() -> None:
+    r = check_port(ours(shared(2), True, "float64"), "setadam",
+                   scenarios=["schedules", "schedules_tensor_lr", "sparse", "sparse_layers"],
+                   quick=True)  # fmt: skip
+    by = {s.scenario: s for s in r.scenarios}
+    assert all(s.status == "skip" for s in r.scenarios), [(s.scenario, s.status) for s in r.scenarios]
+    assert "sets no lr schedule" in by["schedules"].reason, by["schedules"].reason
+    assert "sets no lr schedule and no tensor lr" in by["schedules_tensor_lr"].reason
+    assert "a gradient at every step or at none" in by["sparse"].reason, by["sparse"].reason
+    assert "one SET-Adam layer per tensor" in by["sparse_layers"].reason
+
+
 def test_one_collective_per_param_group() -> None:
     """Two param groups of sharded tensors plus the sentinel group (no gradient, sharded too):
     three collectives per step on every rank, however many layers."""
