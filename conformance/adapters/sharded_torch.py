@@ -355,7 +355,9 @@ class ShardedOptimizerPort:
         judged by the scenario, and fails."""
         ps = [self._dtensor(np.zeros(3)).requires_grad_(True) for _ in self._options]
         try:
-            opt = self._make([{"params": [p], **kw} for p, kw in zip(ps, self._options, strict=True)])
+            opt = self._make(
+                [{"params": [p], **kw} for p, kw in zip(ps, self._options, strict=True)]
+            )
             for p in ps:
                 p.grad = self._dtensor(np.ones(3))
             opt.step()

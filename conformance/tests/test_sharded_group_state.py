@@ -158,5 +158,6 @@ def test_group_0_options_everywhere_is_rejected_by_the_group_contract() -> None:
     assert by["groups"].status == "fail", (by["groups"].status, by["groups"].reason)
     free = [f for f in r.failures if f.scenario == "groups" and f.mode == "free"]
     assert free and free[0].kind == "tolerance" and min(f.step or 0 for f in free) == 1, r.failures
+    assert "group0_hyperparameters" in r.message, r.message
     near = _check("ShardFlatAdam", ["groups"])
     assert near.verdict == "pass", near.message

@@ -83,7 +83,8 @@ def test_contracts_the_sharded_adapter_does_not_drive_are_skipped_with_the_reaso
                    scenarios=["schedules", "schedules_tensor_lr", "sparse", "sparse_layers"],
                    quick=True)  # fmt: skip
     by = {s.scenario: s for s in r.scenarios}
-    assert all(s.status == "skip" for s in r.scenarios), [(s.scenario, s.status) for s in r.scenarios]
+    statuses = [(s.scenario, s.status) for s in r.scenarios]
+    assert all(st == "skip" for _name, st in statuses), statuses
     assert "sets no lr schedule" in by["schedules"].reason, by["schedules"].reason
     assert "sets no lr schedule and no tensor lr" in by["schedules_tensor_lr"].reason
     assert "a gradient at every step or at none" in by["sparse"].reason, by["sparse"].reason
