@@ -16,7 +16,9 @@ harness's driver treats them as a port that died or hung: so a sharded check nev
 in the pool: each rank hosts a :class:`~conformance.adapters.sharded_torch.ShardedOptimizerPort`
 and the full arrays are assembled here from the ranks' local ones
 (:func:`conformance.distributed.assemble.merge`), so ``check_port`` drives a sharded optimizer
-like any port: re-synced and free-running comparisons, stage diagnosis, verdict.
+like any port: re-synced and free-running comparisons, stage diagnosis, verdict. Its
+``configure`` hands every rank a contract with several param groups, each group's constructor
+options built here (``group_kwargs``: the target's calling convention; ours by default).
 :func:`shared` keeps one pool per world size for a process (``check --nprocs`` in its worker,
 the test session).
 """
