@@ -99,13 +99,14 @@ def test_a_given_state_lands_in_each_ranks_buffer_and_reads_back() -> None:
 @pytest.mark.parametrize("name", ["groups", "groups_decoupled"])
 def test_contract_group_scenarios_pass(name: str) -> None:
     """Three param groups with their own lr, eps and weight decay, one never given a gradient
-    (its flat buffers never made): params judged re-synced and free-running. m and v are not
-    read back, as unsharded: ``state()`` finds no buffer of the frozen group."""
+    (its flat buffers never made, its arrays stateless): params, m and v judged re-synced, as
+    unsharded, and free-running."""
     r = check_port(_pooled("ShardFlatAdam", "float64"), "adam", None, [name], quick=True,
                    diagnose=False)  # fmt: skip
     assert r.verdict == "pass", r.message
     (s,) = r.scenarios
-    assert s.status == "pass" and s.resync["params"].judged, (s.status, s.reason)
+    assert s.status == "pass" and not s.reason, (s.status, s.reason)
+    assert all(s.resync[k].judged for k in ("params", "m", "v")), s.resync
     assert not r.failures, r.failures
 
 
