@@ -34,8 +34,9 @@ TORCH: tuple[tuple[int, str, bool], ...] = ((2, "float64", True), (4, "float32",
 QUICK_TORCH: tuple[int, str, bool] = (2, "float64", True)
 QUICK_SCENARIOS: tuple[str, ...] = ("shard_uneven",)
 MESH_DEVICES = 4
-#: the mesh's scenarios: each is one XLA compilation of the sharded step (1-3 s on 2 cores)
-JAX_SCENARIOS: tuple[str, ...] = ("shard_even", "shard_uneven", "shard_zero_size")
+#: the mesh's scenarios: each is one XLA compilation of the sharded step (1-3 s on 2 cores);
+#: ``groups``: a contract's param groups as ``optax.multi_transform`` on the mesh
+JAX_SCENARIOS: tuple[str, ...] = ("shard_even", "shard_uneven", "shard_zero_size", "groups")
 #: the per-call timeout of the pooled ports: covers waiting for the pool to start (the ranks'
 #: own per-call deadline, 45 s, still ends a hung step first)
 POOLED_TIMEOUT_S = 300.0
@@ -69,12 +70,13 @@ def _pooled(ranks: int, dtype: str, foreach: bool) -> Callable[[Config], Any]:
 
 def _mesh(dtype: str) -> Callable[[Config], Any]:
     def make_port(cfg: Config) -> Any:
-        from .ours_jax import transformation
+        from .ours_jax import make_for, transformation
         from .sharded_jax import MeshOptaxPort
 
         return MeshOptaxPort(
-            jax_name(), transformation(cfg), dtype, devices=MESH_DEVICES, betas=cfg.betas
-        )
+            jax_name(), transformation(cfg), dtype, devices=MESH_DEVICES, betas=cfg.betas,
+            make_for=make_for,
+        )  # fmt: skip
 
     return make_port
 

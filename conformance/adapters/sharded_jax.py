@@ -78,20 +78,26 @@ class MeshOptaxPort(OptaxPort):
         self, name: str, make_tx: Callable[[], Any], dtype: str = "float32", device: str = "cpu",
         *, devices: int, state_map: dict[str, str] | None = None,
         betas: tuple[float, float] | None = None,
+        make_for: Callable[[Any, Any], Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        group_kwargs: Callable[[Any], dict[str, Any]] | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(name, make_tx, dtype, device, jit=False, state_map=state_map, betas=betas)
+        super().__init__(
+            name, make_tx, dtype, device, jit=False, state_map=state_map, betas=betas,
+            make_for=make_for, kwargs=kwargs, group_kwargs=group_kwargs,
+        )  # fmt: skip
         import optax
 
         jax = self._jax
         self.n_devices = devices
         self._mesh = mesh(devices, "gpu" if device == "cuda" else "cpu")
         self._replicated = self._named(spec())
-        tx = self._tx
 
         def update(grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
             grads = [self._constrain(g) for g in grads]
             params = [self._constrain(p) for p in params]
-            updates, new_state = tx.update(grads, state, params)
+            # self._tx at trace time: configure() (a contract's groups, schedule) may replace it
+            updates, new_state = self._tx.update(grads, state, params)
             # back to the placement at rest, so the next step takes what this one returns
             return self._at_rest(optax.apply_updates(params, updates)), self._at_rest(new_state)
 

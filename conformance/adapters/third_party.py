@@ -425,6 +425,16 @@ def jax_factory(
     form = _jax_form(extra, wd_named)
     _calling_convention(label, form, fn, (), _jax_kwargs(base, extra, wd_named))
 
+    def make_for(c: Config, lr: Any) -> Any:
+        """A contract's groups and schedules, in the same convention (weight_decay always passed
+        where the signature names it: optax.adamw's default is 1e-4)."""
+        return _construct(
+            label, form, fn, **{**_jax_kwargs(c, extra, wd_named), "learning_rate": lr}
+        )
+
+    def group_kwargs(c: Config) -> dict[str, Any]:  # reported
+        return _jax_kwargs(c, extra, wd_named)
+
     if devices is not None:
         from . import sharded_jax
 
@@ -438,6 +448,7 @@ def jax_factory(
             return sharded_jax.MeshOptaxPort(
                 f"{label}@{devices}dev", lambda: _construct(label, form, fn, **kw), dtype,
                 device, devices=devices, state_map=_roles(state_map), betas=cfg.betas,
+                make_for=make_for, kwargs=kw, group_kwargs=group_kwargs,
             )  # fmt: skip
 
         return make_mesh_port, _supports(base, accepted, weight_decay_mode), base
@@ -447,12 +458,7 @@ def jax_factory(
         return OptaxPort(
             label, lambda: _construct(label, form, fn, **kw), dtype, device,
             state_map=_roles(state_map), betas=cfg.betas,
-            # a contract's groups and schedules, in the same convention (weight_decay always
-            # passed where the signature names it: optax.adamw's default is 1e-4)
-            make_for=lambda c, lr: _construct(
-                label, form, fn, **{**_jax_kwargs(c, extra, wd_named), "learning_rate": lr}
-            ),
-            kwargs=kw, group_kwargs=lambda c: _jax_kwargs(c, extra, wd_named),  # reported
+            make_for=make_for, kwargs=kw, group_kwargs=group_kwargs,
         )  # fmt: skip
 
     return make_port, _supports(base, accepted, weight_decay_mode), base

@@ -7,7 +7,8 @@ around our ``setadam`` with ``check_port`` on every mesh size given (1 is the un
 and prints one JSON object: per mesh, the verdict, the message, the worst budget fraction, the
 collectives XLA compiled into a step, how the parameters were laid out, and the largest
 difference between the final parameters of the sharded and the unsharded runs (of the first
-``--compare`` scenarios), in float32 ulps.
+``--compare`` scenarios), in float32 ulps, and per scenario its status, reason and the
+quantities judged re-synced and free-running.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from conformance.adapters.ours_jax import make_for
 from conformance.adapters.sharded_jax import MeshOptaxPort
 from conformance.runner import check_port
 from conformance.scenarios import Scenario, get
@@ -41,7 +43,8 @@ def factory(devices: int, made: list[MeshOptaxPort]) -> Any:
             lambda: setadam(cfg.lr, b1=b1, b2=b2, eps=cfg.eps, tau=cfg.tau,
                             weight_decay=cfg.weight_decay,
                             weight_decay_mode=cfg.weight_decay_mode, maximize=cfg.maximize),
-            "float32", devices=devices,
+            "float32", devices=devices, betas=cfg.betas,
+            make_for=make_for,  # a contract's groups and schedules (configure)
         )  # fmt: skip
         made.append(port)
         return port
@@ -82,6 +85,8 @@ def main() -> None:
             collectives=[p.compiled_collectives for p in made],
             shardings=[p.shardings() for p in made[:len(scs)]],
             ulps_vs_unsharded=ulps,
+            scenarios={x.scenario: dict(status=x.status, reason=x.reason, resync=sorted(x.resync),
+                                        free=sorted(x.free)) for x in r.scenarios},
         )  # fmt: skip
     print(json.dumps(out))
 
