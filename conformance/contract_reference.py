@@ -26,6 +26,7 @@ import numpy as np
 import setadam_ref as R
 from setadam_ref import AdamConfig, SETAdamConfig, State
 
+from . import systematic_floor
 from .contract import Contract
 from .formats import round_to
 from .layout import Flat
@@ -110,6 +111,8 @@ class ContractStep:
     port_next: InputErrors
     ref_next: InputErrors
     calls: int = 0
+    #: the systematic test's floor, each call's coordinates from its group's config (``floor``)
+    floor: np.ndarray | None = None
 
 
 def _carried(e: InputErrors) -> InputErrors:
@@ -144,8 +147,12 @@ def contract_step(
     state_dtype: str,
     port_in: InputErrors,
     ref_in: InputErrors,
+    floor: bool = False,
 ) -> ContractStep:
-    """Step ``t`` of the contract from ``params``/``states`` with ``grads`` (None: no gradient)."""
+    """Step ``t`` of the contract from ``params``/``states`` with ``grads`` (None: no gradient);
+    ``floor``: also the systematic test's floor, per call from the call's config and trace (a
+    group's decay, lr and step count are its own: the run's config would give another group's
+    common scalars, e.g. no decay factor at all where group 0 has no weight decay)."""
     setadam = isinstance(contract.groups[0][1], SETAdamConfig)
     cat = flat.cat
     theta0, m0, v0 = cat(params), cat(states.m), cat(states.v)
@@ -175,6 +182,7 @@ def contract_step(
         list(states.steps),
     )  # fmt: skip
     calls = reference_calls(contract, flat, states, grads)
+    fl = np.zeros(flat.size) if floor else None
     for n, (k, s, idx, sub_layers, lids) in enumerate(calls):
         cfg = contract.config_at(k, t)
         sub_flat = Flat.make([flat.shapes[i] for i in idx], sub_layers)
@@ -199,6 +207,8 @@ def contract_step(
                 continue
             full = bounds.values.setdefault(name, np.zeros(flat.size))
             full[coords] = val
+        if fl is not None:
+            fl[coords] = systematic_floor.floor(cfg, sref, sub_flat, dtype, state_dtype)
         _put(port_next, coords, bp.next_inputs())
         _put(ref_next, coords, br.next_inputs())
         for name in ("grad", "m", "v", "vmax", "theta1", "update", "denom", "v_scaled", "w"):
@@ -217,7 +227,7 @@ def contract_step(
             new.m[i], new.v[i], new.steps[i] = st1.m[j], st1.v[j], s + 1
             if new.vmax is not None and st1.vmax is not None:
                 new.vmax[i] = st1.vmax[j]
-    return ContractStep(tuple(new_p), new, ref, bounds, port_next, ref_next, len(calls))
+    return ContractStep(tuple(new_p), new, ref, bounds, port_next, ref_next, len(calls), fl)
 
 
 def masked(grads: Arrays, active: Sequence[bool] | None) -> Grads:
@@ -243,10 +253,11 @@ class ContractRun:
     states: list[State] = field(default_factory=list)  # m, v; step = the largest count
     grads: list[Grads] = field(default_factory=list)  # None: no gradient at that step
     free_bounds: list[Bounds] = field(default_factory=list)
-    #: t -> (cast params, cast state, grads, new params, new state, StepRef, bounds)
-    resync: dict[int, tuple[Arrays, State, Grads, Arrays, State, StepRef, Bounds]] = field(
-        default_factory=dict
-    )
+    #: t -> (cast params, cast state, grads, new params, new state, StepRef, bounds, the
+    #: systematic test's floor formed per group)
+    resync: dict[
+        int, tuple[Arrays, State, Grads, Arrays, State, StepRef, Bounds, np.ndarray | None]
+    ] = field(default_factory=dict)
     not_resynced: list[int] = field(default_factory=list)  # scheduled, not expressible
     #: scheduled, but the count of the arrays with a gradient is not t - 1 under an lr schedule
     unplaced: list[int] = field(default_factory=list)
@@ -288,7 +299,9 @@ def contract_run(
                 cp = tuple(round_to(a, dtype) for a in p)
                 cst = states.cast(state_dtype)
                 z = InputErrors.zeros(flat.size, amsgrad)
-                rs = contract_step(contract, flat, t, cp, cst, g, dtype, state_dtype, z, z)
+                rs = contract_step(
+                    contract, flat, t, cp, cst, g, dtype, state_dtype, z, z, floor=True
+                )
                 out.resync[t] = (
                     cp,
                     cst.as_state(k),
@@ -297,6 +310,7 @@ def contract_run(
                     rs.states.as_state(k + 1),
                     rs.ref,
                     rs.bounds,
+                    rs.floor,
                 )
         pin, rin = cs.port_next, cs.ref_next
         out.grads.append(g)

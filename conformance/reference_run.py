@@ -67,6 +67,9 @@ class ResyncStep:
     ref: StepRef
     bounds: Bounds
     trace: Any
+    #: the systematic test's floor per coordinate where it is not the run config's (a contract
+    #: step: per group, ``systematic_floor.floor``); None: formed from the run's config
+    floor: np.ndarray | None = None
 
     def for_diagnosis(self) -> ResyncStep:
         """This step as the diagnosis's evidence keeps it: the budgets it reads (params, m, v)
@@ -371,8 +374,8 @@ def _contract_reference(rr: ReferenceRun, contract: Contract) -> ReferenceRun:
         return rr
     rr.params, rr.states, rr.free_bounds = cr.params, cr.states, cr.free_bounds
     rr.grads = cr.grads  # type: ignore[assignment]  # None: no gradient at that step
-    for t, (cp, cst, g, rp, rst, rref, rb) in cr.resync.items():
-        rr.resync[t] = ResyncStep(t, cp, cst, g, rp, rst, rref, rb, None)  # type: ignore[arg-type]
+    for t, (cp, cst, g, rp, rst, rref, rb, fl) in cr.resync.items():
+        rr.resync[t] = ResyncStep(t, cp, cst, g, rp, rst, rref, rb, None, fl)  # type: ignore[arg-type]
     if cr.not_resynced:
         rr.notes.append(
             f"re-synced steps {cr.not_resynced} not compared: the arrays with a gradient there "

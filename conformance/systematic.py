@@ -59,7 +59,7 @@ from .formats import round_to
 from .layout import Flat
 from .reference_run import ReferenceRun, ResyncStep
 from .results import Failure, json_float
-from .systematic_floor import legit_bias
+from .systematic_floor import floor
 
 #: false-alarm probability bound per port check (all its tests together)
 ALPHA = 1e-6
@@ -193,11 +193,8 @@ class SystematicStats:
         if upd is not None and N.UPDATE in rs.bounds:
             ports[N.UPDATE] = upd
         r = rs.ref
-        beta = legit_bias(rr.config, r, flat, dtype, state_dtype)
-        if dtype != "float64":
-            beta = beta + legit_bias(rr.config, r, flat, "float64")
-        else:
-            beta = 2.0 * beta  # the reference's own float64 roundings
+        # a contract step's floor was formed per group (its own lr, betas, decay and count)
+        beta = floor(rr.config, r, flat, dtype, state_dtype) if rs.floor is None else rs.floor
         for q, port in ports.items():
             ref = r.theta1 if q == N.PARAMS else r.update
             step = r.theta1 - r.theta0 if q == N.PARAMS else r.update

@@ -59,10 +59,13 @@ F = np.ndarray
 
 
 def _rel(*rs: float) -> float:
-    out = 1.0
+    r"""$\prod(1 + r_i) - 1$, expanded as $o + r + o\,r$: formed as $\prod(1 + r_i)$ in float64,
+    a relative error of one unit roundoff ($2^{-53}$, a float64 scalar's one rounding) is lost
+    in $1 + r = 1$ and the floor of a float64 port came out 0."""
+    out = 0.0
     for r in rs:
-        out *= 1.0 + r
-    return out - 1.0
+        out = out + r + out * r
+    return out
 
 
 def _safe_div(a: F, b: F) -> F:
@@ -155,6 +158,19 @@ def legit_bias(
     if decoupled:
         bias = bias + np.abs(ref.theta0) * _decay_bias(config.lr, lam, fx)
     return np.asarray(bias, dtype=np.float64)
+
+
+def floor(
+    config: Config, ref: StepRef, flat: Flat, dtype: str, state_dtype: str | None = None
+) -> F:
+    """The shift the systematic test allows a coordinate of theta_t: the port's common scalars
+    rounded in its dtype (:func:`legit_bias`) and the reference's own, in float64 (the same
+    bound again where the port's dtype is float64). A contract step calls it once per
+    reference call, with that group's config and step count (its lr, betas, decay)."""
+    beta = legit_bias(config, ref, flat, dtype, state_dtype)
+    if dtype != "float64":
+        return np.asarray(beta + legit_bias(config, ref, flat, "float64"), dtype=np.float64)
+    return np.asarray(2.0 * beta, dtype=np.float64)
 
 
 def _decay_bias(lr: float, lam: float, fx: Format) -> float:
