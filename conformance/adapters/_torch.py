@@ -32,6 +32,10 @@ from .state_groups import groups_with_state, per_parameter
 from .state_views import Mismatch
 
 
+#: the size of the sentinel parameter (its own param group, never a gradient)
+SENTINEL = 3
+
+
 def torch_dtype(name: str) -> Any:
     import torch
 
@@ -242,7 +246,7 @@ class TorchOptimizerPort:
     def _build_optimizer(self, params: list[Any]) -> Any:
         groups: list[dict[str, Any]] = self._groups(params)
         if self._sentinel_on:
-            self._sentinel = self._tensor(np.linspace(-1.0, 1.0, 3)).requires_grad_(True)
+            self._sentinel = self._tensor(np.linspace(-1.0, 1.0, SENTINEL)).requires_grad_(True)
             self._sentinel_before = self._sentinel.detach().clone()
             groups.append({"params": [self._sentinel]})
         try:
@@ -271,11 +275,15 @@ class TorchOptimizerPort:
         params = [
             torch.zeros(s, dtype=tdt, device=self.device).requires_grad_(True) for s in shapes
         ]
-        make = (lambda ps: self._make(self._groups(ps))) if grouped else (
+        # grouped: the sentinel's group too (a buffer over every group holds its parameter)
+        extra = [{"params": [torch.zeros(SENTINEL, dtype=tdt, device=self.device)
+                             .requires_grad_(True)]}] if grouped and self._sentinel_on else []  # fmt: skip
+        make = (lambda ps: self._make(self._groups(ps) + extra)) if grouped else (
             lambda ps: self._make([{"params": ps}]))  # fmt: skip
         frozen = set(self._contract.frozen) if grouped else set()
         opt, params = TD.build(make, params)
-        snaps = [TS.leaves(TS.slots(opt, params))]
+        mine = [g["params"][0] for g in extra]
+        snaps = [TS.leaves(TS.slots(opt, params, mine))]
         for g in (g1, g2):
             with torch.no_grad():  # zero at each step: weight decay adds nothing to g
                 for p in params:
@@ -283,7 +291,7 @@ class TorchOptimizerPort:
             for i, (p, x) in enumerate(zip(params, g, strict=True)):
                 p.grad = None if i in frozen else self._tensor(x, tdt)
             opt.step()
-            snaps.append(TS.leaves(TS.slots(opt, params)))
+            snaps.append(TS.leaves(TS.slots(opt, params, mine)))
         return snaps
 
     def _group_snapshots(
@@ -339,7 +347,8 @@ class TorchOptimizerPort:
             raise NotImplementedError(f"the optimizer does not take {what} ({why})")
         self._grouped = len(contract.groups) > 1
         if self._grouped:
-            self._by_group.set_groups(groups_with_state(contract))
+            extras = (SENTINEL,) if self._sentinel_on else ()
+            self._by_group.set_groups(groups_with_state(contract), extras)
 
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         torch = self._torch
