@@ -31,7 +31,6 @@ from .state_discovery import LayoutCache, StateLayout, gather, path_text, scatte
 from .state_groups import groups_with_state, per_parameter
 from .state_views import Mismatch
 
-
 #: the size of the sentinel parameter (its own param group, never a gradient)
 SENTINEL = 3
 

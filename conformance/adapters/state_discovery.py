@@ -61,7 +61,6 @@ import numpy as np
 from .probe_fits import TOL, SameSize, fit
 from .running_max import is_running_max, roundoff
 from .state_groups import in_group
-from .state_spans import spanning
 from .state_layout import Counter as Counter
 from .state_layout import GroupLayout as GroupLayout
 from .state_layout import Leaf as Leaf
@@ -71,6 +70,7 @@ from .state_layout import StateLayout as StateLayout
 from .state_layout import View as View
 from .state_layout import arrays_text, views_text
 from .state_layout import path_text as path_text
+from .state_spans import spanning
 from .state_views import gather as gather
 from .state_views import scatter as scatter
 from .state_views import step_of as step_of

@@ -57,7 +57,7 @@ class _OneBufferAdam(torch.optim.Optimizer):
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> None:
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
         self._alloc()
         starts = self._starts()
         for k, group in enumerate(self.param_groups):
@@ -116,7 +116,7 @@ class MirroredFlatAdam(_OneBufferAdam):
     entries over every group respond to the probe alike, so which is v is ambiguous."""
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> None:
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
         super().step(closure)
         if not hasattr(self, "v_mirror"):
             self.v_mirror = torch.zeros_like(self.exp_avg_sq_flat)
