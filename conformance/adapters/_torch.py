@@ -126,6 +126,11 @@ class TorchOptimizerPort:
         # a contract with several groups: a port whose state is not kept per parameter (lists
         # or a flat buffer per group, a count per group) is probed with the run's own groups
         self._by_group = LayoutCache(self._group_snapshots, dtype, state_map, betas)
+        # one flat buffer over every parameter, found by the one-group probe (which has no
+        # sentinel): probed again with the sentinel's group, the buffer's order fitted
+        self._spanned = LayoutCache(self._group_snapshots, dtype, state_map, betas)
+        self._spanned_groups: Any = None
+        self._betas = betas
         self._grouped = False
         self._state_map = state_map
         self._layout: StateLayout | None = None  # the layout of the current parameters
@@ -279,7 +284,7 @@ class TorchOptimizerPort:
                              .requires_grad_(True)]}] if grouped and self._sentinel_on else []  # fmt: skip
         make = (lambda ps: self._make(self._groups(ps) + extra)) if grouped else (
             lambda ps: self._make([{"params": ps}]))  # fmt: skip
-        frozen = set(self._contract.frozen) if grouped else set()
+        frozen = set(self._contract.frozen) if grouped and self._contract is not None else set()
         opt, params = TD.build(make, params)
         mine = [g["params"][0] for g in extra]
         snaps = [TS.leaves(TS.slots(opt, params, mine))]
@@ -306,8 +311,28 @@ class TorchOptimizerPort:
         layout = self._discovery.get(shapes)
         if self._grouped and not self._state_map and not per_parameter(layout):
             layout = self._by_group.get(shapes)
+        elif self._over_all(layout):
+            found = self._spanning(len(shapes)).get(shapes)
+            layout = found if found.writable else layout  # else: the one-group probe's, as before
         self._layout = layout
         return layout
+
+    def _over_all(self, layout: StateLayout) -> bool:
+        """Whether the one-group probe found one flat entry over all arrays where the run's
+        optimizer also holds the sentinel (its buffer may hold the sentinel's values too)."""
+        views = [*layout.m, *layout.v]
+        return (not self._grouped and not self._state_map and self._sentinel_on
+                and any(v.array is None for v in views))  # fmt: skip
+
+    def _spanning(self, n: int) -> LayoutCache:
+        """The cache probing with the run's one group plus the sentinel's (``state_spans``)."""
+        c = self._contract
+        b = (0.9, 0.999) if self._betas is None else self._betas  # unchecked when None
+        groups = groups_with_state(c) if c is not None else [(tuple(range(n)), b)]
+        if groups != self._spanned_groups:
+            self._spanned.set_groups(groups, (SENTINEL,))
+            self._spanned_groups = groups
+        return self._spanned
 
     def state_layout(self) -> str:
         """One line for the report: where the state was found, or why it could not be."""
