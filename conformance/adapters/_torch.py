@@ -7,7 +7,11 @@ two steps from zero state and ``state_discovery`` finds them by their values, un
 attributes, closures or nested containers (``state_map`` names them instead); for a contract
 with several param groups, where that one-group probe finds the state anywhere but per parameter
 (lists or a flat buffer per group, a count per group), the probe takes the contract's groups and
-each group is found on its own (``state_groups``). A re-synced step builds the optimizer, lets
+each group is found on its own (``state_groups``); that probe adds the sentinel's group, and a
+flat buffer over every group's arrays and the sentinel's is read in the order fitted on it
+(``state_spans``), as is, with one group, a flat entry over all arrays that the one-group probe
+(no sentinel) finds (``_over_all``). State keyed in ``optimizer.state`` by a tensor that is not
+a parameter is walked too (``_torch_state``). A re-synced step builds the optimizer, lets
 it create its state with one zero-gradient step, then writes the given state into the entries
 found, in the representation the optimizer itself uses (a tensor in place, on its device and in
 its dtype, or a Python number through its container).

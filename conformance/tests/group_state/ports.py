@@ -17,8 +17,7 @@ whenever a group's parameters step together, as in the ``groups`` scenarios).
 
 Correct ports whose state is read through the probe with the run's groups plus the sentinel
 (``state_spans``, ``optimizer.state`` keys that are not parameters; re-synced in the group
-scenarios, not judged re-synced with one group, where the one-group probe's buffer has no
-sentinel):
+scenarios and, probed again with the sentinel, with one group):
 
 - :class:`GlobalFlatAdam`: one flat buffer for m and one for v over every parameter of every
   group (offsets running across the groups, the sentinel group's included), attributes of the
