@@ -7,7 +7,11 @@ two steps from zero state and ``state_discovery`` finds them by their values, un
 attributes, closures or nested containers (``state_map`` names them instead); for a contract
 with several param groups, where that one-group probe finds the state anywhere but per parameter
 (lists or a flat buffer per group, a count per group), the probe takes the contract's groups and
-each group is found on its own (``state_groups``). A re-synced step builds the optimizer, lets
+each group is found on its own (``state_groups``); that probe adds the sentinel's group, and a
+flat buffer over every group's arrays and the sentinel's is read in the order fitted on it
+(``state_spans``), as is, with one group, a flat entry over all arrays that the one-group probe
+(no sentinel) finds (``_over_all``). State keyed in ``optimizer.state`` by a tensor that is not
+a parameter is walked too (``_torch_state``). A re-synced step builds the optimizer, lets
 it create its state with one zero-gradient step, then writes the given state into the entries
 found, in the representation the optimizer itself uses (a tensor in place, on its device and in
 its dtype, or a Python number through its container).
@@ -30,6 +34,9 @@ from ._checkpoint import torch_reload
 from .state_discovery import LayoutCache, StateLayout, gather, path_text, scatter, step_of
 from .state_groups import groups_with_state, per_parameter
 from .state_views import Mismatch
+
+#: the size of the sentinel parameter (its own param group, never a gradient)
+SENTINEL = 3
 
 
 def torch_dtype(name: str) -> Any:
@@ -123,6 +130,11 @@ class TorchOptimizerPort:
         # a contract with several groups: a port whose state is not kept per parameter (lists
         # or a flat buffer per group, a count per group) is probed with the run's own groups
         self._by_group = LayoutCache(self._group_snapshots, dtype, state_map, betas)
+        # one flat buffer over every parameter, found by the one-group probe (which has no
+        # sentinel): probed again with the sentinel's group, the buffer's order fitted
+        self._spanned = LayoutCache(self._group_snapshots, dtype, state_map, betas)
+        self._spanned_groups: Any = None
+        self._betas = betas
         self._grouped = False
         self._state_map = state_map
         self._layout: StateLayout | None = None  # the layout of the current parameters
@@ -242,7 +254,7 @@ class TorchOptimizerPort:
     def _build_optimizer(self, params: list[Any]) -> Any:
         groups: list[dict[str, Any]] = self._groups(params)
         if self._sentinel_on:
-            self._sentinel = self._tensor(np.linspace(-1.0, 1.0, 3)).requires_grad_(True)
+            self._sentinel = self._tensor(np.linspace(-1.0, 1.0, SENTINEL)).requires_grad_(True)
             self._sentinel_before = self._sentinel.detach().clone()
             groups.append({"params": [self._sentinel]})
         try:
@@ -271,11 +283,15 @@ class TorchOptimizerPort:
         params = [
             torch.zeros(s, dtype=tdt, device=self.device).requires_grad_(True) for s in shapes
         ]
-        make = (lambda ps: self._make(self._groups(ps))) if grouped else (
+        # grouped: the sentinel's group too (a buffer over every group holds its parameter)
+        extra = [{"params": [torch.zeros(SENTINEL, dtype=tdt, device=self.device)
+                             .requires_grad_(True)]}] if grouped and self._sentinel_on else []  # fmt: skip
+        make = (lambda ps: self._make(self._groups(ps) + extra)) if grouped else (
             lambda ps: self._make([{"params": ps}]))  # fmt: skip
-        frozen = set(self._contract.frozen) if grouped else set()
+        frozen = set(self._contract.frozen) if grouped and self._contract is not None else set()
         opt, params = TD.build(make, params)
-        snaps = [TS.leaves(TS.slots(opt, params))]
+        mine = [g["params"][0] for g in extra]
+        snaps = [TS.leaves(TS.slots(opt, params, mine))]
         for g in (g1, g2):
             with torch.no_grad():  # zero at each step: weight decay adds nothing to g
                 for p in params:
@@ -283,7 +299,7 @@ class TorchOptimizerPort:
             for i, (p, x) in enumerate(zip(params, g, strict=True)):
                 p.grad = None if i in frozen else self._tensor(x, tdt)
             opt.step()
-            snaps.append(TS.leaves(TS.slots(opt, params)))
+            snaps.append(TS.leaves(TS.slots(opt, params, mine)))
         return snaps
 
     def _group_snapshots(
@@ -299,8 +315,28 @@ class TorchOptimizerPort:
         layout = self._discovery.get(shapes)
         if self._grouped and not self._state_map and not per_parameter(layout):
             layout = self._by_group.get(shapes)
+        elif self._over_all(layout):
+            found = self._spanning(len(shapes)).get(shapes)
+            layout = found if found.writable else layout  # else: the one-group probe's, as before
         self._layout = layout
         return layout
+
+    def _over_all(self, layout: StateLayout) -> bool:
+        """Whether the one-group probe found one flat entry over all arrays where the run's
+        optimizer also holds the sentinel (its buffer may hold the sentinel's values too)."""
+        views = [*layout.m, *layout.v]
+        return (not self._grouped and not self._state_map and self._sentinel_on
+                and any(v.array is None for v in views))  # fmt: skip
+
+    def _spanning(self, n: int) -> LayoutCache:
+        """The cache probing with the run's one group plus the sentinel's (``state_spans``)."""
+        c = self._contract
+        b = (0.9, 0.999) if self._betas is None else self._betas  # unchecked when None
+        groups = groups_with_state(c) if c is not None else [(tuple(range(n)), b)]
+        if groups != self._spanned_groups:
+            self._spanned.set_groups(groups, (SENTINEL,))
+            self._spanned_groups = groups
+        return self._spanned
 
     def state_layout(self) -> str:
         """One line for the report: where the state was found, or why it could not be."""
@@ -339,7 +375,8 @@ class TorchOptimizerPort:
             raise NotImplementedError(f"the optimizer does not take {what} ({why})")
         self._grouped = len(contract.groups) > 1
         if self._grouped:
-            self._by_group.set_groups(groups_with_state(contract))
+            extras = (SENTINEL,) if self._sentinel_on else ()
+            self._by_group.set_groups(groups_with_state(contract), extras)
 
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         torch = self._torch

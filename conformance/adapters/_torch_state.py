@@ -2,7 +2,11 @@
 
 Walked (for ``state_discovery``): ``optimizer.state[p]`` for the port's own parameters, the
 param groups (all keys but ``params``), the optimizer's attributes, closures of the functions it
-holds, and what these contain (dicts, lists, tuples, objects), to a bounded depth. A leaf is a
+holds, and what these contain (dicts, lists, tuples, objects), to a bounded depth; then
+``optimizer.state[x]`` for every key x that is not a parameter (DeepSpeed-style state keyed by a
+flat gradient buffer), its path part ``("keyed", where)`` naming x by where the walk found it
+(``(("group", 0), ("key", "flat_grad"))``), else by its place among such keys (``(("order",
+k),)``): a name that means the same on another instance of the port, as an ``id`` would not. A leaf is a
 tensor, a NumPy array or a Python number; tensors are written in place (so a tensor inside a
 tuple or a closure is writable), numbers through their container (a tuple holds none writable).
 torch is imported by the caller's adapter; this module only touches the objects it is given.
@@ -119,6 +123,7 @@ class _Walker:
         self.out: dict[Path, Slot] = {}
         self._seen: set[int] = {id(x) for x in (*params, *exclude)}
         self._param_of = {id(p): i for i, p in enumerate(params)}
+        self.where: dict[int, Path] = {}  # a tensor leaf's path, by id (naming a state key)
 
     def _key(self, k: Any) -> tuple[str, Any] | None:
         """A mapping key as a path part: a parameter (or its ``id``) by its index, so that the
@@ -134,6 +139,7 @@ class _Walker:
     def leaf(self, path: Path, value: Any, put: Callable[[Any], None] | None) -> None:
         if _is_tensor(value) or isinstance(value, np.ndarray):
             put = _in_place(value)
+            self.where.setdefault(id(value), path)
         self.out[path] = Slot(_constant(value), put)
 
     def walk(self, path: Path, x: Any, put: Callable[[Any], None] | None, depth: int) -> None:
@@ -191,6 +197,12 @@ def slots(opt: Any, params: Sequence[Any], exclude: Sequence[Any] = ()) -> dict[
         if name in _SKIP_ATTRS or "hook" in name:
             continue
         w.walk((("attr", name),), v, _safe_put(opt, name, "attr"), 1)
+    mine = {id(x) for x in (*params, *exclude)}
+    keys = list(opt.state.keys()) if hasattr(opt.state, "keys") else []
+    others = [k for k in keys if id(k) not in mine and not isinstance(k, (str, int))]
+    for k, key in enumerate(others):
+        where = w.where.get(id(key), (("order", k),))
+        w.walk((("keyed", where),), opt.state[key], None, 1)
     return w.out
 
 

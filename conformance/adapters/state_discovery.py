@@ -70,6 +70,7 @@ from .state_layout import StateLayout as StateLayout
 from .state_layout import View as View
 from .state_layout import arrays_text, views_text
 from .state_layout import path_text as path_text
+from .state_spans import spanning
 from .state_views import gather as gather
 from .state_views import scatter as scatter
 from .state_views import step_of as step_of
@@ -323,12 +324,14 @@ def discover(
     root: str = "opt",
     betas: tuple[float, float] | None = None,
     groups: Groups | None = None,
+    extras: Sequence[int] = (),
 ) -> StateLayout:
     """The layout of a port's state from snapshots of a probe port (``shapes``: the probe's,
     ``probe_shapes``; gradients ``probe_gradients(shapes)``) before any step and after each of
     its two steps. ``override``: role -> KEY from ``--state-map`` (see ``parse_state_map``).
     ``betas``: the configuration's, to check that m and v are in the reference's convention.
-    ``groups``: the port's param groups (``discover_groups``; ignored with ``override``)."""
+    ``groups``: the port's param groups (``discover_groups``; ignored with ``override``);
+    ``extras``: the sizes of the probe's arrays outside the run (the sentinel's), last."""
     if override is not None and override.get("none") is not None:
         return StateLayout(hidden=True, root=root)
     sizes = [math.prod(s) for s in shapes]
@@ -336,7 +339,7 @@ def discover(
     zero = [np.asarray(x == 0.0) for x in g2]
     layout = StateLayout(root=root)
     if groups is not None and not override:
-        discover_groups(layout, groups, sizes, g1, zero, (before, after1, after2))
+        discover_groups(layout, groups, sizes, g1, zero, (before, after1, after2), extras)
     else:
         layout.m, layout.v, layout.vmax = _roles(after1, after2, sizes, g1, zero, layout.notes)
         layout.counters = _counters(before, after1, after2)
@@ -366,6 +369,7 @@ def discover_groups(
     g1: Sequence[np.ndarray],
     zero: Sequence[np.ndarray],
     snaps: tuple[Mapping[Path, Leaf], Mapping[Path, Leaf], Mapping[Path, Leaf]],
+    extras: Sequence[int] = (),
 ) -> None:
     r"""The roles of a port built of param groups (``optax.multi_transform``: an inner
     transformation per group, whose state holds entries for its own arrays only). Each group's
@@ -374,8 +378,10 @@ def discover_groups(
     it; arrays of no group keep no state (``stateless``); one flat entry of a group's arrays
     (a flat buffer per group) is read per array (``state_groups.in_group``). A counter belongs to the groups whose
     m entries share the longest path prefix with it (an inner transformation's own count; one
-    outside all of them is every group's), and every group must have one. What is not found
-    sets ``group_why``, naming the group."""
+    outside all of them is every group's), and every group must have one. A group whose own
+    entries hold no m or v: one flat buffer over every group's arrays and ``extras`` (the
+    sentinel's) may (:mod:`.state_spans`). What is not found sets ``group_why``, naming the
+    group (and the ambiguity of a buffer over all groups)."""
     before, after1, after2 = snaps
     root = layout.root
     found: list[tuple[Family, Family, Family]] = []
@@ -387,10 +393,28 @@ def discover_groups(
             [zero[i] for i in idx], layout.notes,
         )  # fmt: skip
         if not (local[0] and local[1]):
+            m, v, coefs, why = spanning(after1, after2, sizes, g1, zero,
+                                        [a for a, _ in groups], extras)  # fmt: skip
+            if m and v:
+                found = [([x for x in m if x.array in a], [x for x in v if x.array in a], [])
+                         for a, _ in groups]  # fmt: skip
+                for k, (arrays_k, betas_k) in enumerate(groups):
+                    want = None if betas_k is None else (1.0 - betas_k[0], 1.0 - betas_k[1])
+                    got = (abs(coefs[0][k]), coefs[1][k])
+                    if want and not all(math.isclose(a, b, rel_tol=CONVENTION_TOL)
+                                        for a, b in zip(got, want, strict=True)):  # fmt: skip
+                        layout.convention = (
+                            f"the param group of {arrays_text(arrays_k)}: after one step from "
+                            f"zero its m and v hold {got[0]:.6g} x g and {got[1]:.6g} x g^2, not "
+                            f"(1 - beta1) g and (1 - beta2) g^2: another convention, neither "
+                            "compared nor re-synced"
+                        )
+                        return
+                break
             missing = " and ".join(r for r, f in (("m", local[0]), ("v", local[1])) if not f)
             layout.group_why = (
                 f"{name}: no entry of the port's state behaves like {missing} of its arrays "
-                "after two probe steps"
+                "after two probe steps" + (f" ({why})" if why else "")
             )
             return
         mine = [g1[i] for i in idx]  # the group's convention, on its own views and arrays
@@ -554,12 +578,17 @@ class LayoutCache:
         self._found: dict[tuple[tuple[int, ...], ...], StateLayout] = {}
         self.current: StateLayout | None = None
         self._groups: list[tuple[tuple[int, ...], tuple[float, float] | None]] | None = None
+        self._extras: tuple[int, ...] = ()
 
-    def set_groups(self, groups: Sequence[tuple[Sequence[int], tuple[float, float]]]) -> None:
+    def set_groups(
+        self, groups: Sequence[tuple[Sequence[int], tuple[float, float]]], extras: Sequence[int] = ()
+    ) -> None:
         """The port is built of these param groups (arrays with state, the group's betas; an
         array of none keeps no state): found per group from now on (``discover_groups``). The
-        betas are checked only when this cache checks a convention (``betas`` given)."""
+        betas are checked only when this cache checks a convention (``betas`` given).
+        ``extras``: the sizes of the arrays the probe adds after the run's (the sentinel's)."""
         check = self._betas is not None
+        self._extras = tuple(int(n) for n in extras)
         self._groups = [
             (tuple(int(i) for i in a), (float(b[0]), float(b[1])) if check else None)
             for a, b in groups
@@ -587,7 +616,7 @@ class LayoutCache:
                 continue
             return discover(
                 pshapes, before, after1, after2, self._state_map, self._root, self._betas,
-                self._groups,
+                self._groups, self._extras if self._groups is not None else (),
             )  # fmt: skip
         layout = StateLayout(root=self._root)
         layout.notes.append(f"the probe port could not step ({failure})")

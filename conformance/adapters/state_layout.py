@@ -18,7 +18,8 @@ import numpy as np
 #: one step of a path: (kind, key); kinds: "state" (torch per-parameter state, key = array
 #: index), "param" (a mapping keyed by a parameter or its id, key = array index), "group" (a
 #: param group), "key" (mapping key), "idx" (sequence index), "attr" (attribute or field),
-#: "cell" (a closure variable)
+#: "cell" (a closure variable), "keyed" (torch's ``optimizer.state[x]`` for a tensor x that is
+#: not a parameter, key = x's own path, e.g. a flat gradient buffer in a param group)
 Part = tuple[str, Any]
 Path = tuple[Part, ...]
 
@@ -39,7 +40,10 @@ class View:
     a stacking first axis), holding array ``array`` or, with ``array`` None, all arrays
     concatenated; with ``within`` (the arrays of one param group, in order), a flat leaf holding
     those arrays back to back, of which array ``array`` is one segment (its offset is the sizes
-    of the arrays before it: computed from the shapes at hand, the probe's or the port's)."""
+    of the arrays before it: computed from the shapes at hand, the probe's or the port's). An
+    entry $-n < 0$ of ``within`` is a block of $n$ values of no array of the run (the harness's
+    sentinel parameter in a buffer over every group: the same size on the probe and the port;
+    it never gets a gradient, so its state is zero)."""
 
     path: Path
     array: int | None
@@ -161,7 +165,7 @@ def arrays_text(arrays: Sequence[int]) -> str:
 
 def path_text(path: Path, root: str = "opt") -> str:
     """A path as a user reads it: ``state[p0]['exp_avg_var']``, ``opt.momentums[1]``, ..."""
-    out = "" if path and path[0][0] in ("state", "group", "attr") else root
+    out = "" if path and path[0][0] in ("state", "group", "attr", "keyed") else root
     for kind, key in path:
         if kind == "state":
             out += f"state[p{key}]"
@@ -177,6 +181,10 @@ def path_text(path: Path, root: str = "opt") -> str:
             out += f".{key}" if out else f"{root}.{key}"
         elif kind == "cell":
             out += f".<closure {key}>"
+        elif kind == "keyed":  # state keyed by a tensor that is not a parameter (key: its path)
+            out += f"state[{path_text(key, root)}]"
+        elif kind == "order":  # a state key reached from nowhere else: its place among them
+            out += f"<state key {key}>"
     return out
 
 
@@ -189,7 +197,10 @@ def views_text(views: Sequence[View], root: str) -> str:
     if v.within is not None:
         flats = {(x.path, x.sub) for x in views}
         more = f" (and {len(flats) - 1} more)" if len(flats) > 1 else ""
-        return f"{where} ({arrays_text(v.within)} back to back){more}"
+        mine = [i for i in v.within if i >= 0]
+        extra = sum(-i for i in v.within if i < 0)
+        pad = f" and {extra} values of the sentinel" if extra else ""
+        return f"{where} ({arrays_text(mine)}{pad} back to back){more}"
     return where + (f" (and {len(views) - 1} more)" if len(views) > 1 else "")
 
 

@@ -4,7 +4,8 @@ A view names a leaf of the port's state and which array's values it holds (see
 :class:`~.state_layout.View`): the whole leaf, a slice of a stacked leaf, one flat leaf of all
 arrays, or one segment of a flat leaf of a param group's arrays (``within``; DeepSpeed/apex
 style: array $i$ of group $G = (i_1, \dots, i_k)$ at offset $\sum_{j < i} n_j$ over the group's
-arrays before it). Offsets come from the shapes at hand, so a layout found on the probe (whose
+arrays before it; or of one buffer over every group's arrays and the sentinel's, in the order the
+port lays them out, found by :mod:`.state_spans`). Offsets come from the shapes at hand, so a layout found on the probe (whose
 small arrays are widened) reads the port's own. A leaf whose size is not what the views ask of
 it (the probe's layout does not fit this instance) raises :class:`Mismatch`, a ``KeyError``: the
 adapters then read no state or refuse the re-synced step with the reason, never misread it.
@@ -41,13 +42,18 @@ def _checked(leaves: Mapping[Path, Leaf], view: View, size: int) -> np.ndarray:
     return x
 
 
+def _size(sizes: Sequence[int], j: int) -> int:
+    """The size of entry ``j`` of a ``within``: array j's, or -j values of no array (j < 0)."""
+    return sizes[j] if j >= 0 else -j
+
+
 def segment(leaves: Mapping[Path, Leaf], view: View, sizes: Sequence[int]) -> np.ndarray:
     """Array ``view.array``'s values through a per-array view (``sizes``: every array's)."""
     assert view.array is not None
     if view.within is None:
         return _checked(leaves, view, sizes[view.array])
-    flat = _checked(leaves, view, sum(sizes[j] for j in view.within))
-    start = sum(sizes[j] for j in view.within[: view.within.index(view.array)])
+    flat = _checked(leaves, view, sum(_size(sizes, j) for j in view.within))
+    start = sum(_size(sizes, j) for j in view.within[: view.within.index(view.array)])
     return flat[start : start + sizes[view.array]]
 
 
@@ -86,7 +92,10 @@ def scatter(views: Sequence[View], arrays: Sequence[np.ndarray]) -> list[tuple[V
             out.append((v, np.ravel(np.asarray(arrays[v.array], dtype=np.float64))))
         elif (v.path, v.sub) not in flats:
             flats.add((v.path, v.sub))
-            whole = [np.ravel(np.asarray(arrays[j], dtype=np.float64)) for j in v.within]
+            whole = [
+                np.ravel(np.asarray(arrays[j], dtype=np.float64)) if j >= 0 else np.zeros(-j)
+                for j in v.within
+            ]  # the sentinel's block: zero, the state of a parameter never given a gradient
             out.append((View(v.path, None, v.sub), np.concatenate(whole)))
     return out
 

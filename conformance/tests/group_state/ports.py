@@ -15,7 +15,9 @@ whenever a group's parameters step together, as in the ``groups`` scenarios).
   group's parameters back to back, the math done on views of them, ``group["step"]`` a 0-d
   tensor (one t per launch, as fused multi-tensor kernels keep it).
 
-Correct ports whose state the harness cannot read per group (re-synced steps not judged):
+Correct ports whose state is read through the probe with the run's groups plus the sentinel
+(``state_spans``, ``optimizer.state`` keys that are not parameters; re-synced in the group
+scenarios and, probed again with the sentinel, with one group):
 
 - :class:`GlobalFlatAdam`: one flat buffer for m and one for v over every parameter of every
   group (offsets running across the groups, the sentinel group's included), attributes of the
