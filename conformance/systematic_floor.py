@@ -44,6 +44,7 @@ from setadam_ref import AdamConfig, Config, SETAdamConfig
 
 from .formats import FORMATS, Format
 from .layout import Flat
+from .tolerance.lemmas import rel_product
 from .tolerance.records import StepRef
 from .tolerance.scalars import (
     bias_correction_parts,
@@ -59,13 +60,9 @@ F = np.ndarray
 
 
 def _rel(*rs: float) -> float:
-    r"""$\prod(1 + r_i) - 1$, expanded as $o + r + o\,r$: formed as $\prod(1 + r_i)$ in float64,
-    a relative error of one unit roundoff ($2^{-53}$, a float64 scalar's one rounding) is lost
-    in $1 + r = 1$ and the floor of a float64 port came out 0."""
-    out = 0.0
-    for r in rs:
-        out = out + r + out * r
-    return out
+    """$\\prod(1 + r_i) - 1$ (``rel_product``: formed as the product, 1 + 2^-53 = 1 in float64
+    dropped a float64 scalar's one rounding and its floor came out 0)."""
+    return float(rel_product(list(rs)))
 
 
 def _safe_div(a: F, b: F) -> F:

@@ -34,6 +34,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..formats import FORMATS, Format, gamma, round_to
+from .lemmas import rel_product
 
 
 def scalar_format(f: Format) -> Format:
@@ -129,7 +130,7 @@ def rho_bias_correction(beta: float, t: int, f: Format) -> float:
     """Relative error bound of ``1 - beta^t`` as an operation in ``f`` sees it (see the module
     docstring); ``inf`` when 1 - beta^t is not positive."""
     rel_s, into = bias_correction_parts(beta, t, f)
-    return (1.0 + rel_s) * (1.0 + into) - 1.0
+    return float(rel_product([rel_s, into]))  # not (1 + a)(1 + b) - 1: 1 + 2^-53 = 1
 
 
 @lru_cache(maxsize=4096)

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..formats import Format
 from ..layout import Flat
-from .lemmas import rnd, sqrt_err, under
+from .lemmas import rel_product, rnd, sqrt_err, under
 from .scalars import const_rel, into_rel, scalar_format
 
 F = np.ndarray
@@ -54,7 +54,7 @@ def _scaled_mul(x: F, ex: F, k: float, rho: float) -> F:
 
 def recip_rho(rho_bc: float, fx: Format) -> float:
     """Relative error of a precomputed ``1/b`` or ``sqrt(b)`` (one more scalar rounding)."""
-    return (1.0 + rho_bc) * (1.0 + scalar_format(fx).u) - 1.0
+    return float(rel_product([rho_bc, scalar_format(fx).u]))
 
 
 def adam_denominator(
@@ -124,13 +124,13 @@ def embedding(vs: F, evs: F, w: F, bc2: float, rho_bc2: float, eps: float, fx: F
     # rounding and underflow excess) is divided by bc2
     s = scalar_format(fx)
     eb2c = eps * bc2
-    e_eps = eps * ((1 + const_rel(eps, s)) * (1 + s.u) * (1 + into_rel(eb2c, fx)) - 1)
+    e_eps = eps * float(rel_product([const_rel(eps, s), s.u, into_rel(eb2c, fx)]))
     b2 = vs + eb2c
     eb_s = e_div + e_eps + (under(eb2c, s) + under(eb2c, fx)) / bc2
     eb_s = eb_s + rnd(b2, eb_s * bc2, fx) / bc2
     esw = sqrt_err(b, eb_s)  # sqrt(b2'/bc2') against w
     e1 = fx.u  # the rounding of sqrt(b2) (its excess below), of sqrt(bc2') in S and into fx:
-    e2 = (1 + s.u) * (1 + into_rel(float(np.sqrt(bc2)), fx)) - 1
+    e2 = float(rel_product([s.u, into_rel(float(np.sqrt(bc2)), fx)]))
     if e2 < 1:
         grow = (1 + e1) / (1 - e2)
         e_split = esw * grow + w * (grow - 1) + under(np.sqrt(b2), fx) / np.sqrt(bc2)
