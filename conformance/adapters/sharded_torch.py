@@ -409,7 +409,9 @@ class ShardedOptimizerPort:
         if state is not None and (why := self._refusal(layout, shapes, state.vmax is not None)):
             raise NotImplementedError(f"cannot continue from a given state: {why}")
         self._opt = self._build(self._params)
-        n = 0 if self._contract is None else len(self._contract.groups)
+        # only under a schedule: a port's group need not hold an "lr" otherwise
+        sched = self._contract is not None and self._contract.lr_factors is not None
+        n = len(self._contract.groups) if sched else 0
         self._base_lr = [float(g["lr"]) for g in self._opt.param_groups[:n]]
         self._t = 0 if state is None else int(state.step)
         if state is None:
