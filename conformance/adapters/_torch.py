@@ -91,6 +91,31 @@ def _limit_threads() -> None:
 MakeOptimizer = Callable[[list[dict[str, Any]]], Any]
 
 
+def probe_groups(
+    make: MakeOptimizer,
+    zeros: Callable[[], Any],
+    ones: Callable[[Any], Any],
+    options: Sequence[dict[str, Any]],
+    moved: Callable[[Any], bool],
+) -> str | None:
+    """Why an optimizer does not take these param groups' options (None: it does): one step
+    over a parameter per group (``zeros()``, gradient ``ones(p)``), each group with its options,
+    must run and move some parameter (``moved``; sharded: judged on the full tensor, so every
+    rank answers the same). Only a refusal or no effect at all is a skip; a step that moves
+    them wrongly (one group only, a wrong lr) is judged by the scenario, and fails."""
+    ps = [zeros() for _ in options]
+    try:
+        opt = make([{"params": [p], **kw} for p, kw in zip(ps, options, strict=True)])
+        for p in ps:
+            p.grad = ones(p)
+        opt.step()
+    except Exception as exc:  # the optimizer refuses it: the reason is its message
+        return f"{type(exc).__name__}: {exc}".strip()
+    if not any(moved(p) for p in ps):
+        return "a probe step left every parameter unchanged"
+    return None
+
+
 class TorchOptimizerPort:
     """A torch optimizer behind the harness's Port interface."""
 
@@ -188,28 +213,19 @@ class TorchOptimizerPort:
 
     def _probe(self, contract: Any) -> str | None:
         """Why the optimizer does not take the contract's groups or tensor lr (None: it does):
-        one step over a 3-element parameter per group, each group with its options, must run
-        and move some parameter. Only a refusal or no effect at all is a skip; a step that
-        moves them wrongly (one group only, a wrong lr) is judged by the scenario, and fails."""
+        :func:`probe_groups` over a 3-element parameter per group, each with its options."""
         torch = self._torch
         assert self._group_kwargs is not None
         layer = self._group_layer if _multi_array_layers(contract) else None
-        ps = [torch.zeros(3, dtype=self._tdt, device=self.device).requires_grad_(True)
-              for _ in contract.groups]  # fmt: skip
-        groups = [
-            {"params": [p], **self._group_kwargs(cfg), **(layer or {}), **self._tensor_lr(cfg)}
-            for p, (_arrays, cfg) in zip(ps, contract.groups, strict=True)
-        ]
-        try:
-            opt = self._make(groups)
-            for p in ps:
-                p.grad = torch.ones_like(p)
-            opt.step()
-        except Exception as exc:  # the optimizer refuses it: the reason is its message
-            return f"{type(exc).__name__}: {exc}".strip()
-        if not any(bool((p != 0).any()) for p in ps):
-            return "a probe step left every parameter unchanged"
-        return None
+        options = [{**self._group_kwargs(cfg), **(layer or {}), **self._tensor_lr(cfg)}
+                   for _arrays, cfg in contract.groups]  # fmt: skip
+
+        def zeros() -> Any:
+            return torch.zeros(3, dtype=self._tdt, device=self.device).requires_grad_(True)
+
+        return probe_groups(
+            self._make, zeros, torch.ones_like, options, lambda p: bool((p != 0).any())
+        )
 
     def _schedule(self, step: int | None) -> None:
         """The contract's lr: a real ``LambdaLR`` from step 0 (free-running), or ``group["lr"]``

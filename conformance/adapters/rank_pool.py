@@ -17,8 +17,10 @@ in the pool: each rank hosts a :class:`~conformance.adapters.sharded_torch.Shard
 and the full arrays are assembled here from the ranks' local ones
 (:func:`conformance.distributed.assemble.merge`), so ``check_port`` drives a sharded optimizer
 like any port: re-synced and free-running comparisons, stage diagnosis, verdict. Its
-``configure`` hands every rank a contract with several param groups, each group's constructor
-options built here (``group_kwargs``: the target's calling convention; ours by default).
+``configure`` hands every rank a contract (param groups, lr schedule, tensor lr, absent
+gradients, SET-Adam layers of several arrays), each group's constructor options built here
+(``group_kwargs``: the target's calling convention, ``group_layer``: its layer option; ours by
+default).
 :func:`shared` keeps one pool per world size for a process (``check --nprocs`` in its worker,
 the test session).
 """
@@ -74,6 +76,16 @@ def load(target: str) -> Any:
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+#: our SETAdam's option making a param group one SET-Adam layer
+OUR_LAYER: dict[str, Any] = {"layer": "group"}
+
+
+def _multi_array_layers(contract: Any) -> bool:
+    """A SET-Adam contract whose layers group several arrays (Adam ignores layering)."""
+    setadam = isinstance(contract.groups[0][1], SETAdamConfig)
+    return setadam and contract.layers is not None and any(len(x) > 1 for x in contract.layers)
 
 
 def setadam_kwargs(cfg: Config) -> dict[str, Any]:
@@ -355,6 +367,7 @@ class PooledPort:
         name: str | None = None,
         options: dict[str, Any] | None = None,
         group_kwargs: Callable[[Config], dict[str, Any]] | None = None,
+        group_layer: dict[str, Any] | None = None,
     ) -> None:
         self.name = name or f"{target}@{pool.nprocs}ranks"
         self.dtype = dtype
@@ -367,16 +380,22 @@ class PooledPort:
         # (``exact``: the third-party convention, known only where it was read)
         exact = bool((options or {}).get("exact"))
         self._group_kwargs = group_kwargs or (None if exact else setadam_kwargs)
+        # the option making a param group one SET-Adam layer: ours, or the caller's (None: none)
+        self._group_layer = group_layer if group_layer is not None or exact else OUR_LAYER
         pool.call("make", target, dict(options or {}), cfg, dtype, pool.device)
 
     def configure(self, contract: Any) -> None:
-        """A contract's param groups for every rank (``ShardedOptimizerPort.configure``), each
-        group's options built here in the port's calling convention."""
-        if len(contract.groups) > 1 and self._group_kwargs is None:
+        """A contract for every rank (``ShardedOptimizerPort.configure``), each group's options
+        built here in the port's calling convention (where the contract has several groups, a
+        tensor lr or SET-Adam layers of several arrays; else the constructor's options), with
+        ``group_layer``, the option making a group one SET-Adam layer (ours by default)."""
+        layered = _multi_array_layers(contract)
+        own = len(contract.groups) > 1 or contract.tensor_lr or layered
+        if own and self._group_kwargs is None:
             raise NotImplementedError("the adapter has no param-group options for a config")
         kw = self._group_kwargs or setadam_kwargs
-        options = [kw(cfg) if len(contract.groups) > 1 else {} for _a, cfg in contract.groups]
-        self._pool.call("configure", contract, options)
+        options = [kw(cfg) if own else {} for _a, cfg in contract.groups]
+        self._pool.call("configure", contract, options, self._group_layer if layered else None)
 
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         self._out = None

@@ -1,4 +1,4 @@
-"""One rank's side of a sharded torch port: a torch.optim-style optimizer on DTensor parameters.
+r"""One rank's side of a sharded torch port: a torch.optim-style optimizer on DTensor parameters.
 
 :class:`ShardedOptimizerPort` runs in each of the N processes of a ``torch.distributed`` process
 group. Every rank receives the scenario's full float64 arrays and builds the same DTensors
@@ -29,9 +29,15 @@ arrays into its buffer back to back.
 Parameters are dealt round-robin into ``groups`` param groups (default 2) plus the sentinel's,
 so every check also exercises several groups. A contract scenario with several param groups
 (``configure``: the contract's groups, each with its own options, arrays that never get a
-gradient stepped with ``p.grad = None``) replaces that deal with the contract's groups; an lr
-schedule, a tensor lr, gradients on some steps only and SET-Adam layers of several arrays are
-refused with the reason. torch is imported lazily.
+gradient stepped with ``p.grad = None``) replaces that deal with the contract's groups. The rest
+of the contract is driven as the unsharded adapter (``_torch``) drives it: an lr schedule sets
+each contract group's ``lr`` to $\mathrm{lr}_k f_t$ before step $t$ (``LambdaLR``'s product; a
+re-synced step from step $s$ starts at $f_{s+1}$), a tensor lr is a 0-d float64 tensor in each
+group's options (a schedule ``fill_`` s it, as ``LRScheduler`` does), an array without gradient
+at a step gets ``p.grad = None`` on every rank alike (the harness hands every rank the same
+step), and SET-Adam layers of several arrays are one param group each with the port's layer
+option (``layer``; ours: ``{"layer": "group"}``). A layer that is not a whole param group, or
+no layer option, is refused with the reason. torch is imported lazily.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import numpy as np
 
 from ..interface import PortState
 from . import _torch_state as TS
-from ._torch import MakeOptimizer, torch_dtype
+from ._torch import MakeOptimizer, _multi_array_layers, probe_groups, torch_dtype
 from .state_discovery import LayoutCache, Leaf, StateLayout, View, gather, scatter, step_of
 from .state_groups import groups_with_state
 from .state_layout import path_text
@@ -150,6 +156,9 @@ class ShardedOptimizerPort:
         # a contract's param groups (``configure``): per group its arrays and constructor options
         self._contract: Any = None
         self._options: list[dict[str, Any]] = []
+        # the contract's lr schedule: per contract group its base lr, and the next step's index
+        self._base_lr: list[float] = []
+        self._t = 0
 
     # -- DTensors
     def _dtensor(self, a: np.ndarray, dtype: Any = None) -> Any:
@@ -169,9 +178,20 @@ class ShardedOptimizerPort:
     def _run_groups(self, params: list[Any]) -> list[dict[str, Any]]:
         """The run's param groups over ``params``, a contract group with its own options."""
         arrays = self._arrays(len(params))
-        options = self._options if self._contract is not None else [{} for _ in arrays]
+        options = self._group_options() if self._contract is not None else [{} for _ in arrays]
         return [
             {"params": [params[i] for i in a], **kw} for a, kw in zip(arrays, options, strict=True)
+        ]
+
+    def _group_options(self) -> list[dict[str, Any]]:
+        """Each contract group's constructor options, its lr a 0-d float64 tensor (the same
+        value) where the contract asks for a tensor lr: made here, in the rank, per optimizer."""
+        if self._contract is None or not self._contract.tensor_lr:
+            return [dict(o) for o in self._options]
+        torch = self._torch
+        return [
+            {**o, "lr": torch.tensor(float(o["lr"]), dtype=torch.float64, device=self.device)}
+            for o in self._options
         ]
 
     def _build(self, params: list[Any]) -> Any:
@@ -328,45 +348,56 @@ class ShardedOptimizerPort:
         TS.write_number(found, path, value)
 
     # -- the rank's half of the Port interface
-    def configure(self, contract: Any, options: Sequence[Mapping[str, Any]]) -> None:
-        """Take a contract's param groups, ``options[k]`` the constructor options of group
-        ``k`` (built where the calling convention is known: ``rank_pool.PooledPort``), and its
-        arrays that never get a gradient. What this adapter does not drive is refused."""
+    def configure(
+        self,
+        contract: Any,
+        options: Sequence[Mapping[str, Any]],
+        layer: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Take a contract: ``options[k]`` the constructor options of group ``k`` (built where
+        the calling convention is known: ``rank_pool.PooledPort``; with ``layer``, the option
+        making a group one SET-Adam layer, where the contract's layers hold several arrays),
+        its lr schedule, tensor lr and arrays without gradient. What this adapter does not
+        drive is refused with the reason."""
         self._contract, self._options, self._by_group = None, [], {}
-        if contract.lr_factors is not None or contract.tensor_lr:
-            raise NotImplementedError("the sharded adapter sets no lr schedule and no tensor lr")
-        if contract.partial:
-            raise NotImplementedError(
-                "the sharded adapter drives a gradient at every step or at none (frozen arrays)"
-            )
-        if contract.layers is not None and any(len(x) > 1 for x in contract.layers):
-            raise NotImplementedError("the sharded adapter takes one SET-Adam layer per tensor")
         if len(options) != len(contract.groups):
             raise NotImplementedError("no constructor options for every param group")
-        self._contract, self._options = contract, [dict(o) for o in options]
-        if len(contract.groups) > 1 and (why := self._probe()):
+        if contract.tensor_lr and any("lr" not in o for o in options):
+            raise NotImplementedError("no lr option in every param group for a tensor lr")
+        if _multi_array_layers(contract):
+            if layer is None:
+                raise NotImplementedError("the port takes one SET-Adam layer per tensor")
+            if sorted(contract.layers) != sorted(a for a, _ in contract.groups):
+                raise NotImplementedError("a layer of several tensors is one param group here")
+        extra = dict(layer or {})
+        self._contract, self._options = contract, [{**o, **extra} for o in options]
+        if (len(contract.groups) > 1 or contract.tensor_lr) and (why := probe_groups(
+            self._make, self._zeros, self._ones, self._group_options(), _moved_full
+        )):  # fmt: skip
             self._contract, self._options = None, []
-            raise NotImplementedError(f"the optimizer does not take these param groups ({why})")
+            what = "a 0-d tensor lr" if contract.tensor_lr else "these param groups"
+            raise NotImplementedError(f"the optimizer does not take {what} ({why})")
 
-    def _probe(self) -> str | None:
-        """Why the optimizer does not take the contract's groups (None: it does): one step over
-        a 3-row DTensor per group, each group with its options, must run and move some
-        parameter. Only a refusal or no effect at all is a skip; a step moving them wrongly is
-        judged by the scenario, and fails."""
-        ps = [self._dtensor(np.zeros(3)).requires_grad_(True) for _ in self._options]
-        try:
-            opt = self._make(
-                [{"params": [p], **kw} for p, kw in zip(ps, self._options, strict=True)]
-            )
-            for p in ps:
-                p.grad = self._dtensor(np.ones(3))
-            opt.step()
-        except Exception as exc:  # the optimizer refuses it: the reason is its message
-            return f"{type(exc).__name__}: {exc}".strip()
-        # every rank probes alike: the full tensor, so every rank answers the same
-        if not any(bool((p.full_tensor() != 0).any()) for p in ps):
-            return "a probe step left every parameter unchanged"
-        return None
+    def _zeros(self) -> Any:
+        return self._dtensor(np.zeros(3)).requires_grad_(True)
+
+    def _ones(self, p: Any) -> Any:
+        return self._dtensor(np.ones(3))
+
+    def _schedule_next(self) -> None:
+        r"""Before a step: each contract group's lr at this step, $\mathrm{lr}_k f_t$ (the
+        sentinel's group, after them, keeps its own). Every rank sets the same value."""
+        f = None if self._contract is None else self._contract.lr_factors
+        if f is None:
+            return
+        factor = f[min(self._t, len(f) - 1)]
+        for g, base in zip(self._opt.param_groups, self._base_lr, strict=False):
+            lr = base * factor
+            if hasattr(g["lr"], "fill_"):
+                g["lr"].fill_(lr)  # a tensor lr stays the same tensor (LRScheduler's way)
+            else:
+                g["lr"] = lr
+        self._t += 1
 
     def reset(self, params: Sequence[np.ndarray], state: Any = None) -> None:
         self._params = [self._dtensor(p).requires_grad_(True) for p in params]
@@ -378,6 +409,11 @@ class ShardedOptimizerPort:
         if state is not None and (why := self._refusal(layout, shapes, state.vmax is not None)):
             raise NotImplementedError(f"cannot continue from a given state: {why}")
         self._opt = self._build(self._params)
+        # only under a schedule: a port's group need not hold an "lr" otherwise
+        sched = self._contract is not None and self._contract.lr_factors is not None
+        n = len(self._contract.groups) if sched else 0
+        self._base_lr = [float(g["lr"]) for g in self._opt.param_groups[:n]]
+        self._t = 0 if state is None else int(state.step)
         if state is None:
             return
         # the state appears at a first step, overwritten below; a gradient of ones, not zeros:
@@ -415,6 +451,7 @@ class ShardedOptimizerPort:
             # None: no gradient at this step (a contract's frozen array)
             p.grad = None if g is None else self._dtensor(np.reshape(g, p.shape))
             copies.append(None if g is None else p.grad.to_local().detach().clone())
+        self._schedule_next()
         self._collectives = count_collectives(torch, self._opt.step)
         self._effects = []
         for i, (p, c) in enumerate(zip(self._params, copies, strict=True)):
@@ -494,6 +531,11 @@ class ShardedOptimizerPort:
     def collectives(self) -> int:
         """Collectives the last ``step()`` issued on this rank."""
         return self._collectives
+
+
+def _moved_full(p: Any) -> bool:
+    """A probe parameter moved: its full tensor, so every rank answers the same."""
+    return bool((p.full_tensor() != 0).any())
 
 
 def _deal(n: int, groups: int) -> list[list[int]]:

@@ -162,3 +162,24 @@ def test_group_0_options_everywhere_is_rejected_by_the_group_contract() -> None:
     assert "group0_hyperparameters" in r.message, r.message
     near = _check("ShardFlatAdam", ["groups"])
     assert near.verdict == "pass", near.message
+
+
+def test_schedules_pass_and_a_count_per_group_fails_sparse() -> None:
+    """The remaining contract scenarios on ``ShardFlatAdam``: it reads ``group["lr"]`` at every
+    step, so both schedules (a float lr, a 0-d tensor lr) pass; its one count per param group
+    (``group["n_steps"]``) advances for array 1 at the steps it has no gradient, which the
+    contract forbids, so ``sparse`` fails free-running at step 3 with that cause. Re-synced,
+    ``sparse`` is not judged, with the reason: the group's buffer holds a slot for the frozen
+    array 3 between its arrays with state, which no per-group view of those arrays matches."""
+    r = check_port(_pooled("ShardFlatAdam", "float64"), "adam", None,
+                   ["schedules", "schedules_tensor_lr", "sparse"], quick=True)  # fmt: skip
+    by = {s.scenario: s for s in r.scenarios}
+    for name in ("schedules", "schedules_tensor_lr"):
+        assert by[name].status == "pass" and not by[name].reason, (name, by[name].reason)
+        assert all(by[name].resync[k].judged for k in ("params", "m", "v")), name
+    assert by["sparse"].status == "fail", by["sparse"].reason
+    assert "not judged re-synced" in by["sparse"].reason, by["sparse"].reason
+    free = [f for f in r.failures if f.scenario == "sparse" and f.mode == "free"]
+    assert free and min(f.step or 0 for f in free) == 3 and free[0].array == 1, r.failures
+    assert {f.scenario for f in r.failures} == {"sparse"}, r.failures
+    assert r.likely_causes and r.likely_causes[0][0] == "count_advanced_without_gradient"

@@ -4,7 +4,9 @@
 the first stage (in the harness's computation order) at which a check that re-syncs the port
 and reads its stages must see it differ, and the kind of failure. The ports are torch.optim
 optimizers for DTensor parameters (:mod:`.base`, :mod:`.ports`), written from the mathematics;
-nothing here is imported by ``conformance`` itself.
+nothing here is imported by ``conformance`` itself. :mod:`.lr_sparse` holds ZeRO-style Adams
+wrong around the contract (an lr read once, a count advanced without gradient), checked by
+``test_sharded_contract_planted.py``.
 """
 
 from __future__ import annotations
