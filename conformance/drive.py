@@ -48,6 +48,7 @@ from .scenario_notes import COMPILED as _COMPILED
 from .scenario_notes import CONTRACT as _CONTRACT_NOTE
 from .scenario_notes import RESUMED as _RESUMED
 from .scenario_notes import UNJUDGED_STATE as _UNJUDGED_STATE
+from .scenario_notes import UNREAD_STATE
 from .scenarios import Scenario
 from .session import (
     PortDied,
@@ -443,6 +444,8 @@ class ScenarioDriver:
             self.systematic.observe(sc.name, rr, rs, self.r.dtype, sdt, flat.cat(p64), upd)
             if out.state is not None and not self.judge_state and _UNJUDGED_STATE not in sr.notes:
                 sr.notes.append(_UNJUDGED_STATE)
+            if out.state is None and UNREAD_STATE not in sr.notes:
+                sr.notes.append(UNREAD_STATE)  # never "m, v compared" unsaid
             bad_any = False
             for q, meas in measures.items():
                 judged = q not in STATE_QUANTITIES or self.judge_state

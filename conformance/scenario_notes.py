@@ -8,6 +8,10 @@ state whose convention is not assumed.
 from __future__ import annotations
 
 UNJUDGED_STATE = "m and v reported, not judged (the target's state convention is not assumed)"
+UNREAD_STATE = (
+    "m and v not compared re-synced: the port took the given state but did not report its own "
+    "after the step (state() gave none); its parameters were compared"
+)
 COMPILED = (
     "free run through the port's compiled step (torch.compile(opt.step)); no re-synced steps "
     "(each builds a fresh optimizer: a compilation apiece)"

@@ -334,6 +334,7 @@ class ShardedOptimizerPort:
             done.add((v.path, v.sub))
             mine = [
                 _local_numpy(self._dtensor(np.reshape(values[j], self._params[j].shape))).ravel()
+                if j >= 0 else np.zeros(-j)  # -j values of no array: zero, as never stepped
                 for j in v.within
             ]
             TS.write(found, View(v.path, None, v.sub), np.concatenate(mine))
@@ -504,8 +505,12 @@ class ShardedOptimizerPort:
                 size = (x[v.sub] if v.sub is not None else x).size
                 # a group's flat buffer (``within``): this rank's, or the group's full arrays'
                 idx = v.within if v.within is not None else (v.array,)
-                mine = size == sum(math.prod(local[j]) for j in idx)
-                out[v.array] = local[v.array] if mine else full[v.array]
+                # a within's j < 0: -j values of no array; a frozen array's slot has no view of
+                # its own but its piece's size too (else the buffer reads as a mismatch)
+                mine = size == sum(math.prod(local[j]) if j >= 0 else -j for j in idx)
+                for j in idx:
+                    if j >= 0:
+                        out[j] = local[j] if mine else full[j]
         return out
 
     def stages(self) -> dict[str, tuple[np.ndarray, ...]] | None:

@@ -33,6 +33,27 @@ class MomentsInItsOwnUnits(P.NumpySETAdam):
         return PortState(st.step, st.m, tuple(1e6 * a for a in st.v))
 
 
+class TakesStateKeepsItToItself(P.NumpySETAdam):
+    """Takes a given state in reset() (so it is re-synced) but never reports its own: its m and
+    v cannot be compared, and the report must say so rather than imply they were."""
+
+    def state(self) -> PortState | None:
+        return None
+
+
+def test_state_taken_but_not_reported_is_said_not_compared() -> None:
+    from conformance.scenario_notes import UNREAD_STATE
+
+    r = check_port(lambda cfg: TakesStateKeepsItToItself(cfg), "setadam", scenarios=["normal"],
+                   quick=True)  # fmt: skip
+    (s,) = r.scenarios
+    assert s.status == "pass", s.reason
+    assert set(s.resync) == {"params"} or "m" not in s.resync, s.resync
+    assert UNREAD_STATE in s.notes, s.notes
+    r2 = check_port(lambda cfg: P.NumpySETAdam(cfg), "setadam", scenarios=["normal"], quick=True)
+    assert UNREAD_STATE not in r2.scenarios[0].notes  # a port that reports its state: no note
+
+
 def _last(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
     out = capsys.readouterr().out
     return out, out.strip().splitlines()[-1]
