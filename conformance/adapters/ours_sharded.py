@@ -41,6 +41,9 @@ JAX_SCENARIOS: tuple[str, ...] = ("shard_even", "shard_uneven", "shard_zero_size
 #: own per-call deadline, 45 s, still ends a hung step first)
 POOLED_TIMEOUT_S = 300.0
 ALL_SHARDING = tuple(s.name for s in SHARDING)
+#: contract scenarios the torch ranks also take in the default run (about 1 s each on a started
+#: pool): param groups, an lr schedule, gradients on some steps only
+TORCH_CONTRACT: tuple[str, ...] = ("groups", "schedules", "sparse")
 
 
 def torch_name(ranks: int, foreach: bool) -> str:
@@ -84,7 +87,7 @@ def _mesh(dtype: str) -> Callable[[Config], Any]:
 def torch_specs(dtypes: Sequence[str], quick: bool) -> list[PortSpec]:
     """The pooled torch ports (no locator: they run in the harness process)."""
     plan = (QUICK_TORCH,) if quick else TORCH
-    scenarios = QUICK_SCENARIOS if quick else ALL_SHARDING
+    scenarios = QUICK_SCENARIOS if quick else ALL_SHARDING + TORCH_CONTRACT
     return [
         PortSpec(
             torch_name(n, fe),

@@ -30,7 +30,7 @@ def test_the_default_run_has_2_and_4_ranks_and_the_mesh() -> None:
     two = got[("ours.torch.SETAdam[sharded-foreach]@2ranks", "float64")]
     four = got[("ours.torch.SETAdam[sharded-single]@4ranks", "float32")]
     for s in (two, four):
-        assert s.scenarios == tuple(x.name for x in SHARDING)
+        assert s.scenarios == tuple(x.name for x in SHARDING) + ours_sharded.TORCH_CONTRACT
         assert s.locator is None
     assert ours_sharded.rank_counts([two, four]) == [2, 4]
     if ("ours.jax.setadam@4dev", "float32") in got:
