@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from setadam_ref import Config
+from setadam_ref import Config, SETAdamConfig
 
 
 class _ContractFields(Protocol):
@@ -73,6 +73,11 @@ class Contract:
         if self.lr_factors is None:
             return cfg
         return dataclasses.replace(cfg, lr=cfg.lr * self.lr_factors[t - 1])
+
+    def multi_array_layers(self) -> bool:
+        """Whether SET-Adam layers group several arrays (Adam ignores layering)."""
+        setadam = isinstance(self.groups[0][1], SETAdamConfig)
+        return setadam and self.layers is not None and any(len(x) > 1 for x in self.layers)
 
     def needs(self) -> str:
         """What the contract asks for, in words (for skip reasons)."""

@@ -440,8 +440,8 @@ class ScenarioDriver:
             if out.stages is not None:
                 self._stages(out.stages, rs, rr, measures, t)
             sdt = self._state_dtype if self._state_dtype in DTYPES else self.r.dtype
-            upd = out.stages if rr.contract is None else None  # its bias model: one config
-            self.systematic.observe(sc.name, rr, rs, self.r.dtype, sdt, flat.cat(p64), upd)
+            # a contract step's floor is per group (rs.floor), so its update is tested too
+            self.systematic.observe(sc.name, rr, rs, self.r.dtype, sdt, flat.cat(p64), out.stages)
             if out.state is not None and not self.judge_state and _UNJUDGED_STATE not in sr.notes:
                 sr.notes.append(_UNJUDGED_STATE)
             if out.state is None and UNREAD_STATE not in sr.notes:

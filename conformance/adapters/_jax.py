@@ -144,10 +144,8 @@ class OptaxPort:
             raise NotImplementedError(
                 "a 0-d tensor lr is torch's group['lr']; optax takes the lr as a schedule here"
             )
-        cfg0 = contract.groups[0][1]
-        if contract.layers is not None and any(len(x) > 1 for x in contract.layers):
-            if hasattr(cfg0, "tau"):  # SET-Adam: Adam ignores layering
-                raise NotImplementedError("the port takes one SET-Adam layer per leaf")
+        if contract.multi_array_layers():
+            raise NotImplementedError("the port takes one SET-Adam layer per leaf")
         if contract.partial:
             raise NotImplementedError(
                 "optax has no absent gradient (a zero gradient decays m, v and advances the "

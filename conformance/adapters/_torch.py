@@ -61,14 +61,6 @@ def _same(torch: Any, a: Any, b: Any) -> bool:
     return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
 
 
-def _multi_array_layers(contract: Any) -> bool:
-    """A SET-Adam contract whose layers group several arrays (Adam ignores layering)."""
-    from setadam_ref import SETAdamConfig
-
-    setadam = isinstance(contract.groups[0][1], SETAdamConfig)
-    return setadam and contract.layers is not None and any(len(x) > 1 for x in contract.layers)
-
-
 def to_numpy(t: Any) -> np.ndarray:
     return np.asarray(t.detach().to("cpu", copy=True).double().numpy(), dtype=np.float64)
 
@@ -184,7 +176,7 @@ class TorchOptimizerPort:
     def _groups(self, params: list[Any]) -> list[dict[str, Any]]:
         """One param group, or the contract's groups with their options."""
         c = self._contract
-        layer = self._group_layer if c is not None and _multi_array_layers(c) else None
+        layer = self._group_layer if c is not None and c.multi_array_layers() else None
         plain = len(c.groups) == 1 and layer is None and not c.tensor_lr if c else True
         if c is None or self._group_kwargs is None or plain:
             return [{"params": params}]
@@ -216,7 +208,7 @@ class TorchOptimizerPort:
         :func:`probe_groups` over a 3-element parameter per group, each with its options."""
         torch = self._torch
         assert self._group_kwargs is not None
-        layer = self._group_layer if _multi_array_layers(contract) else None
+        layer = self._group_layer if contract.multi_array_layers() else None
         options = [{**self._group_kwargs(cfg), **(layer or {}), **self._tensor_lr(cfg)}
                    for _arrays, cfg in contract.groups]  # fmt: skip
 
@@ -379,7 +371,7 @@ class TorchOptimizerPort:
         self._grouped = False
         if (len(contract.groups) > 1 or contract.tensor_lr) and self._group_kwargs is None:
             raise NotImplementedError("the adapter has no param-group options for a config")
-        if _multi_array_layers(contract):
+        if contract.multi_array_layers():
             if self._group_layer is None:
                 raise NotImplementedError("the port takes one SET-Adam layer per tensor")
             if sorted(contract.layers) != sorted(a for a, _ in contract.groups):

@@ -82,12 +82,6 @@ def load(target: str) -> Any:
 OUR_LAYER: dict[str, Any] = {"layer": "group"}
 
 
-def _multi_array_layers(contract: Any) -> bool:
-    """A SET-Adam contract whose layers group several arrays (Adam ignores layering)."""
-    setadam = isinstance(contract.groups[0][1], SETAdamConfig)
-    return setadam and contract.layers is not None and any(len(x) > 1 for x in contract.layers)
-
-
 def setadam_kwargs(cfg: Config) -> dict[str, Any]:
     """The torch.optim-style keyword arguments of a SET-Adam config (our calling convention)."""
     assert isinstance(cfg, SETAdamConfig)
@@ -389,7 +383,7 @@ class PooledPort:
         built here in the port's calling convention (where the contract has several groups, a
         tensor lr or SET-Adam layers of several arrays; else the constructor's options), with
         ``group_layer``, the option making a group one SET-Adam layer (ours by default)."""
-        layered = _multi_array_layers(contract)
+        layered = contract.multi_array_layers()
         own = len(contract.groups) > 1 or contract.tensor_lr or layered
         if own and self._group_kwargs is None:
             raise NotImplementedError("the adapter has no param-group options for a config")

@@ -50,7 +50,7 @@ import numpy as np
 
 from ..interface import PortState
 from . import _torch_state as TS
-from ._torch import MakeOptimizer, _multi_array_layers, probe_groups, torch_dtype
+from ._torch import MakeOptimizer, probe_groups, torch_dtype
 from .state_discovery import LayoutCache, Leaf, StateLayout, View, gather, scatter, step_of
 from .state_groups import groups_with_state
 from .state_layout import path_text
@@ -365,7 +365,7 @@ class ShardedOptimizerPort:
             raise NotImplementedError("no constructor options for every param group")
         if contract.tensor_lr and any("lr" not in o for o in options):
             raise NotImplementedError("no lr option in every param group for a tensor lr")
-        if _multi_array_layers(contract):
+        if contract.multi_array_layers():
             if layer is None:
                 raise NotImplementedError("the port takes one SET-Adam layer per tensor")
             if sorted(contract.layers) != sorted(a for a, _ in contract.groups):
